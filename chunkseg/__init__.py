@@ -1,0 +1,44 @@
+"""chunkseg: out-of-core 3D U-Net membrane segmentation for light-sheet time series.
+
+The public API is imported lazily so that ``import chunkseg`` stays light (no
+TensorFlow, no ``distributed``).  Each name below maps to the module that owns it.
+
+Examples
+--------
+>>> import chunkseg
+>>> vol = chunkseg.open_volume("raw.ome.zarr")   # doctest: +SKIP
+>>> vol.data                                     # lazy dask array (t, z, y, x)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+#: public name -> module that defines it
+_LAZY: dict[str, str] = {
+    "open_volume": "chunkseg.io.store",
+    "Volume": "chunkseg.io.store",
+    "create_image": "chunkseg.io.store",
+    "mark_complete": "chunkseg.io.store",
+    "read_attrs": "chunkseg.io.store",
+    "write_volume": "chunkseg.engine.blocks",
+    "get_client": "chunkseg.engine.cluster",
+    "run_convert": "chunkseg.pipeline.convert",
+    "volume_info": "chunkseg.pipeline.info",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'chunkseg' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,1 @@
+"""Dask orchestration: cluster set-up, shard-aligned block writes, overlap wrappers."""

@@ -1,0 +1,1 @@
+"""TIFF readers and the OME-Zarr volume store."""

@@ -1,0 +1,1 @@
+"""Keras 3 3D U-Net, losses/metrics, save/load with metadata, the default model."""

@@ -1,0 +1,1 @@
+"""Pure NumPy/SciPy block functions (no dask, no zarr, no Keras)."""

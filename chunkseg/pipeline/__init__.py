@@ -1,0 +1,1 @@
+"""One module per command: open stores, call engine + ops, write outputs."""
