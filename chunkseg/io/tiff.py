@@ -1,0 +1,271 @@
+"""Lazy, validated TIFF reading (3D stacks, 4D hyperstacks, series of 3D files).
+
+Pages are read inside dask tasks: each task opens the file, reads the pages of one
+``(t, z-slab)`` and closes it, so the graph pickles to distributed workers (an open
+``tifffile`` handle or ``aszarr`` store does not) and memory is bounded by a slab.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dask.array as da
+import numpy as np
+
+from chunkseg.errors import DTypeError, FormatError, InputNotFoundError, ParameterError, ShapeError
+
+__all__ = ["TiffInfo", "natural_key", "open_tiff", "open_tiff_series", "tiff_info"]
+
+_UNIT_TO_UM = {
+    "micron": 1.0, "microns": 1.0, "um": 1.0, "µm": 1.0, "\\u00B5m": 1.0, "micrometer": 1.0,
+    "nm": 1e-3, "nanometer": 1e-3, "mm": 1e3, "millimeter": 1e3,
+}
+
+
+@dataclass(frozen=True)
+class TiffInfo:
+    """What a TIFF holds, read from its header and IFDs only.
+
+    Attributes
+    ----------
+    path : str
+    shape : tuple of int
+        ``(t, z, y, x)`` after channel selection.
+    dtype : numpy.dtype
+    axes : str
+        tifffile's axes of the first series (e.g. ``"TZCYX"``).
+    series_shape : tuple of int
+        Shape of the first series as stored.
+    channel_axis : int or None
+        Position of ``C`` in ``series_shape``.
+    voxel_size : tuple of float or None
+        ``(z, y, x)`` in micrometres, when the metadata gives it.
+    paged : bool
+        True if every 2D plane is its own page (pages can be read selectively).
+    """
+
+    path: str
+    shape: tuple[int, int, int, int]
+    dtype: np.dtype
+    axes: str
+    series_shape: tuple[int, ...]
+    channel_axis: int | None
+    voxel_size: tuple[float, float, float] | None
+    paged: bool
+
+
+def natural_key(path: str | os.PathLike) -> list[Any]:
+    """Sort key ordering ``t2`` before ``t10`` (digits compared as numbers)."""
+    return [int(tok) if tok.isdigit() else tok.lower() for tok in re.split(r"(\d+)", str(path))]
+
+
+def _voxel_size(tif) -> tuple[float, float, float] | None:
+    ome = tif.ome_metadata
+    if ome:
+        def attr(name: str) -> float | None:
+            m = re.search(rf'{name}="([0-9.eE+-]+)"', ome)
+            return float(m.group(1)) if m else None
+
+        unit = re.search(r'PhysicalSizeXUnit="([^"]+)"', ome)
+        scale = _UNIT_TO_UM.get(unit.group(1), 1.0) if unit else 1.0
+        sizes = [attr("PhysicalSizeZ"), attr("PhysicalSizeY"), attr("PhysicalSizeX")]
+        if all(s is not None for s in sizes[1:]):
+            return tuple((s if s is not None else 1.0) * scale for s in sizes)
+    ij = tif.imagej_metadata
+    if ij:
+        page = tif.pages.first
+        unit = str(ij.get("unit", "micron"))
+        scale = _UNIT_TO_UM.get(unit, 1.0)
+        try:
+            xr = page.tags["XResolution"].value
+            yr = page.tags["YResolution"].value
+            x = xr[1] / xr[0] if xr[0] else None
+            y = yr[1] / yr[0] if yr[0] else None
+        except KeyError:
+            x = y = None
+        z = ij.get("spacing")
+        if x and y:
+            return (float(z or 1.0) * scale, y * scale, x * scale)
+    return None
+
+
+def tiff_info(path: str | os.PathLike, *, channel: int | None = None) -> TiffInfo:
+    """Read and validate a TIFF's header.
+
+    Raises
+    ------
+    InputNotFoundError
+        The file does not exist.
+    FormatError
+        Not a TIFF, or truncated (the last page's data lie past the end of the file).
+    ShapeError
+        Not 3D or 4D after channel selection.
+    """
+    import tifffile
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputNotFoundError(f"{path}: no such file")
+    size = path.stat().st_size
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            axes = series.axes
+            sshape = tuple(series.shape)
+            dtype = np.dtype(series.dtype)
+            pages = series.pages
+            n_planes = math.prod(sshape[:-2]) if len(sshape) >= 2 else 1
+            paged = len(pages) == n_planes and all(
+                p is not None for p in (pages[0], pages[-1])
+            )
+            last = pages[-1] if len(pages) else None
+            end = 0
+            if last is not None and hasattr(last, "dataoffsets") and last.dataoffsets:
+                end = max(o + c for o, c in zip(last.dataoffsets, last.databytecounts))
+            voxel_size = _voxel_size(tif)
+    except tifffile.TiffFileError as exc:
+        raise FormatError(f"{path}: expected a TIFF file; tifffile says: {exc}") from exc
+    except (ValueError, IndexError, OSError, KeyError) as exc:
+        raise FormatError(f"{path}: unreadable or corrupt TIFF ({exc})") from exc
+    if end > size:
+        raise FormatError(
+            f"{path}: truncated TIFF: image data should end at byte {end}, "
+            f"the file has {size} bytes"
+        )
+    if dtype.kind not in "uif" or dtype.itemsize > 8:
+        raise DTypeError(f"{path}: expected integer or float voxels; got dtype {dtype}")
+    caxis = axes.find("C") if "C" in axes else None
+    if "S" in axes:
+        raise ShapeError(f"{path}: RGB / multi-sample TIFFs are not supported (axes {axes!r})")
+    shape = list(sshape)
+    if caxis is not None:
+        if channel is None:
+            raise ParameterError(
+                f"{path}: the file has {sshape[caxis]} channels (axes {axes!r}); "
+                "choose one with --channel"
+            )
+        if not 0 <= channel < sshape[caxis]:
+            raise ParameterError(
+                f"{path}: --channel must be in [0, {sshape[caxis] - 1}]; got {channel}"
+            )
+        del shape[caxis]
+    elif channel not in (None, 0):
+        raise ParameterError(f"{path}: --channel {channel} given but the file has no channels")
+    if len(shape) == 3:
+        shape = [1, *shape]
+    if len(shape) != 4:
+        raise ShapeError(
+            f"{path}: expected a 3D (z, y, x) or 4D (t, z, y, x) image; got shape "
+            f"{tuple(sshape)} with axes {axes!r}"
+        )
+    return TiffInfo(str(path), tuple(shape), dtype, axes, sshape, caxis, voxel_size, paged)
+
+
+def _plane_indices(info: TiffInfo, t: int, z0: int, z1: int, channel: int | None) -> list[int]:
+    """Page numbers of planes ``z0:z1`` of time point ``t`` in the first series."""
+    lead = info.series_shape[:-2]
+    n_spatial = len(lead) - (info.channel_axis is not None)
+    idx = []
+    for z in range(z0, z1):
+        pos = [t, z] if n_spatial == 2 else [z]
+        if info.channel_axis is not None:
+            pos.insert(info.channel_axis, channel)
+        idx.append(int(np.ravel_multi_index(pos, lead)))
+    return idx
+
+
+def _read_slab(path: str, info: TiffInfo, t: int, z0: int, z1: int, channel: int | None) -> np.ndarray:
+    """Read planes ``z0:z1`` of time point ``t`` (one dask task)."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            if info.paged:
+                data = tif.asarray(key=_plane_indices(info, t, z0, z1, channel), series=0)
+                data = data.reshape((z1 - z0, *info.shape[2:]))
+            else:
+                full = tif.series[0].asarray()
+                if info.channel_axis is not None:
+                    full = np.take(full, channel, axis=info.channel_axis)
+                full = full.reshape(info.shape)
+                data = full[t, z0:z1]
+    except Exception as exc:  # any decoding failure names the file
+        raise FormatError(f"{path}: failed to read planes {z0}:{z1} of t={t}: {exc}") from exc
+    return np.ascontiguousarray(data[None], dtype=info.dtype)
+
+
+def _lazy(info: TiffInfo, channel: int | None, zslab: int) -> da.Array:
+    t_n, z_n, y_n, x_n = info.shape
+    if not info.paged:
+        zslab = z_n  # must decode the whole series anyway: one task per time point
+    slabs = []
+    for t in range(t_n):
+        row = []
+        for z0 in range(0, z_n, zslab):
+            z1 = min(z0 + zslab, z_n)
+            d = da.from_delayed(
+                _delayed_read(info.path, info, t, z0, z1, channel),
+                shape=(1, z1 - z0, y_n, x_n),
+                dtype=info.dtype,
+            )
+            row.append(d)
+        slabs.append(da.concatenate(row, axis=1))
+    return da.concatenate(slabs, axis=0)
+
+
+def _delayed_read(path, info, t, z0, z1, channel):
+    import dask
+
+    return dask.delayed(_read_slab, pure=True)(path, info, t, z0, z1, channel)
+
+
+def open_tiff(
+    path: str | os.PathLike, *, channel: int | None = None, zslab: int = 64
+) -> tuple[da.Array, tuple[float, float, float] | None]:
+    """Open one 3D or 4D TIFF lazily as ``(t, z, y, x)``.
+
+    Returns
+    -------
+    data : dask.array.Array
+        Chunks of ``(1, zslab, y, x)``.
+    voxel_size : tuple of float or None
+        ``(z, y, x)`` micrometres from ImageJ / OME metadata, if present.
+    """
+    info = tiff_info(path, channel=channel)
+    return _lazy(info, channel, zslab), info.voxel_size
+
+
+def open_tiff_series(
+    paths: list[str | os.PathLike], *, zslab: int = 64
+) -> tuple[da.Array, tuple[float, float, float] | None, list[str]]:
+    """Open a list of 3D TIFFs (sorted naturally) as one time series ``(t, z, y, x)``.
+
+    Raises
+    ------
+    ShapeError, DTypeError
+        The files differ in shape or dtype (the message names the first odd file).
+    """
+    ordered = sorted((str(p) for p in paths), key=natural_key)
+    infos = [tiff_info(p) for p in ordered]
+    first = infos[0]
+    for info in infos[1:]:
+        if info.shape[0] != 1:
+            raise ShapeError(f"{info.path}: time-series files must be 3D; got shape {info.shape[1:]} x t={info.shape[0]}")
+        if info.shape != first.shape:
+            raise ShapeError(
+                f"{info.path}: shape {info.shape[1:]} differs from {first.path} "
+                f"{first.shape[1:]}; every file of a time series must have the same shape"
+            )
+        if info.dtype != first.dtype:
+            raise DTypeError(
+                f"{info.path}: dtype {info.dtype} differs from {first.path} {first.dtype}"
+            )
+    if first.shape[0] != 1 and len(infos) > 1:
+        raise ShapeError(f"{first.path}: time-series files must be 3D; got 4D shape {first.shape}")
+    data = da.concatenate([_lazy(i, None, zslab) for i in infos], axis=0)
+    return data, first.voxel_size, ordered
