@@ -230,16 +230,24 @@ class _CountWrites:
 
 
 def _run_local(client, todo, task, retries, bar, out):
-    remaining, error = list(todo), None
-    for _attempt in range(retries + 1):
-        if not remaining:
-            break
-        try:
-            with _CountWrites(bar).callback:
-                dask.compute(*(task(i) for i in remaining))
-            remaining = []
-        except Exception as exc:  # keep what was written, retry the rest
-            error = repr(exc)
-            finished = done_blocks(out)
-            remaining = [i for i in remaining if i not in finished]
-    return sorted(remaining), error
+    """All blocks in one graph (inputs shared between neighbours); if anything fails,
+    fall back to block-by-block computes so healthy blocks still land and each
+    failing block is tried ``retries`` more times on its own."""
+    try:
+        with _CountWrites(bar).callback:
+            dask.compute(*(task(i) for i in todo))
+        return [], None
+    except Exception as exc:  # isolate the failures below
+        error = repr(exc)
+    failed = []
+    for idx in (i for i in todo if i not in done_blocks(out)):
+        for _attempt in range(retries):
+            try:
+                dask.compute(task(idx))
+                bar.update(1)
+                break
+            except Exception as exc:
+                error = repr(exc)
+        else:
+            failed.append(idx)
+    return sorted(failed), error

@@ -1,0 +1,87 @@
+"""``chunkseg info``: what a volume holds, how it is stored, and whether it is complete."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from chunkseg.errors import InputNotFoundError
+from chunkseg.io.store import TIFF_SUFFIXES, is_zarr, open_array, open_volume, read_attrs
+
+__all__ = ["format_info", "volume_info"]
+
+
+def _disk_bytes(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def volume_info(path: str | os.PathLike) -> dict[str, Any]:
+    """Describe a volume without reading its voxels.
+
+    Returns
+    -------
+    dict
+        ``path``, ``format``, ``shape`` (t z y x), ``dtype``, ``chunks``, ``shards``,
+        ``voxel_size`` (µm, z y x), ``timepoints``, ``bytes_uncompressed``,
+        ``bytes_on_disk``, ``compression_ratio``, ``complete`` and the chunkseg
+        attributes.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputNotFoundError(f"{path}: no such file or directory")
+    vol = open_volume(path, require_complete=False)
+    info: dict[str, Any] = {
+        "path": str(path),
+        "shape": list(vol.shape),
+        "dtype": str(vol.dtype),
+        "voxel_size": list(vol.voxel_size),
+        "timepoints": vol.shape[0],
+    }
+    if is_zarr(path):
+        arr = open_array(path)
+        attrs = read_attrs(path)
+        info.update(
+            format="ome-zarr" if attrs else "zarr",
+            chunks=list(arr.chunks),
+            shards=list(arr.shards) if arr.shards else None,
+            complete=bool(attrs.get("complete", True)) if attrs else True,
+            attributes=attrs,
+        )
+    else:
+        info.update(format="tiff" if path.suffix.lower() in TIFF_SUFFIXES else "file",
+                    chunks=[list(c)[0] for c in vol.data.chunks], shards=None,
+                    complete=True, attributes={})
+    raw = vol.data.size * vol.dtype.itemsize
+    disk = _disk_bytes(path)
+    info.update(
+        bytes_uncompressed=int(raw),
+        bytes_on_disk=int(disk),
+        compression_ratio=round(raw / disk, 3) if disk else None,
+    )
+    return info
+
+
+def format_info(info: dict[str, Any]) -> str:
+    """Human-readable multi-line rendering of :func:`volume_info`."""
+    def mb(n: int) -> str:
+        return f"{n / 1e6:,.1f} MB"
+
+    lines = [
+        f"path         {info['path']}  ({info['format']})",
+        f"shape        t={info['shape'][0]} z={info['shape'][1]} y={info['shape'][2]} x={info['shape'][3]}",
+        f"dtype        {info['dtype']}",
+        f"chunks       {info['chunks']}",
+        f"shards       {info['shards']}",
+        f"voxel size   {info['voxel_size']} µm (z y x)",
+        f"time points  {info['timepoints']}",
+        f"size         {mb(info['bytes_uncompressed'])} raw, {mb(info['bytes_on_disk'])} on disk"
+        + (f", ratio {info['compression_ratio']}" if info["compression_ratio"] else ""),
+        f"complete     {'yes' if info['complete'] else 'NO (interrupted or failed run)'}",
+    ]
+    for key, value in sorted(info.get("attributes", {}).items()):
+        if key not in ("complete",):
+            lines.append(f"  {key}: {value}")
+    return "\n".join(lines)
