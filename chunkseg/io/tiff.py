@@ -123,15 +123,21 @@ def tiff_info(path: str | os.PathLike, *, channel: int | None = None) -> TiffInf
             paged = len(pages) == n_planes and all(
                 p is not None for p in (pages[0], pages[-1])
             )
-            last = pages[-1] if len(pages) else None
+            n_pages = len(tif.pages)
             end = 0
-            if last is not None and hasattr(last, "dataoffsets") and last.dataoffsets:
-                end = max(o + c for o, c in zip(last.dataoffsets, last.databytecounts))
+            for page in pages:
+                if page is not None and getattr(page, "dataoffsets", None):
+                    end = max(end, *(o + c for o, c in zip(page.dataoffsets, page.databytecounts)))
             voxel_size = _voxel_size(tif)
     except tifffile.TiffFileError as exc:
         raise FormatError(f"{path}: expected a TIFF file; tifffile says: {exc}") from exc
     except (ValueError, IndexError, OSError, KeyError) as exc:
         raise FormatError(f"{path}: unreadable or corrupt TIFF ({exc})") from exc
+    if paged is False and n_pages < n_planes and len(pages) < n_planes and n_planes > 1 and axes[0] != "S":
+        raise FormatError(
+            f"{path}: truncated TIFF: the metadata describe {n_planes} planes, "
+            f"the file holds {n_pages} pages"
+        )
     if end > size:
         raise FormatError(
             f"{path}: truncated TIFF: image data should end at byte {end}, "
@@ -140,8 +146,9 @@ def tiff_info(path: str | os.PathLike, *, channel: int | None = None) -> TiffInf
     if dtype.kind not in "uif" or dtype.itemsize > 8:
         raise DTypeError(f"{path}: expected integer or float voxels; got dtype {dtype}")
     caxis = axes.find("C") if "C" in axes else None
-    if "S" in axes:
-        raise ShapeError(f"{path}: RGB / multi-sample TIFFs are not supported (axes {axes!r})")
+    if axes.endswith("S"):
+        raise ShapeError(f"{path}: RGB / interleaved multi-sample TIFFs are not supported "
+                         f"(axes {axes!r}); expected grey-level planes")
     shape = list(sshape)
     if caxis is not None:
         if channel is None:
