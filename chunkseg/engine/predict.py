@@ -1,0 +1,310 @@
+"""Chunked prediction of a (z, y, x) dask array: halo via ``map_overlap``, tiles inside.
+
+How a time point is predicted (:func:`predict_array`):
+
+1. The volume's outer border is mirrored by ``halo`` voxels (:func:`pad_border`, a lazy
+   ``numpy.pad(mode="symmetric")`` that, unlike ``dask.array.pad``, takes any width).
+   The border is thereby treated the same way whatever the block size, and the
+   padded array is re-chunked to ``(halo + B, B, ..., B, rest + halo)`` per axis:
+   every chunk, including a last one smaller than the halo, is at least ``halo`` long,
+   so ``map_overlap`` never has to merge chunks.
+2. ``dask.array.map_overlap(depth=halo, boundary="none")`` hands each block with its
+   halo to :func:`predict_block`, which predicts it tile by tile
+   (:func:`chunkseg.ops.tiling.predict_tiled`, tile origins on the pooling grid in
+   volume coordinates) and returns the whole haloed block; dask trims the halo.
+3. The mirrored border is cropped off: the result has chunks ``(B, ..., B, rest)``,
+   the output's shard grid, so each write task writes whole shards.
+
+With ``halo`` and the tile context at least the model's receptive-field radius the
+result equals one pass over the whole (mirrored) volume up to floating point.
+
+The model is never pickled into tasks: tasks carry a :class:`ModelSpec` (the model's
+path and a thread count) and each worker process loads the model once into
+:data:`_MODELS` (:func:`get_model`), setting TensorFlow's thread pools before
+TensorFlow initialises.  One lock per model serialises network calls inside a worker,
+so a second worker thread reads and prepares the next block (prefetch) while the
+current one runs on the cores (or the GPU).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dask.array as da
+import numpy as np
+
+from chunkseg.errors import ParameterError, ShapeError
+from chunkseg.ops.tiling import as_triple, count_tiles, predict_tiled
+
+__all__ = [
+    "ModelSpec",
+    "block_grid",
+    "clear_model_cache",
+    "configure_tensorflow",
+    "get_model",
+    "pad_border",
+    "predict_array",
+    "predict_block",
+    "tiles_per_volume",
+]
+
+#: model path -> (model, metadata, lock); one entry per worker process
+_MODELS: dict[str, tuple[Any, dict, threading.Lock]] = {}
+_MODELS_LOCK = threading.Lock()
+_TF_CONFIGURED: list[int] = []
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a task needs to find the model in its worker: a path, not the model.
+
+    Attributes
+    ----------
+    path : str
+        The ``.keras`` file (a chunkseg model).
+    threads : int, optional
+        TensorFlow intra-op threads for this worker process (default: its cores).
+    """
+
+    path: str
+    threads: int | None = None
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        model, _meta, lock = get_model(self.path, threads=self.threads)
+        with lock:
+            return np.asarray(model.predict_on_batch(x))
+
+
+def configure_tensorflow(threads: int | None = None) -> None:
+    """Size TensorFlow's thread pools (before it initialises) and enable GPU memory growth.
+
+    Sets ``TF_NUM_INTRAOP_THREADS`` / ``TF_NUM_INTEROP_THREADS`` and, once TensorFlow
+    is imported, ``tf.config.threading``.  A process where TensorFlow already ran keeps
+    its pools (a warning says so).
+    """
+    if _TF_CONFIGURED:
+        return
+    if threads:
+        os.environ["TF_NUM_INTRAOP_THREADS"] = str(int(threads))
+        os.environ["TF_NUM_INTEROP_THREADS"] = "1"
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    try:
+        if threads:
+            tf.config.threading.set_intra_op_parallelism_threads(int(threads))
+            tf.config.threading.set_inter_op_parallelism_threads(1)
+        for gpu in tf.config.list_physical_devices("GPU"):
+            tf.config.experimental.set_memory_growth(gpu, True)
+    except RuntimeError:  # TensorFlow already initialised in this process
+        if threads and tf.config.threading.get_intra_op_parallelism_threads() not in (0, threads):
+            warnings.warn(f"TensorFlow was initialised before chunkseg could set {threads} "
+                          "threads; keeping its thread pools", RuntimeWarning, stacklevel=2)
+    _TF_CONFIGURED.append(int(threads or 0))
+
+
+def get_model(path: str | os.PathLike, *, threads: int | None = None):
+    """The model at ``path``, loaded once per process: ``(model, metadata, lock)``."""
+    key = str(Path(path).resolve())
+    with _MODELS_LOCK:
+        entry = _MODELS.get(key)
+        if entry is None:
+            configure_tensorflow(threads)
+            from chunkseg.model import load_model
+
+            model, meta = load_model(key)
+            entry = _MODELS[key] = (model, dict(meta or {}), threading.Lock())
+        return entry
+
+
+def clear_model_cache() -> None:
+    """Forget the models loaded in this process."""
+    with _MODELS_LOCK:
+        _MODELS.clear()
+
+
+def block_grid(length: int, block: int, halo: int) -> tuple[int, ...]:
+    """Chunks of one mirrored axis: ``(halo + B, B, ..., B, rest + halo)``."""
+    sizes = [min(block, length - s) for s in range(0, length, block)]
+    if len(sizes) == 1:
+        return (sizes[0] + 2 * halo,)
+    return (sizes[0] + halo, *sizes[1:-1], sizes[-1] + halo)
+
+
+def _mirror_index(n: int, before: int, after: int) -> np.ndarray:
+    return np.pad(np.arange(n), (before, after), mode="symmetric")
+
+
+def _runs(index: np.ndarray) -> list[tuple[int, int, int]]:
+    """Split an index map into runs of step +1 or -1: ``(first, last, step)``."""
+    runs, start, n = [], 0, len(index)
+    while start < n:
+        end, step = start + 1, 1
+        if end < n and abs(int(index[end]) - int(index[start])) == 1:
+            step = int(index[end]) - int(index[start])
+            while end < n and int(index[end]) - int(index[end - 1]) == step:
+                end += 1
+        runs.append((int(index[start]), int(index[end - 1]), step))
+        start = end
+    return runs
+
+
+def pad_border(x: da.Array, width: Sequence[int]) -> da.Array:
+    """Mirror the border of ``x`` lazily by ``width`` voxels per axis (any width).
+
+    Equals ``numpy.pad(x, width, mode="symmetric")``; built from slices and
+    concatenations, so nothing is read until computed.
+    """
+    for axis, w in enumerate(width):
+        if not w:
+            continue
+        pieces = []
+        for first, last, step in _runs(_mirror_index(x.shape[axis], w, w)):
+            stop = last + step if last + step >= 0 else None
+            sl = [slice(None)] * x.ndim
+            sl[axis] = slice(first, stop, step)
+            pieces.append(x[tuple(sl)])
+        x = da.concatenate(pieces, axis=axis)
+    return x
+
+
+def predict_block(
+    block: np.ndarray,
+    *,
+    predictor: Callable[[np.ndarray], np.ndarray],
+    block_shape: Sequence[int],
+    halo: Sequence[int],
+    tile: Sequence[int],
+    context: Sequence[int],
+    pool: Sequence[int],
+    blend: str,
+    crop_context: bool,
+    batch: int | None,
+    scale: float,
+    block_info: dict | None = None,
+) -> np.ndarray:
+    """Predict one haloed block (the ``map_overlap`` block function).
+
+    The block's position in the volume comes from dask's ``block_info``: block ``k``
+    along an axis starts at volume coordinate ``k * B - halo``.
+    """
+    loc = block_info[0]["chunk-location"] if block_info else (0, 0, 0)
+    origin = [k * b - h for k, b, h in zip(loc, block_shape, halo)]
+    x = block.astype(np.float32, copy=False) * np.float32(scale) if scale != 1 else block
+    out, _ = predict_tiled(
+        np.asarray(x, dtype=np.float32), predictor, tile=tile, context=context, pool=pool,
+        origin=origin, blend=blend, crop_context=crop_context, batch=batch,
+    )
+    return out
+
+
+def _plan(shape, block, halo, tile, pool, receptive):
+    """Validate and resolve block / halo / tile / context (all per axis)."""
+    shape = tuple(int(s) for s in shape)
+    if len(shape) != 3:
+        raise ShapeError(f"expected a 3D (z, y, x) array; got shape {shape}")
+    pool = as_triple(pool, "pool")
+    halo = as_triple(halo, "halo", minimum=0)
+    block = tuple(min(b, s) for b, s in zip(as_triple(block, "block"), shape))
+    too_big = [(h, b, s) for h, b, s in zip(halo, block, shape) if h > b and b < s]
+    if too_big:
+        raise ParameterError(
+            f"halo {halo} is larger than the block {block}: expected halo <= block per axis "
+            "(use a bigger --block or a smaller --halo)"
+        )
+    tile = as_triple(tile, "tile")
+    if any(t % p for t, p in zip(tile, pool)):
+        raise ParameterError(
+            f"tile {tile} must be a multiple of the model's pooling factor {pool} per axis"
+        )
+    if receptive is None:
+        context, crop = halo, True
+    else:
+        receptive = as_triple(receptive, "receptive", minimum=0)
+        crop = all(h >= r for h, r in zip(halo, receptive))
+        context = tuple(min(h, r) for h, r in zip(halo, receptive))
+    return shape, block, halo, tile, pool, context, crop
+
+
+def tiles_per_volume(shape, *, block, halo, tile, pool=1, receptive=None) -> int:
+    """Number of tiles :func:`predict_array` predicts for one (z, y, x) volume."""
+    shape, block, halo, tile, pool, context, _ = _plan(shape, block, halo, tile, pool, receptive)
+    grids = [block_grid(n, b, h) for n, b, h in zip(shape, block, halo)]
+    total = 0
+    for iz, cz in enumerate(grids[0]):
+        for iy, cy in enumerate(grids[1]):
+            for ix, cx in enumerate(grids[2]):
+                idx = (iz, iy, ix)
+                ext = [c + (h if i > 0 else 0) + (h if i < len(g) - 1 else 0)
+                       for c, i, g, h in zip((cz, cy, cx), idx, grids, halo)]
+                origin = [i * b - h for i, b, h in zip(idx, block, halo)]
+                total += count_tiles(ext, tile=tile, context=context, pool=pool, origin=origin)
+    return total
+
+
+def predict_array(
+    x: da.Array,
+    predictor: Callable[[np.ndarray], np.ndarray],
+    *,
+    block: int | Sequence[int],
+    halo: int | Sequence[int],
+    tile: int | Sequence[int],
+    pool: int | Sequence[int] = 1,
+    receptive: int | Sequence[int] | None = None,
+    blend: str = "gaussian",
+    batch: int | None = None,
+    scale: float = 1.0,
+) -> da.Array:
+    """Lazily predict a (z, y, x) volume block by block with a halo.
+
+    Parameters
+    ----------
+    x : dask.array.Array
+        (z, y, x) network input before ``scale`` (e.g. uint8 normalised raw).
+    predictor : callable
+        ``(b, z, y, x, 1) float32 -> same shape``; a :class:`ModelSpec` (model loaded
+        once per worker) or any picklable function.
+    block : int or 3 ints
+        Output block shape (the write grid); clipped to the volume.
+    halo : int or 3 ints
+        Context read around each block; <= block.
+    tile : int or 3 ints
+        Network input shape; a multiple of ``pool``.
+    pool : int or 3 ints
+        The model's total pooling factor.
+    receptive : int or 3 ints, optional
+        Receptive-field radius; tiles crop ``min(halo, receptive)`` voxels of context
+        when ``halo >= receptive`` (exact), else they overlap by ``2 * halo`` and blend.
+        None: treat ``halo`` as sufficient.
+    blend : {"gaussian", "linear", "none"}
+        Weights for overlapping tile outputs.
+    batch : int, optional
+        Tiles per network call (default: :func:`chunkseg.ops.tiling.choose_batch`).
+    scale : float
+        Factor applied to the input (1/255 for uint8).
+
+    Returns
+    -------
+    dask.array.Array
+        float32, shape of ``x``, chunks = the block grid.
+    """
+    if x.ndim != 3:
+        raise ShapeError(f"expected a 3D (z, y, x) array; got shape {x.shape}")
+    shape, block, halo, tile, pool, context, crop = _plan(
+        x.shape, block, halo, tile, pool, receptive)
+    padded = pad_border(x, halo)
+    padded = padded.rechunk(tuple(block_grid(n, b, h) for n, b, h in zip(shape, block, halo)))
+    out = da.map_overlap(
+        predict_block, padded, depth=dict(enumerate(halo)), boundary="none",
+        dtype=np.float32, meta=np.empty((0, 0, 0), np.float32),
+        predictor=predictor, block_shape=block, halo=halo, tile=tile, context=context,
+        pool=pool, blend=blend, crop_context=crop, batch=batch, scale=scale,
+    )
+    return out[tuple(slice(h, h + n) for h, n in zip(halo, shape))]
