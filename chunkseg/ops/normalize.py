@@ -135,16 +135,19 @@ def scale_to_uint8(block: np.ndarray, low: float, high: float) -> np.ndarray:
     block = np.asarray(block)
     if block.dtype.kind not in "uif":
         raise DTypeError(f"scale_to_uint8 needs a real integer or float array; got {block.dtype}")
+    lut = offset = None
     if block.dtype.name in DENSE_DTYPES:
         info = np.iinfo(block.dtype)
         lut = _float64_scale(np.arange(info.min, info.max + 1, dtype=np.int64), low, high)
-        lut = lut.astype(np.uint8)
-        index = block if info.min == 0 else block.astype(np.int32) - info.min
-        return lut[index]
+        lut, offset = lut.astype(np.uint8), -info.min
     out = np.empty(block.shape, dtype=np.uint8)
     flat_in, flat_out = block.reshape(-1), out.reshape(-1)
     for s in range(0, flat_in.size, _SLAB):
-        flat_out[s : s + _SLAB] = _float64_scale(flat_in[s : s + _SLAB], low, high)
+        part = flat_in[s : s + _SLAB]
+        if lut is None:
+            flat_out[s : s + _SLAB] = _float64_scale(part, low, high)
+        else:
+            flat_out[s : s + _SLAB] = lut[part.astype(np.intp) + offset if offset else part]
     return out
 
 
@@ -154,7 +157,7 @@ def scale_to_uint8(block: np.ndarray, low: float, high: float) -> np.ndarray:
 def histogram_uint(block: np.ndarray) -> Histogram:
     """Exact value histogram of an integer block.
 
-    uint8/uint16 (and int8/int16) use one ``np.bincount`` (dense, fast); wider integers
+    uint8/uint16 (and int8/int16) use ``np.bincount`` in slabs (dense, fast); wider integers
     use ``np.unique(..., return_counts=True)``, whose size is the number of distinct
     values in the block.
 
@@ -174,8 +177,11 @@ def histogram_uint(block: np.ndarray) -> Histogram:
     flat = block.reshape(-1)
     if block.dtype.name in DENSE_DTYPES:
         info = np.iinfo(block.dtype)
-        idx = flat if info.min == 0 else flat.astype(np.int32) - info.min
-        counts = np.bincount(idx, minlength=0).astype(np.int64, copy=False)
+        counts = np.zeros(int(info.max) - int(info.min) + 1, dtype=np.int64)
+        for s in range(0, flat.size, _SLAB):  # np.bincount copies its input to intp
+            part = flat[s : s + _SLAB]
+            idx = part if info.min == 0 else part.astype(np.intp) - info.min
+            counts += np.bincount(idx, minlength=counts.size)
         nz = np.flatnonzero(counts)
         return (nz + info.min).astype(block.dtype), counts[nz]
     values, counts = np.unique(flat, return_counts=True)
@@ -199,9 +205,12 @@ def histogram_float(block: np.ndarray, vmin: float, vmax: float, bins: int) -> n
     width = (float(vmax) - float(vmin)) / bins
     if width <= 0:
         return np.bincount(np.zeros(flat.size, np.intp), minlength=bins).astype(np.int64)
-    idx = np.floor((flat.astype(np.float64) - float(vmin)) / width)
-    np.clip(idx, 0, bins - 1, out=idx)
-    return np.bincount(idx.astype(np.intp), minlength=bins).astype(np.int64)
+    counts = np.zeros(bins, dtype=np.int64)
+    for s in range(0, flat.size, _SLAB):
+        idx = np.floor((flat[s : s + _SLAB].astype(np.float64) - float(vmin)) / width)
+        np.clip(idx, 0, bins - 1, out=idx)
+        counts += np.bincount(idx.astype(np.intp), minlength=bins)
+    return counts
 
 
 def merge_histograms(hists: Sequence[Histogram]) -> Histogram:
