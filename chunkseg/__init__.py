@@ -28,6 +28,9 @@ _LAZY: dict[str, str] = {
     "get_client": "chunkseg.engine.cluster",
     "run_convert": "chunkseg.pipeline.convert",
     "volume_info": "chunkseg.pipeline.info",
+    "CropSampler": "chunkseg.augment",
+    "make_dataset": "chunkseg.augment",
+    "run_crops": "chunkseg.pipeline.crops",
 }
 
 __all__ = ["__version__", *_LAZY]
