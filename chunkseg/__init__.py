@@ -31,6 +31,7 @@ _LAZY: dict[str, str] = {
     "CropSampler": "chunkseg.augment",
     "make_dataset": "chunkseg.augment",
     "run_crops": "chunkseg.pipeline.crops",
+    "synth_volume": "chunkseg.synth",
 }
 
 __all__ = ["__version__", *_LAZY]
