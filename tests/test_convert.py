@@ -198,3 +198,14 @@ def test_cli_version_and_help():
     out = subprocess.run([sys.executable, "-m", "chunkseg", "--version"], capture_output=True,
                          text=True, check=True).stdout
     assert out.startswith("chunkseg ")
+
+
+@pytest.mark.slow
+def test_convert_memory_bounded_400mb(tmp_path):
+    """A 400 MB stack converts with a peak RSS well below its size (see benchmarks/)."""
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parents[1] / "benchmarks"))
+    import convert_memory
+
+    row = convert_memory.measure(400, tmp_path)
+    assert row["read_back_equal"]
+    assert row["conversion_rss_MB"] < 0.75 * row["stack_MB"]

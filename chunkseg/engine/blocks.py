@@ -4,7 +4,7 @@ Every write goes through :func:`write_volume`.  It rechunks the dask array to th
 output's shard grid (zarr 3 silently loses voxels when two tasks write different
 chunks of one shard; zarr-python issue 3682), writes each block in its own task, and
 only *after* the block's data are stored drops a done-marker file
-``<store>/.chunkseg/done/<t>.<z>.<y>.<x>``.  With ``resume=True`` blocks that have a
+``<store>/.chunkseg/done/<t>.<z>.<y>.<x>`` (indices of the dask block).  With ``resume=True`` blocks that have a
 marker are not computed again.  A block whose task fails is never marked; after the
 bounded retries the failed blocks are listed in :class:`~chunkseg.errors.BlockFailedError`.
 """
@@ -100,12 +100,21 @@ def _write_block(
 
 
 def _align(darr: da.Array, grid: tuple[int, ...]) -> da.Array:
+    """Rechunk unless every dask chunk border already lies on the write grid.
+
+    Blocks may span several whole shards (e.g. a TIFF slab of full planes): no two
+    tasks then share a shard, which is all that safe parallel writes need.
+    """
+    def aligned(chunks: tuple[int, ...], g: int, n: int) -> bool:
+        edges = np.cumsum(chunks)[:-1]
+        return bool(np.all(edges % g == 0))
+
+    if all(aligned(c, g, n) for c, g, n in zip(darr.chunks, grid, darr.shape)):
+        return darr
     target = tuple(
         tuple(min(g, n - s) for s in range(0, n, g)) for g, n in zip(grid, darr.shape)
     )
-    if darr.chunks != target:
-        darr = darr.rechunk(target)
-    return darr
+    return darr.rechunk(target)
 
 
 def _progress(total: int, desc: str, enabled: bool):

@@ -19,10 +19,11 @@ import dask.array as da
 
 from chunkseg.engine.blocks import write_volume
 from chunkseg.errors import InputError, InputNotFoundError, ParameterError
+from chunkseg.io.tiff import DEFAULT_BLOCK
 from chunkseg.io.store import (
-    DEFAULT_SHARDS,
     TIFF_SUFFIXES,
     create_image,
+    default_chunks,
     is_zarr,
     mark_complete,
     open_volume,
@@ -57,7 +58,8 @@ def expand_inputs(inputs: Sequence[str | os.PathLike]) -> list[str]:
 
 
 def open_inputs(
-    inputs: Sequence[str | os.PathLike], *, channel: int | None = None, zslab: int = 64
+    inputs: Sequence[str | os.PathLike], *, channel: int | None = None,
+    block: tuple[int, int, int] = DEFAULT_BLOCK,
 ) -> tuple[da.Array, tuple[float, float, float] | None, list[str]]:
     """Open the inputs of ``convert`` lazily as one ``(t, z, y, x)`` dask array.
 
@@ -78,14 +80,14 @@ def open_inputs(
             vol = open_volume(path)
             return vol.data, vol.voxel_size, [str(path)]
         if path.suffix.lower() in TIFF_SUFFIXES or path.is_file():
-            data, voxel_size = open_tiff(path, channel=channel, zslab=zslab)
+            data, voxel_size = open_tiff(path, channel=channel, block=block)
             return data, voxel_size, [str(path)]
     for p in paths:
         if is_zarr(p):
             raise InputError(f"{p}: a Zarr store cannot be part of a TIFF time series")
     if channel is not None:
         raise ParameterError("--channel applies to one hyperstack TIFF, not to a series")
-    return open_tiff_series(paths, zslab=zslab)
+    return open_tiff_series(paths, block=block)
 
 
 def _fingerprint(sources: list[str], params: dict[str, Any]) -> str:
@@ -149,8 +151,9 @@ def run_convert(
             raise ParameterError(f"--voxel-size must be 3 positive numbers (z y x); got {voxel_size}")
     if chunks is not None and (len(chunks) not in (3, 4) or any(int(c) < 1 for c in chunks)):
         raise ParameterError(f"--chunks must be 3 positive integers (z y x); got {tuple(chunks)}")
-    data, meta_voxel, sources = open_inputs(inputs, channel=channel, zslab=(
-        chunks[-3] if chunks else DEFAULT_SHARDS[1]))
+    # one read task per output shard: writes need no rechunk, memory is a shard per thread
+    block = default_chunks((1, 1 << 30, 1 << 30, 1 << 30), chunks=chunks)[1][1:]
+    data, meta_voxel, sources = open_inputs(inputs, channel=channel, block=block)
     dropped: list[int] = []
     if drop_slices:
         from chunkseg.ops.slices import parse_slices
