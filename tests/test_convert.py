@@ -209,3 +209,14 @@ def test_convert_memory_bounded_400mb(tmp_path):
     row = convert_memory.measure(400, tmp_path)
     assert row["read_back_equal"]
     assert row["conversion_rss_MB"] < 0.75 * row["stack_MB"]
+
+
+def test_drop_slices_recorded(tmp_path):
+    x = _vol(np.uint16, shape=(12, 8, 9))
+    tifffile.imwrite(tmp_path / "s.tif", x)
+    run_convert(tmp_path / "s.tif", tmp_path / "o.zarr", drop="1,5-7", progress=False)
+    vol = open_volume(tmp_path / "o.zarr")
+    np.testing.assert_array_equal(vol.data.compute()[0], x[[0, 2, 3, 4, 8, 9, 10, 11]])
+    assert vol.attrs["dropped_slices"] == [1, 5, 6, 7]
+    with pytest.raises(ParameterError, match="s.tif"):
+        run_convert(tmp_path / "s.tif", tmp_path / "p.zarr", drop="3,40", progress=False)

@@ -38,7 +38,7 @@ def _run(args: argparse.Namespace) -> int:
     with get_client(args.scheduler) as client:
         summary = run_convert(
             args.inputs, args.out, voxel_size=args.voxel_size, chunks=args.chunks,
-            channel=args.channel, drop_slices=args.drop_slices, overwrite=args.overwrite,
+            channel=args.channel, drop=args.drop_slices, overwrite=args.overwrite,
             resume=args.resume, client=client,
         )
     print(json.dumps(summary, indent=2))

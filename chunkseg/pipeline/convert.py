@@ -20,6 +20,7 @@ import dask.array as da
 from chunkseg.engine.blocks import write_volume
 from chunkseg.errors import InputError, InputNotFoundError, ParameterError
 from chunkseg.io.tiff import DEFAULT_BLOCK
+from chunkseg.ops.slices import drop_slices
 from chunkseg.io.store import (
     TIFF_SUFFIXES,
     create_image,
@@ -106,7 +107,7 @@ def run_convert(
     voxel_size: Sequence[float] | None = None,
     chunks: Sequence[int] | None = None,
     channel: int | None = None,
-    drop_slices: str | Sequence[int] | None = None,
+    drop: str | Sequence[int] | None = None,
     overwrite: bool = False,
     resume: bool = False,
     client: Any = None,
@@ -128,7 +129,7 @@ def run_convert(
         Chunk shape ``(z, y, x)``; shards are chosen around it (see the README).
     channel : int, optional
         Channel of a multi-channel hyperstack.
-    drop_slices : str or sequence of int, optional
+    drop : str or sequence of int, optional
         Artifact z-slices to remove (``"3,17,40-45"``), recorded in the metadata.
     overwrite, resume : bool
         Replace an existing output / continue an interrupted conversion.
@@ -154,13 +155,7 @@ def run_convert(
     # one read task per output shard: writes need no rechunk, memory is a shard per thread
     block = default_chunks((1, 1 << 30, 1 << 30, 1 << 30), chunks=chunks)[1][1:]
     data, meta_voxel, sources = open_inputs(inputs, channel=channel, block=block)
-    dropped: list[int] = []
-    if drop_slices:
-        from chunkseg.ops.slices import parse_slices
-
-        dropped = parse_slices(drop_slices, data.shape[1], name=str(sources[0]))
-        keep = [z for z in range(data.shape[1]) if z not in set(dropped)]
-        data = data[:, keep]
+    data, dropped = drop_slices(data, drop, name=str(sources[0]))
     vs = voxel_size or meta_voxel or (1.0, 1.0, 1.0)
     params = {"voxel_size": vs, "chunks": chunks, "channel": channel, "dropped": dropped}
     attrs = {
