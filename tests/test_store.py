@@ -143,3 +143,17 @@ def test_failed_blocks_never_marked_done_and_resume_finishes(tmp_path):
     rep = write_volume(da.from_array(x, chunks=(1, 8, 16, 16)), out, resume=True, progress=False)
     assert (rep.written, rep.skipped) == (1, 3)
     np.testing.assert_array_equal(zarr.open_array(str(out / "0"))[:], x)
+
+
+def test_missing_shard_detected_even_if_all_zero(tmp_path):
+    import shutil
+
+    x = np.zeros((1, 16, 16, 16), dtype=np.uint8)  # all fill value: still written
+    out = tmp_path / "z.zarr"
+    create_image(out, shape=x.shape, dtype=x.dtype, chunks=(8, 8, 8), shards=(1, 8, 16, 16))
+    write_volume(da.from_array(x), out, progress=False)
+    mark_complete(out)
+    assert open_volume(out).shape == x.shape
+    shutil.rmtree(out / "0" / "c" / "0" / "1")
+    with pytest.raises(IncompleteStoreError, match=r"shard files are missing.*\(0, 1, 0, 0\)"):
+        open_volume(out)

@@ -82,7 +82,8 @@ def done_blocks(store_path: str | os.PathLike) -> set[tuple[int, ...]]:
 def _open_for_write(array_path: str):
     import zarr
 
-    return zarr.open_array(array_path, mode="r+")
+    # write every shard, all-zero ones too, so a missing file always means lost data
+    return zarr.open_array(array_path, mode="r+").with_config({"write_empty_chunks": True})
 
 
 def _write_block(

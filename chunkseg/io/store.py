@@ -47,6 +47,7 @@ __all__ = [
     "default_chunks",
     "is_zarr",
     "mark_complete",
+    "missing_shards",
     "open_array",
     "open_volume",
     "read_attrs",
@@ -365,7 +366,34 @@ def _as_tzyx(path: Path, data: da.Array) -> da.Array:
     )
 
 
-def open_volume(path: str | os.PathLike, *, require_complete: bool = True) -> Volume:
+def missing_shards(path: str | os.PathLike, *, limit: int | None = None) -> list[tuple[int, ...]]:
+    """Grid indices of shard (or chunk) files absent from a local chunkseg store.
+
+    chunkseg writes every shard, empty ones included, so in a complete store a
+    missing file means lost data (zarr would silently read it as the fill value).
+    """
+    import itertools
+
+    arr = open_array(path)
+    grid = arr.shards or arr.chunks
+    counts = [math.ceil(n / g) for n, g in zip(arr.shape, grid)]
+    root = Path(path) / ARRAY_NAME / "c" if (Path(path) / ARRAY_NAME).is_dir() else Path(path) / "c"
+    present = {
+        tuple(int(v) for v in f.relative_to(root).parts)
+        for f in root.rglob("*") if f.is_file()
+    } if root.is_dir() else set()
+    missing = []
+    for idx in itertools.product(*(range(c) for c in counts)):
+        if idx not in present:
+            missing.append(idx)
+            if limit is not None and len(missing) >= limit:
+                break
+    return missing
+
+
+def open_volume(
+    path: str | os.PathLike, *, require_complete: bool = True, verify: bool = True
+) -> Volume:
     """Open a volume lazily as ``(t, z, y, x)``.
 
     Parameters
@@ -375,6 +403,9 @@ def open_volume(path: str | os.PathLike, *, require_complete: bool = True) -> Vo
         TIFF file (3D → t = 1, 4D t z y x).
     require_complete : bool
         Refuse a chunkseg store that was never marked complete.
+    verify : bool
+        For a complete chunkseg store, check that every shard file exists (a file
+        listing, no voxels read).
 
     Returns
     -------
@@ -405,6 +436,14 @@ def open_volume(path: str | os.PathLike, *, require_complete: bool = True) -> Vo
             "expected attribute chunkseg.complete = true, found false). Re-run the "
             "command with --resume or --overwrite."
         )
+    if meta.get("complete") and verify:
+        lost = missing_shards(path, limit=5)
+        if lost:
+            raise IncompleteStoreError(
+                f"{path}: the store is marked complete but shard files are missing "
+                f"(expected one per block; first missing grid indices: {lost}); the data "
+                "were lost after writing. Re-create it with --overwrite."
+            )
     arr = open_array(path)
     voxel_size = (1.0, 1.0, 1.0)
     if node.get("node_type") == "group" and "ome" in attributes:
