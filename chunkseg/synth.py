@@ -83,7 +83,7 @@ class SynthParams:
     seed: int = 0
     voxel_size: tuple[float, float, float] = (0.4, 0.1, 0.1)
     cell_diameter: float = 4.0
-    size_variation: float = 0.25
+    size_variation: float = 0.15
     psf_sigma: tuple[float, float, float] = (0.45, 0.12, 0.12)
     membrane_photons: float = 500.0
     cell_contrast: float = 0.35
@@ -246,8 +246,9 @@ def _poisson(lam: np.ndarray, u: np.ndarray) -> np.ndarray:
     return np.maximum(out, 0.0)
 
 
-def _piece_values(p: SynthParams, t: int, zz, yy, xx, want_raw: bool):
-    """Labels (and photons) of voxels with global indices zz, yy, xx (1D int arrays)."""
+def _piece_values(p: SynthParams, t: int, zz, yy, xx, raw_rows: np.ndarray | None):
+    """Labels of voxels with global indices zz, yy, xx (1D int arrays), and the photons
+    of the voxels selected by the boolean ``raw_rows`` (None: no photons)."""
     b = _seed_base(p)
     pos, tree = _seeds_at(p, t)
     vs = np.asarray(p.voxel_size)
@@ -260,13 +261,16 @@ def _piece_values(p: SynthParams, t: int, zz, yy, xx, want_raw: bool):
         q = (x - c) / semi
         rho = np.sqrt((q * q).sum(1))
         labels[rho > 1.0] = 0
-    if not want_raw:
+    if raw_rows is None:
         return labels, None
+    dist, idx, x = dist[raw_rows], idx[raw_rows], x[raw_rows]
+    if p.background:
+        q, rho = q[raw_rows], rho[raw_rows]
     sig2 = np.square(p.psf_sigma)
     smin = float(np.sqrt(sig2.min()))
     own = idx[:, 0]
     d2 = dist * dist
-    membrane = np.zeros(zz.size)
+    membrane = np.zeros(len(x))
     for k in range(1, K_NEAREST):
         other = idx[:, k]
         delta = pos[other] - pos[own]
@@ -320,25 +324,33 @@ def _add_blobs(p: SynthParams, t: int, reg, photons: np.ndarray) -> None:
                                   / p.attenuation_length)[:, None, None]
 
 
-def _evaluate(p: SynthParams, t: int, reg, want_raw: bool):
-    """Labels (uint32) and photons (float64 or None) of a block, piece by piece."""
-    shape = tuple(b - a for a, b in reg)
+def _evaluate(p: SynthParams, t: int, big, inner):
+    """Labels (uint32) of region ``big`` and raw counts (uint16) of region ``inner``
+    (inside ``big``, or None), z-slab by z-slab so temporaries stay bounded."""
+    shape = tuple(b - a for a, b in big)
     labels = np.empty(shape, np.uint32)
-    photons = np.empty(shape, np.float64) if want_raw else None
+    raw = None if inner is None else np.empty(tuple(b - a for a, b in inner), np.uint16)
     plane = shape[1] * shape[2]
     step = max(1, _PIECE // plane)
-    yy, xx = np.meshgrid(np.arange(*reg[1]), np.arange(*reg[2]), indexing="ij")
+    yy, xx = np.meshgrid(np.arange(*big[1]), np.arange(*big[2]), indexing="ij")
     yy, xx = yy.ravel(), xx.ravel()
+    if inner is not None:
+        rows = ((yy >= inner[1][0]) & (yy < inner[1][1])
+                & (xx >= inner[2][0]) & (xx < inner[2][1]))
     for z0 in range(0, shape[0], step):
-        nz = min(step, shape[0] - z0)
-        zz = np.repeat(np.arange(reg[0][0] + z0, reg[0][0] + z0 + nz), plane)
-        lab, ph = _piece_values(p, t, zz, np.tile(yy, nz), np.tile(xx, nz), want_raw)
-        labels[z0:z0 + nz] = lab.reshape(nz, *shape[1:])
-        if want_raw:
-            photons[z0:z0 + nz] = ph.reshape(nz, *shape[1:])
-    if want_raw:
-        _add_blobs(p, t, reg, photons)
-    return labels, photons
+        zs = np.arange(big[0][0] + z0, big[0][0] + min(z0 + step, shape[0]))
+        zin = np.zeros(zs.size, bool) if inner is None else (
+            (zs >= inner[0][0]) & (zs < inner[0][1]))
+        sel = (np.repeat(zin, plane) & np.tile(rows, zs.size)) if zin.any() else None
+        lab, ph = _piece_values(p, t, np.repeat(zs, plane), np.tile(yy, zs.size),
+                                np.tile(xx, zs.size), sel)
+        labels[z0:z0 + zs.size] = lab.reshape(zs.size, *shape[1:])
+        if ph is not None:
+            preg = ((int(zs[zin][0]), int(zs[zin][-1]) + 1), inner[1], inner[2])
+            ph = ph.reshape(tuple(b - a for a, b in preg))
+            _add_blobs(p, t, preg, ph)
+            raw[preg[0][0] - inner[0][0]:preg[0][1] - inner[0][0]] = _counts(p, t, preg, ph)
+    return labels, raw
 
 
 def _counts(p: SynthParams, t: int, reg, photons: np.ndarray) -> np.ndarray:
@@ -391,22 +403,18 @@ def synth_block(
         raise ParameterError(f"time point t must be >= 0; got {t!r}")
     t = int(t)
     out: dict[str, np.ndarray] = {}
-    want_raw = "raw" in outputs
+    inner = reg if "raw" in outputs else None
     if "mask" in outputs:
         big = tuple((max(0, a - MASK_HALO), min(s, b + MASK_HALO))
                     for (a, b), s in zip(reg, params.shape))
-        labels, photons = _evaluate(params, t, big, want_raw)
+        labels, raw = _evaluate(params, t, big, inner)
         crop = tuple(slice(a - ba, b - ba) for (a, b), (ba, _) in zip(reg, big))
         out["mask"] = np.ascontiguousarray(membrane_mask(labels)[crop])
         labels = np.ascontiguousarray(labels[crop])
-        if want_raw:
-            photons = photons[crop]
     else:
-        labels, photons = _evaluate(params, t, reg, want_raw)
-    if "labels" in outputs:
-        out["labels"] = labels
-    if want_raw:
-        out["raw"] = _counts(params, t, reg, photons)
+        labels, raw = _evaluate(params, t, reg, inner)
+    out["labels"] = labels
+    out["raw"] = raw
     return {k: out[k] for k in outputs}
 
 

@@ -13,24 +13,23 @@ SHAPE = (32, 64, 64)
 
 
 def test_types_and_determinism():
-    a = synth_volume(SHAPE, seed=3)
-    b = synth_block(SynthParams(SHAPE, seed=3))  # uncached path
+    a = synth_volume(SHAPE, seed=5)
+    b = synth_block(SynthParams(SHAPE, seed=5))  # uncached path
     assert a.raw.dtype == np.uint16 and a.labels.dtype == np.uint32 and a.mask.dtype == np.uint8
     assert a.raw.shape == a.labels.shape == a.mask.shape == SHAPE
     for k in ("raw", "labels", "mask"):
         np.testing.assert_array_equal(getattr(a, k), b[k])
-    c = synth_volume(SHAPE, seed=4)
+    c = synth_volume(SHAPE, seed=6, noise=False, blobs=False)
     assert not np.array_equal(a.raw, c.raw) and not np.array_equal(a.labels, c.labels)
 
 
 def test_cached_volume_is_a_copy():
-    a = synth_volume(SHAPE, seed=7)
+    a = synth_volume(SHAPE, seed=5)
     a.raw[:] = 0
-    assert synth_volume(SHAPE, seed=7).raw.max() > 0
+    assert synth_volume(SHAPE, seed=5).raw.max() > 0
 
 
-@pytest.mark.parametrize("blocks", [(7, 13, 29), (11, 31, 17)])
-@pytest.mark.parametrize("background", [False, True])
+@pytest.mark.parametrize("blocks, background", [((7, 13, 29), False), ((11, 31, 17), True)])
 def test_blockwise_equals_whole_exactly(blocks, background):
     shape = (23, 45, 50)
     p = SynthParams(shape, seed=11, background=background, blob_density=20.0)
@@ -99,26 +98,26 @@ def test_mask_is_boundary_of_labels_and_space_filling():
 
 
 def test_cells_are_varied_polyhedra_not_spheres():
-    v = synth_volume((40, 128, 128), seed=8, blobs=False, noise=False)
+    v = synth_volume((32, 96, 96), seed=8, blobs=False, noise=False, cell_diameter=3.0)
     ids, sizes = np.unique(v.labels, return_counts=True)
     touching = np.unique(np.concatenate([
         v.labels[[0, -1]].ravel(), v.labels[:, [0, -1]].ravel(), v.labels[:, :, [0, -1]].ravel()]))
     inner = sizes[~np.isin(ids, touching)]
     assert inner.size >= 8
     assert inner.std() / inner.mean() > 0.2  # varied cell volumes
-    # mean equivalent diameter close to the requested 4 µm
+    # mean equivalent diameter close to the requested 3 µm
     d = np.cbrt(6 / np.pi * inner.mean() * np.prod(v.params.voxel_size))
-    assert 2.5 < d < 5.5
+    assert 2.0 < d < 4.0
 
 
 def test_raw_intensity_model():
-    v = synth_volume((40, 96, 96), seed=9, blobs=False)
+    v = synth_volume(SHAPE, seed=5)
     raw = v.raw.astype(float)
     on, off = raw[v.mask == 1].mean(), raw[v.mask == 0].mean()
     assert on > 1.5 * off
     assert 100 <= np.percentile(raw, 1) < 200  # offset plus haze
     assert 500 < np.percentile(raw, 99.9) < 5000  # membrane peaks
-    flat = synth_volume((40, 96, 96), seed=9, blobs=False, attenuation_length=5.0)
+    flat = synth_volume(SHAPE, seed=5, attenuation_length=5.0)
     assert flat.raw[:5].mean() > 1.5 * flat.raw[-5:].mean()  # falls off with depth
 
 
@@ -131,27 +130,110 @@ def _corr(a, axis, lag):
 
 
 def test_psf_is_coarser_in_z():
-    v = synth_volume((40, 96, 96), seed=10, blobs=False, noise=False, haze_photons=0)
+    v = synth_volume(SHAPE, seed=5, blobs=False, noise=False)
     raw = v.raw.astype(float)
     # same physical lag (0.4 µm): one z slice, four x pixels
     assert _corr(raw, 0, 1) > _corr(raw, 2, 4) + 0.1
 
 
 def test_noise_and_blobs():
-    clean = synth_volume(SHAPE, seed=12, noise=False, blobs=False)
-    noisy = synth_volume(SHAPE, seed=12, blobs=False)
+    clean = synth_volume(SHAPE, seed=5, noise=False, blobs=False)
+    noisy = synth_volume(SHAPE, seed=5, blobs=False)
     diff = noisy.raw.astype(float) - clean.raw
     assert 1.0 < diff.std() < 60 and abs(diff.mean()) < 1.0
-    blobs = synth_volume(SHAPE, seed=12, noise=False, blob_density=50.0)
+    blobs = synth_volume(SHAPE, seed=5, noise=False, blob_density=50.0)
     assert (blobs.raw >= clean.raw).all() and (blobs.raw > clean.raw + 50).any()
     np.testing.assert_array_equal(blobs.labels, clean.labels)
 
 
 def test_motion_is_small_but_nonzero():
-    a = synth_volume(SHAPE, seed=13, t=0)
-    b = synth_volume(SHAPE, seed=13, t=1)
+    a = synth_volume(SHAPE, seed=5, t=0)
+    b = synth_volume(SHAPE, seed=5, t=1)
     changed = (a.labels != b.labels).mean()
     assert 0.0 < changed < 0.15
-    far = synth_volume(SHAPE, seed=13, t=20)
+    far = synth_volume(SHAPE, seed=5, t=20, noise=False, blobs=False)
     assert (a.labels != far.labels).mean() > changed
     assert not np.array_equal(a.raw, b.raw)
+
+
+# ----------------------------------------------------------------- pipeline and CLI
+def test_synth_dask_odd_chunks_equal_in_memory():
+    from chunkseg.pipeline.synth import synth_dask
+
+    p = SynthParams((13, 30, 41), seed=6, blob_density=30.0)
+    for name in ("raw", "labels", "mask"):
+        arr = synth_dask(p, name, timepoints=2, chunks=(1, 5, 11, 17)).compute(scheduler="sync")
+        for t in range(2):
+            np.testing.assert_array_equal(arr[t], getattr(synth_volume(p.shape, seed=6, t=t,
+                                                                       blob_density=30.0), name))
+    with pytest.raises(ParameterError):
+        synth_dask(p, "probability")
+
+
+def test_run_synth_round_trip(tmp_path):
+    from chunkseg.io.store import open_volume, read_attrs
+    from chunkseg.pipeline.synth import run_synth
+
+    shape = (19, 37, 41)
+    paths = run_synth(tmp_path / "s", shape=shape, timepoints=2, seed=3, chunks=(8, 16, 16),
+                      voxel_size=(0.5, 0.1, 0.1), progress=False)
+    assert set(paths) == {"raw", "labels", "mask"}
+    for name, dtype in (("raw", np.uint16), ("labels", np.uint32), ("mask", np.uint8)):
+        vol = open_volume(paths[name])
+        assert vol.shape == (2, *shape) and vol.dtype == dtype
+        assert vol.voxel_size == (0.5, 0.1, 0.1)
+        assert vol.attrs["kind"] == name and vol.attrs["complete"]
+        assert vol.attrs["synth"]["seed"] == 3
+        data = vol.data.compute()
+        for t in range(2):
+            ref = synth_volume(shape, seed=3, t=t, voxel_size=(0.5, 0.1, 0.1))
+            np.testing.assert_array_equal(data[t], getattr(ref, name))
+    # resume of a complete run is a no-op; a run without overwrite refuses
+    assert run_synth(tmp_path / "s", shape=shape, timepoints=2, seed=3, chunks=(8, 16, 16),
+                     voxel_size=(0.5, 0.1, 0.1), resume=True, progress=False) == paths
+    from chunkseg.errors import OutputExistsError, ResumeMismatchError
+
+    with pytest.raises(OutputExistsError):
+        run_synth(tmp_path / "s", shape=shape, progress=False)
+    with pytest.raises(ResumeMismatchError):
+        run_synth(tmp_path / "s", shape=shape, timepoints=2, seed=4, chunks=(8, 16, 16),
+                  voxel_size=(0.5, 0.1, 0.1), resume=True, progress=False)
+    small = run_synth(tmp_path / "s", shape=(4, 8, 8), overwrite=True, outputs=("labels",),
+                      progress=False)
+    assert list(small) == ["labels"] and read_attrs(small["labels"])["complete"]
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"shape": (0, 8, 8)}, {"shape": (8, 8)}, {"shape": (4, 8, 8), "timepoints": 0},
+    {"shape": (4, 8, 8), "chunks": (0, 8, 8)}, {"shape": (4, 8, 8), "voxel_size": (-1, 1, 1)},
+    {"shape": (4, 8, 8), "outputs": ("nope",)},
+])
+def test_run_synth_bad_input(tmp_path, kwargs):
+    from chunkseg.pipeline.synth import run_synth
+
+    with pytest.raises(ParameterError):
+        run_synth(tmp_path / "bad", progress=False, **kwargs)
+    assert not (tmp_path / "bad").exists()
+
+
+def test_cli(tmp_path, capsys):
+    from chunkseg.cli import main
+
+    out = tmp_path / "cli"
+    assert main(["synth", "--out", str(out), "--shape", "6", "20", "24", "--timepoints", "2",
+                 "--seed", "5", "--chunks", "4", "8", "8", "--no-blobs"]) == 0
+    printed = capsys.readouterr().out
+    assert "raw.ome.zarr" in printed and "mask.ome.zarr" in printed
+    from chunkseg.io.store import read_attrs
+
+    attrs = read_attrs(out / "raw.ome.zarr")
+    assert attrs["complete"] and attrs["synth"]["blobs"] is False and attrs["seed"] == 5
+    assert main(["synth", "--out", str(out), "--shape", "6", "20", "24"]) == 2  # exists
+    assert "output exists" in capsys.readouterr().err
+    assert main(["synth", "--out", str(out), "--shape", "6", "0", "24", "--overwrite"]) == 2
+    assert "shape" in capsys.readouterr().err
+    assert main(["synth", "--out", str(out), "--shape", "6", "20", "24", "--overwrite",
+                 "--voxel-size", "0", "1", "1"]) == 2
+    with pytest.raises(SystemExit) as exc:
+        main(["synth", "--out", str(out), "--shape", "6", "20"])
+    assert exc.value.code == 2
