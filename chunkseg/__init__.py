@@ -32,6 +32,7 @@ _LAZY: dict[str, str] = {
     "make_dataset": "chunkseg.augment",
     "run_crops": "chunkseg.pipeline.crops",
     "synth_volume": "chunkseg.synth",
+    "run_synth": "chunkseg.pipeline.synth",
 }
 
 __all__ = ["__version__", *_LAZY]
