@@ -21,6 +21,7 @@ __all__ = ["COMMANDS", "build_parser", "main"]
 COMMANDS: list[str] = [
     "convert",
     "info",
+    "synth",
     "crops",
 ]
 
