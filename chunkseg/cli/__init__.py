@@ -23,6 +23,7 @@ COMMANDS: list[str] = [
     "info",
     "synth",
     "crops",
+    "predict",
 ]
 
 

@@ -70,16 +70,29 @@ class ModelSpec:
     path : str
         The ``.keras`` file (a chunkseg model).
     threads : int, optional
-        TensorFlow intra-op threads for this worker process (default: its cores).
+        TensorFlow intra-op threads for this worker process (default: the dask
+        worker's thread count inside a distributed worker, else TensorFlow's default).
     """
 
     path: str
     threads: int | None = None
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        model, _meta, lock = get_model(self.path, threads=self.threads)
+        model, _meta, lock = get_model(self.path, threads=self.threads or _worker_threads())
         with lock:
             return np.asarray(model.predict_on_batch(x))
+
+
+def _worker_threads() -> int | None:
+    """Threads of the dask worker this runs in (None outside a distributed worker)."""
+    if "distributed" not in sys.modules:
+        return None
+    try:
+        from distributed import get_worker
+
+        return int(get_worker().state.nthreads)
+    except (ValueError, AttributeError):
+        return None
 
 
 def configure_tensorflow(threads: int | None = None) -> None:

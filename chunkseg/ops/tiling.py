@@ -47,6 +47,7 @@ __all__ = [
     "as_triple",
     "blend_weights",
     "choose_batch",
+    "choose_tile",
     "count_tiles",
     "crop",
     "pad_to_grid",
@@ -276,6 +277,33 @@ def choose_batch(
     """
     per_tile = math.prod(tile) * float(bytes_per_voxel)
     return int(max(1, min(n_tiles, budget_bytes // max(per_tile, 1.0))))
+
+
+def choose_tile(
+    block: Sequence[int],
+    *,
+    halo: int | Sequence[int],
+    pool: int | Sequence[int] = 1,
+    bytes_per_voxel: float = 512.0,
+    budget_bytes: float = 1 << 30,
+) -> Triple:
+    """The largest tile (multiple of ``pool``) that fits ``budget_bytes`` of activations.
+
+    Starts from the whole haloed block (one tile per block: no redundant context
+    inside the block) and shrinks the longest axis by ``pool`` until
+    ``prod(tile) * bytes_per_voxel <= budget_bytes``, never below ``2 * halo + pool``.
+    """
+    block, pool = as_triple(block, "block"), as_triple(pool, "pool")
+    halo = as_triple(halo, "halo", minimum=0)
+    tile = [_ceil_to(b + 2 * h + p - 1, p) for b, h, p in zip(block, halo, pool)]
+    least = [_ceil_to(2 * h + p, p) for h, p in zip(halo, pool)]
+    while math.prod(tile) * float(bytes_per_voxel) > budget_bytes:
+        shrinkable = [i for i in range(3) if tile[i] - pool[i] >= least[i]]
+        if not shrinkable:
+            break
+        axis = max(shrinkable, key=lambda i: tile[i])
+        tile[axis] -= pool[axis]
+    return tuple(tile)  # type: ignore[return-value]
 
 
 def predict_tiled(

@@ -1,0 +1,398 @@
+"""``chunkseg predict``: membrane probability of a whole time series, chunk by chunk.
+
+Plan of a run (:func:`run_predict`):
+
+1. open the input lazily (OME-Zarr, Zarr or TIFF), read the model's metadata (no
+   TensorFlow in the client): pooling factor, receptive field, width;
+2. resolve ``halo`` ("auto" = receptive-field radius), block (= output shard), tile
+   and batch (both from a memory budget for activations);
+3. the intensity range: the input's stored ``normalization``, else the model's, else
+   exact percentiles of the input (one streaming pass, recorded in the output);
+4. per time point :func:`chunkseg.engine.predict.predict_array` (halo by
+   ``map_overlap``, tiles inside), written shard by shard by
+   :func:`chunkseg.engine.blocks.write_volume` (progress bar, resumable);
+5. ``--threshold``: a binary mask store from the written probability;
+6. a JSON-able summary (voxels, seconds, voxels/s, halo, tiles, workers, ...).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from chunkseg.errors import ModelError, ParameterError
+from chunkseg.ops.tiling import BLEND_MODES, as_triple, choose_batch, choose_tile
+
+__all__ = [
+    "DEFAULT_BLOCK",
+    "DEFAULT_PERCENTILES",
+    "ModelInfo",
+    "OUTPUT_DTYPES",
+    "mask_path_for",
+    "model_info",
+    "parse_timepoints",
+    "run_predict",
+]
+
+#: output block (= shard, = dask task) shape when none is given; clipped to the volume
+DEFAULT_BLOCK = (128, 256, 256)
+#: percentiles of the input used when neither the input nor the model carries a range
+DEFAULT_PERCENTILES = (0.0, 99.99)
+OUTPUT_DTYPES = ("uint8", "float16", "float32")
+#: activation memory per model call (tile shape and batch are chosen to fit it)
+MEMORY_BUDGET = 1 << 30
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What prediction needs from a model's metadata (see :func:`model_info`)."""
+
+    path: str
+    sha256: str
+    config: Any
+    pool: tuple[int, int, int]
+    receptive: tuple[int, int, int]
+    flops_per_voxel: float
+    bytes_per_voxel: float
+    normalization: dict[str, Any] | None
+    metadata: dict[str, Any]
+
+
+def model_info(model: str | os.PathLike = "default") -> ModelInfo:
+    """Resolve a model and read what prediction needs, without loading TensorFlow.
+
+    Returns
+    -------
+    ModelInfo
+        ``path``, ``sha256``, ``pool``, ``receptive``, ``flops_per_voxel``,
+        ``bytes_per_voxel`` (activation memory estimate), ``normalization``, ``metadata``.
+
+    Raises
+    ------
+    ModelError
+        Missing file, not a Keras archive, or no chunkseg model configuration.
+    """
+    from chunkseg.model import (
+        UNetConfig,
+        flops_per_voxel,
+        pooling_factor,
+        read_metadata,
+        receptive_field,
+        resolve_model,
+    )
+
+    path = resolve_model(model)
+    meta = read_metadata(path)
+    if not isinstance(meta.get("config"), dict):
+        raise ModelError(f"model file {str(path)!r}: expected chunkseg metadata with a U-Net "
+                         f"'config'; found keys {sorted(meta)}")
+    try:
+        config = UNetConfig.from_dict(meta["config"])
+    except ParameterError as exc:
+        raise ModelError(f"model file {str(path)!r}: bad U-Net configuration: {exc}") from None
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    # peak float32 activations alive at full resolution: about 16 maps of base_filters
+    bytes_per_voxel = 4.0 * 16 * config.base_filters
+    return ModelInfo(path=str(path), sha256=sha, config=config, pool=pooling_factor(config),
+                     receptive=receptive_field(config), flops_per_voxel=flops_per_voxel(config),
+                     bytes_per_voxel=bytes_per_voxel, normalization=meta.get("normalization"),
+                     metadata=meta)
+
+
+def parse_timepoints(spec: Any, n: int) -> tuple[int, int]:
+    """``"A:B"``, ``"A"``, ``(A, B)`` or None -> a half-open range inside ``[0, n)``."""
+    if spec is None:
+        return 0, n
+    try:
+        if isinstance(spec, str):
+            parts = spec.split(":")
+            if len(parts) == 1:
+                a = int(parts[0])
+                a, b = a, a + 1
+            elif len(parts) == 2:
+                a = int(parts[0]) if parts[0].strip() else 0
+                b = int(parts[1]) if parts[1].strip() else n
+            else:
+                raise ValueError
+        elif isinstance(spec, int):
+            a, b = spec, spec + 1
+        else:
+            a, b = (int(v) for v in spec)
+    except (TypeError, ValueError):
+        raise ParameterError(f"timepoints must look like A:B (e.g. 0:10); got {spec!r}") from None
+    if not 0 <= a < b <= n:
+        raise ParameterError(f"timepoints {a}:{b} must satisfy 0 <= A < B <= {n} "
+                             f"(the input has {n} time points)")
+    return a, b
+
+
+def mask_path_for(out: str | os.PathLike) -> Path:
+    """Where ``--threshold`` writes its mask: ``prob.ome.zarr`` -> ``prob_mask.ome.zarr``."""
+    out = Path(out)
+    for suffix in (".ome.zarr", ".zarr"):
+        if out.name.endswith(suffix):
+            return out.with_name(out.name[: -len(suffix)] + "_mask" + suffix)
+    return out.with_name(out.name + "_mask")
+
+
+def _halo(halo: Any, receptive: tuple[int, int, int]) -> tuple[int, int, int]:
+    if isinstance(halo, str):
+        if halo.strip().lower() == "auto":
+            return tuple(receptive)
+        try:
+            halo = int(halo)
+        except ValueError:
+            raise ParameterError(f"halo must be 'auto' or voxels >= 0; got {halo!r}") from None
+    return as_triple(halo, "halo", minimum=0)
+
+
+def _chunks_for(block: Sequence[int]) -> tuple[int, ...]:
+    """Zarr chunks dividing the block (the shard): near 32 x 256 x 256."""
+    out = []
+    for b, want in zip(block, (32, 256, 256)):
+        c = max(d for d in range(1, min(b, want) + 1) if b % d == 0)
+        out.append(c if c * 4 >= min(b, want) else b)
+    return tuple(out)
+
+
+def _input_range(vol, info: ModelInfo, client: Any) -> dict[str, Any] | None:
+    """The intensity range for ``scale_to_uint8`` (None: input already 8-bit normalised)."""
+    attrs = vol.attrs or {}
+    if attrs.get("kind") == "normalized" and vol.dtype == np.uint8:
+        return None
+    for source, norm in (("input", attrs.get("normalization")), ("model", info.normalization)):
+        if isinstance(norm, dict) and "low" in norm and "high" in norm:
+            return {"low": float(norm["low"]), "high": float(norm["high"]), "source": source,
+                    "method": norm.get("method", "stored")}
+    from chunkseg.engine.stats import percentiles
+
+    pct = percentiles(vol.data, DEFAULT_PERCENTILES, client=client)
+    low, high = pct["values"]
+    return {"low": float(low), "high": float(high), "source": "computed",
+            "method": f"percentiles {list(DEFAULT_PERCENTILES)} ({pct['method']})"}
+
+
+def _to_dtype(p: np.ndarray, dtype: str) -> np.ndarray:
+    if dtype == "uint8":
+        return np.floor(np.clip(p, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    return p.astype(dtype, copy=False)
+
+
+def _threshold(block: np.ndarray, threshold: float, scale: float) -> np.ndarray:
+    return (block.astype(np.float32) * np.float32(scale) >= threshold).astype(np.uint8)
+
+
+def _fingerprint(**items: Any) -> str:
+    text = json.dumps(items, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _layout(scheduler, workers, threads_per_worker) -> tuple[int | None, int | None, int | None]:
+    """LocalCluster workers/threads and TensorFlow threads per worker."""
+    if scheduler is not None:
+        return workers, threads_per_worker, None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    workers = workers or 1
+    tf_threads = max(1, (cores or 1) // workers)
+    # one extra dask thread per worker reads / prepares the next block during the model call
+    return workers, threads_per_worker or max(2, tf_threads), tf_threads
+
+
+def run_predict(
+    in_path: str | os.PathLike,
+    *,
+    model: str | os.PathLike = "default",
+    out: str | os.PathLike,
+    halo: int | str | Sequence[int] = 10,
+    block: int | Sequence[int] | None = None,
+    tile: int | Sequence[int] | None = None,
+    batch: int | None = None,
+    blend: str = "gaussian",
+    dtype: str = "float32",
+    timepoints: Any = None,
+    threshold: float | None = None,
+    mask_out: str | os.PathLike | None = None,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    threads_per_worker: int | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    connect_timeout: float = 10.0,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Predict the membrane probability of a volume / time series.
+
+    Parameters
+    ----------
+    in_path : path
+        OME-Zarr / Zarr (t, z, y, x) or (z, y, x), or a TIFF file.
+    model : path or "default"
+        A chunkseg ``.keras`` model.
+    out : path
+        Output OME-Zarr probability image (same voxel size, selected time points).
+    halo : int, 3 ints or "auto"
+        Context voxels around each block; "auto" = the model's receptive-field radius,
+        which makes the result equal to a whole-volume pass (seam-free).
+    block : int or 3 ints, optional
+        Output block = shard = one task (default :data:`DEFAULT_BLOCK`, clipped).
+    tile : int or 3 ints, optional
+        Network input shape, a multiple of the model's pooling factor (default: the
+        largest that fits :data:`MEMORY_BUDGET` of activations, up to the haloed block).
+    batch : int, optional
+        Tiles per network call (default: as many as fit the same budget).
+    blend : {"gaussian", "linear", "none"}
+        Weights of overlapping tile outputs (used when ``halo`` < receptive field).
+    dtype : {"float32", "float16", "uint8"}
+        Output dtype (uint8 stores round(255 p)).
+    timepoints : "A:B", optional
+        Predict only these time points (the output holds just them).
+    threshold : float, optional
+        Also write a binary mask ``p >= threshold`` (to ``mask_out``).
+    mask_out : path, optional
+        Mask store (default :func:`mask_path_for`).
+    scheduler : str, optional
+        None: a LocalCluster sized to the machine; "threads"/"sync": no cluster;
+        "tcp://host:port": an existing dask cluster.
+    workers, threads_per_worker : int, optional
+        LocalCluster layout (default one worker, TensorFlow on all cores).
+    resume, overwrite : bool
+        Continue an interrupted run / replace an existing output.
+    connect_timeout : float
+        Seconds to wait for a remote scheduler.
+    progress : bool
+        Show a progress bar over blocks.
+
+    Returns
+    -------
+    dict
+        The run summary (also stored in the output's attributes).
+
+    Raises
+    ------
+    InputNotFoundError, FormatError, ShapeError
+        Bad input.
+    ModelError
+        Model missing or not a chunkseg model.
+    ParameterError
+        Halo larger than block, tile not a multiple of the pooling factor, bad dtype,
+        blend or time points.
+    OutputExistsError
+        Output exists without ``overwrite`` / ``resume``.
+    ClusterError
+        Scheduler unreachable within ``connect_timeout``.
+    """
+    import dask.array as da
+
+    from chunkseg.engine.blocks import write_volume
+    from chunkseg.engine.cluster import dashboard_url, get_client
+    from chunkseg.engine.predict import ModelSpec, predict_array, tiles_per_volume
+    from chunkseg.io.store import create_image, mark_complete, open_volume
+
+    t_start = time.perf_counter()
+    vol = open_volume(in_path)
+    info = model_info(model)
+    if dtype not in OUTPUT_DTYPES:
+        raise ParameterError(f"dtype must be one of {OUTPUT_DTYPES}; got {dtype!r}")
+    if blend not in BLEND_MODES:
+        raise ParameterError(f"blend must be one of {BLEND_MODES}; got {blend!r}")
+    if threshold is not None and not 0.0 <= float(threshold) <= 1.0:
+        raise ParameterError(f"threshold must be in [0, 1]; got {threshold!r}")
+    t0, t1 = parse_timepoints(timepoints, vol.shape[0])
+    shape = tuple(vol.shape[1:])
+    halo_ = _halo(halo, info.receptive)
+    block_ = tuple(min(b, s) for b, s in zip(as_triple(block or DEFAULT_BLOCK, "block"), shape))
+    if tile is None:
+        tile_ = choose_tile(block_, halo=halo_, pool=info.pool,
+                            bytes_per_voxel=info.bytes_per_voxel, budget_bytes=MEMORY_BUDGET)
+    else:
+        tile_ = as_triple(tile, "tile")
+    n_tiles = tiles_per_volume(shape, block=block_, halo=halo_, tile=tile_, pool=info.pool,
+                               receptive=info.receptive) * (t1 - t0)
+    if batch is None:
+        batch = choose_batch(tile_, n_tiles=n_tiles, bytes_per_voxel=info.bytes_per_voxel,
+                             budget_bytes=MEMORY_BUDGET)
+    out = Path(out)
+    mask_out = Path(mask_out) if mask_out is not None else mask_path_for(out)
+    params = dict(halo=list(halo_), block=list(block_), tile=list(tile_), blend=blend,
+                  dtype=dtype, timepoints=[t0, t1], batch_independent=True)
+    l_workers, l_threads, tf_threads = _layout(scheduler, workers, threads_per_worker)
+    env = {"TF_NUM_INTRAOP_THREADS": str(tf_threads), "TF_NUM_INTEROP_THREADS": "1",
+           "TF_CPP_MIN_LOG_LEVEL": "2"} if tf_threads else None
+    with get_client(scheduler, workers=l_workers, threads_per_worker=l_threads,
+                    timeout=connect_timeout, worker_env=env) as client:
+        norm = _input_range(vol, info, client)
+        fingerprint = _fingerprint(input=str(Path(in_path).resolve()), shape=vol.shape, in_dtype=str(vol.dtype),
+                                   model=info.sha256, norm=norm, **params)
+        attrs = {"kind": "probability", "source": [str(in_path)], "model": info.path,
+                 "model_sha256": info.sha256, "normalization": norm, "fingerprint": fingerprint,
+                 "predict": params, "scale": 1 / 255 if dtype == "uint8" else 1.0}
+        nt = t1 - t0
+        create_image(out, shape=(nt, *shape), dtype=dtype, voxel_size=vol.voxel_size,
+                     chunks=(1, *_chunks_for(block_)), shards=(1, *block_), attrs=attrs,
+                     overwrite=overwrite, resume=resume)
+        spec = ModelSpec(info.path, threads=tf_threads)
+        frames = []
+        for t in range(t0, t1):
+            x = vol.data[t]
+            if norm is not None:
+                from chunkseg.ops.normalize import scale_to_uint8
+
+                x = x.map_blocks(scale_to_uint8, norm["low"], norm["high"], dtype=np.uint8)
+            p = predict_array(x, spec, block=block_, halo=halo_, tile=tile_, pool=info.pool,
+                              receptive=info.receptive, blend=blend, batch=batch,
+                              scale=1 / 255 if x.dtype == np.uint8 else 1.0)
+            frames.append(p.map_blocks(_to_dtype, dtype, dtype=np.dtype(dtype)))
+        t_predict = time.perf_counter()
+        report = write_volume(da.stack(frames), out, client=client, resume=resume,
+                              progress=progress, desc="predict")
+        predict_seconds = time.perf_counter() - t_predict
+        n_workers, n_threads = _workers(client)
+        voxels = int(nt * math.prod(shape))
+        summary = {
+            "input": str(in_path), "out": str(out), "model": info.path, "voxels": voxels,
+            "seconds": round(time.perf_counter() - t_start, 3),
+            "predict_seconds": round(predict_seconds, 3),
+            "voxels_per_s": round(voxels / max(predict_seconds, 1e-9), 1),
+            "halo": list(halo_), "receptive_field": list(info.receptive),
+            "seam_free": all(h >= r for h, r in zip(halo_, info.receptive)),
+            "block": list(block_), "tile": list(tile_), "batch": int(batch), "tiles": n_tiles,
+            "blocks": report.n_blocks, "blocks_written": report.written,
+            "blocks_skipped": report.skipped, "timepoints": [t0, t1], "dtype": dtype,
+            "blend": blend, "workers": n_workers, "threads": n_threads,
+            "tf_threads": tf_threads, "dashboard": dashboard_url(client) if client else None,
+            "normalization": norm,
+        }
+        mark_complete(out, summary=summary)
+        if threshold is not None:
+            scale = 1 / 255 if dtype == "uint8" else 1.0
+            create_image(mask_out, shape=(nt, *shape), dtype="uint8", voxel_size=vol.voxel_size,
+                         chunks=(1, *_chunks_for(block_)), shards=(1, *block_),
+                         attrs={"kind": "mask", "source": [str(out)],
+                                "threshold": float(threshold),
+                                "fingerprint": _fingerprint(p=fingerprint, t=threshold)},
+                         overwrite=overwrite, resume=resume)
+            prob = open_volume(out).data
+            write_volume(prob.map_blocks(_threshold, float(threshold), scale, dtype=np.uint8),
+                         mask_out, client=client, resume=resume, progress=progress,
+                         desc="threshold")
+            mark_complete(mask_out, threshold=float(threshold))
+            summary["mask"] = str(mask_out)
+            summary["threshold"] = float(threshold)
+    summary["seconds"] = round(time.perf_counter() - t_start, 3)
+    return summary
+
+
+def _workers(client: Any) -> tuple[int, int]:
+    if client is None:
+        return 1, os.cpu_count() or 1
+    info = client.scheduler_info()["workers"]
+    return len(info), sum(int(w.get("nthreads", 0)) for w in info.values())
