@@ -76,3 +76,107 @@ def test_bad_inputs():
     with pytest.raises(ParameterError, match="mode"):
         membrane_mask(np.zeros((3, 3, 3), np.uint16), mode="outer")
     assert membrane_mask(np.zeros((2, 2), bool)).sum() == 0
+
+
+# --------------------------------------------------------------------------- chunked pipeline
+
+import dask.array as da  # noqa: E402
+import tifffile  # noqa: E402
+
+from chunkseg.cli import main  # noqa: E402
+from chunkseg.engine.blocks import write_volume  # noqa: E402
+from chunkseg.errors import ShapeError  # noqa: E402
+from chunkseg.io.store import create_image, mark_complete, open_volume, read_attrs  # noqa: E402
+from chunkseg.pipeline.binarize import membrane_volume, run_binarize  # noqa: E402
+
+ODD = (1, 17, 23, 29)  # much smaller than a cell of the real tissue (~40 voxels across)
+
+
+@pytest.fixture(scope="module")
+def tissue(real_data):
+    return tifffile.imread(real_data / "tissue_labels.tif")
+
+
+@pytest.mark.parametrize("mode, ignore", [("thick", (0, 1)), ("inner", (0,))])
+def test_real_tissue_chunked_equals_skimage(tissue, mode, ignore):
+    crop = tissue[40:100, 60:200, 150:400]  # 60 x 140 x 250, dozens of cells cut by chunks
+    assert len(np.unique(crop)) > 40
+    got = membrane_volume(da.from_array(crop[None], chunks=ODD), mode=mode,
+                          ignore=ignore).compute(scheduler="threads")[0]
+    np.testing.assert_array_equal(got, _reference(crop, ignore, mode))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("width", [1, 2])
+def test_real_tissue_whole_volume_tiny_chunks(tissue, width):
+    got = membrane_volume(da.from_array(tissue[None], chunks=ODD), width=width,
+                          ignore=(0, 1)).compute()[0]
+    ref = membrane_mask(tissue, width=width, ignore=(0, 1))
+    if width == 1:
+        np.testing.assert_array_equal(ref, _reference(tissue, (0, 1), "thick"))
+    np.testing.assert_array_equal(got, ref)
+
+
+@pytest.mark.parametrize("width", [1, 2, 3])
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.uint64])
+def test_chunked_width_equals_in_memory(width, dtype):
+    lab = np.stack([_random_labels((11, 19, 23), 9, seed=s, dtype=dtype) for s in (5, 6)])
+    got = membrane_volume(da.from_array(lab, chunks=(1, 4, 5, 7)), width=width,
+                          ignore=(0, 3)).compute()
+    for t in range(2):  # time points are separate volumes: t is no spatial axis
+        np.testing.assert_array_equal(got[t], membrane_mask(lab[t], width=width, ignore=(0, 3)))
+
+
+def _labels_store(path, lab, chunks=(6, 7, 9), attrs=None):
+    create_image(path, shape=lab.shape, dtype=lab.dtype, chunks=chunks, shards=False,
+                 attrs={"kind": "labels", **(attrs or {})})
+    write_volume(da.from_array(lab), path, progress=False)
+    mark_complete(path)
+    return path
+
+
+def test_run_binarize_end_to_end(tmp_path):
+    lab = _random_labels((14, 20, 25), 15, seed=8)[None]
+    src = _labels_store(tmp_path / "labels.ome.zarr", lab, attrs={"dropped_slices": [3]})
+    out = tmp_path / "mask.ome.zarr"
+    s = run_binarize(src, out, ignore=(0, 1), width=2, drop_slices="0,5-6", chunks=(5, 8, 8),
+                     progress=False)
+    keep = [z for z in range(14) if z not in (0, 5, 6)]
+    vol = open_volume(out)
+    assert vol.dtype == np.uint8 and vol.attrs["kind"] == "mask"
+    np.testing.assert_array_equal(vol.data.compute()[0],
+                                  membrane_mask(lab[0][keep], width=2, ignore=(0, 1)))
+    attrs = read_attrs(out)
+    assert attrs["binarize"] == {"ignore": [0, 1], "width": 2, "mode": "thick"}
+    assert attrs["halo"] == 2 and s["dropped_slices"] == attrs["dropped_slices"] == [0, 3, 6, 7]
+
+
+def test_run_binarize_bad_input(tmp_path):
+    flt = tmp_path / "float.tif"
+    tifffile.imwrite(flt, np.zeros((5, 6, 7), np.float32))
+    with pytest.raises(DTypeError, match="float32"):
+        run_binarize(flt, tmp_path / "m.ome.zarr")
+    lab, raw = tmp_path / "lab.tif", tmp_path / "raw.tif"
+    tifffile.imwrite(lab, np.ones((5, 6, 7), np.uint16))
+    tifffile.imwrite(raw, np.ones((6, 6, 7), np.uint16))
+    with pytest.raises(ShapeError, match=r"\(1, 5, 6, 7\) differs from the raw .*\(1, 6, 6, 7\)"):
+        run_binarize(lab, tmp_path / "m.ome.zarr", like=raw)
+    with pytest.raises(ShapeError, match=r"after dropping slices \[0\]"):
+        run_binarize(raw, tmp_path / "m.ome.zarr", like=raw, drop_slices="0")
+    with pytest.raises(ParameterError, match="out of range"):
+        run_binarize(lab, tmp_path / "m.ome.zarr", drop_slices="5")
+    with pytest.raises(ParameterError, match="width"):
+        run_binarize(lab, tmp_path / "m.ome.zarr", width=0)
+    assert not (tmp_path / "m.ome.zarr").exists()
+    run_binarize(raw, tmp_path / "m.ome.zarr", like=raw, progress=False)
+
+
+def test_cli_binarize(tmp_path, capsys):
+    lab = tmp_path / "lab.tif"
+    tifffile.imwrite(lab, _random_labels((8, 12, 13), 6, seed=9, dtype=np.uint16))
+    out = tmp_path / "m.ome.zarr"
+    assert main(["binarize", str(lab), "--out", str(out), "--ignore", "0", "1",
+                 "--mode", "inner"]) == 0
+    assert read_attrs(out)["binarize"]["mode"] == "inner"
+    assert main(["binarize", str(lab), "--out", str(out)]) == 2
+    assert "exists" in capsys.readouterr().err

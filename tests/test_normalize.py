@@ -116,3 +116,167 @@ def test_histogram_float_bins():
     x = np.array([0.0, 0.5, 0.99, 1.0, 2.0])
     np.testing.assert_array_equal(histogram_float(x, 0.0, 2.0, 4), [1, 2, 1, 1])
     np.testing.assert_array_equal(histogram_float(np.ones(3), 1.0, 1.0, 4), [3, 0, 0, 0])
+
+
+# --------------------------------------------------------------------------- chunked pipeline
+
+import dask.array as da  # noqa: E402
+import tifffile  # noqa: E402
+
+from chunkseg.cli import main  # noqa: E402
+from chunkseg.engine.stats import intensity_histogram, percentiles  # noqa: E402
+from chunkseg.io.store import create_image, mark_complete, open_volume, read_attrs  # noqa: E402
+from chunkseg.engine.blocks import write_volume  # noqa: E402
+from chunkseg.pipeline.normalize import run_normalize  # noqa: E402
+
+PS = (0.0, 99.99)
+
+
+def _store(path, x, chunks=(5, 7, 11), attrs=None):
+    """An OME-Zarr volume with odd, unsharded chunks (dask sees exactly these chunks)."""
+    create_image(path, shape=x.shape, dtype=x.dtype, chunks=chunks, shards=False,
+                 attrs={"kind": "raw", **(attrs or {})})
+    write_volume(da.from_array(x), path, progress=False)
+    mark_complete(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def raw4d():
+    rng = np.random.default_rng(7)
+    x = rng.gamma(1.3, 70.0, (3, 13, 29, 37)).astype(np.uint16)
+    x[1] += 40  # time points differ
+    x[2, 5, 6, 7] = 9000  # a hot pixel in the tail
+    return x
+
+
+def test_streaming_percentiles_equal_numpy_on_odd_chunks(raw4d):
+    d = da.from_array(raw4d, chunks=(2, 5, 7, 11))
+    ps = [0, 0.5, 50, 99, 99.9, 99.99, 100]
+    r = percentiles(d, ps, per_timepoint=True)
+    assert r["values"] == np.percentile(raw4d, ps).tolist()
+    assert r["method"] == "exact" and r["error_bound"] == 0 and r["n"] == raw4d.size
+    for t in range(raw4d.shape[0]):
+        assert r["per_timepoint"][t] == np.percentile(raw4d[t], ps).tolist()
+
+
+def test_float_percentiles_within_stated_bound(raw4d):
+    x = raw4d.astype(np.float32) * np.float32(0.173) - 3
+    ps = [0, 1, 50, 99.99, 100]
+    h = intensity_histogram(da.from_array(x, chunks=(1, 6, 10, 10)), bins=4096)
+    assert h.method == "binned"
+    assert h.error_bound == pytest.approx((x.max() - x.min()) / 4096)
+    err = np.abs(h.percentiles(ps) - np.percentile(x, ps))
+    assert (err <= h.error_bound).all(), err
+
+
+def test_float_nan_inf_rejected_with_count(tmp_path):
+    x = np.ones((1, 4, 5, 6), np.float32)
+    x[0, 1, 2, 3] = np.nan
+    x[0, 0, 0, 0] = np.inf
+    with pytest.raises(InputError, match="2 NaN/Inf voxels of 120"):
+        intensity_histogram(da.from_array(x, chunks=(1, 2, 2, 2)), name="x.tif")
+
+
+def test_run_normalize_equals_in_memory_reference(tmp_path, raw4d):
+    src = _store(tmp_path / "raw.ome.zarr", raw4d)
+    out = tmp_path / "norm.ome.zarr"
+    s = run_normalize(src, out, percentiles=PS, chunks=(4, 9, 10), progress=False)
+    low, high = np.percentile(raw4d, PS)
+    assert (s["low"], s["high"]) == (low, high)
+    vol = open_volume(out)
+    assert vol.dtype == np.uint8 and vol.attrs["kind"] == "normalized"
+    np.testing.assert_array_equal(vol.data.compute(), scale_to_uint8(raw4d, low, high))
+    norm = read_attrs(out)["normalization"]
+    assert (norm["low"], norm["high"], norm["percentiles"]) == (low, high, list(PS))
+    assert norm["percentile_method"] == "exact" and norm["per_timepoint"] is False
+
+
+def test_per_timepoint_and_fixed_range(tmp_path, raw4d):
+    src = _store(tmp_path / "raw.ome.zarr", raw4d)
+    out = tmp_path / "pt.ome.zarr"
+    s = run_normalize(src, out, percentiles=(1, 99), per_timepoint=True, progress=False)
+    got = open_volume(out).data.compute()
+    for t in range(raw4d.shape[0]):
+        lo, hi = np.percentile(raw4d[t], (1, 99))
+        assert s["per_timepoint"][t] == [lo, hi]
+        np.testing.assert_array_equal(got[t], scale_to_uint8(raw4d[t], lo, hi))
+    assert read_attrs(out)["normalization"]["lows"] == [p[0] for p in s["per_timepoint"]]
+    out2 = tmp_path / "fixed.ome.zarr"
+    s2 = run_normalize(src, out2, range=(10, 493), progress=False)
+    assert "percentile_values" not in s2  # no percentile pass needed
+    np.testing.assert_array_equal(open_volume(out2).data.compute(),
+                                  scale_to_uint8(raw4d, 10, 493))
+    assert read_attrs(out2)["normalization"]["method"] == "range"
+
+
+def test_drop_slices_recorded_in_original_numbering(tmp_path, raw4d):
+    src = _store(tmp_path / "raw.ome.zarr", raw4d[:, 2:], attrs={"dropped_slices": [0, 1]})
+    out = tmp_path / "d.ome.zarr"
+    s = run_normalize(src, out, drop_slices="0,3-4", progress=False)
+    kept = raw4d[:, 2:][:, [z for z in range(11) if z not in (0, 3, 4)]]
+    low, high = np.percentile(kept, PS)
+    np.testing.assert_array_equal(open_volume(out).data.compute(),
+                                  scale_to_uint8(kept, low, high))
+    assert s["dropped_slices"] == read_attrs(out)["dropped_slices"] == [0, 1, 2, 5, 6]
+
+
+def test_plot_only_and_png(tmp_path, raw4d):
+    tif = tmp_path / "raw.tif"
+    tifffile.imwrite(tif, raw4d[0])
+    png = tmp_path / "fig" / "curve.png"
+    s = run_normalize(tif, plot=png)
+    assert "out" not in s and s["percentile_values"] == np.percentile(raw4d[0], PS).tolist()
+    data = png.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
+    assert not list(tmp_path.glob("*.zarr"))
+
+
+def test_cli(tmp_path, raw4d, capsys):
+    tif = tmp_path / "raw.tif"
+    tifffile.imwrite(tif, raw4d[1])
+    assert main(["normalize", str(tif), "--percentiles", "1", "99"]) == 0
+    assert json_loads(capsys.readouterr().out)["high"] == np.percentile(raw4d[1], 99)
+    out = tmp_path / "n.ome.zarr"
+    assert main(["normalize", str(tif), "--out", str(out), "--range", "0", "493"]) == 0
+    assert main(["normalize", str(tif), "--out", str(out), "--range", "0", "493"]) == 2
+    assert "exists" in capsys.readouterr().err
+    assert main(["normalize", str(tif), "--percentiles", "99", "1"]) == 2
+    assert "ascending" in capsys.readouterr().err
+
+
+def json_loads(text):
+    import json
+
+    return json.loads(text)
+
+
+@pytest.mark.parametrize("kwargs, err, match", [
+    ({"range": (493, 0)}, ParameterError, "low < high"),
+    ({"range": (0, 1, 2)}, ParameterError, r"\(low, high\)"),
+    ({"percentiles": (-1, 99)}, ParameterError, r"\[0, 100\]"),
+    ({"percentiles": (0, 101)}, ParameterError, r"\[0, 100\]"),
+    ({"percentiles": (99, 1)}, ParameterError, "ascending"),
+    ({"percentiles": (1, 50, 99)}, ParameterError, "two values"),
+    ({"drop_slices": "0,40"}, ParameterError, "out of range"),
+])
+def test_run_normalize_bad_parameters(tmp_path, raw4d, kwargs, err, match):
+    tif = tmp_path / "raw.tif"
+    tifffile.imwrite(tif, raw4d[0])
+    with pytest.raises(err, match=match):
+        run_normalize(tif, tmp_path / "o.ome.zarr", **kwargs)
+    assert not (tmp_path / "o.ome.zarr").exists()
+
+
+def test_constant_volume_zero_range(tmp_path):
+    tif = tmp_path / "flat.tif"
+    tifffile.imwrite(tif, np.full((4, 5, 6), 100, np.uint16))
+    with pytest.raises(ParameterError, match="zero intensity range.*100"):
+        run_normalize(tif, tmp_path / "o.ome.zarr")
+    assert run_normalize(tif)["low"] == 100  # printing the percentiles still works
+    x = np.full((2, 6, 9, 10), 7, np.uint16)
+    x[1, 0, 0, 0] = 9
+    tif2 = tmp_path / "one_flat_timepoint.tif"
+    tifffile.imwrite(tif2, x)
+    with pytest.raises(ParameterError, match="time point 0"):
+        run_normalize(tif2, tmp_path / "o.ome.zarr", per_timepoint=True)

@@ -12,7 +12,7 @@ from typing import Any
 
 from chunkseg.errors import ParameterError
 
-__all__ = ["drop_slices", "keep_indices", "parse_slices"]
+__all__ = ["compose_dropped", "drop_slices", "keep_indices", "parse_slices"]
 
 
 def _parse_token(token: str, where: str) -> list[int]:
@@ -111,3 +111,19 @@ def drop_slices(arr: Any, spec: str | Sequence[int] | None, *, name: str | None 
     if not dropped:
         return arr, []
     return arr[:, keep_indices(dropped, arr.shape[1])], dropped
+
+
+def compose_dropped(previous: Sequence[int], new: Sequence[int], n_original: int) -> list[int]:
+    """All dropped slices in the *original* z numbering after a second drop.
+
+    ``previous`` are indices of the original volume (``n_original`` slices) already
+    removed; ``new`` are indices into what remained.  Returns the sorted union in
+    original numbering, so ``dropped_slices`` always refers to the acquisition.
+
+    Examples
+    --------
+    >>> compose_dropped([1, 2], [0, 2], 6)   # remaining 0,3,4,5 -> drop 0 and 4
+    [0, 1, 2, 4]
+    """
+    remaining = keep_indices(previous, n_original)
+    return sorted(set(previous) | {remaining[i] for i in new})

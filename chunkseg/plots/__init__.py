@@ -1,0 +1,5 @@
+"""Figures (PNG) written by chunkseg commands; one module per figure family.
+
+matplotlib is imported lazily inside each plotting function, with the Agg backend,
+so importing chunkseg never needs a display or matplotlib itself.
+"""

@@ -1,0 +1,110 @@
+"""Intensity-versus-percentile curve (the paper's Fig. 2B) for choosing a contrast range."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+__all__ = ["CURVE_PERCENTILES", "plot_percentile_curve"]
+
+#: percentiles at which the curve is drawn: even steps to 99, then a fine log-spaced tail
+CURVE_PERCENTILES: np.ndarray = np.unique(np.concatenate([
+    np.linspace(0.0, 99.0, 397), 100.0 - np.logspace(0.0, -4.0, 161), [100.0],
+]))
+
+
+def plot_percentile_curve(
+    percentiles: Sequence[float],
+    intensities: Sequence[float],
+    out: str | os.PathLike,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    p_low: float | None = None,
+    p_high: float | None = None,
+    title: str = "",
+    note: str = "",
+) -> str:
+    """Draw intensity versus percentile and mark the chosen range with dashed lines.
+
+    Two panels: the whole 0–100 range, and the upper tail with a log axis of
+    ``100 - percentile`` (ticks labelled 99, 99.9, 99.99, ...), where the paper picked
+    its upper bound.  Intensity is on a log axis (symlog, so 0 is drawn).
+
+    Parameters
+    ----------
+    percentiles, intensities : sequence of float
+        The curve (same length), percentiles ascending.
+    out : path-like
+        PNG file to write.
+    low, high : float, optional
+        Chosen intensity range (horizontal dashed lines).
+    p_low, p_high : float, optional
+        Percentiles that gave the range (vertical dashed lines).
+    title, note : str
+        Figure title; a small text line under it (e.g. method and voxel count).
+
+    Returns
+    -------
+    str
+        The path written.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FixedLocator, FuncFormatter
+
+    p = np.asarray(percentiles, dtype=float)
+    v = np.asarray(intensities, dtype=float)
+    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, 4.6), gridspec_kw={"width_ratios": [3, 2]})
+    linthresh = max(1.0, float(np.nanmin(np.abs(v[v != 0]))) if np.any(v != 0) else 1.0)
+    tail = p >= 99.0
+    x_tail = 100.0 - p[tail]
+    x_floor = 1e-5
+    for ax in (ax0, ax1):
+        ax.set_yscale("symlog", linthresh=linthresh)
+        ax.set_ylabel("pixel intensity (log scale)")
+        ax.grid(True, which="both", alpha=0.3)
+        for value, label in ((low, "low"), (high, "high")):
+            if value is not None:
+                ax.axhline(value, ls="--", color="C3", lw=1.2)
+    ax0.plot(p, v, color="C0", lw=1.8)
+    ax0.set_xlabel("percentile")
+    ax0.set_xlim(0, 100)
+    ax0.set_title("all voxels")
+    ax1.plot(np.maximum(x_tail, x_floor), v[tail], color="C0", lw=1.8, marker=".", ms=3)
+    ax1.set_xscale("log")
+    ax1.invert_xaxis()
+    ticks = [1.0, 0.1, 0.01, 0.001, 0.0001, x_floor]
+    ax1.xaxis.set_major_locator(FixedLocator(ticks))
+    ax1.xaxis.set_minor_locator(FixedLocator([]))
+    ax1.xaxis.set_major_formatter(FuncFormatter(
+        lambda x, _pos: "100" if x <= x_floor * 1.01 else f"{100 - x:.{max(0, round(-np.log10(x)))}f}"
+    ))
+    ax1.set_xlim(1.0, x_floor)
+    ax1.set_xlabel("percentile (upper tail, log scale of 100 - percentile)")
+    ax1.set_title("upper tail")
+    for pv, ax, xv in ((p_low, ax0, p_low), (p_high, ax0, p_high),
+                       (p_high, ax1, None if p_high is None else max(100.0 - p_high, x_floor))):
+        if pv is not None and xv is not None and (ax is ax0 or pv >= 99.0):
+            ax.axvline(xv, ls="--", color="C2", lw=1.0)
+    if low is not None and high is not None:
+        label = f"range = ({low:.6g}, {high:.6g})"
+        if p_low is not None and p_high is not None:
+            label += f"  from percentiles ({p_low:g}, {p_high:g})"
+        ax0.text(0.02, 0.97, label, transform=ax0.transAxes, va="top", fontsize=10,
+                 bbox={"facecolor": "white", "alpha": 0.85, "edgecolor": "0.7"})
+        for ax in (ax0, ax1):
+            ax.annotate(f"high {high:.6g}", xy=(0.99, high), xycoords=("axes fraction", "data"),
+                        ha="right", va="bottom", color="C3", fontsize=9)
+    fig.suptitle(title or "pixel intensity versus percentile")
+    if note:
+        fig.text(0.5, 0.005, note, ha="center", va="bottom", fontsize=8, color="0.35")
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return str(out)
