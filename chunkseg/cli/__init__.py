@@ -21,6 +21,8 @@ __all__ = ["COMMANDS", "build_parser", "main"]
 COMMANDS: list[str] = [
     "convert",
     "info",
+    "normalize",
+    "binarize",
     "synth",
     "crops",
     "predict",
