@@ -152,3 +152,50 @@ def test_errors():
 def test_params_round_trip_to_dict():
     d = AcmeParams().to_dict()
     assert AcmeParams(**d) == AcmeParams()
+
+
+def test_run_acme_writes_a_probability_store_equal_to_the_reference(tmp_path):
+    from chunkseg.baseline import run_acme
+    from chunkseg.io.store import open_volume
+    from chunkseg.ops.normalize import scale_to_uint8
+    from chunkseg.pipeline.synth import run_synth
+
+    paths = run_synth(tmp_path / "s", shape=(10, 40, 44), seed=3, progress=False)
+    out = tmp_path / "acme.ome.zarr"
+    small = SMALL.to_dict()
+    s = run_acme(paths["raw"], out=out, params=small, scheduler="sync", progress=False,
+                 block=(10, 20, 44), compute_block=(5, 20, 22))
+    assert s["method"] == "acme" and s["voxels"] == 10 * 40 * 44 and s["blocks_written"] == 2
+    vol = open_volume(out)
+    assert vol.attrs["kind"] == "probability" and vol.attrs["complete"]
+    raw = open_volume(paths["raw"]).data[0].compute()
+    norm = s["normalization"]
+    ref = acme_score_reference(scale_to_uint8(raw, norm["low"], norm["high"]),
+                               voxel_size=vol.voxel_size, params=SMALL)
+    np.testing.assert_allclose(vol.data[0].compute(), ref, rtol=0, atol=1e-6)
+    again = run_acme(paths["raw"], out=out, params=small, scheduler="sync", progress=False,
+                     block=(10, 20, 44), compute_block=(5, 20, 22), resume=True)
+    assert again["blocks_skipped"] == 2 and again["blocks_written"] == 0
+    with pytest.raises(ParameterError, match="dtype"):
+        run_acme(paths["raw"], out=tmp_path / "x.ome.zarr", dtype="int8", scheduler="sync")
+
+
+def test_cli_predict_method_acme_routes_to_the_baseline(tmp_path, capsys):
+    import json
+
+    from chunkseg.cli import main
+    from chunkseg.pipeline.predict import run_predict
+    from chunkseg.pipeline.synth import run_synth
+
+    paths = run_synth(tmp_path / "s", shape=(6, 24, 24), seed=4, outputs=("raw",),
+                      progress=False)
+    out = tmp_path / "acme.ome.zarr"
+    rc = main(["predict", paths["raw"], "--out", str(out), "--method", "acme",
+               "--scheduler", "sync", "--quiet"])
+    assert rc == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["method"] == "acme" and summary["voxels"] == 6 * 24 * 24
+    with pytest.raises(ParameterError, match="method"):
+        run_predict(paths["raw"], out=tmp_path / "x.ome.zarr", method="hessian")
+    with pytest.raises(ParameterError, match="threshold"):
+        run_predict(paths["raw"], out=tmp_path / "x.ome.zarr", method="acme", threshold=0.5)

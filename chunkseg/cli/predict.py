@@ -24,6 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output OME-Zarr probability image")
     p.add_argument("--model", default="default",
                    help="chunkseg .keras model, or 'default' (the packaged model)")
+    p.add_argument("--method", choices=("unet", "acme"), default="unet",
+                   help="'unet' (default) or 'acme': the classical ACME-style baseline (median, "
+                   "isotropic resampling, Hessian plate measure, tensor voting) on the same engine")
     p.add_argument("--halo", type=_halo, default=10, metavar="N|auto",
                    help="context voxels around each block (default 10, as the paper); 'auto' = "
                    "the model's receptive-field radius (seam-free)")
@@ -61,7 +64,7 @@ def _run(args: argparse.Namespace) -> int:
         timepoints=args.timepoints, threshold=args.threshold, mask_out=args.mask_out,
         scheduler=args.scheduler, workers=args.workers,
         threads_per_worker=args.threads_per_worker, resume=args.resume,
-        overwrite=args.overwrite, progress=not args.quiet,
+        overwrite=args.overwrite, progress=not args.quiet, method=args.method,
     )
     print(json.dumps(summary, indent=2))
     return 0

@@ -37,6 +37,7 @@ __all__ = [
     "DEFAULT_PERCENTILES",
     "ModelInfo",
     "OUTPUT_DTYPES",
+    "PREDICT_METHODS",
     "mask_path_for",
     "model_info",
     "parse_timepoints",
@@ -48,6 +49,8 @@ DEFAULT_BLOCK = (128, 256, 256)
 #: percentiles of the input used when neither the input nor the model carries a range
 DEFAULT_PERCENTILES = (0.0, 99.99)
 OUTPUT_DTYPES = ("uint8", "float16", "float32")
+#: ``method`` values: the U-Net, or the ACME-style classical baseline
+PREDICT_METHODS = ("unet", "acme")
 #: activation memory per model call (tile shape and batch are chosen to fit it)
 MEMORY_BUDGET = 1 << 30
 
@@ -228,6 +231,7 @@ def run_predict(
     overwrite: bool = False,
     connect_timeout: float = 10.0,
     progress: bool = True,
+    method: str = "unet",
 ) -> dict[str, Any]:
     """Predict the membrane probability of a volume / time series.
 
@@ -270,6 +274,10 @@ def run_predict(
         Seconds to wait for a remote scheduler.
     progress : bool
         Show a progress bar over blocks.
+    method : {"unet", "acme"}
+        ``"acme"``: the classical ACME-style filter baseline instead of the network
+        (:func:`chunkseg.baseline.run_acme`; ``model``, ``halo``, ``tile``, ``batch``,
+        ``blend`` and ``threshold`` do not apply).
 
     Returns
     -------
@@ -297,6 +305,18 @@ def run_predict(
     from chunkseg.engine.predict import ModelSpec, predict_array, tiles_per_volume
     from chunkseg.io.store import create_image, mark_complete, open_volume
 
+    if method not in PREDICT_METHODS:
+        raise ParameterError(f"method must be one of {PREDICT_METHODS}; got {method!r}")
+    if method == "acme":
+        if threshold is not None:
+            raise ParameterError("threshold is not available with method 'acme'; threshold "
+                                 "its output with 'chunkseg segment' or a second pass")
+        from chunkseg.baseline import run_acme
+
+        return run_acme(in_path, out=out, block=block, dtype=dtype, timepoints=timepoints,
+                        scheduler=scheduler, workers=workers,
+                        threads_per_worker=threads_per_worker, resume=resume,
+                        overwrite=overwrite, connect_timeout=connect_timeout, progress=progress)
     t_start = time.perf_counter()
     vol = open_volume(in_path)
     info = model_info(model)
