@@ -1,0 +1,239 @@
+"""Mergeable per-segment statistics, face unions and the final relabelling (pure NumPy).
+
+Everything here works on *partial* results: statistics of the voxels a block owns,
+contacts between face neighbours whose first voxel the block owns, label pairs seen
+across a block face.  Partials of any block decomposition combine (sums, minima,
+maxima, union-find) into exactly the whole-volume result, which is what makes the
+blockwise segmentation independent of the chunking.
+
+Segment ids here are arbitrary unique non-zero integers (uint64); order and
+tie-breaks use only each segment's *first voxel* (smallest raster index in the
+volume), never the id values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.sparse import coo_array
+from scipy.sparse.csgraph import connected_components
+
+__all__ = [
+    "SegStats",
+    "block_stats",
+    "combine_stats",
+    "contacts",
+    "face_pairs",
+    "finish_labels",
+    "merge_plan",
+    "relabel",
+    "union_map",
+]
+
+
+@dataclass
+class SegStats:
+    """Statistics of segments (one row per id, ids sorted ascending).
+
+    Attributes
+    ----------
+    ids : uint64 (n,)
+    count : int64 (n,) voxels
+    sums : float64 (n, 3) sums of z, y, x voxel indices (exact below 2**53)
+    lo, hi : int64 (n, 3) bounding box, inclusive
+    first : int64 (n,) smallest raster index ``(z * Y + y) * X + x`` in the volume
+    """
+
+    ids: np.ndarray
+    count: np.ndarray
+    sums: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+    first: np.ndarray
+
+    @classmethod
+    def empty(cls) -> SegStats:
+        """No segments."""
+        z = np.zeros((0, 3))
+        return cls(np.zeros(0, np.uint64), np.zeros(0, np.int64), z,
+                   z.astype(np.int64), z.astype(np.int64), np.zeros(0, np.int64))
+
+
+def block_stats(labels: np.ndarray, *, offset: Sequence[int] = (0, 0, 0),
+                shape: Sequence[int] | None = None) -> SegStats:
+    """Statistics of the non-zero labels of a block at ``offset`` in a volume of ``shape``."""
+    shape = tuple(labels.shape) if shape is None else tuple(int(s) for s in shape)
+    flat = labels.ravel()
+    nz = np.flatnonzero(flat)
+    if nz.size == 0:
+        return SegStats.empty()
+    coords = np.stack(np.unravel_index(nz, labels.shape), 1).astype(np.int64)
+    coords += np.asarray(offset, np.int64)
+    vals = flat[nz].astype(np.uint64)
+    ids, first_pos, inv = np.unique(vals, return_index=True, return_inverse=True)
+    count = np.bincount(inv, minlength=ids.size).astype(np.int64)
+    sums = np.stack([np.bincount(inv, weights=coords[:, a], minlength=ids.size)
+                     for a in range(3)], 1)
+    order = np.argsort(inv, kind="stable")
+    starts = np.concatenate([[0], np.cumsum(count)[:-1]])
+    c_sorted = coords[order]
+    lo = np.minimum.reduceat(c_sorted, starts, axis=0)
+    hi = np.maximum.reduceat(c_sorted, starts, axis=0)
+    fc = coords[first_pos]  # nonzero() runs in raster order: the first hit is the minimum
+    first = (fc[:, 0] * shape[1] + fc[:, 1]) * shape[2] + fc[:, 2]
+    return SegStats(ids, count, sums, lo, hi, first.astype(np.int64))
+
+
+def combine_stats(parts: Sequence[SegStats]) -> SegStats:
+    """Merge partial statistics (any block decomposition) into one table."""
+    parts = [p for p in parts if p.ids.size]
+    if not parts:
+        return SegStats.empty()
+    ids = np.concatenate([p.ids for p in parts])
+    u, inv = np.unique(ids, return_inverse=True)
+    n = u.size
+    count = np.bincount(inv, weights=np.concatenate([p.count for p in parts]), minlength=n)
+    sums = np.concatenate([p.sums for p in parts])
+    lo = np.full((n, 3), np.iinfo(np.int64).max, np.int64)
+    hi = np.full((n, 3), -1, np.int64)
+    np.minimum.at(lo, inv, np.concatenate([p.lo for p in parts]))
+    np.maximum.at(hi, inv, np.concatenate([p.hi for p in parts]))
+    first = np.full(n, np.iinfo(np.int64).max, np.int64)
+    np.minimum.at(first, inv, np.concatenate([p.first for p in parts]))
+    return SegStats(u, count.astype(np.int64),
+                    np.stack([np.bincount(inv, weights=sums[:, a], minlength=n)
+                              for a in range(3)], 1), lo, hi, first)
+
+
+def _count_pairs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Unique unordered pairs of different non-zero labels with counts: (k, 3) uint64."""
+    keep = (a != 0) & (b != 0) & (a != b)
+    a, b = a[keep].astype(np.uint64), b[keep].astype(np.uint64)
+    if a.size == 0:
+        return np.zeros((0, 3), np.uint64)
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    pairs, counts = np.unique(np.stack([lo, hi], 1), axis=0, return_counts=True)
+    return np.concatenate([pairs, counts[:, None].astype(np.uint64)], 1)
+
+
+def contacts(ext: np.ndarray, owned: Sequence[int]) -> np.ndarray:
+    """Face contacts whose first voxel lies in ``ext[:owned[0], :owned[1], :owned[2]]``.
+
+    ``ext`` is the owned block plus (where the volume goes on) one voxel on the high
+    side of each axis, so every face pair of the volume is counted by exactly one
+    block.  Returns (k, 3) uint64 rows ``(id_a, id_b, faces)`` with ``id_a < id_b``.
+    """
+    rows = []
+    oz, oy, ox = (int(v) for v in owned)
+    for axis in range(3):
+        m = min(int(owned[axis]), ext.shape[axis] - 1)
+        if m < 1:
+            continue
+        src = [slice(0, oz), slice(0, oy), slice(0, ox)]
+        nxt = list(src)
+        src[axis], nxt[axis] = slice(0, m), slice(1, m + 1)
+        rows.append(_count_pairs(ext[tuple(src)], ext[tuple(nxt)]))
+    return _sum_pairs(rows)
+
+
+def _sum_pairs(rows: Sequence[np.ndarray]) -> np.ndarray:
+    rows = [r for r in rows if r.size]
+    if not rows:
+        return np.zeros((0, 3), np.uint64)
+    allr = np.concatenate(rows)
+    pairs, inv = np.unique(allr[:, :2], axis=0, return_inverse=True)
+    counts = np.bincount(inv.ravel(), weights=allr[:, 2].astype(np.float64))
+    return np.concatenate([pairs, counts.astype(np.uint64)[:, None]], 1)
+
+
+def face_pairs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Unique label pairs ``(a_i, b_i)``, both non-zero, of two facing planes: (k, 2)."""
+    keep = (a != 0) & (b != 0)
+    if not keep.any():
+        return np.zeros((0, 2), np.uint64)
+    return np.unique(np.stack([a[keep], b[keep]], 1).astype(np.uint64), axis=0)
+
+
+def union_map(pairs: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Union-find over label pairs: ``(keys, roots)``, sorted keys, root = smallest id.
+
+    Ids absent from ``keys`` map to themselves.
+    """
+    pairs = [p for p in pairs if p.size]
+    if not pairs:
+        return np.zeros(0, np.uint64), np.zeros(0, np.uint64)
+    e = np.concatenate(pairs).astype(np.uint64)
+    keys, inv = np.unique(e, return_inverse=True)
+    inv = inv.reshape(e.shape)
+    g = coo_array((np.ones(len(e)), (inv[:, 0], inv[:, 1])), shape=(keys.size,) * 2)
+    _, comp = connected_components(g, directed=False)
+    root = np.full(comp.max() + 1, np.iinfo(np.uint64).max, np.uint64)
+    np.minimum.at(root, comp, keys)
+    return keys, root[comp]
+
+
+def relabel(labels: np.ndarray, keys: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Map ``labels`` through sorted ``keys`` → ``values``; other ids keep their value."""
+    out = labels.astype(values.dtype if values.size else labels.dtype, copy=True)
+    if keys.size == 0:
+        return out
+    pos = np.searchsorted(keys, labels.ravel()).clip(0, keys.size - 1)
+    hit = keys[pos] == labels.ravel()
+    flat = out.ravel()
+    flat[hit] = values[pos[hit]]
+    return flat.reshape(labels.shape)
+
+
+def merge_plan(stats: SegStats, pairs: np.ndarray, *, min_voxels: float
+               ) -> tuple[np.ndarray, np.ndarray, SegStats]:
+    """Merge small segments and number the cells; returns ``(keys, final ids, cells)``.
+
+    Every segment with fewer than ``min_voxels`` voxels joins (simultaneously, one
+    round) the neighbour it shares most faces with; ties go to the neighbour with
+    the smaller first voxel.  Chains are resolved by union-find.  Final ids are
+    1..n in raster order of each cell's first voxel.  ``cells`` holds the merged
+    statistics with ``ids`` = final ids.
+    """
+    n = stats.ids.size
+    if n == 0:
+        return stats.ids, np.zeros(0, np.uint32), stats
+    small = stats.count < min_voxels
+    edges = []
+    if small.any() and pairs.size:
+        ia = np.searchsorted(stats.ids, pairs[:, 0])
+        ib = np.searchsorted(stats.ids, pairs[:, 1])
+        c = pairs[:, 2].astype(np.int64)
+        src = np.concatenate([ia, ib])
+        dst = np.concatenate([ib, ia])
+        cc = np.concatenate([c, c])
+        keep = small[src]
+        src, dst, cc = src[keep], dst[keep], cc[keep]
+        order = np.lexsort((stats.first[dst], -cc, src))
+        src, dst = src[order], dst[order]
+        firsts = np.flatnonzero(np.r_[True, src[1:] != src[:-1]]) if src.size else src
+        edges.append(np.stack([src[firsts], dst[firsts]], 1))
+    comp = np.arange(n)
+    if edges and edges[0].size:
+        e = edges[0]
+        g = coo_array((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(n, n))
+        _, comp = connected_components(g, directed=False)
+    ncomp = int(comp.max()) + 1
+    gfirst = np.full(ncomp, np.iinfo(np.int64).max, np.int64)
+    np.minimum.at(gfirst, comp, stats.first)
+    rank = np.empty(ncomp, np.int64)
+    rank[np.argsort(gfirst, kind="stable")] = np.arange(1, ncomp + 1)
+    dtype = np.uint32 if ncomp < np.iinfo(np.uint32).max else np.uint64
+    final = rank[comp].astype(dtype)
+    cells = combine_stats([SegStats(final.astype(np.uint64), stats.count, stats.sums,
+                                    stats.lo, stats.hi, stats.first)])
+    return stats.ids, final, cells
+
+
+def finish_labels(labels: np.ndarray, *, min_voxels: float) -> tuple[np.ndarray, SegStats]:
+    """In-memory reference of the engine's last steps: merge small segments, renumber."""
+    stats = block_stats(labels)
+    pairs = contacts(labels, labels.shape)
+    keys, final, cells = merge_plan(stats, pairs, min_voxels=min_voxels)
+    return relabel(labels, keys, final), cells
