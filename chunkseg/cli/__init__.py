@@ -25,7 +25,9 @@ COMMANDS: list[str] = [
     "binarize",
     "synth",
     "crops",
+    "train",
     "predict",
+    "segment",
 ]
 
 
