@@ -178,6 +178,9 @@ def pad_border(x: da.Array, width: Sequence[int]) -> da.Array:
     for axis, w in enumerate(width):
         if not w:
             continue
+        if x.shape[axis] == 1:  # mirroring one voxel repeats it
+            x = da.repeat(x, 1 + 2 * w, axis=axis)
+            continue
         pieces = []
         for first, last, step in _runs(_mirror_index(x.shape[axis], w, w)):
             stop = last + step if last + step >= 0 else None

@@ -1,0 +1,300 @@
+"""chunkseg.engine.predict and ``chunkseg predict``: chunked == whole-volume, outputs, errors.
+
+The engine is tested with a SciPy stand-in network (known receptive field, pooling-phase
+dependence), the pipeline with a tiny random-weights U-Net (depth 2: receptive-field
+radius 9, pooling factor 2) saved as a chunkseg model.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import shutil
+import time
+import zipfile
+
+import dask.array as da
+import numpy as np
+import pytest
+import scipy.ndimage as ndi
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from chunkseg.engine.blocks import done_blocks
+from chunkseg.engine.predict import (
+    ModelSpec,
+    block_grid,
+    get_model,
+    pad_border,
+    predict_array,
+    tiles_per_volume,
+)
+from chunkseg.errors import (
+    ClusterError,
+    ModelError,
+    OutputExistsError,
+    ParameterError,
+    ShapeError,
+)
+from chunkseg.io.store import create_image, mark_complete, open_array, open_volume, read_attrs
+
+R, P = 3, 4
+SHAPE = (2, 26, 30, 28)
+
+
+def fake_net(x: np.ndarray) -> np.ndarray:
+    """Box filter radius R, zero padding, plus a term depending on the pooling phase."""
+    y = ndi.uniform_filter(x, size=(1, 2 * R + 1, 2 * R + 1, 2 * R + 1, 1), mode="constant")
+    for axis in (1, 2, 3):
+        idx = (np.arange(x.shape[axis]) % P) / P * 0.01
+        y = y + idx.reshape([-1 if i == axis else 1 for i in range(5)])
+    return y
+
+
+# ----------------------------------------------------------------------------- engine
+
+
+@settings(max_examples=25, deadline=None)
+@given(shape=st.tuples(*(st.integers(1, 9),) * 3), width=st.tuples(*(st.integers(0, 20),) * 3),
+       chunk=st.integers(2, 5))
+def test_pad_border_equals_numpy_symmetric_for_any_width(shape, width, chunk):
+    a = np.arange(np.prod(shape)).reshape(shape)
+    got = pad_border(da.from_array(a, chunks=chunk), width).compute(scheduler="sync")
+    np.testing.assert_array_equal(got, np.pad(a, [(w, w) for w in width], mode="symmetric"))
+
+
+def test_block_grid():
+    assert block_grid(37, 16, 10) == (26, 16, 15)  # last block (5) smaller than the halo
+    assert block_grid(37, 37, 10) == (57,)
+    assert block_grid(32, 16, 4) == (20, 20)
+
+
+@pytest.mark.parametrize("block,halo", [((16, 20, 18), 3), ((7, 9, 30), 5), ((6, 8, 7), 4)])
+def test_predict_array_odd_blocks_equal_whole_volume(block, halo):
+    a = np.random.default_rng(1).integers(0, 256, (37, 45, 41)).astype(np.uint8)
+    x = da.from_array(a, chunks=(8, 16, 16))
+    kw = dict(halo=halo, pool=P, receptive=R, scale=1 / 255)
+    whole = predict_array(x, fake_net, block=a.shape, tile=48, **kw).compute()
+    chunked = predict_array(x, fake_net, block=block, tile=(12, 16, 16), **kw)
+    assert chunked.chunks == tuple(
+        tuple(min(b, n - s) for s in range(0, n, b)) for b, n in zip(block, a.shape))
+    np.testing.assert_allclose(chunked.compute(), whole, atol=1e-6)
+    # in-memory reference: mirror the border by the halo, filter, add the pooling phase
+    pad = np.pad(a.astype(np.float32) / 255, halo, mode="symmetric")
+    ref = ndi.uniform_filter(pad, 2 * R + 1, mode="constant")[(slice(halo, -halo),) * 3]
+    ref += sum(((np.arange(n) % P) / P * 0.01).reshape([-1 if i == k else 1 for i in range(3)])
+               for k, n in enumerate(a.shape))
+    np.testing.assert_allclose(chunked.compute(), ref, atol=1e-6)
+
+
+def test_predict_array_errors():
+    x = da.zeros((20, 20, 20), chunks=10)
+    with pytest.raises(ParameterError, match="halo .* is larger than the block"):
+        predict_array(x, fake_net, block=5, halo=6, tile=16, pool=P)
+    with pytest.raises(ParameterError, match="multiple of the model's pooling factor"):
+        predict_array(x, fake_net, block=10, halo=3, tile=(16, 18, 16), pool=P)
+    with pytest.raises(ShapeError, match="3D"):
+        predict_array(da.zeros((2, 20, 20, 20)), fake_net, block=10, halo=3, tile=16)
+    assert tiles_per_volume((20, 20, 20), block=20, halo=3, tile=32, pool=P) == 1
+
+
+# ----------------------------------------------------------------------------- pipeline
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    import keras
+
+    from chunkseg.model import UNetConfig, build_unet, save_model
+
+    keras.utils.set_random_seed(0)
+    cfg = UNetConfig(depth=2, base_filters=2)
+    path = tmp_path_factory.mktemp("model") / "tiny.keras"
+    save_model(build_unet(cfg), path, metadata={"config": cfg.to_dict()})
+    return path
+
+
+@pytest.fixture(scope="module")
+def raw(tmp_path_factory):
+    rng = np.random.default_rng(3)
+    smooth = ndi.gaussian_filter(rng.random(SHAPE), (0, 1.5, 1.5, 1.5))
+    data = (smooth * 4000).astype(np.uint16)
+    path = tmp_path_factory.mktemp("raw") / "raw.ome.zarr"
+    arr = create_image(path, shape=SHAPE, dtype=np.uint16, voxel_size=(2.0, 0.5, 0.5),
+                       attrs={"kind": "raw"})
+    arr[:] = data
+    mark_complete(path)
+    return path
+
+
+def predict(raw, out, model, **kw):
+    kw.setdefault("scheduler", "threads")
+    kw.setdefault("progress", False)
+    return run_predict(raw, model=model, out=out, **kw)
+
+
+from chunkseg.pipeline.predict import mask_path_for, parse_timepoints, run_predict  # noqa: E402
+
+
+def test_seamless_halo_auto_equals_whole_volume_pass(raw, tiny_model, tmp_path):
+    whole = predict(raw, tmp_path / "whole.zarr", tiny_model, halo="auto", block=SHAPE[1:],
+                    tile=64, timepoints="1:2")
+    assert whole["tiles"] == 1 and whole["seam_free"]
+    ref = open_array(tmp_path / "whole.zarr")[:]
+    # several blocks per axis, none dividing the shape, last blocks (6) smaller than the
+    # halo (9); two tiles per block axis
+    s = predict(raw, tmp_path / "auto.zarr", tiny_model, halo="auto", block=(10, 12, 11),
+                tile=28, timepoints="1:2")
+    assert s["halo"] == [9, 9, 9] and s["blocks"] == 27 and s["tiles"] > 27 * 4
+    got = open_array(tmp_path / "auto.zarr")[:]
+    assert np.abs(got - ref).max() <= 1e-5
+    # the check has teeth: a halo below the receptive field leaves seams
+    predict(raw, tmp_path / "short.zarr", tiny_model, halo=3, block=(10, 12, 11), tile=28,
+            timepoints="1:2")
+    assert np.abs(open_array(tmp_path / "short.zarr")[:] - ref).max() > 1e-5
+
+
+def test_outputs_dtype_threshold_attrs(raw, tiny_model, tmp_path):
+    out = tmp_path / "p8.ome.zarr"
+    s = predict(raw, out, tiny_model, halo="auto", block=(13, 16, 16), dtype="uint8",
+                threshold=0.5)
+    assert set(s) >= {"voxels", "seconds", "voxels_per_s", "halo", "tiles", "workers", "mask"}
+    assert s["voxels"] == int(np.prod(SHAPE))
+    vol = open_volume(out)
+    assert vol.shape == SHAPE and vol.dtype == np.uint8 and vol.voxel_size == (2.0, 0.5, 0.5)
+    attrs = read_attrs(out)
+    assert attrs["kind"] == "probability" and attrs["complete"]
+    assert attrs["normalization"]["source"] == "computed"
+    p8 = vol.data.compute()
+    mask = open_volume(mask_path_for(out)).data.compute()
+    assert s["mask"] == str(mask_path_for(out)) == str(tmp_path / "p8_mask.ome.zarr")
+    np.testing.assert_array_equal(mask, (p8.astype(np.float32) / 255 >= 0.5).astype(np.uint8))
+    assert 0 < mask.mean() < 1
+    f32 = predict(raw, tmp_path / "p32.zarr", tiny_model, halo="auto", block=(13, 16, 16))
+    p32 = open_array(tmp_path / "p32.zarr")[:]
+    assert f32["tiles"] == s["tiles"]
+    assert np.abs(p8 / 255.0 - p32).max() <= 0.5 / 255 + 1e-6
+    predict(raw, tmp_path / "p16.zarr", tiny_model, halo="auto", block=(13, 16, 16),
+            dtype="float16")
+    np.testing.assert_allclose(open_array(tmp_path / "p16.zarr")[:], p32, atol=1e-3)
+
+
+def test_stored_range_and_tiff_input(raw, tiny_model, tmp_path):
+    import tifffile
+
+    data = open_array(raw)[0]
+    src = tmp_path / "norm.ome.zarr"
+    arr = create_image(src, shape=(1, *data.shape), dtype=np.uint16,
+                       attrs={"kind": "raw", "normalization": {"low": 100, "high": 3000}})
+    arr[:] = data[None]
+    mark_complete(src)
+    s = predict(src, tmp_path / "a.zarr", tiny_model, block=16)
+    assert s["normalization"]["source"] == "input" and s["normalization"]["high"] == 3000
+    tif = tmp_path / "raw.tif"
+    tifffile.imwrite(tif, data)
+    s2 = predict(tif, tmp_path / "b.zarr", tiny_model, block=16)
+    assert open_volume(tmp_path / "b.zarr").shape == (1, *data.shape)
+    assert s2["normalization"]["source"] == "computed"
+
+
+def test_resume_recomputes_only_missing_blocks(raw, tiny_model, tmp_path):
+    out = tmp_path / "r.zarr"
+    kw = dict(halo="auto", block=(13, 16, 16))
+    first = predict(raw, out, tiny_model, **kw)
+    assert first["blocks_written"] == first["blocks"] == 2 * 2 * 2 * 2
+    full = open_array(out)[:]
+    marker_dir = out / ".chunkseg" / "done"
+    (marker_dir / "1.1.0.1").unlink()
+    arr = open_array(out, mode="r+")
+    arr[1, 13:, :16, 16:] = 0
+    with pytest.raises(OutputExistsError, match="exists"):
+        predict(raw, out, tiny_model, **kw)
+    again = predict(raw, out, tiny_model, resume=True, **kw)
+    assert again["blocks_written"] == 1 and again["blocks_skipped"] == 15
+    np.testing.assert_array_equal(open_array(out)[:], full)
+    assert len(done_blocks(out)) == 16
+
+
+def test_timepoints():
+    assert parse_timepoints(None, 5) == (0, 5)
+    assert parse_timepoints("1:3", 5) == (1, 3)
+    assert parse_timepoints("2", 5) == (2, 3)
+    assert parse_timepoints(":2", 5) == (0, 2)
+    assert parse_timepoints((3, 5), 5) == (3, 5)
+    for bad in ["3:1", "0:9", "a:b", "1:2:3", (-1, 2)]:
+        with pytest.raises(ParameterError, match="timepoints"):
+            parse_timepoints(bad, 5)
+
+
+def test_model_cache_loads_once_and_spec_pickles_small(tiny_model):
+    m1 = get_model(tiny_model)
+    m2 = get_model(str(tiny_model))
+    assert m1 is m2
+    spec = ModelSpec(str(tiny_model), threads=1)
+    assert len(pickle.dumps(spec)) < 500  # the task carries a path, never the network
+    y = spec(np.zeros((1, 8, 8, 8, 1), np.float32))
+    assert y.shape == (1, 8, 8, 8, 1)
+
+
+def test_bad_input_errors(raw, tiny_model, tmp_path):
+    out = tmp_path / "o.zarr"
+    with pytest.raises(ParameterError, match="halo .* is larger than the block"):
+        predict(raw, out, tiny_model, halo=12, block=(10, 10, 10))
+    with pytest.raises(ParameterError, match="multiple of the model's pooling factor"):
+        predict(raw, out, tiny_model, tile=(16, 17, 16))
+    with pytest.raises(ModelError, match="does not exist"):
+        predict(raw, out, tmp_path / "missing.keras")
+    not_zip = tmp_path / "junk.keras"
+    not_zip.write_text("not a model")
+    with pytest.raises(ModelError, match="not a Keras .keras archive"):
+        predict(raw, out, not_zip)
+    plain = tmp_path / "plain.keras"
+    shutil.copy(tiny_model, plain)
+    with zipfile.ZipFile(tiny_model) as zin, zipfile.ZipFile(plain, "w") as zout:
+        for item in zin.namelist():
+            if item != "chunkseg.json":
+                zout.writestr(item, zin.read(item))
+    with pytest.raises(ModelError, match="no chunkseg metadata"):
+        predict(raw, out, plain)
+    import tifffile
+
+    flat = tmp_path / "flat.tif"
+    tifffile.imwrite(flat, np.zeros((16, 16), np.uint16))
+    with pytest.raises(ShapeError, match="expected a 3D .* or 4D"):
+        predict(flat, out, tiny_model)
+    for kw, msg in [({"dtype": "int16"}, "dtype must be"), ({"blend": "max"}, "blend must be"),
+                    ({"threshold": 2.0}, "threshold must be"), ({"halo": "big"}, "halo must be"),
+                    ({"timepoints": "5:9"}, "timepoints")]:
+        with pytest.raises(ParameterError, match=msg):
+            predict(raw, out, tiny_model, **kw)
+    assert not out.exists()
+
+
+def test_unreachable_scheduler_fails_fast(raw, tiny_model, tmp_path):
+    import socket
+
+    with socket.socket() as s:  # a free port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    start = time.perf_counter()
+    with pytest.raises(ClusterError, match="could not reach the dask scheduler"):
+        run_predict(raw, model=tiny_model, out=tmp_path / "o.zarr",
+                    scheduler=f"tcp://127.0.0.1:{port}", connect_timeout=2, progress=False)
+    assert time.perf_counter() - start < 30
+
+
+def test_cli_predict(raw, tiny_model, tmp_path, capsys):
+    from chunkseg.cli import main
+
+    out = tmp_path / "cli.zarr"
+    code = main(["predict", str(raw), "--model", str(tiny_model), "--out", str(out),
+                 "--halo", "auto", "--block", "13", "16", "16", "--timepoints", "0:1",
+                 "--scheduler", "threads", "--quiet"])
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["timepoints"] == [0, 1] and summary["halo"] == [9, 9, 9]
+    assert open_volume(out).shape == (1, *SHAPE[1:])
+    code = main(["predict", str(raw), "--model", str(tiny_model), "--out", str(out),
+                 "--scheduler", "threads"])
+    assert code == 2
+    assert "chunkseg predict: error:" in capsys.readouterr().err
