@@ -25,7 +25,6 @@ COMMANDS: list[str] = [
     "binarize",
     "synth",
     "crops",
-    "train",
     "predict",
     "segment",
 ]
