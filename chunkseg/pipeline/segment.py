@@ -1,0 +1,281 @@
+"""``chunkseg segment``: cell instance labels from a membrane probability, blockwise.
+
+Seeded bounded watershed (:mod:`chunkseg.ops.watershed`) computed block by block with
+halos and merged exactly across block faces (:mod:`chunkseg.engine.segment`): the
+labels are identical (same ids) for every processing block shape and equal to a
+whole-volume pass.  Output: an OME-Zarr label image (uint32, uint64 if more cells;
+NGFF 0.5 ``image-label`` metadata so napari opens it as labels) and a cell table
+``<out>/cells.csv`` (t, id, voxels, volume µm³, centroid µm, bounding box voxels).
+
+Also :func:`instance_report`: instance metrics of a label volume against truth,
+accumulated block by block (memory bounded by the number of overlapping cell pairs).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import dask
+import numpy as np
+
+from chunkseg.engine.blocks import write_volume
+from chunkseg.engine.segment import Reader, final_labels, remove_work, segment_volume
+from chunkseg.errors import DTypeError, InputError, OutputExistsError, ShapeError
+from chunkseg.io.store import create_image, is_zarr, mark_complete, open_volume
+from chunkseg.ops.instance_metrics import combine_contingency, contingency, instance_scores
+from chunkseg.ops.watershed import SegmentParams
+from chunkseg.pipeline.predict import parse_timepoints
+
+__all__ = ["CELL_TABLE", "DEFAULT_BLOCK", "check_probability", "instance_report",
+           "run_segment", "write_cell_table"]
+
+#: processing block (z, y, x) when none is given
+DEFAULT_BLOCK = (64, 256, 256)
+#: name of the cell table inside the output store
+CELL_TABLE = "cells.csv"
+
+
+def check_probability(vol, *, name: str) -> Any:
+    """The probability as a dask array, after checking dtype and range (one pass).
+
+    uint8 is read as ``v / 255``; a ``kind = "mask"`` store (0/1) as probability 0 / 1.
+
+    Raises
+    ------
+    DTypeError, InputError
+    """
+    data = vol.data
+    if vol.attrs.get("kind") == "mask":
+        return data.astype(np.float32)
+    if data.dtype == np.uint8:
+        return data
+    if data.dtype.kind != "f":
+        raise DTypeError(f"{name}: membrane probability must be float in [0, 1] or uint8; "
+                         f"got dtype {data.dtype}")
+    lo, hi = dask.compute(data.min(), data.max())
+    if not (lo >= 0 and hi <= 1):  # NaN fails both comparisons
+        raise InputError(f"{name}: membrane probability must lie in [0, 1]; found values in "
+                         f"[{lo}, {hi}] (NaN if shown)")
+    return data
+
+
+def write_cell_table(path: str | os.PathLike, tables: list, times: Sequence[int],
+                     voxel_size: Sequence[float]) -> int:
+    """Write the cell table CSV; returns the number of rows."""
+    vs = np.asarray(voxel_size, np.float64)
+    rows = 0
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["t", "id", "voxels", "volume_um3", "centroid_z_um", "centroid_y_um",
+                    "centroid_x_um", "bbox_z0", "bbox_y0", "bbox_x0", "bbox_z1", "bbox_y1",
+                    "bbox_x1"])
+        for t, (_, _, cells) in zip(times, tables):
+            cent = cells.sums / np.maximum(cells.count, 1)[:, None] * vs
+            vol = cells.count * float(np.prod(vs))
+            for i in range(cells.ids.size):
+                w.writerow([t, int(cells.ids[i]), int(cells.count[i]), f"{vol[i]:.6g}",
+                            *(f"{c:.6g}" for c in cent[i]), *map(int, cells.lo[i]),
+                            *(int(v) + 1 for v in cells.hi[i])])
+                rows += 1
+    return rows
+
+
+def _add_label_metadata(path: Path, source: str) -> None:
+    import zarr
+
+    group = zarr.open_group(str(path), mode="r+")
+    ome = dict(group.attrs["ome"])
+    ome["image-label"] = {"version": "0.5",
+                          "colors": [{"label-value": 0, "rgba": [0, 0, 0, 0]}],
+                          "source": {"image": os.path.relpath(source, path)}}
+    group.attrs["ome"] = ome
+
+
+def run_segment(
+    prob_path: str | os.PathLike,
+    *,
+    out: str | os.PathLike,
+    threshold: float = 0.5,
+    min_size: float = 1.0,
+    seed_distance: float = 1.0,
+    reach: float | None = None,
+    membrane_reach: float | None = None,
+    levels: int = 3,
+    timepoints: Any = None,
+    block: Sequence[int] | None = None,
+    chunks: Sequence[int] | None = None,
+    overwrite: bool = False,
+    client: Any = None,
+    progress: bool = True,
+    keep_work: bool = False,
+) -> dict[str, Any]:
+    """Segment cells in a membrane probability volume; write labels and a cell table.
+
+    Parameters
+    ----------
+    prob_path : path-like
+        Membrane probability (t, z, y, x): float in [0, 1], uint8 (``v / 255``) or a
+        0/1 mask store; OME-Zarr, Zarr or TIFF.
+    out : path-like
+        Output OME-Zarr label image (``kind = "labels"``).
+    threshold : float
+        Foreground (cell interior) is ``p < threshold``; in (0, 1).
+    min_size : float
+        Segments smaller than this many µm³ merge into their main neighbour (>= 0).
+    seed_distance : float
+        Seeds are voxels farther than this many µm from any voxel with ``p >= threshold``.
+    reach, membrane_reach, levels
+        Flood extent (see :class:`chunkseg.ops.watershed.SegmentParams`).
+    timepoints : "A:B", optional
+        Segment only time points A..B-1 (output time index 0 = A).
+    block : sequence of 3 int, optional
+        Processing block (z, y, x), default (64, 256, 256); the labels do not depend on it.
+    chunks : sequence of 3 int, optional
+        Output chunk shape.
+    overwrite : bool
+        Replace an existing output.
+    client : distributed.Client, optional
+        Cluster; ``None`` runs on dask's current scheduler.
+    progress : bool
+        Progress bars.
+    keep_work : bool
+        Keep the work stores ``<out>.work`` (provisional labels) for inspection.
+
+    Returns
+    -------
+    dict
+        Paths, shape, dtype, cells per time point, parameters, halos, seconds per
+        phase and the share of the cross-block merge in the run.
+
+    Raises
+    ------
+    ParameterError
+        threshold outside (0, 1), min_size < 0, seed_distance <= 0, bad timepoints.
+    DTypeError, InputError
+        Probability not float / uint8, or values outside [0, 1].
+    OutputExistsError
+        ``out`` exists and ``overwrite`` is false.
+    """
+    t_start = time.perf_counter()
+    vol = open_volume(prob_path)
+    params = SegmentParams(threshold=threshold, seed_distance=seed_distance,
+                           min_size=min_size, voxel_size=vol.voxel_size, reach=reach,
+                           membrane_reach=membrane_reach, levels=levels)
+    t0, t1 = parse_timepoints(timepoints, vol.shape[0])
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise OutputExistsError(f"{out}: output exists; pass overwrite (--overwrite) to replace it")
+    t_check = time.perf_counter()
+    data = check_probability(vol, name=str(prob_path))
+    plain = data is vol.data and is_zarr(prob_path)
+    reader = Reader(prob_path) if plain else Reader(data)
+    secs = {"check": time.perf_counter() - t_check}
+    work = Path(f"{out}.work")
+    block = tuple(int(b) for b in (block or DEFAULT_BLOCK))
+    res = segment_volume(reader, vol.shape, params, work=work, block=block,
+                         timepoints=range(t0, t1), client=client, progress=progress)
+    secs.update(res["seconds"])
+
+    t_write = time.perf_counter()
+    n_cells = [int(cells.ids.size) for _, _, cells in res["tables"]]
+    dtype = np.uint32 if max(n_cells, default=0) < np.iinfo(np.uint32).max else np.uint64
+    shape = (t1 - t0, *vol.shape[1:])
+    attrs = {"kind": "labels", "source": [str(prob_path)], "segment": params.to_dict(),
+             "timepoints": [t0, t1], "block": list(res["block"]), "halo": res["halo"]}
+    create_image(out, shape=shape, dtype=dtype, voxel_size=vol.voxel_size, chunks=chunks,
+                 attrs=attrs, overwrite=overwrite)
+    _add_label_metadata(out, str(prob_path))
+    write_volume(final_labels(res["flood"], res["tables"], dtype=dtype), out, client=client,
+                 progress=progress, desc="segment: relabel")
+    secs["relabel"] = time.perf_counter() - t_write
+    t_table = time.perf_counter()
+    n_rows = write_cell_table(out / CELL_TABLE, res["tables"], range(t0, t1), vol.voxel_size)
+    secs["cell_table"] = time.perf_counter() - t_table
+    if not keep_work:
+        remove_work(work)
+    total = time.perf_counter() - t_start
+    merge = secs["face_merge"] + secs["stats_merge"] + secs["relabel"]
+    mark_complete(out, n_cells=n_cells, segment_seconds=round(total, 3),
+                  cell_table=CELL_TABLE)
+    return {"input": str(prob_path), "out": str(out), "cell_table": str(out / CELL_TABLE),
+            "shape": list(shape), "dtype": np.dtype(dtype).name, "timepoints": [t0, t1],
+            "n_cells": n_cells, "table_rows": n_rows, **params.to_dict(),
+            "block": res["block"], "halo": res["halo"], "blocks": res["blocks"],
+            "face_pairs": res["face_pairs"], "seed_unions": res["seed_unions"],
+            "seconds": {k: round(v, 3) for k, v in secs.items()},
+            "total_seconds": round(total, 3),
+            "merge_seconds": round(merge, 3), "merge_share": round(merge / total, 4)}
+
+
+def _contingency_task(pred, truth):
+    return contingency(np.asarray(truth), np.asarray(pred))
+
+
+def instance_report(
+    pred_labels_path: str | os.PathLike,
+    truth_labels_path: str | os.PathLike,
+    *,
+    timepoints: Any = None,
+    ious: Sequence[float] = (0.5, 0.75),
+    client: Any = None,
+) -> dict[str, Any]:
+    """Instance metrics of predicted cell labels against truth labels, out of core.
+
+    Truth 0 is *unlabelled* and left out (see :mod:`chunkseg.ops.instance_metrics`).
+    Each time point is scored on its own.  Memory: one block of each volume per
+    task plus the contingency table (pairs of overlapping cells).
+
+    Parameters
+    ----------
+    pred_labels_path, truth_labels_path : path-like
+        Integer label volumes of equal shape (OME-Zarr, Zarr or TIFF).
+    timepoints : "A:B", optional
+        Time points of both volumes to score.
+    ious : sequence of float
+        IoU thresholds of the matching scores (>= 0.5).
+
+    Returns
+    -------
+    dict
+        ``per_timepoint``: list of score dicts (adapted Rand error, VI split / merge,
+        F1 / AP / precision / recall at IoU 0.5, ``matching`` per threshold); the
+        top level repeats the first time point's scores when there is one, else the
+        means of ``f1``, ``ap``, ``adapted_rand_error``, ``vi_split``, ``vi_merge``.
+
+    Raises
+    ------
+    ShapeError, DTypeError
+    """
+    pred, truth = open_volume(pred_labels_path), open_volume(truth_labels_path)
+    for vol, name in ((pred, pred_labels_path), (truth, truth_labels_path)):
+        if vol.dtype.kind not in "iub":
+            raise DTypeError(f"{name}: labels must be integers; got dtype {vol.dtype}")
+    if pred.shape != truth.shape:
+        raise ShapeError(f"{pred_labels_path}: labels shape {pred.shape} differs from the "
+                         f"truth {truth_labels_path} shape {truth.shape}")
+    t0, t1 = parse_timepoints(timepoints, pred.shape[0])
+    p = pred.data[t0:t1]
+    t = truth.data[t0:t1].rechunk(p.chunks)
+    pb, tb = p.to_delayed(), t.to_delayed()
+    task = dask.delayed(_contingency_task, pure=True)
+    keys = list(np.ndindex(*pb.shape))
+    tasks = [task(pb[k], tb[k]) for k in keys]
+    parts = client.gather(client.compute(tasks)) if client is not None else dask.compute(*tasks)
+    per_t = []
+    for k in range(t1 - t0):
+        table = combine_contingency([r for key, r in zip(keys, parts) if key[0] == k])
+        per_t.append({"t": t0 + k, **instance_scores(table, ious=ious)})
+    out: dict[str, Any] = {"pred": str(pred_labels_path), "truth": str(truth_labels_path),
+                           "timepoints": [t0, t1], "unlabelled": "truth 0 voxels excluded",
+                           "per_timepoint": per_t}
+    if len(per_t) == 1:
+        out.update({k: v for k, v in per_t[0].items() if k != "t"})
+    else:
+        for key in ("f1", "ap", "adapted_rand_error", "vi_split", "vi_merge"):
+            out[key] = float(np.mean([s[key] for s in per_t]))
+    return out
