@@ -259,6 +259,7 @@ def json_loads(text):
     ({"percentiles": (99, 1)}, ParameterError, "ascending"),
     ({"percentiles": (1, 50, 99)}, ParameterError, "two values"),
     ({"drop_slices": "0,40"}, ParameterError, "out of range"),
+    ({"range": (0, 9), "per_timepoint": True}, ParameterError, "one or the other"),
 ])
 def test_run_normalize_bad_parameters(tmp_path, raw4d, kwargs, err, match):
     tif = tmp_path / "raw.tif"
@@ -280,3 +281,33 @@ def test_constant_volume_zero_range(tmp_path):
     tifffile.imwrite(tif2, x)
     with pytest.raises(ParameterError, match="time point 0"):
         run_normalize(tif2, tmp_path / "o.ome.zarr", per_timepoint=True)
+
+
+def test_float_input_records_bound(tmp_path, raw4d):
+    x = raw4d[0].astype(np.float32) / 7
+    tif = tmp_path / "float.tif"
+    tifffile.imwrite(tif, x)
+    out = tmp_path / "f.ome.zarr"
+    s = run_normalize(tif, out, percentiles=(1, 99), progress=False)
+    ref = np.percentile(x, (1, 99))
+    assert s["method"] == "binned" and np.all(np.abs([s["low"], s["high"]] - ref) <= s["error_bound"])
+    np.testing.assert_array_equal(open_volume(out).data.compute()[0],
+                                  scale_to_uint8(x, s["low"], s["high"]))
+    assert read_attrs(out)["normalization"]["error_bound"] == s["error_bound"]
+
+
+@pytest.mark.slow
+def test_peak_memory_bounded_by_chunks(tmp_path):
+    """Peak RSS grows far less than the volume (benchmarks/normalize_memory.py)."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "normalize_memory.py"
+    out = tmp_path / "mem.json"
+    subprocess.run([sys.executable, str(script), "--timepoints", "1", "4", "--no-reference",
+                    "--workdir", str(tmp_path), "--out", str(out)], check=True)
+    rows = json.loads(out.read_text())["rows"]
+    growth = rows[1]["normalize_peak_mb"] - rows[0]["normalize_peak_mb"]
+    assert growth < 0.5 * (rows[1]["volume_mb"] - rows[0]["volume_mb"]), rows

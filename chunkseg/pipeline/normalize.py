@@ -142,6 +142,11 @@ def run_normalize(
     if range is not None and len(tuple(range)) != 2:
         raise ParameterError(f"range must be (low, high); got {tuple(range)}")
     fixed = check_range(*range) if range is not None else None
+    if fixed is not None and per_timepoint:
+        raise ParameterError(
+            "per_timepoint (--per-timepoint) takes one range per time point from the "
+            f"percentiles; got a fixed range {fixed} as well: give one or the other"
+        )
     ps = check_percentiles(percentiles)
     if len(ps) != 2:
         raise ParameterError(f"percentiles must be two values (low, high); got {list(ps)}")
