@@ -1,0 +1,171 @@
+"""Blockwise segmentation: chunking independence, pipeline outputs, CLI, bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import dask.array as da
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from chunkseg.cli import main
+from chunkseg.engine.blocks import write_volume
+from chunkseg.engine.segment import Reader, final_labels, segment_array, segment_volume
+from chunkseg.errors import DTypeError, InputError, OutputExistsError, ParameterError
+from chunkseg.io.store import create_image, mark_complete, open_volume, read_attrs
+from chunkseg.ops.watershed import SegmentParams, flood_halo
+from chunkseg.pipeline.segment import CELL_TABLE, run_segment
+
+VS = (0.25, 0.125, 0.125)
+
+
+@pytest.fixture(scope="module")
+def synth():
+    """Small cells (2.5 µm) in a 30 x 64 x 64 volume: ~110 cells, most cut by blocks."""
+    from chunkseg.synth import synth_volume
+
+    v = synth_volume((30, 64, 64), seed=7, voxel_size=VS, cell_diameter=2.5, noise=False,
+                     blobs=False)
+    rng = np.random.default_rng(0)
+    p = ndimage.gaussian_filter(v.mask.astype(np.float32), (1.0, 1.5, 1.5))
+    p = np.clip(p / p.max() + rng.normal(0, 0.08, p.shape), 0, 1).astype(np.float32)
+    return v, p
+
+
+PARAMS = SegmentParams(voxel_size=VS, seed_distance=0.4, min_size=0.3)
+
+
+def _same_partition(a, b):
+    pairs = np.unique(np.stack([a.ravel(), b.ravel()]), axis=1)
+    return pairs.shape[1] == np.unique(a).size == np.unique(b).size
+
+
+def _blockwise(p, block, tmp_path, name):
+    res = segment_volume(Reader(p[None]), (1, *p.shape), PARAMS, work=tmp_path / name,
+                         block=block)
+    return final_labels(res["flood"], res["tables"]).compute()[0], res
+
+
+def test_chunking_independence(synth, tmp_path):
+    v, p = synth
+    whole, cells = segment_array(p, PARAMS)
+    assert whole.max() > 60
+    halo = flood_halo(PARAMS)
+    results = {}
+    for block in [(11, 23, 19), (17, 29, 37)]:
+        got, res = _blockwise(p, block, tmp_path, "x".join(map(str, block)))
+        results[block] = got
+        assert res["blocks"] >= 12 and res["seed_unions"] > 20
+        assert all(h >= 1 for h in halo)
+        # many cells cross block borders
+        crossing = sum(
+            any(lo // b != hi // b for lo, hi, b in zip(cells.lo[i], cells.hi[i], block))
+            for i in range(cells.ids.size))
+        assert crossing > 0.5 * cells.ids.size
+        # identical ids, not only the same partition
+        np.testing.assert_array_equal(got, whole)
+        tables = res["tables"][0][2]
+        np.testing.assert_array_equal(tables.count, cells.count)
+        np.testing.assert_array_equal(tables.lo, cells.lo)
+    a, b = results.values()
+    assert _same_partition(a, b)
+
+
+def _store(path, arr, voxel_size=VS, kind="probability", chunks=None):
+    arr = arr if arr.ndim == 4 else arr[None]
+    create_image(path, shape=arr.shape, dtype=arr.dtype, voxel_size=voxel_size, chunks=chunks,
+                 attrs={"kind": kind})
+    write_volume(da.from_array(arr), path, progress=False)
+    mark_complete(path)
+    return path
+
+
+def test_run_segment_outputs(synth, tmp_path):
+    import zarr
+    from ome_zarr_models.v05.image_label import ImageLabel
+
+    v, p = synth
+    prob = _store(tmp_path / "p.zarr", np.stack([p, p[:, ::-1].copy()]), chunks=(16, 32, 32))
+    s = run_segment(prob, out=tmp_path / "c.zarr", seed_distance=0.4, min_size=0.3,
+                    block=(13, 40, 27), timepoints="0:2", progress=False)
+    assert s["dtype"] == "uint32" and s["shape"] == [2, 30, 64, 64]
+    assert 0 < s["merge_share"] < 1 and s["n_cells"][0] == s["n_cells"][1]
+    vol = open_volume(tmp_path / "c.zarr")
+    lab = vol.data.compute()
+    whole, _ = segment_array(p, PARAMS)
+    np.testing.assert_array_equal(lab[0], whole)
+    assert _same_partition(lab[1], whole[:, ::-1])
+    attrs = read_attrs(tmp_path / "c.zarr")
+    assert attrs["kind"] == "labels" and attrs["complete"]
+    group = zarr.open_group(str(tmp_path / "c.zarr"), mode="r")
+    assert ImageLabel.from_zarr(group).attributes.ome.image_label is not None
+    with open(tmp_path / "c.zarr" / CELL_TABLE) as fh:
+        rows = list(csv.DictReader(fh))
+    first = [r for r in rows if r["t"] == "0"]
+    assert len(first) == whole.max()
+    voxvol = float(np.prod(VS))
+    total = sum(float(r["volume_um3"]) for r in first)
+    assert total == pytest.approx((whole > 0).sum() * voxvol, rel=1e-5)
+    r = first[4]
+    idx = int(r["id"])
+    com = ndimage.center_of_mass(whole == idx)
+    assert float(r["centroid_y_um"]) == pytest.approx(com[1] * VS[1], rel=1e-5)
+    zz, yy, xx = np.nonzero(whole == idx)
+    assert [int(r[k]) for k in ("bbox_z0", "bbox_y1", "bbox_x1")] == [
+        zz.min(), yy.max() + 1, xx.max() + 1]
+    assert not (tmp_path / "c.zarr.work").exists()
+    with pytest.raises(OutputExistsError):
+        run_segment(prob, out=tmp_path / "c.zarr", progress=False)
+
+
+def test_uint8_and_mask_inputs(synth, tmp_path):
+    v, p = synth
+    q = np.round(p * 255).astype(np.uint8)
+    prob = _store(tmp_path / "p8.zarr", q)
+    s = run_segment(prob, out=tmp_path / "c8.zarr", seed_distance=0.4, min_size=0.3,
+                    progress=False)
+    ref, _ = segment_array(q, PARAMS)
+    np.testing.assert_array_equal(open_volume(tmp_path / "c8.zarr").data.compute()[0], ref)
+    mask = _store(tmp_path / "m.zarr", v.mask, kind="mask")
+    s = run_segment(mask, out=tmp_path / "cm.zarr", seed_distance=0.4, progress=False)
+    assert s["n_cells"][0] > 50
+
+
+@pytest.mark.parametrize("kw,err", [({"threshold": 0}, ParameterError),
+                                    ({"threshold": 1.2}, ParameterError),
+                                    ({"min_size": -1}, ParameterError),
+                                    ({"seed_distance": 0}, ParameterError),
+                                    ({"timepoints": "3:5"}, ParameterError)])
+def test_bad_parameters(synth, tmp_path, kw, err):
+    prob = _store(tmp_path / "p.zarr", synth[1][:8, :16, :16].copy())
+    with pytest.raises(err):
+        run_segment(prob, out=tmp_path / "c.zarr", progress=False, **kw)
+    assert not (tmp_path / "c.zarr").exists()
+
+
+def test_bad_probability(tmp_path):
+    p = np.full((4, 8, 8), 0.2, np.float32)
+    p[1, 2, 3] = 1.7
+    with pytest.raises(InputError, match=r"p\.zarr.*\[0, 1\].*1\.7"):
+        run_segment(_store(tmp_path / "p.zarr", p), out=tmp_path / "c.zarr", progress=False)
+    p[1, 2, 3] = np.nan
+    with pytest.raises(InputError):
+        run_segment(_store(tmp_path / "n.zarr", p), out=tmp_path / "c.zarr", progress=False)
+    with pytest.raises(DTypeError, match="int16"):
+        run_segment(_store(tmp_path / "i.zarr", np.zeros((4, 8, 8), np.int16)),
+                    out=tmp_path / "c.zarr", progress=False)
+
+
+def test_cli(synth, tmp_path, capsys):
+    prob = _store(tmp_path / "p.zarr", synth[1][:, :32, :32].copy())
+    assert main(["segment", str(prob), "--out", str(tmp_path / "c.zarr"), "--seed-distance",
+                 "0.4", "--block", "16", "20", "20", "--quiet"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["n_cells"][0] > 5 and out["block"] == [16, 20, 20]
+    assert main(["segment", str(prob), "--out", str(tmp_path / "d.zarr"),
+                 "--threshold", "1.5"]) == 2
+    assert "threshold must lie in (0, 1)" in capsys.readouterr().err
+    assert main(["segment", str(prob), "--out", str(tmp_path / "d.zarr"),
+                 "--min-size", "-2"]) == 2
