@@ -180,3 +180,13 @@ def test_cli_binarize(tmp_path, capsys):
     assert read_attrs(out)["binarize"]["mode"] == "inner"
     assert main(["binarize", str(lab), "--out", str(out)]) == 2
     assert "exists" in capsys.readouterr().err
+
+
+def test_resume_skips_done_blocks(tmp_path):
+    lab = _random_labels((10, 12, 14), 6, seed=10)[None]
+    src = _labels_store(tmp_path / "labels.ome.zarr", lab)
+    out = tmp_path / "mask.ome.zarr"
+    first = run_binarize(src, out, chunks=(4, 6, 7), progress=False)
+    again = run_binarize(src, out, chunks=(4, 6, 7), resume=True, progress=False)
+    assert again["blocks_written"] == 0 and again["blocks_skipped"] == first["blocks_written"]
+    np.testing.assert_array_equal(open_volume(out).data.compute()[0], membrane_mask(lab[0]))

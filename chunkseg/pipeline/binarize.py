@@ -10,8 +10,6 @@ in-memory mask voxel for voxel, also for cells that straddle many chunks.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import time
 from collections.abc import Iterable, Sequence
@@ -25,6 +23,7 @@ from chunkseg.errors import DTypeError, ShapeError
 from chunkseg.io.store import create_image, mark_complete, open_volume
 from chunkseg.ops.boundaries import check_width, halo_for_width, membrane_mask
 from chunkseg.ops.slices import compose_dropped, drop_slices as _drop
+from chunkseg.pipeline.normalize import input_fingerprint
 
 __all__ = ["membrane_volume", "run_binarize"]
 
@@ -68,13 +67,6 @@ def membrane_volume(
         dtype=np.uint8, meta=np.empty((0, 0, 0, 0), np.uint8),
         width=width, ignore=tuple(int(v) for v in ignore), mode=mode,
     )
-
-
-def _fingerprint(path: str, params: dict[str, Any]) -> str:
-    st = os.stat(path)
-    h = hashlib.sha256(f"{os.path.abspath(path)}|{st.st_mtime_ns}".encode())
-    h.update(json.dumps(params, sort_keys=True, default=str).encode())
-    return h.hexdigest()[:16]
 
 
 def run_binarize(
@@ -159,7 +151,7 @@ def run_binarize(
     params = {"ignore": sorted(int(v) for v in ignore), "width": int(width), "mode": mode}
     attrs = {"kind": "mask", "source": [str(labels_path)], "binarize": params,
              "halo": halo_for_width(width), "dropped_slices": all_dropped,
-             "fingerprint": _fingerprint(str(labels_path), {**params, "dropped": all_dropped,
+             "fingerprint": input_fingerprint(str(labels_path), {**params, "dropped": all_dropped,
                                                             "chunks": chunks})}
     create_image(out_path, shape=data.shape, dtype=np.uint8, voxel_size=voxel_size,
                  chunks=chunks, attrs=attrs, overwrite=overwrite, resume=resume)

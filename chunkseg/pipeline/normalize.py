@@ -27,7 +27,7 @@ from chunkseg.io.store import create_image, mark_complete, open_volume
 from chunkseg.ops.normalize import check_percentiles, check_range, scale_to_uint8
 from chunkseg.ops.slices import compose_dropped, drop_slices as _drop
 
-__all__ = ["FORMULA", "run_normalize", "scale_volume"]
+__all__ = ["FORMULA", "input_fingerprint", "run_normalize", "scale_volume"]
 
 FORMULA = "uint8 = floor(clip(255 * (x - low) / (high - low), 0, 255) + 0.5)  (float64)"
 
@@ -72,7 +72,8 @@ def _ranges(h: IntensityHistogram, ps: tuple[float, float], n_t: int, per_timepo
     return [p[0] for p in pairs], [p[1] for p in pairs], per_t
 
 
-def _fingerprint(path: str, params: dict[str, Any]) -> str:
+def input_fingerprint(path: str, params: dict[str, Any]) -> str:
+    """Resume fingerprint of one input file/store (path, mtime) and the run's parameters."""
     st = os.stat(path)
     h = hashlib.sha256(f"{os.path.abspath(path)}|{st.st_mtime_ns}".encode())
     h.update(json.dumps(params, sort_keys=True, default=str).encode())
@@ -189,7 +190,7 @@ def run_normalize(
     all_dropped = compose_dropped(prev, dropped, data.shape[1] + len(dropped) + len(prev))
     attrs = {"kind": "normalized", "source": [str(in_path)], "normalization": normalization,
              "dropped_slices": all_dropped,
-             "fingerprint": _fingerprint(str(in_path), {"norm": normalization,
+             "fingerprint": input_fingerprint(str(in_path), {"norm": normalization,
                                                         "dropped": all_dropped,
                                                         "chunks": chunks})}
     create_image(out_path, shape=data.shape, dtype=np.uint8, voxel_size=vol.voxel_size,
