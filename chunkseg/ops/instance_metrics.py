@@ -15,7 +15,8 @@ Conventions
   and never a cell for matching.
 * Sizes in IoU are counted over labelled voxels (truth != 0) only.
 * Adapted Rand error (SNEMI3D): ``1 - F`` of the pair precision / recall, equal to
-  :func:`skimage.metrics.adapted_rand_error`.  VI split = H(pred | truth) (over-
+  :func:`skimage.metrics.adapted_rand_error` (``rand_precision`` = pairs joined in both /
+  pairs joined in the prediction; skimage's names for precision and recall are swapped).  VI split = H(pred | truth) (over-
   segmentation), VI merge = H(truth | pred) (under-segmentation), in bits, equal
   to :func:`skimage.metrics.variation_of_information`.
 * Matching at IoU threshold ``τ >= 0.5``: a pair matches when ``IoU > τ`` (strictly;
