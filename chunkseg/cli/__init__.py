@@ -25,6 +25,7 @@ COMMANDS: list[str] = [
     "binarize",
     "synth",
     "crops",
+    "train",
     "predict",
     "segment",
 ]

@@ -1,0 +1,459 @@
+"""``chunkseg train``: train the 3D U-Net on random augmented crops read from Zarr.
+
+Crops come from :func:`chunkseg.augment.make_dataset` (reads only the crop, applies the
+paper's augmentations); the network from :func:`chunkseg.model.build_unet`; the loss is
+:class:`chunkseg.model.MembraneLoss` (class-weighted BCE + soft Dice).  Outputs, for
+``--out model.keras``:
+
+- ``model.keras``: the best model (lowest validation loss), float32, with chunkseg
+  metadata (configuration, normalization, voxel size, crop, receptive field, provenance);
+- ``model_training/``: ``history.json``, ``log.csv`` (per epoch), ``tensorboard/``
+  event files, ``training_curves.png`` (loss / accuracy / IoU, train vs validation),
+  ``config.json`` (the resolved configuration) and ``best.weights.h5``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from chunkseg import __version__
+from chunkseg.errors import OutputExistsError, ParameterError
+from chunkseg.model.unet import (
+    UNetConfig,
+    flops_per_voxel,
+    pooling_factor,
+    receptive_field,
+)
+
+__all__ = ["TrainOptions", "load_train_config", "run_train"]
+
+PathLike = str | os.PathLike[str]
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """Training hyper-parameters (the ``[train]`` table of a config file).
+
+    Attributes
+    ----------
+    epochs, steps : int
+        Epochs and optimizer steps (batches) per epoch.
+    val_steps : int
+        Validation batches per epoch (a fixed, un-augmented set of crops).
+    crop : (z, y, x)
+        Training crop; each axis a multiple of the model's pooling factor.
+    batch : int
+        Crops per step (global batch, split over GPUs).
+    lr : float
+        Initial Adam learning rate.
+    lr_schedule : {"plateau", "cosine", "constant"}
+        ``plateau`` halves the rate after ``patience // 2`` epochs without improvement
+        of the validation loss; ``cosine`` decays to 1 % over all steps.
+    patience : int
+        Early stopping after this many epochs without improvement (0 disables).
+    membrane_weight : float
+        Membrane class weight in the cross-entropy.
+    membrane_bias : float
+        Fraction of crops drawn to contain membrane (see ``CropSampler``).
+    noise : str or [mu, sigma] or None
+        Noise augmentation (preset name or values); None: no noise.
+    augment : bool
+        Flips / rotations / intensity augmentation of training crops.
+    seed : int
+        Seed of weights, crops and augmentations.
+    """
+
+    epochs: int = 50
+    steps: int = 100
+    val_steps: int = 10
+    crop: tuple[int, int, int] = (64, 128, 128)
+    batch: int = 2
+    lr: float = 1e-3
+    lr_schedule: str = "plateau"
+    patience: int = 10
+    membrane_weight: float = 3.0
+    membrane_bias: float = 0.5
+    noise: Any = None
+    augment: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for key in ("epochs", "steps", "val_steps", "batch"):
+            v = getattr(self, key)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ParameterError(f"{key} must be an int >= 1; got {v!r}")
+        for key in ("patience", "seed"):
+            v = getattr(self, key)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                raise ParameterError(f"{key} must be an int >= 0; got {v!r}")
+        crop = tuple(self.crop) if isinstance(self.crop, Sequence) else ()
+        if len(crop) != 3 or not all(isinstance(c, int) and c >= 1 for c in crop):
+            raise ParameterError(f"crop must be 3 positive ints (z, y, x); got {self.crop!r}")
+        object.__setattr__(self, "crop", crop)
+        if not (isinstance(self.lr, (int, float)) and 0 < self.lr < 1):
+            raise ParameterError(f"lr must be in (0, 1); got {self.lr!r}")
+        if self.lr_schedule not in ("plateau", "cosine", "constant"):
+            raise ParameterError(f"lr_schedule must be 'plateau', 'cosine' or 'constant'; "
+                                 f"got {self.lr_schedule!r}")
+        if not (isinstance(self.membrane_weight, (int, float)) and self.membrane_weight > 0):
+            raise ParameterError(f"membrane_weight must be > 0; got {self.membrane_weight!r}")
+        if not isinstance(self.augment, bool):
+            raise ParameterError(f"augment must be true or false; got {self.augment!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["crop"] = list(self.crop)
+        return d
+
+
+def load_train_config(config: PathLike | Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """Read a training configuration: a TOML file or a dict with tables ``model``, ``train``.
+
+    Unknown tables or keys raise :class:`ParameterError` naming the file.
+    """
+    source = "config"
+    if config is None:
+        data: Mapping[str, Any] = {}
+    elif isinstance(config, Mapping):
+        data = config
+    else:
+        import tomllib
+
+        path = Path(config)
+        source = str(path)
+        if not path.is_file():
+            from chunkseg.errors import InputNotFoundError
+
+            raise InputNotFoundError(f"training config {source!r} does not exist")
+        try:
+            data = tomllib.loads(path.read_text())
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            from chunkseg.errors import FormatError
+
+            raise FormatError(f"training config {source!r} is not valid TOML: {exc}") from None
+    unknown = sorted(set(data) - {"model", "train"})
+    if unknown:
+        raise ParameterError(f"{source}: unknown table(s) {unknown}; expected 'model' and/or "
+                             "'train'")
+    train = dict(data.get("train", {}))
+    known = {f.name for f in dataclasses.fields(TrainOptions)}
+    bad = sorted(set(train) - known)
+    if bad:
+        raise ParameterError(f"{source}: unknown [train] key(s) {bad}; expected some of "
+                             f"{sorted(known)}")
+    model = dict(data.get("model", {}))
+    try:
+        UNetConfig.from_dict(model)
+    except ParameterError as exc:
+        raise ParameterError(f"{source}: [model]: {exc}") from None
+    return {"model": model, "train": train}
+
+
+def _pairs(raw: Any, mask: Any, what: str) -> list[tuple[Any, Any]]:
+    raws = list(raw) if isinstance(raw, (list, tuple)) else [raw]
+    masks = list(mask) if isinstance(mask, (list, tuple)) else [mask]
+    if len(raws) != len(masks) or not raws:
+        raise ParameterError(f"{what}: need as many raw volumes as masks; got {len(raws)} raw "
+                             f"and {len(masks)} mask")
+    return list(zip(raws, masks))
+
+
+def _names(pairs: list[tuple[Any, Any]]) -> list[list[str]]:
+    def name(obj: Any) -> str:
+        return os.fspath(obj) if isinstance(obj, (str, os.PathLike)) else f"<{type(obj).__name__}>"
+    return [[name(r), name(m)] for r, m in pairs]
+
+
+def _normalization_record(sampler: Any) -> dict[str, Any]:
+    """How the training raw was scaled to 8 bit, as stored in the model.
+
+    ``low``/``high`` are recorded only when every training volume used the same range
+    (then ``predict`` may reuse it for input without a stored range); with per-volume
+    ranges only the method and percentiles are kept, so ``predict`` computes the same
+    percentiles of its input.
+    """
+    ranges, methods, pcts = [], set(), set()
+    for src, rng in zip(sampler.raws, sampler.ranges):
+        stored = dict(src.attrs.get("normalization") or {})
+        if rng is None and "low" in stored and "high" in stored:
+            rng = (float(stored["low"]), float(stored["high"]))
+        ranges.append(None if rng is None else [float(rng[0]), float(rng[1])])
+        methods.add(str(stored.get("method", "range" if rng is not None else "unknown")))
+        p = stored.get("percentiles")
+        pcts.add(tuple(float(v) for v in p) if p else None)
+    record: dict[str, Any] = {
+        "input": "scale_to_uint8(raw, low, high) / 255",
+        "method": methods.pop() if len(methods) == 1 else sorted(methods),
+        "percentiles": list(next(iter(pcts))) if len(pcts) == 1 and None not in pcts else None,
+        "ranges": ranges,
+    }
+    if len({json.dumps(r) for r in ranges}) == 1 and ranges[0] is not None:
+        record["low"], record["high"] = ranges[0]
+    return record
+
+
+def _strategy(options_batch: int):
+    """MirroredStrategy when more than one GPU is visible (TensorFlow backend), else None."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return None
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if len(gpus) > 1:
+        strategy = tf.distribute.MirroredStrategy()
+        if options_batch % strategy.num_replicas_in_sync:
+            raise ParameterError(f"batch {options_batch} must be a multiple of the "
+                                 f"{strategy.num_replicas_in_sync} GPUs")
+        return strategy
+    return None
+
+
+def _mixed_policy() -> str:
+    """``mixed_float16`` on GPUs; ``mixed_bfloat16`` on CPUs (no float16 CPU pooling kernels)."""
+    import keras
+
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return "mixed_float16" if tf.config.list_physical_devices("GPU") else "mixed_bfloat16"
+    return "mixed_float16"
+
+
+def run_train(
+    raw: PathLike | Sequence[Any],
+    mask: PathLike | Sequence[Any],
+    *,
+    out: PathLike,
+    val_raw: PathLike | Sequence[Any] | None = None,
+    val_mask: PathLike | Sequence[Any] | None = None,
+    config: PathLike | Mapping[str, Any] | None = None,
+    model_config: UNetConfig | Mapping[str, Any] | None = None,
+    normalization: tuple[float, float] | None = None,
+    mixed_precision: bool = False,
+    overwrite: bool = False,
+    verbose: int = 1,
+    **train_options: Any,
+) -> dict[str, Any]:
+    """Train a 3D U-Net on (raw, mask) volumes and save the best model with its metadata.
+
+    Parameters
+    ----------
+    raw, mask : path or list of paths (or opened zarr arrays)
+        Training pairs: raw volumes (chunkseg OME-Zarr, zarr or TIFF; uint8 normalised,
+        or with a ``normalization`` range in their attrs) and membrane masks (0/1).
+    out : path
+        Output ``.keras`` file; side outputs go to ``<stem>_training/`` next to it.
+    val_raw, val_mask : optional
+        Held-out validation pairs.  Without them, validation crops are drawn
+        (un-augmented, another seed) from the training volumes, and the summary says so.
+    config : TOML path or dict, optional
+        Tables ``[model]`` (:class:`UNetConfig` fields) and ``[train]``
+        (:class:`TrainOptions` fields).
+    model_config : UNetConfig or dict, optional
+        Overrides ``[model]``.
+    normalization : (low, high), optional
+        Intensity range of non-uint8 raw; default: each raw's stored range.
+    mixed_precision : bool
+        Train with the ``mixed_float16`` policy (``mixed_bfloat16`` without a GPU); the
+        saved model is float32.
+    overwrite : bool
+        Replace an existing ``out``.
+    verbose : int
+        0 silent, 1 Keras progress bar per epoch + summary, 2 one line per epoch.
+    **train_options
+        Override :class:`TrainOptions` fields (``epochs``, ``steps``, ``crop``, ``batch``,
+        ``lr``, ``seed``, ...); None values are ignored.
+
+    Returns
+    -------
+    dict
+        Summary: paths, epochs run, best epoch and its metrics, timings, model facts.
+    """
+    cfg = load_train_config(config)
+    unknown = sorted(set(train_options) - {f.name for f in dataclasses.fields(TrainOptions)})
+    if unknown:
+        raise ParameterError(f"unknown training option(s) {unknown}")
+    opts = TrainOptions(**{**cfg["train"],
+                           **{k: (tuple(v) if k == "crop" else v)
+                              for k, v in train_options.items() if v is not None}})
+    if model_config is None:
+        model_config = cfg["model"]
+    net_cfg = model_config if isinstance(model_config, UNetConfig) else \
+        UNetConfig.from_dict(model_config)
+    factor = pooling_factor(net_cfg)
+    if any(c % f for c, f in zip(opts.crop, factor)):
+        raise ParameterError(f"crop {opts.crop} must be a multiple of the model's pooling factor "
+                             f"{factor} in every axis")
+    out = Path(out)
+    if out.suffix != ".keras":
+        raise ParameterError(f"--out {str(out)!r} must end in '.keras'")
+    if out.exists() and not overwrite:
+        raise OutputExistsError(f"model file {str(out)!r} exists; pass overwrite=True "
+                                "(--overwrite) to replace it")
+    train_pairs = _pairs(raw, mask, "training data")
+    held_out = val_raw is not None or val_mask is not None
+    val_pairs = _pairs(val_raw, val_mask, "validation data") if held_out else train_pairs
+
+    import keras
+
+    from chunkseg.augment import CropSampler, make_dataset
+    from chunkseg.model.callbacks import ScalarEventLogger
+    from chunkseg.model.io import save_model
+    from chunkseg.model.losses import default_metrics, membrane_loss
+    from chunkseg.model.unet import build_unet
+    from chunkseg.plots.training import plot_training_curves
+
+    sampler = CropSampler(train_pairs, crop=opts.crop, seed=opts.seed,
+                          membrane_bias=opts.membrane_bias, normalization=normalization)
+    val_sampler = CropSampler(val_pairs, crop=opts.crop, seed=opts.seed + 1_000_003,
+                              membrane_bias=opts.membrane_bias, normalization=normalization)
+    train_ds = make_dataset(sampler, batch=opts.batch, augment=opts.augment, noise=opts.noise)
+    val_ds = make_dataset(val_sampler, batch=opts.batch, augment=False,
+                          n=opts.val_steps * opts.batch).cache()
+
+    side = out.with_name(f"{out.stem}_training")
+    side.mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(opts.seed)
+    previous_policy = keras.config.dtype_policy().name
+    strategy = _strategy(opts.batch)
+    try:
+        policy = _mixed_policy() if mixed_precision else "float32"
+        keras.config.set_dtype_policy(policy)
+        scope = strategy.scope() if strategy is not None else _null_scope()
+        with scope:
+            model = build_unet(net_cfg)
+            lr: Any = opts.lr
+            if opts.lr_schedule == "cosine":
+                lr = keras.optimizers.schedules.CosineDecay(opts.lr, opts.epochs * opts.steps,
+                                                            alpha=0.01)
+            loss = membrane_loss(opts.membrane_weight)
+            model.compile(optimizer=keras.optimizers.Adam(lr), loss=loss,
+                          metrics=default_metrics())
+        best_weights = side / "best.weights.h5"
+        callbacks: list[Any] = [
+            keras.callbacks.ModelCheckpoint(best_weights, monitor="val_loss",
+                                            save_best_only=True, save_weights_only=True),
+            keras.callbacks.CSVLogger(side / "log.csv"),
+            keras.callbacks.TerminateOnNaN(),
+        ]
+        if keras.backend.backend() == "tensorflow":
+            callbacks.append(ScalarEventLogger(side / "tensorboard"))
+        if opts.patience:
+            callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss",
+                                                           patience=opts.patience))
+        if opts.lr_schedule == "plateau":
+            callbacks.append(keras.callbacks.ReduceLROnPlateau(
+                monitor="val_loss", factor=0.5, patience=max(1, opts.patience // 2 or 3),
+                min_lr=opts.lr / 100))
+        (side / "config.json").write_text(json.dumps(
+            {"model": net_cfg.to_dict(), "train": opts.to_dict(),
+             "mixed_precision": mixed_precision}, indent=2))
+        t0 = time.perf_counter()
+        hist = model.fit(train_ds, epochs=opts.epochs, steps_per_epoch=opts.steps,
+                         validation_data=val_ds, callbacks=callbacks, verbose=verbose,
+                         shuffle=False)
+        seconds = time.perf_counter() - t0
+    finally:
+        keras.config.set_dtype_policy(previous_policy)
+
+    history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+    val_losses = history.get("val_loss", [])
+    best_epoch = int(min(range(len(val_losses)), key=val_losses.__getitem__)) if val_losses else \
+        len(history.get("loss", [])) - 1
+    final = build_unet(net_cfg)  # float32, uncompiled copy of the best weights
+    if best_weights.exists():
+        model.load_weights(best_weights)
+    final.set_weights(model.get_weights())
+    best = {k: v[best_epoch] for k, v in history.items() if len(v) > best_epoch}
+    metadata = {
+        "config": net_cfg.to_dict(),
+        "normalization": _normalization_record(sampler),
+        "voxel_size": list(sampler.voxel_size),
+        "crop": list(opts.crop),
+        "receptive_field": list(receptive_field(net_cfg)),
+        "pooling_factor": list(factor),
+        "flops_per_voxel": flops_per_voxel(net_cfg),
+        "input": "float32 (batch, z, y, x, 1): 8-bit normalised raw / 255",
+        "output": "membrane probability, sigmoid, float32 (batch, z, y, x, 1)",
+        "training": {
+            "data": _names(train_pairs),
+            "validation_data": _names(val_pairs) if held_out else
+            "un-augmented crops of the training volumes (no held-out data given)",
+            "options": opts.to_dict(),
+            "mixed_precision": mixed_precision,
+            "dtype_policy": policy,
+            "gpus": strategy.num_replicas_in_sync if strategy is not None else 0,
+            "epochs_run": len(history.get("loss", [])),
+            "best_epoch": best_epoch + 1,
+            "best": best,
+            "seconds": round(seconds, 1),
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "keras": keras.__version__,
+            "backend": keras.backend.backend(),
+            "chunkseg_version": __version__,
+        },
+    }
+    save_model(final, out, metadata=metadata, overwrite=True)
+    (side / "history.json").write_text(json.dumps(
+        {"history": history, "best_epoch": best_epoch + 1}, indent=2))
+    plot = plot_training_curves(history, side / "training_curves.png", best_epoch=best_epoch,
+                                title=f"{out.name}: {net_cfg.depth} levels, "
+                                      f"{net_cfg.base_filters} base filters")
+    summary = {
+        "model": str(out),
+        "training_dir": str(side),
+        "history": str(side / "history.json"),
+        "curves": str(plot),
+        "csv_log": str(side / "log.csv"),
+        "tensorboard": str(side / "tensorboard"),
+        "epochs_run": len(history.get("loss", [])),
+        "best_epoch": best_epoch + 1,
+        "best": best,
+        "seconds": round(seconds, 1),
+        "parameters": int(final.count_params()),
+        "receptive_field": list(receptive_field(net_cfg)),
+        "flops_per_voxel": flops_per_voxel(net_cfg),
+        "held_out_validation": held_out,
+    }
+    if verbose:
+        print(format_summary(summary))
+    return summary
+
+
+def format_summary(summary: Mapping[str, Any]) -> str:
+    """Human-readable end-of-training summary."""
+    best = summary["best"]
+    metrics = ", ".join(f"{k} {best[k]:.4f}" for k in
+                        ("loss", "val_loss", "val_accuracy", "val_iou", "val_precision",
+                         "val_recall") if k in best)
+    val = "held-out volumes" if summary["held_out_validation"] else \
+        "crops of the training volumes (no --val-raw given)"
+    return "\n".join([
+        f"trained {summary['epochs_run']} epochs in {summary['seconds']:.0f} s; "
+        f"kept epoch {summary['best_epoch']} (lowest validation loss)",
+        f"  best: {metrics}",
+        f"  validation on: {val}",
+        f"  model: {summary['model']} ({summary['parameters']} parameters, receptive field "
+        f"{tuple(summary['receptive_field'])} voxels, "
+        f"{summary['flops_per_voxel'] / 1e6:.3g} MFLOP/voxel)",
+        f"  curves: {summary['curves']}; history: {summary['history']}; "
+        f"TensorBoard: {summary['tensorboard']}",
+    ])
+
+
+class _null_scope:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
