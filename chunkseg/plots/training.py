@@ -46,6 +46,7 @@ def plot_training_curves(
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     panels = [(k, t) for k, t in PANELS if k in history and len(history[k])]
     if not panels:
@@ -67,10 +68,9 @@ def plot_training_curves(
             ax.axvline(best_epoch + 1, color="grey", ls=":", lw=1, label="kept model")
         ax.set_xlabel("epoch")
         ax.set_title(panel_title)
-        if key == "loss":
-            ax.set_yscale("log")
-        else:
+        if key != "loss":
             ax.set_ylim(max(0.0, min(train + val) - 0.05), 1.0)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     if title:
