@@ -47,14 +47,18 @@ def test_blockwise_equals_whole_exactly(blocks, background):
         np.testing.assert_array_equal(parts[k], whole[k], err_msg=k)
 
 
-def test_piecewise_evaluation_inside_a_block_is_exact(monkeypatch):
-    import chunkseg.synth as synth
+@pytest.mark.parametrize("patch", ["sub_shape", "margin"])
+def test_sub_boxes_and_candidate_fallback_are_exact(monkeypatch, patch):
+    import chunkseg.synth_render as render
 
-    p = SynthParams((9, 40, 40), seed=2, blob_density=30.0)
+    p = SynthParams((9, 40, 40), seed=2, blob_density=30.0, background=True)
     whole = synth_block(p)
-    monkeypatch.setattr(synth, "_PIECE", 1000)  # many pieces per block
-    for k, v in synth_block(p).items():
-        np.testing.assert_array_equal(v, whole[k])
+    if patch == "sub_shape":  # many odd sub-boxes per block
+        monkeypatch.setattr(render, "_sub_shape", lambda p: (2, 3, 7))
+    else:  # a tiny block margin forces the all-seeds fallback
+        monkeypatch.setattr(render, "_block_margin", lambda w, delta: 1.5 * delta)
+    for k, v in synth_block(p, ((1, 8), (3, 40), (0, 29))).items():
+        np.testing.assert_array_equal(v, whole[k][1:8, 3:40, 0:29])
 
 
 def test_outputs_subset_and_bad_arguments():
