@@ -38,6 +38,11 @@ _LAZY: dict[str, str] = {
     "run_crops": "chunkseg.pipeline.crops",
     "synth_volume": "chunkseg.synth",
     "run_synth": "chunkseg.pipeline.synth",
+    "UNetConfig": "chunkseg.model.unet",
+    "build_unet": "chunkseg.model.unet",
+    "load_model": "chunkseg.model.io",
+    "save_model": "chunkseg.model.io",
+    "run_train": "chunkseg.pipeline.train",
 }
 
 __all__ = ["__version__", *_LAZY]
