@@ -199,3 +199,12 @@ def test_cli_predict_method_acme_routes_to_the_baseline(tmp_path, capsys):
         run_predict(paths["raw"], out=tmp_path / "x.ome.zarr", method="hessian")
     with pytest.raises(ParameterError, match="threshold"):
         run_predict(paths["raw"], out=tmp_path / "x.ome.zarr", method="acme", threshold=0.5)
+
+
+def test_cli_benchmark_is_registered_and_finds_its_script():
+    from chunkseg.cli import build_parser
+    from chunkseg.cli.benchmark import SCRIPT
+
+    args = build_parser().parse_args(["benchmark", "--quick", "--out", "x", "--only", "io"])
+    assert args.quick and args.out == "x" and args.only == ["io"]
+    assert SCRIPT.is_file()

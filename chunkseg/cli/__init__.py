@@ -28,6 +28,7 @@ COMMANDS: list[str] = [
     "train",
     "predict",
     "segment",
+    "benchmark",
 ]
 
 

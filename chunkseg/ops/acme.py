@@ -102,7 +102,7 @@ class AcmeParams:
     sigmas: tuple[float, ...] = (1.0, 2.0)
     alpha: float = 0.5
     beta: float = 0.5
-    c: float = 0.05
+    c: float = 0.02
     vote_sigma: float = 2.0
     field: str = "oriented"
     membrane_width: float = 3.0

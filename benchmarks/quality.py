@@ -1,0 +1,97 @@
+"""Quality beside speed: the same scores for the U-Net and the ACME-style baseline.
+
+Membrane IoU / boundary F1 come from ``chunkseg evaluate`` (``run_evaluate``), cell
+F1@0.5 from ``chunkseg segment`` (``run_segment``, the shared seeded watershed: ACME's
+``membraneSegmentation`` step) and the segment engineer's instance metrics.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+from common import Skip
+
+
+def _need(module: str, name: str):
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        raise Skip(f"{module}.{name} is not available in this checkout") from None
+
+
+def _scores(ctx, prob: str, mask: str, labels: str, key: str) -> dict[str, Any]:
+    """Evaluate (when available), then segment at the method's best membrane threshold."""
+    run_segment = _need("chunkseg.pipeline.segment", "run_segment")
+    instance_report = _need("chunkseg.pipeline.segment", "instance_report")
+    out: dict[str, Any] = {}
+    try:
+        run_evaluate = _need("chunkseg.pipeline.evaluate", "run_evaluate")
+        out["evaluate"] = run_evaluate(prob, mask, out=ctx.work / f"eval_{key}", progress=False)
+    except Skip as exc:
+        out["evaluate"] = {"skipped": str(exc)}
+    thr = _best(out["evaluate"]).get("threshold") or 0.5
+    thr = min(max(float(thr), 0.02), 0.98)
+    cells = ctx.work / f"cells_{key}.ome.zarr"
+    out["segment"] = run_segment(prob, out=cells, threshold=thr, overwrite=True, progress=False)
+    out["segment_threshold"] = thr
+    out["instances"] = instance_report(cells, labels)
+    return out
+
+
+def _best(ev: dict[str, Any]) -> dict[str, Any]:
+    return ev.get("best", {}) if isinstance(ev.get("best"), dict) else ev
+
+
+def _rows(name: str, method: str, sc: dict[str, Any]) -> list[tuple[str, Any, str]]:
+    ev, inst = sc["evaluate"], sc["instances"]
+    rows = []
+    if "skipped" in ev:
+        rows.append((f"{name} {method}: membrane IoU / boundary F1", "skipped", ev["skipped"]))
+    else:
+        best = _best(ev)
+        rows += [(f"{name} {method}: membrane IoU", best.get("iou"),
+                  f"best threshold {best.get('threshold')}"),
+                 (f"{name} {method}: boundary F1", ev.get("boundary_f1"), "tolerance-aware")]
+    rows.append((f"{name} {method}: cell F1@0.5", inst.get("f1"),
+                 f"segment threshold {sc['segment_threshold']:.2f}; {inst.get('n_pred')} cells vs "
+                 f"{inst.get('n_truth')} true; adapted Rand error "
+                 f"{inst.get('adapted_rand_error', float('nan')):.3f}"))
+    return rows
+
+
+def _both(ctx, inp: str, mask: str, labels: str, key: str) -> dict[str, Any]:
+    res: dict[str, Any] = {"rows": []}
+    for method in ("unet", "acme"):
+        run = ctx.predict(inp, key, method=method)
+        sc = _scores(ctx, run["out"], mask, labels, f"{key}_{method}")
+        res[method] = sc
+        res["rows"] += _rows(key, "U-Net" if method == "unet" else "ACME", sc)
+    if not ctx.trained:
+        res["rows"].append((f"{key} U-Net", "untrained", "no packaged default model"))
+    return res
+
+
+def sec_quality_synth(ctx) -> dict[str, Any]:
+    """Both methods on the synthetic 1× volume against its exact truth."""
+    d = ctx.synth(1)
+    return _both(ctx, d["norm"], d["mask"], d["labels"], 1)
+
+
+def sec_quality_real(ctx) -> dict[str, Any]:
+    """Both methods on the real ovule crop (PlantSeg test data, Wolny et al. 2020)."""
+    raw, lab = ctx.real / "ovule_raw.tif", ctx.real / "ovule_labels.tif"
+    if not raw.is_file() or not lab.is_file():
+        raise Skip(f"real data {raw} / {lab} absent (see ../shared/data/README.md)")
+    from chunkseg.pipeline.binarize import run_binarize
+    from chunkseg.pipeline.convert import run_convert
+    from chunkseg.pipeline.normalize import run_normalize
+
+    w: Path = ctx.work
+    run_convert(str(raw), w / "ovule_raw.ome.zarr", progress=False)
+    run_convert(str(lab), w / "ovule_labels.ome.zarr", progress=False)
+    run_normalize(w / "ovule_raw.ome.zarr", w / "ovule_norm.ome.zarr", progress=False)
+    run_binarize(w / "ovule_labels.ome.zarr", w / "ovule_mask.ome.zarr", progress=False)
+    return _both(ctx, str(w / "ovule_norm.ome.zarr"), str(w / "ovule_mask.ome.zarr"),
+                 str(w / "ovule_labels.ome.zarr"), "ovule")
