@@ -31,7 +31,8 @@ def plot_percentile_curve(
 
     Two panels: the whole 0–100 range, and the upper tail with a log axis of
     ``100 - percentile`` (ticks labelled 99, 99.9, 99.99, ...), where the paper picked
-    its upper bound.  Intensity is on a log axis (symlog, so 0 is drawn).
+    its upper bound.  Intensity is on a log axis (symlog when the curve reaches 0, so 0
+    is drawn), ticked 1-2-5 per decade.
 
     Parameters
     ----------
@@ -60,15 +61,28 @@ def plot_percentile_curve(
     p = np.asarray(percentiles, dtype=float)
     v = np.asarray(intensities, dtype=float)
     fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, 4.6), gridspec_kw={"width_ratios": [3, 2]})
-    linthresh = max(1.0, float(np.nanmin(np.abs(v[v != 0]))) if np.any(v != 0) else 1.0)
+    pos = v[v > 0]
+    lo_pos = float(pos.min()) if pos.size else 1.0
+    hi_pos = float(max(pos.max(), lo_pos * 10)) if pos.size else 10.0
+    # 1-2-5 ticks across the positive range, and 0 when the curve reaches it (symlog)
+    yticks = [m * 10.0**k for k in range(int(np.floor(np.log10(lo_pos))),
+                                         int(np.ceil(np.log10(hi_pos))) + 1)
+              for m in (1, 2, 5) if lo_pos / 1.01 <= m * 10.0**k <= hi_pos * 1.01]
+    has_zero = bool(np.any(v <= 0))
     tail = p >= 99.0
     x_tail = 100.0 - p[tail]
     x_floor = 1e-5
     for ax in (ax0, ax1):
-        ax.set_yscale("symlog", linthresh=linthresh)
+        if has_zero:
+            ax.set_yscale("symlog", linthresh=lo_pos, linscale=0.3)
+        else:
+            ax.set_yscale("log")
+        ax.yaxis.set_major_locator(FixedLocator(([0.0] if has_zero else []) + yticks))
+        ax.yaxis.set_minor_locator(FixedLocator([]))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _pos: f"{y:g}"))
         ax.set_ylabel("pixel intensity (log scale)")
         ax.grid(True, which="both", alpha=0.3)
-        for value, label in ((low, "low"), (high, "high")):
+        for value in (low, high):
             if value is not None:
                 ax.axhline(value, ls="--", color="C3", lw=1.2)
     ax0.plot(p, v, color="C0", lw=1.8)
@@ -98,8 +112,10 @@ def plot_percentile_curve(
         ax0.text(0.02, 0.97, label, transform=ax0.transAxes, va="top", fontsize=10,
                  bbox={"facecolor": "white", "alpha": 0.85, "edgecolor": "0.7"})
         for ax in (ax0, ax1):
-            ax.annotate(f"high {high:.6g}", xy=(0.99, high), xycoords=("axes fraction", "data"),
-                        ha="right", va="bottom", color="C3", fontsize=9)
+            for value, name in ((low, "low"), (high, "high")):
+                ax.annotate(f"{name} {value:.6g}", xy=(0.99, value),
+                            xycoords=("axes fraction", "data"), ha="right",
+                            va="bottom" if name == "high" else "top", color="C3", fontsize=9)
     fig.suptitle(title or "pixel intensity versus percentile")
     if note:
         fig.text(0.5, 0.005, note, ha="center", va="bottom", fontsize=8, color="0.35")
