@@ -22,13 +22,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="cell interior is p < T (default 0.5; must lie in (0, 1))")
     p.add_argument("--min-size", type=float, default=1.0, metavar="V",
                    help="merge segments smaller than V µm³ into a neighbour (default 1)")
-    p.add_argument("--seed-distance", type=float, default=1.0, metavar="D",
-                   help="seeds lie farther than D µm from any membrane voxel (default 1)")
+    p.add_argument("--seed-distance", type=float, default=0.5, metavar="D",
+                   help="seeds lie farther than D µm from any membrane voxel (default 0.5; "
+                   "about 1/8 of the cell diameter works best)")
     p.add_argument("--reach", type=float, metavar="R",
                    help="how far cells grow from their seeds through the interior, µm "
                    "(default 3 D)")
     p.add_argument("--membrane-reach", type=float, metavar="M",
-                   help="growth per membrane level, µm (default D / 2)")
+                   help="growth per membrane level, µm (default 0.5)")
     p.add_argument("--timepoints", metavar="A:B", help="segment only time points A..B-1")
     p.add_argument("--block", nargs=3, type=int, metavar=("Z", "Y", "X"),
                    help="processing block (default 64 256 256); the result does not depend on it")

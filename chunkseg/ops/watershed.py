@@ -87,13 +87,13 @@ class SegmentParams:
     reach : float, optional
         How far labels grow through the foreground (µm); default ``3 * seed_distance``.
     membrane_reach : float, optional
-        Growth per membrane level (µm); default ``seed_distance / 2``.
+        Growth per membrane level (µm); default 0.5.
     levels : int
         Membrane levels between ``threshold`` and 1.
     """
 
     threshold: float = 0.5
-    seed_distance: float = 1.0
+    seed_distance: float = 0.5
     min_size: float = 1.0
     voxel_size: tuple[float, float, float] = (1.0, 1.0, 1.0)
     reach: float | None = None
@@ -112,8 +112,7 @@ class SegmentParams:
         if len(vs) != 3 or not all(v > 0 for v in vs):
             raise ParameterError(f"voxel_size must be 3 positive numbers; got {self.voxel_size!r}")
         reach = 3.0 * float(self.seed_distance) if self.reach is None else float(self.reach)
-        mreach = (0.5 * float(self.seed_distance) if self.membrane_reach is None
-                  else float(self.membrane_reach))
+        mreach = 0.5 if self.membrane_reach is None else float(self.membrane_reach)
         if not (reach >= 0 and mreach >= 0):
             raise ParameterError(f"reach and membrane_reach must be >= 0; got {reach}, {mreach}")
         if int(self.levels) < 1:

@@ -102,7 +102,7 @@ def run_segment(
     out: str | os.PathLike,
     threshold: float = 0.5,
     min_size: float = 1.0,
-    seed_distance: float = 1.0,
+    seed_distance: float = 0.5,
     reach: float | None = None,
     membrane_reach: float | None = None,
     levels: int = 3,
