@@ -15,6 +15,7 @@ __all__ = [
     "ShapeError",
     "DTypeError",
     "OutputExistsError",
+    "OutputError",
     "IncompleteStoreError",
     "ParameterError",
     "ModelError",
@@ -50,6 +51,10 @@ class DTypeError(InputError, TypeError):
 
 class OutputExistsError(ChunksegError, FileExistsError):
     """The output exists and neither ``overwrite`` nor ``resume`` was given."""
+
+
+class OutputError(ChunksegError, OSError):
+    """The output cannot be written (permissions, disk full, not a directory)."""
 
 
 class IncompleteStoreError(ChunksegError, RuntimeError):

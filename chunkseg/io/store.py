@@ -33,6 +33,7 @@ from chunkseg.errors import (
     FormatError,
     IncompleteStoreError,
     InputNotFoundError,
+    OutputError,
     OutputExistsError,
     ParameterError,
     ResumeMismatchError,
@@ -264,21 +265,25 @@ def create_image(
                     f"{path}: shards must be whole multiples of chunks {out_chunks}; "
                     f"got {out_shards}"
                 )
-    group = zarr.create_group(store=str(path), zarr_format=3, overwrite=True)
-    group.create_array(
-        ARRAY_NAME,
-        shape=shape,
-        dtype=dtype,
-        chunks=out_chunks,
-        shards=out_shards,
-        compressors=BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle"),
-        dimension_names=list(AXES),
-        fill_value=fill_value,
-    )
-    meta = {"version": __version__, **attrs, "complete": False}
-    group.attrs.update(
-        {"ome": ome_metadata(path.name, voxel_size), "chunkseg": meta}
-    )
+    try:
+        group = zarr.create_group(store=str(path), zarr_format=3, overwrite=True)
+        group.create_array(
+            ARRAY_NAME,
+            shape=shape,
+            dtype=dtype,
+            chunks=out_chunks,
+            shards=out_shards,
+            compressors=BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle"),
+            dimension_names=list(AXES),
+            fill_value=fill_value,
+        )
+        meta = {"version": __version__, **attrs, "complete": False}
+        group.attrs.update({"ome": ome_metadata(path.name, voxel_size), "chunkseg": meta})
+    except OSError as exc:
+        raise OutputError(
+            f"{path}: cannot write the output ({exc.strerror or exc}); expected a writable "
+            "directory with free space"
+        ) from exc
     return zarr.open_array(str(path / ARRAY_NAME), mode="r+")
 
 
