@@ -208,3 +208,22 @@ def test_cli_benchmark_is_registered_and_finds_its_script():
     args = build_parser().parse_args(["benchmark", "--quick", "--out", "x", "--only", "io"])
     assert args.quick and args.out == "x" and args.only == ["io"]
     assert SCRIPT.is_file()
+
+
+def test_benchmark_writes_results_json_and_table(tmp_path):
+    import importlib.util
+    import json
+    import sys
+
+    from chunkseg.cli.benchmark import SCRIPT
+
+    sys.path.insert(0, str(SCRIPT.parent))
+    spec = importlib.util.spec_from_file_location("bench_run_test", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    res = mod.run_benchmark(tmp_path, quick=True, only=["io", "gpu_full"])
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["sections"]["io"]["mb"] > 0 and "cpu" in saved["hardware"]
+    assert "skipped" in res["sections"]["gpu_full"] or "failed" not in res["sections"]["gpu_full"]
+    table = (tmp_path / "results.md").read_text()
+    assert "| io | convert MB/s |" in table and "gpu_full" in table
