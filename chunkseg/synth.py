@@ -65,6 +65,8 @@ __all__ = [
 
 #: halo (voxels) the membrane mask (binarize's default, width 1) needs around a block
 MASK_HALO = halo_for_width(1)
+#: voxels per z-slab inside a block (bounds the temporaries of large blocks)
+_SLAB_VOXELS = 1 << 21
 
 
 @dataclass(frozen=True)
@@ -160,6 +162,21 @@ def _region(p: SynthParams, region: Sequence[Any] | None) -> tuple[tuple[int, in
 
 
 # --------------------------------------------------------------------------- API
+def _slab(params: SynthParams, t: int, reg, outputs) -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {}
+    inner = reg if "raw" in outputs else None
+    if "mask" in outputs:
+        big = tuple((max(0, a - MASK_HALO), min(s, b + MASK_HALO))
+                    for (a, b), s in zip(reg, params.shape))
+        labels, out["raw"] = render(params, t, big, inner)
+        crop = tuple(slice(a - ba, b - ba) for (a, b), (ba, _) in zip(reg, big))
+        out["mask"] = membrane_mask(labels)[crop]
+        out["labels"] = labels[crop]
+    else:
+        out["labels"], out["raw"] = render(params, t, reg, inner)
+    return {k: out[k] for k in outputs}
+
+
 def synth_block(
     params: SynthParams,
     region: Sequence[Any] | None = None,
@@ -194,20 +211,15 @@ def synth_block(
     if int(t) < 0:
         raise ParameterError(f"time point t must be >= 0; got {t!r}")
     t = int(t)
-    out: dict[str, np.ndarray] = {}
-    inner = reg if "raw" in outputs else None
-    if "mask" in outputs:
-        big = tuple((max(0, a - MASK_HALO), min(s, b + MASK_HALO))
-                    for (a, b), s in zip(reg, params.shape))
-        labels, raw = render(params, t, big, inner)
-        crop = tuple(slice(a - ba, b - ba) for (a, b), (ba, _) in zip(reg, big))
-        out["mask"] = np.ascontiguousarray(membrane_mask(labels)[crop])
-        labels = np.ascontiguousarray(labels[crop])
-    else:
-        labels, raw = render(params, t, reg, inner)
-    out["labels"] = labels
-    out["raw"] = raw
-    return {k: out[k] for k in outputs}
+    dtypes = {"raw": np.uint16, "labels": np.uint32, "mask": np.uint8}
+    out = {k: np.empty(tuple(b - a for a, b in reg), dtypes[k]) for k in outputs}
+    (z0, z1), ry, rx = reg
+    step = max(1, _SLAB_VOXELS // ((ry[1] - ry[0]) * (rx[1] - rx[0])))
+    for za in range(z0, z1, step):  # z-slabs bound the temporaries of big blocks
+        slab = ((za, min(za + step, z1)), ry, rx)
+        for k, v in _slab(params, t, slab, outputs).items():
+            out[k][za - z0:slab[0][1] - z0] = v
+    return out
 
 
 def synth_volume(
