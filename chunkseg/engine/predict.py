@@ -79,8 +79,8 @@ class ModelSpec:
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         model, _meta, lock = get_model(self.path, threads=self.threads or _worker_threads())
-        with lock:
-            return np.asarray(model.predict_on_batch(x))
+        with lock:  # eager call: no re-tracing for the few distinct edge-tile shapes
+            return np.asarray(model(x, training=False))
 
 
 def _worker_threads() -> int | None:
