@@ -193,3 +193,28 @@ def test_plot_training_curves(tmp_path):
     assert path.read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(ParameterError, match="none of the metrics"):
         plot_training_curves({"foo": [1]}, tmp_path / "d.png")
+
+
+def test_normalization_record_and_computed_range(tmp_path, pairs):
+    from types import SimpleNamespace
+
+    from chunkseg.pipeline.train import _computed_range, _normalization_record
+
+    v = synth_volume((12, 32, 32), seed=10, cell_diameter=1.5)
+    bare = _store(tmp_path / "bare.ome.zarr", v.raw[None], {"kind": "raw"})
+    mask = pairs[0][1]
+    low, high = _computed_range([(bare, mask)], None)
+    assert (low, high) == tuple(np.percentile(v.raw, [0, 99.99]))
+    assert _computed_range([(bare, mask)], (1, 2)) is None        # given range wins
+    assert _computed_range([pairs[0]], None) is None              # stored range used
+    assert _computed_range(pairs, None) is None                   # several: sampler decides
+    src = SimpleNamespace(attrs={})
+    rec = _normalization_record(SimpleNamespace(raws=[src], ranges=[(low, high)]), "percentiles")
+    assert rec["method"] == "percentiles" and rec["percentiles"] == [0.0, 99.99]
+    assert (rec["low"], rec["high"]) == (low, high)
+    rec = _normalization_record(SimpleNamespace(raws=[src, src], ranges=[(1, 2), (1, 2)]), "given")
+    assert rec["method"] == "given" and (rec["low"], rec["high"]) == (1, 2)
+    u8 = SimpleNamespace(attrs={"normalization": {"low": 5, "high": 9, "method": "range"}})
+    rec = _normalization_record(SimpleNamespace(raws=[u8, src], ranges=[None, None]), None)
+    assert rec["ranges"] == [[5.0, 9.0], None] and "low" not in rec
+    assert rec["method"] == ["range", "unknown"]

@@ -19,7 +19,6 @@ import json
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -32,129 +31,13 @@ from chunkseg.model.unet import (
     pooling_factor,
     receptive_field,
 )
+from chunkseg.pipeline.train_config import TrainOptions, load_train_config
 
 __all__ = ["TrainOptions", "load_train_config", "run_train"]
 
 PathLike = str | os.PathLike[str]
-
-
-@dataclass(frozen=True)
-class TrainOptions:
-    """Training hyper-parameters (the ``[train]`` table of a config file).
-
-    Attributes
-    ----------
-    epochs, steps : int
-        Epochs and optimizer steps (batches) per epoch.
-    val_steps : int
-        Validation batches per epoch (a fixed, un-augmented set of crops).
-    crop : (z, y, x)
-        Training crop; each axis a multiple of the model's pooling factor.
-    batch : int
-        Crops per step (global batch, split over GPUs).
-    lr : float
-        Initial Adam learning rate.
-    lr_schedule : {"plateau", "cosine", "constant"}
-        ``plateau`` halves the rate after ``patience // 2`` epochs without improvement
-        of the validation loss; ``cosine`` decays to 1 % over all steps.
-    patience : int
-        Early stopping after this many epochs without improvement (0 disables).
-    membrane_weight : float
-        Membrane class weight in the cross-entropy.
-    membrane_bias : float
-        Fraction of crops drawn to contain membrane (see ``CropSampler``).
-    noise : str or [mu, sigma] or None
-        Noise augmentation (preset name or values); None: no noise.
-    augment : bool
-        Flips / rotations / intensity augmentation of training crops.
-    seed : int
-        Seed of weights, crops and augmentations.
-    """
-
-    epochs: int = 50
-    steps: int = 100
-    val_steps: int = 10
-    crop: tuple[int, int, int] = (64, 128, 128)
-    batch: int = 2
-    lr: float = 1e-3
-    lr_schedule: str = "plateau"
-    patience: int = 10
-    membrane_weight: float = 3.0
-    membrane_bias: float = 0.5
-    noise: Any = None
-    augment: bool = True
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        for key in ("epochs", "steps", "val_steps", "batch"):
-            v = getattr(self, key)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ParameterError(f"{key} must be an int >= 1; got {v!r}")
-        for key in ("patience", "seed"):
-            v = getattr(self, key)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-                raise ParameterError(f"{key} must be an int >= 0; got {v!r}")
-        crop = tuple(self.crop) if isinstance(self.crop, Sequence) else ()
-        if len(crop) != 3 or not all(isinstance(c, int) and c >= 1 for c in crop):
-            raise ParameterError(f"crop must be 3 positive ints (z, y, x); got {self.crop!r}")
-        object.__setattr__(self, "crop", crop)
-        if not (isinstance(self.lr, (int, float)) and 0 < self.lr < 1):
-            raise ParameterError(f"lr must be in (0, 1); got {self.lr!r}")
-        if self.lr_schedule not in ("plateau", "cosine", "constant"):
-            raise ParameterError(f"lr_schedule must be 'plateau', 'cosine' or 'constant'; "
-                                 f"got {self.lr_schedule!r}")
-        if not (isinstance(self.membrane_weight, (int, float)) and self.membrane_weight > 0):
-            raise ParameterError(f"membrane_weight must be > 0; got {self.membrane_weight!r}")
-        if not isinstance(self.augment, bool):
-            raise ParameterError(f"augment must be true or false; got {self.augment!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["crop"] = list(self.crop)
-        return d
-
-
-def load_train_config(config: PathLike | Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
-    """Read a training configuration: a TOML file or a dict with tables ``model``, ``train``.
-
-    Unknown tables or keys raise :class:`ParameterError` naming the file.
-    """
-    source = "config"
-    if config is None:
-        data: Mapping[str, Any] = {}
-    elif isinstance(config, Mapping):
-        data = config
-    else:
-        import tomllib
-
-        path = Path(config)
-        source = str(path)
-        if not path.is_file():
-            from chunkseg.errors import InputNotFoundError
-
-            raise InputNotFoundError(f"training config {source!r} does not exist")
-        try:
-            data = tomllib.loads(path.read_text())
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            from chunkseg.errors import FormatError
-
-            raise FormatError(f"training config {source!r} is not valid TOML: {exc}") from None
-    unknown = sorted(set(data) - {"model", "train"})
-    if unknown:
-        raise ParameterError(f"{source}: unknown table(s) {unknown}; expected 'model' and/or "
-                             "'train'")
-    train = dict(data.get("train", {}))
-    known = {f.name for f in dataclasses.fields(TrainOptions)}
-    bad = sorted(set(train) - known)
-    if bad:
-        raise ParameterError(f"{source}: unknown [train] key(s) {bad}; expected some of "
-                             f"{sorted(known)}")
-    model = dict(data.get("model", {}))
-    try:
-        UNetConfig.from_dict(model)
-    except ParameterError as exc:
-        raise ParameterError(f"{source}: [model]: {exc}") from None
-    return {"model": model, "train": train}
+#: percentiles of a raw without a stored range (the default of ``chunkseg normalize``)
+PERCENTILES = (0.0, 99.99)
 
 
 def _pairs(raw: Any, mask: Any, what: str) -> list[tuple[Any, Any]]:
@@ -172,8 +55,11 @@ def _names(pairs: list[tuple[Any, Any]]) -> list[list[str]]:
     return [[name(r), name(m)] for r, m in pairs]
 
 
-def _normalization_record(sampler: Any) -> dict[str, Any]:
+def _normalization_record(sampler: Any, how: str | None) -> dict[str, Any]:
     """How the training raw was scaled to 8 bit, as stored in the model.
+
+    ``how``: None (each raw's stored range), ``"given"`` (``normalization=``) or
+    ``"percentiles"`` (computed by :func:`_computed_range`).
 
     ``low``/``high`` are recorded only when every training volume used the same range
     (then ``predict`` may reuse it for input without a stored range); with per-volume
@@ -186,6 +72,10 @@ def _normalization_record(sampler: Any) -> dict[str, Any]:
         if rng is None and "low" in stored and "high" in stored:
             rng = (float(stored["low"]), float(stored["high"]))
         ranges.append(None if rng is None else [float(rng[0]), float(rng[1])])
+        if how == "given":
+            stored = {"method": "given"}
+        elif how == "percentiles":
+            stored = {"method": "percentiles", "percentiles": list(PERCENTILES)}
         methods.add(str(stored.get("method", "range" if rng is not None else "unknown")))
         p = stored.get("percentiles")
         pcts.add(tuple(float(v) for v in p) if p else None)
@@ -216,6 +106,28 @@ def _strategy(options_batch: int):
                                  f"{strategy.num_replicas_in_sync} GPUs")
         return strategy
     return None
+
+
+def _computed_range(pairs: list[tuple[Any, Any]], normalization: Any) -> Any:
+    """A range for a single non-uint8 raw that has none stored: its (0, 99.99) percentiles
+    (``chunkseg normalize``'s default), computed in one streaming pass.  Anything else is
+    left to the crop sampler (which explains what is missing)."""
+    if normalization is not None or len(pairs) != 1:
+        return None
+    raw = pairs[0][0]
+    if not isinstance(raw, (str, os.PathLike)):
+        return None
+    import numpy as np
+
+    from chunkseg.engine.stats import percentiles
+    from chunkseg.io.store import open_volume
+
+    vol = open_volume(raw)
+    norm = vol.attrs.get("normalization") or {}
+    if vol.data.dtype == np.uint8 or ("low" in norm and "high" in norm):
+        return None
+    low, high = percentiles(vol.data, PERCENTILES)["values"]
+    return (float(low), float(high))
 
 
 def _mixed_policy() -> str:
@@ -262,7 +174,8 @@ def run_train(
     model_config : UNetConfig or dict, optional
         Overrides ``[model]``.
     normalization : (low, high), optional
-        Intensity range of non-uint8 raw; default: each raw's stored range.
+        Intensity range of non-uint8 raw; default: each raw's stored range; a single
+        raw without one gets its (0, 99.99) percentiles (recorded in the model).
     mixed_precision : bool
         Train with the ``mixed_float16`` policy (``mixed_bfloat16`` without a GPU); the
         saved model is float32.
@@ -313,10 +226,15 @@ def run_train(
     from chunkseg.model.unet import build_unet
     from chunkseg.plots.training import plot_training_curves
 
+    computed = _computed_range(train_pairs, normalization)
+    train_range = normalization if computed is None else computed
+    val_range = _computed_range(val_pairs, normalization) if held_out else computed
+    val_range = normalization if val_range is None else val_range
+    how = "given" if normalization is not None else "percentiles" if computed else None
     sampler = CropSampler(train_pairs, crop=opts.crop, seed=opts.seed,
-                          membrane_bias=opts.membrane_bias, normalization=normalization)
+                          membrane_bias=opts.membrane_bias, normalization=train_range)
     val_sampler = CropSampler(val_pairs, crop=opts.crop, seed=opts.seed + 1_000_003,
-                              membrane_bias=opts.membrane_bias, normalization=normalization)
+                              membrane_bias=opts.membrane_bias, normalization=val_range)
     train_ds = make_dataset(sampler, batch=opts.batch, augment=opts.augment, noise=opts.noise)
     val_ds = make_dataset(val_sampler, batch=opts.batch, augment=False,
                           n=opts.val_steps * opts.batch).cache()
@@ -377,7 +295,7 @@ def run_train(
     best = {k: v[best_epoch] for k, v in history.items() if len(v) > best_epoch}
     metadata = {
         "config": net_cfg.to_dict(),
-        "normalization": _normalization_record(sampler),
+        "normalization": _normalization_record(sampler, how),
         "voxel_size": list(sampler.voxel_size),
         "crop": list(opts.crop),
         "receptive_field": list(receptive_field(net_cfg)),
