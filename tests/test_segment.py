@@ -169,3 +169,30 @@ def test_cli(synth, tmp_path, capsys):
     assert "threshold must lie in (0, 1)" in capsys.readouterr().err
     assert main(["segment", str(prob), "--out", str(tmp_path / "d.zarr"),
                  "--min-size", "-2"]) == 2
+
+
+def test_partial_stats_and_contacts_combine_exactly():
+    from chunkseg.ops.segstats import _sum_pairs, block_stats, combine_stats, contacts
+
+    rng = np.random.default_rng(3)
+    lab = rng.integers(0, 5, (9, 11, 13)).astype(np.uint64) * np.uint64(1 << 33)
+    whole = block_stats(lab)
+    brute = {}
+    for axis in range(3):
+        a = np.moveaxis(lab, axis, 0)
+        for x, y in zip(a[:-1].ravel(), a[1:].ravel()):
+            if x and y and x != y:
+                key = (min(x, y), max(x, y))
+                brute[key] = brute.get(key, 0) + 1
+    got = contacts(lab, lab.shape)
+    assert {(int(r[0]), int(r[1])): int(r[2]) for r in got} == brute
+    parts, pairs = [], []
+    for z0 in range(0, 9, 4):
+        for x0 in range(0, 13, 5):
+            own = lab[z0:z0 + 4, :, x0:x0 + 5]
+            parts.append(block_stats(own, offset=(z0, 0, x0), shape=lab.shape))
+            pairs.append(contacts(lab[z0:z0 + 5, :, x0:x0 + 6], own.shape))
+    comb = combine_stats(parts)
+    for name in ("ids", "count", "sums", "lo", "hi", "first"):
+        np.testing.assert_array_equal(getattr(comb, name), getattr(whole, name))
+    np.testing.assert_array_equal(_sum_pairs(pairs), got)

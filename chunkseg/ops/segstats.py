@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import ndimage
 from scipy.sparse import coo_array
 from scipy.sparse.csgraph import connected_components
 
@@ -61,27 +62,36 @@ class SegStats:
                    z.astype(np.int64), z.astype(np.int64), np.zeros(0, np.int64))
 
 
+def _dense(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(ids, first flat position, dense int32 image 1..n)`` of the non-zero labels."""
+    ids, first_pos, inv = np.unique(labels.ravel(), return_index=True, return_inverse=True)
+    inv = inv.reshape(labels.shape).astype(np.int32)
+    if ids.size and ids[0] == 0:
+        return ids[1:].astype(np.uint64), first_pos[1:], inv
+    return ids.astype(np.uint64), first_pos, inv + 1
+
+
 def block_stats(labels: np.ndarray, *, offset: Sequence[int] = (0, 0, 0),
                 shape: Sequence[int] | None = None) -> SegStats:
     """Statistics of the non-zero labels of a block at ``offset`` in a volume of ``shape``."""
     shape = tuple(labels.shape) if shape is None else tuple(int(s) for s in shape)
-    flat = labels.ravel()
-    nz = np.flatnonzero(flat)
-    if nz.size == 0:
+    ids, first_pos, dense = _dense(labels)
+    n = ids.size
+    if n == 0:
         return SegStats.empty()
-    coords = np.stack(np.unravel_index(nz, labels.shape), 1).astype(np.int64)
-    coords += np.asarray(offset, np.int64)
-    vals = flat[nz].astype(np.uint64)
-    ids, first_pos, inv = np.unique(vals, return_index=True, return_inverse=True)
-    count = np.bincount(inv, minlength=ids.size).astype(np.int64)
-    sums = np.stack([np.bincount(inv, weights=coords[:, a], minlength=ids.size)
-                     for a in range(3)], 1)
-    order = np.argsort(inv, kind="stable")
-    starts = np.concatenate([[0], np.cumsum(count)[:-1]])
-    c_sorted = coords[order]
-    lo = np.minimum.reduceat(c_sorted, starts, axis=0)
-    hi = np.maximum.reduceat(c_sorted, starts, axis=0)
-    fc = coords[first_pos]  # nonzero() runs in raster order: the first hit is the minimum
+    flat = dense.ravel()
+    count = np.bincount(flat, minlength=n + 1)[1:].astype(np.int64)
+    off = np.asarray(offset, np.int64)
+    sums = np.empty((n, 3))
+    for a in range(3):
+        # per-plane histograms: sum of coordinates without a full-size coordinate array
+        planes = np.moveaxis(dense, a, 0).reshape(dense.shape[a], -1)
+        per = np.stack([np.bincount(row, minlength=n + 1)[1:] for row in planes])
+        sums[:, a] = (np.arange(dense.shape[a], dtype=np.float64) + off[a]) @ per
+    boxes = ndimage.find_objects(dense, max_label=n)
+    lo = np.array([[sl.start for sl in b] for b in boxes], np.int64) + off
+    hi = np.array([[sl.stop - 1 for sl in b] for b in boxes], np.int64) + off
+    fc = np.stack(np.unravel_index(first_pos, labels.shape), 1).astype(np.int64) + off
     first = (fc[:, 0] * shape[1] + fc[:, 1]) * shape[2] + fc[:, 2]
     return SegStats(ids, count, sums, lo, hi, first.astype(np.int64))
 
@@ -107,15 +117,15 @@ def combine_stats(parts: Sequence[SegStats]) -> SegStats:
                               for a in range(3)], 1), lo, hi, first)
 
 
-def _count_pairs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Unique unordered pairs of different non-zero labels with counts: (k, 3) uint64."""
-    keep = (a != 0) & (b != 0) & (a != b)
-    a, b = a[keep].astype(np.uint64), b[keep].astype(np.uint64)
+def _count_pairs(a: np.ndarray, b: np.ndarray, n: int) -> np.ndarray:
+    """Unordered pairs of different non-zero dense labels with counts: (k, 3) int64."""
+    keep = (a != b) & (a != 0) & (b != 0)
+    a, b = a[keep].astype(np.int64), b[keep].astype(np.int64)
     if a.size == 0:
-        return np.zeros((0, 3), np.uint64)
-    lo, hi = np.minimum(a, b), np.maximum(a, b)
-    pairs, counts = np.unique(np.stack([lo, hi], 1), axis=0, return_counts=True)
-    return np.concatenate([pairs, counts[:, None].astype(np.uint64)], 1)
+        return np.zeros((0, 3), np.int64)
+    key = np.minimum(a, b) * (n + 1) + np.maximum(a, b)
+    u, counts = np.unique(key, return_counts=True)
+    return np.stack([u // (n + 1), u % (n + 1), counts], 1)
 
 
 def contacts(ext: np.ndarray, owned: Sequence[int]) -> np.ndarray:
@@ -125,6 +135,7 @@ def contacts(ext: np.ndarray, owned: Sequence[int]) -> np.ndarray:
     side of each axis, so every face pair of the volume is counted by exactly one
     block.  Returns (k, 3) uint64 rows ``(id_a, id_b, faces)`` with ``id_a < id_b``.
     """
+    ids, _, dense = _dense(ext)
     rows = []
     oz, oy, ox = (int(v) for v in owned)
     for axis in range(3):
@@ -134,8 +145,13 @@ def contacts(ext: np.ndarray, owned: Sequence[int]) -> np.ndarray:
         src = [slice(0, oz), slice(0, oy), slice(0, ox)]
         nxt = list(src)
         src[axis], nxt[axis] = slice(0, m), slice(1, m + 1)
-        rows.append(_count_pairs(ext[tuple(src)], ext[tuple(nxt)]))
-    return _sum_pairs(rows)
+        rows.append(_count_pairs(dense[tuple(src)], dense[tuple(nxt)], ids.size))
+    rows = [r for r in rows if r.size]
+    if not rows:
+        return np.zeros((0, 3), np.uint64)
+    r = np.concatenate(rows)
+    return _sum_pairs([np.stack([ids[r[:, 0] - 1], ids[r[:, 1] - 1],
+                                 r[:, 2].astype(np.uint64)], 1)])
 
 
 def _sum_pairs(rows: Sequence[np.ndarray]) -> np.ndarray:
