@@ -29,6 +29,8 @@ COMMANDS: list[str] = [
     "predict",
     "segment",
     "benchmark",
+    "evaluate",
+    "report_training",
 ]
 
 
