@@ -43,6 +43,8 @@ _LAZY: dict[str, str] = {
     "load_model": "chunkseg.model.io",
     "save_model": "chunkseg.model.io",
     "run_train": "chunkseg.pipeline.train",
+    "run_evaluate": "chunkseg.pipeline.evaluate",
+    "run_report_training": "chunkseg.pipeline.report_training",
 }
 
 __all__ = ["__version__", *_LAZY]
