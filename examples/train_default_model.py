@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 REAL = ROOT / ".." / "shared" / "data" / "real"
 
 MODEL = {"depth": 3, "base_filters": 8, "pools": [[1, 2, 2], [2, 2, 2]], "kernel_size": 3,
-         "dropout": 0.0, "batchnorm": True}
+         "dropout": 0.0, "batchnorm": True, "bn_momentum": 0.9}
 TRAIN = {"epochs": 20, "steps": 16, "val_steps": 4, "crop": [16, 64, 64], "batch": 2,
          "lr": 2e-3, "lr_schedule": "plateau", "patience": 8, "membrane_weight": 2.0,
          "membrane_bias": 0.5, "noise": "low", "augment": True, "seed": 0}

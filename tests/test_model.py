@@ -52,6 +52,7 @@ def test_config_roundtrip_and_defaults():
     {"pools": "222"}, {"depth": 2, "pools": [(2, 0, 2)]}, {"depth": 2, "pools": [(2, 2)]},
     {"kernel_size": 4}, {"dropout": 1.0}, {"dropout": "x"}, {"batchnorm": "yes"},
     {"depth": 2, "pools": [(1.5, 2, 2)]}, {"depth": 2, "pools": [None]},
+    {"bn_momentum": 1.0}, {"bn_momentum": "high"},
 ])
 def test_config_rejects_bad_values(kwargs):
     with pytest.raises(ParameterError):
@@ -309,3 +310,26 @@ def test_resolve_model(tmp_path):
     else:
         with pytest.raises(ModelError, match="default model"):
             resolve_model("default")
+
+
+def test_default_model_ships_and_predicts():
+    """The packaged model loads by name, carries its metadata and finds synthetic membranes."""
+    from chunkseg.model.io import DEFAULT_MODEL
+
+    if not DEFAULT_MODEL.is_file():
+        pytest.skip(f"{DEFAULT_MODEL} not built yet (examples/train_default_model.py)")
+    assert DEFAULT_MODEL.stat().st_size < 5 * 2**20
+    model, meta = load_model("default")
+    cfg = UNetConfig.from_dict(meta["config"])
+    assert meta["receptive_field"] == list(receptive_field(cfg))
+    assert "low" not in meta["normalization"]  # predict computes the input's percentiles
+    assert meta["normalization"]["percentiles"] == [0.0, 99.99]
+    from chunkseg.ops.normalize import scale_to_uint8
+    from chunkseg.synth import synth_volume
+
+    v = synth_volume((16, 64, 64), seed=7, voxel_size=(0.3, 0.15, 0.15), cell_diameter=4.0)
+    x = scale_to_uint8(v.raw, *np.percentile(v.raw, [0.0, 99.99])).astype(np.float32) / 255
+    p = model.predict(x[None, ..., None], verbose=0)[0, ..., 0]
+    pred, truth = p >= 0.5, v.mask.astype(bool)
+    iou = np.sum(pred & truth) / np.sum(pred | truth)
+    assert iou > 0.4, iou
