@@ -17,24 +17,42 @@ Plan of a run (:func:`run_predict`):
 
 from __future__ import annotations
 
-import hashlib
-import json
+import contextlib
 import math
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from chunkseg.errors import ModelError, ParameterError
+from chunkseg.errors import ParameterError
 from chunkseg.ops.tiling import BLEND_MODES, as_triple, choose_batch, choose_tile
+from chunkseg.pipeline.predict_plan import (  # noqa: F401  (re-exported)
+    DEFAULT_BLOCK,
+    DEFAULT_PERCENTILES,
+    MEMORY_BUDGET,
+    OUTPUT_DTYPES,
+    PREDICT_METHODS,
+    ModelInfo,
+    _chunks_for,
+    _fingerprint,
+    _halo,
+    _input_range,
+    _layout,
+    _threshold,
+    _to_dtype,
+    _workers,
+    mask_path_for,
+    model_info,
+    parse_timepoints,
+)
 
 __all__ = [
     "DEFAULT_BLOCK",
     "DEFAULT_PERCENTILES",
+    "MEMORY_BUDGET",
     "ModelInfo",
     "OUTPUT_DTYPES",
     "PREDICT_METHODS",
@@ -42,172 +60,42 @@ __all__ = [
     "model_info",
     "parse_timepoints",
     "run_predict",
+    "write_threshold_mask",
 ]
 
-#: output block (= shard, = dask task) shape when none is given; clipped to the volume
-DEFAULT_BLOCK = (128, 256, 256)
-#: percentiles of the input used when neither the input nor the model carries a range
-DEFAULT_PERCENTILES = (0.0, 99.99)
-OUTPUT_DTYPES = ("uint8", "float16", "float32")
-#: ``method`` values: the U-Net, or the ACME-style classical baseline
-PREDICT_METHODS = ("unet", "acme")
-#: activation memory per model call (tile shape and batch are chosen to fit it)
-MEMORY_BUDGET = 1 << 30
 
+def write_threshold_mask(
+    prob_path: str | os.PathLike,
+    *,
+    out: str | os.PathLike,
+    threshold: float,
+    client: Any = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> str:
+    """Write the binary mask ``p >= threshold`` of a probability store (same grid).
 
-@dataclass(frozen=True)
-class ModelInfo:
-    """What prediction needs from a model's metadata (see :func:`model_info`)."""
-
-    path: str
-    sha256: str
-    config: Any
-    pool: tuple[int, int, int]
-    receptive: tuple[int, int, int]
-    flops_per_voxel: float
-    bytes_per_voxel: float
-    normalization: dict[str, Any] | None
-    metadata: dict[str, Any]
-
-
-def model_info(model: str | os.PathLike = "default") -> ModelInfo:
-    """Resolve a model and read what prediction needs, without loading TensorFlow.
-
-    Returns
-    -------
-    ModelInfo
-        ``path``, ``sha256``, ``pool``, ``receptive``, ``flops_per_voxel``,
-        ``bytes_per_voxel`` (activation memory estimate), ``normalization``, ``metadata``.
-
-    Raises
-    ------
-    ModelError
-        Missing file, not a Keras archive, or no chunkseg model configuration.
+    uint8 probabilities are read as ``v / 255``.  Returns the mask path.
     """
-    from chunkseg.model import (
-        UNetConfig,
-        flops_per_voxel,
-        pooling_factor,
-        read_metadata,
-        receptive_field,
-        resolve_model,
-    )
+    from chunkseg.engine.blocks import write_volume
+    from chunkseg.io.store import create_image, mark_complete, open_array, open_volume
 
-    path = resolve_model(model)
-    meta = read_metadata(path)
-    if not isinstance(meta.get("config"), dict):
-        raise ModelError(f"model file {str(path)!r}: expected chunkseg metadata with a U-Net "
-                         f"'config'; found keys {sorted(meta)}")
-    try:
-        config = UNetConfig.from_dict(meta["config"])
-    except ParameterError as exc:
-        raise ModelError(f"model file {str(path)!r}: bad U-Net configuration: {exc}") from None
-    sha = hashlib.sha256(path.read_bytes()).hexdigest()
-    # peak float32 activations alive at full resolution: about 16 maps of base_filters
-    bytes_per_voxel = 4.0 * 16 * config.base_filters
-    return ModelInfo(path=str(path), sha256=sha, config=config, pool=pooling_factor(config),
-                     receptive=receptive_field(config), flops_per_voxel=flops_per_voxel(config),
-                     bytes_per_voxel=bytes_per_voxel, normalization=meta.get("normalization"),
-                     metadata=meta)
-
-
-def parse_timepoints(spec: Any, n: int) -> tuple[int, int]:
-    """``"A:B"``, ``"A"``, ``(A, B)`` or None -> a half-open range inside ``[0, n)``."""
-    if spec is None:
-        return 0, n
-    try:
-        if isinstance(spec, str):
-            parts = spec.split(":")
-            if len(parts) == 1:
-                a = int(parts[0])
-                a, b = a, a + 1
-            elif len(parts) == 2:
-                a = int(parts[0]) if parts[0].strip() else 0
-                b = int(parts[1]) if parts[1].strip() else n
-            else:
-                raise ValueError
-        elif isinstance(spec, int):
-            a, b = spec, spec + 1
-        else:
-            a, b = (int(v) for v in spec)
-    except (TypeError, ValueError):
-        raise ParameterError(f"timepoints must look like A:B (e.g. 0:10); got {spec!r}") from None
-    if not 0 <= a < b <= n:
-        raise ParameterError(f"timepoints {a}:{b} must satisfy 0 <= A < B <= {n} "
-                             f"(the input has {n} time points)")
-    return a, b
-
-
-def mask_path_for(out: str | os.PathLike) -> Path:
-    """Where ``--threshold`` writes its mask: ``prob.ome.zarr`` -> ``prob_mask.ome.zarr``."""
-    out = Path(out)
-    for suffix in (".ome.zarr", ".zarr"):
-        if out.name.endswith(suffix):
-            return out.with_name(out.name[: -len(suffix)] + "_mask" + suffix)
-    return out.with_name(out.name + "_mask")
-
-
-def _halo(halo: Any, receptive: tuple[int, int, int]) -> tuple[int, int, int]:
-    if isinstance(halo, str):
-        if halo.strip().lower() == "auto":
-            return tuple(receptive)
-        try:
-            halo = int(halo)
-        except ValueError:
-            raise ParameterError(f"halo must be 'auto' or voxels >= 0; got {halo!r}") from None
-    return as_triple(halo, "halo", minimum=0)
-
-
-def _chunks_for(block: Sequence[int]) -> tuple[int, ...]:
-    """Zarr chunks dividing the block (the shard): near 32 x 256 x 256."""
-    out = []
-    for b, want in zip(block, (32, 256, 256)):
-        c = max(d for d in range(1, min(b, want) + 1) if b % d == 0)
-        out.append(c if c * 4 >= min(b, want) else b)
-    return tuple(out)
-
-
-def _input_range(vol, info: ModelInfo, client: Any) -> dict[str, Any] | None:
-    """The intensity range for ``scale_to_uint8`` (None: input already 8-bit normalised)."""
-    attrs = vol.attrs or {}
-    if attrs.get("kind") == "normalized" and vol.dtype == np.uint8:
-        return None
-    for source, norm in (("input", attrs.get("normalization")), ("model", info.normalization)):
-        if isinstance(norm, dict) and "low" in norm and "high" in norm:
-            return {"low": float(norm["low"]), "high": float(norm["high"]), "source": source,
-                    "method": norm.get("method", "stored")}
-    from chunkseg.engine.stats import percentiles
-
-    pct = percentiles(vol.data, DEFAULT_PERCENTILES, client=client)
-    low, high = pct["values"]
-    return {"low": float(low), "high": float(high), "source": "computed",
-            "method": f"percentiles {list(DEFAULT_PERCENTILES)} ({pct['method']})"}
-
-
-def _to_dtype(p: np.ndarray, dtype: str) -> np.ndarray:
-    if dtype == "uint8":
-        return np.floor(np.clip(p, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-    return p.astype(dtype, copy=False)
-
-
-def _threshold(block: np.ndarray, threshold: float, scale: float) -> np.ndarray:
-    return (block.astype(np.float32) * np.float32(scale) >= threshold).astype(np.uint8)
-
-
-def _fingerprint(**items: Any) -> str:
-    text = json.dumps(items, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:32]
-
-
-def _layout(scheduler, workers, threads_per_worker) -> tuple[int | None, int | None, int | None]:
-    """LocalCluster workers/threads and TensorFlow threads per worker."""
-    if scheduler is not None:
-        return workers, threads_per_worker, None
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    workers = workers or 1
-    tf_threads = max(1, (cores or 1) // workers)
-    # one extra dask thread per worker reads / prepares the next block during the model call
-    return workers, threads_per_worker or max(2, tf_threads), tf_threads
+    if not 0.0 <= float(threshold) <= 1.0:
+        raise ParameterError(f"threshold must be in [0, 1]; got {threshold!r}")
+    prob = open_volume(prob_path)
+    arr = open_array(prob_path)
+    scale = 1 / 255 if prob.dtype == np.uint8 else 1.0
+    create_image(out, shape=prob.shape, dtype="uint8", voxel_size=prob.voxel_size,
+                 chunks=arr.chunks, shards=arr.shards or arr.chunks,
+                 attrs={"kind": "mask", "source": [str(prob_path)], "threshold": float(threshold),
+                        "fingerprint": _fingerprint(p=prob.attrs.get("fingerprint"),
+                                                    t=float(threshold))},
+                 overwrite=overwrite, resume=resume)
+    data = prob.data.map_blocks(_threshold, float(threshold), scale, dtype=np.uint8)
+    write_volume(data, out, client=client, resume=resume, progress=progress, desc="threshold")
+    mark_complete(out, threshold=float(threshold))
+    return str(out)
 
 
 def run_predict(
@@ -232,6 +120,7 @@ def run_predict(
     connect_timeout: float = 10.0,
     progress: bool = True,
     method: str = "unet",
+    client: Any = None,
 ) -> dict[str, Any]:
     """Predict the membrane probability of a volume / time series.
 
@@ -278,6 +167,8 @@ def run_predict(
         ``"acme"``: the classical ACME-style filter baseline instead of the network
         (:func:`chunkseg.baseline.run_acme`; ``model``, ``halo``, ``tile``, ``batch``,
         ``blend`` and ``threshold`` do not apply).
+    client : distributed.Client, optional
+        Run on this existing client (``scheduler``/``workers`` are then ignored).
 
     Returns
     -------
@@ -304,6 +195,7 @@ def run_predict(
     from chunkseg.engine.cluster import dashboard_url, get_client
     from chunkseg.engine.predict import ModelSpec, predict_array, tiles_per_volume
     from chunkseg.io.store import create_image, mark_complete, open_volume
+    from chunkseg.ops.normalize import scale_to_uint8
 
     if method not in PREDICT_METHODS:
         raise ParameterError(f"method must be one of {PREDICT_METHODS}; got {method!r}")
@@ -347,11 +239,17 @@ def run_predict(
     l_workers, l_threads, tf_threads = _layout(scheduler, workers, threads_per_worker)
     env = {"TF_NUM_INTRAOP_THREADS": str(tf_threads), "TF_NUM_INTEROP_THREADS": "1",
            "TF_CPP_MIN_LOG_LEVEL": "2"} if tf_threads else None
-    with get_client(scheduler, workers=l_workers, threads_per_worker=l_threads,
-                    timeout=connect_timeout, worker_env=env) as client:
+    if client is not None:
+        l_workers = l_threads = tf_threads = None
+        session = contextlib.nullcontext(client)
+    else:
+        session = get_client(scheduler, workers=l_workers, threads_per_worker=l_threads,
+                             timeout=connect_timeout, worker_env=env)
+    with session as client:
         norm = _input_range(vol, info, client)
-        fingerprint = _fingerprint(input=str(Path(in_path).resolve()), shape=vol.shape, in_dtype=str(vol.dtype),
-                                   model=info.sha256, norm=norm, **params)
+        fingerprint = _fingerprint(input=str(Path(in_path).resolve()), shape=vol.shape,
+                                   in_dtype=str(vol.dtype), model=info.sha256, norm=norm,
+                                   **params)
         attrs = {"kind": "probability", "source": [str(in_path)], "model": info.path,
                  "model_sha256": info.sha256, "normalization": norm, "fingerprint": fingerprint,
                  "predict": params, "scale": 1 / 255 if dtype == "uint8" else 1.0}
@@ -364,8 +262,6 @@ def run_predict(
         for t in range(t0, t1):
             x = vol.data[t]
             if norm is not None:
-                from chunkseg.ops.normalize import scale_to_uint8
-
                 x = x.map_blocks(scale_to_uint8, norm["low"], norm["high"], dtype=np.uint8)
             p = predict_array(x, spec, block=block_, halo=halo_, tile=tile_, pool=info.pool,
                               receptive=info.receptive, blend=blend, batch=batch,
@@ -393,26 +289,9 @@ def run_predict(
         }
         mark_complete(out, summary=summary)
         if threshold is not None:
-            scale = 1 / 255 if dtype == "uint8" else 1.0
-            create_image(mask_out, shape=(nt, *shape), dtype="uint8", voxel_size=vol.voxel_size,
-                         chunks=(1, *_chunks_for(block_)), shards=(1, *block_),
-                         attrs={"kind": "mask", "source": [str(out)],
-                                "threshold": float(threshold),
-                                "fingerprint": _fingerprint(p=fingerprint, t=threshold)},
-                         overwrite=overwrite, resume=resume)
-            prob = open_volume(out).data
-            write_volume(prob.map_blocks(_threshold, float(threshold), scale, dtype=np.uint8),
-                         mask_out, client=client, resume=resume, progress=progress,
-                         desc="threshold")
-            mark_complete(mask_out, threshold=float(threshold))
+            write_threshold_mask(out, out=mask_out, threshold=float(threshold), client=client,
+                                 resume=resume, overwrite=overwrite, progress=progress)
             summary["mask"] = str(mask_out)
             summary["threshold"] = float(threshold)
     summary["seconds"] = round(time.perf_counter() - t_start, 3)
     return summary
-
-
-def _workers(client: Any) -> tuple[int, int]:
-    if client is None:
-        return 1, os.cpu_count() or 1
-    info = client.scheduler_info()["workers"]
-    return len(info), sum(int(w.get("nthreads", 0)) for w in info.values())

@@ -1,0 +1,204 @@
+"""Planning helpers of ``chunkseg predict``: model facts, time points, range, layout.
+
+Kept apart from :mod:`chunkseg.pipeline.predict` (which re-exports them) so that the
+run function stays readable; ``run_acme`` and ``evaluate``/``segment`` reuse them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from chunkseg.errors import ModelError, ParameterError
+from chunkseg.ops.tiling import as_triple
+
+__all__ = [
+    "DEFAULT_BLOCK",
+    "DEFAULT_PERCENTILES",
+    "MEMORY_BUDGET",
+    "ModelInfo",
+    "OUTPUT_DTYPES",
+    "PREDICT_METHODS",
+    "mask_path_for",
+    "model_info",
+    "parse_timepoints",
+]
+
+#: output block (= shard, = dask task) shape when none is given; clipped to the volume
+DEFAULT_BLOCK = (128, 256, 256)
+#: percentiles of the input used when neither the input nor the model carries a range
+DEFAULT_PERCENTILES = (0.0, 99.99)
+OUTPUT_DTYPES = ("uint8", "float16", "float32")
+#: ``method`` values: the U-Net, or the ACME-style classical baseline
+PREDICT_METHODS = ("unet", "acme")
+#: activation memory per model call (tile shape and batch are chosen to fit it)
+MEMORY_BUDGET = 1 << 30
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What prediction needs from a model's metadata (see :func:`model_info`)."""
+
+    path: str
+    sha256: str
+    config: Any
+    pool: tuple[int, int, int]
+    receptive: tuple[int, int, int]
+    flops_per_voxel: float
+    bytes_per_voxel: float
+    normalization: dict[str, Any] | None
+    metadata: dict[str, Any]
+
+
+def model_info(model: str | os.PathLike = "default") -> ModelInfo:
+    """Resolve a model and read what prediction needs, without loading TensorFlow.
+
+    Returns
+    -------
+    ModelInfo
+        ``path``, ``sha256``, ``pool``, ``receptive``, ``flops_per_voxel``,
+        ``bytes_per_voxel`` (activation memory estimate), ``normalization``, ``metadata``.
+
+    Raises
+    ------
+    ModelError
+        Missing file, not a Keras archive, or no chunkseg model configuration.
+    """
+    from chunkseg.model import (
+        UNetConfig,
+        flops_per_voxel,
+        pooling_factor,
+        read_metadata,
+        receptive_field,
+        resolve_model,
+    )
+
+    path = resolve_model(model)
+    meta = read_metadata(path)
+    if not isinstance(meta.get("config"), dict):
+        raise ModelError(f"model file {str(path)!r}: expected chunkseg metadata with a U-Net "
+                         f"'config'; found keys {sorted(meta)}")
+    try:
+        config = UNetConfig.from_dict(meta["config"])
+    except ParameterError as exc:
+        raise ModelError(f"model file {str(path)!r}: bad U-Net configuration: {exc}") from None
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    # peak float32 activations alive at full resolution: about 16 maps of base_filters
+    bytes_per_voxel = 4.0 * 16 * config.base_filters
+    return ModelInfo(path=str(path), sha256=sha, config=config, pool=pooling_factor(config),
+                     receptive=receptive_field(config), flops_per_voxel=flops_per_voxel(config),
+                     bytes_per_voxel=bytes_per_voxel, normalization=meta.get("normalization"),
+                     metadata=meta)
+
+
+def parse_timepoints(spec: Any, n: int) -> tuple[int, int]:
+    """``"A:B"``, ``"A"``, ``(A, B)`` or None -> a half-open range inside ``[0, n)``."""
+    if spec is None:
+        return 0, n
+    try:
+        if isinstance(spec, str):
+            parts = spec.split(":")
+            if len(parts) == 1:
+                a = int(parts[0])
+                a, b = a, a + 1
+            elif len(parts) == 2:
+                a = int(parts[0]) if parts[0].strip() else 0
+                b = int(parts[1]) if parts[1].strip() else n
+            else:
+                raise ValueError
+        elif isinstance(spec, int):
+            a, b = spec, spec + 1
+        else:
+            a, b = (int(v) for v in spec)
+    except (TypeError, ValueError):
+        raise ParameterError(f"timepoints must look like A:B (e.g. 0:10); got {spec!r}") from None
+    if not 0 <= a < b <= n:
+        raise ParameterError(f"timepoints {a}:{b} must satisfy 0 <= A < B <= {n} "
+                             f"(the input has {n} time points)")
+    return a, b
+
+
+def mask_path_for(out: str | os.PathLike) -> Path:
+    """Where ``--threshold`` writes its mask: ``prob.ome.zarr`` -> ``prob_mask.ome.zarr``."""
+    out = Path(out)
+    for suffix in (".ome.zarr", ".zarr"):
+        if out.name.endswith(suffix):
+            return out.with_name(out.name[: -len(suffix)] + "_mask" + suffix)
+    return out.with_name(out.name + "_mask")
+
+
+def _halo(halo: Any, receptive: tuple[int, int, int]) -> tuple[int, int, int]:
+    if isinstance(halo, str):
+        if halo.strip().lower() == "auto":
+            return tuple(receptive)
+        try:
+            halo = int(halo)
+        except ValueError:
+            raise ParameterError(f"halo must be 'auto' or voxels >= 0; got {halo!r}") from None
+    return as_triple(halo, "halo", minimum=0)
+
+
+def _chunks_for(block: Sequence[int]) -> tuple[int, ...]:
+    """Zarr chunks dividing the block (the shard): near 32 x 256 x 256."""
+    out = []
+    for b, want in zip(block, (32, 256, 256)):
+        c = max(d for d in range(1, min(b, want) + 1) if b % d == 0)
+        out.append(c if c * 4 >= min(b, want) else b)
+    return tuple(out)
+
+
+def _input_range(vol, info: ModelInfo, client: Any) -> dict[str, Any] | None:
+    """The intensity range for ``scale_to_uint8`` (None: input already 8-bit normalised)."""
+    attrs = vol.attrs or {}
+    if attrs.get("kind") == "normalized" and vol.dtype == np.uint8:
+        return None
+    for source, norm in (("input", attrs.get("normalization")), ("model", info.normalization)):
+        if isinstance(norm, dict) and "low" in norm and "high" in norm:
+            return {"low": float(norm["low"]), "high": float(norm["high"]), "source": source,
+                    "method": norm.get("method", "stored")}
+    from chunkseg.engine.stats import percentiles
+
+    pct = percentiles(vol.data, DEFAULT_PERCENTILES, client=client)
+    low, high = pct["values"]
+    return {"low": float(low), "high": float(high), "source": "computed",
+            "method": f"percentiles {list(DEFAULT_PERCENTILES)} ({pct['method']})"}
+
+
+def _to_dtype(p: np.ndarray, dtype: str) -> np.ndarray:
+    if dtype == "uint8":
+        return np.floor(np.clip(p, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    return p.astype(dtype, copy=False)
+
+
+def _threshold(block: np.ndarray, threshold: float, scale: float) -> np.ndarray:
+    return (block.astype(np.float32) * np.float32(scale) >= threshold).astype(np.uint8)
+
+
+def _fingerprint(**items: Any) -> str:
+    text = json.dumps(items, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _layout(scheduler, workers, threads_per_worker) -> tuple[int | None, int | None, int | None]:
+    """LocalCluster workers/threads and TensorFlow threads per worker."""
+    if scheduler is not None:
+        return workers, threads_per_worker, None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    workers = workers or 1
+    tf_threads = max(1, (cores or 1) // workers)
+    # one extra dask thread per worker reads / prepares the next block during the model call
+    return workers, threads_per_worker or max(2, tf_threads), tf_threads
+
+
+def _workers(client: Any) -> tuple[int, int]:
+    if client is None:
+        return 1, os.cpu_count() or 1
+    info = client.scheduler_info()["workers"]
+    return len(info), sum(int(w.get("nthreads", 0)) for w in info.values())
