@@ -73,6 +73,8 @@ def run_benchmark(out: str | os.PathLike = "bench_out", *, quick: bool = False,
         print(f"[benchmark] {name}: {res['section_seconds']} s", file=sys.stderr, flush=True)
     results["hardware"] = hardware(ctx.gpus)
     results["total_seconds"] = round(time.perf_counter() - t0, 1)
+    cpu = os.times()
+    results["cpu_seconds"] = round(cpu.user + cpu.system + cpu.children_user + cpu.children_system, 1)
     (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
     table = render(results)
     (out / "results.md").write_text(table + "\n")
@@ -106,7 +108,8 @@ def render(results: dict[str, Any]) -> str:
     gpu = ", ".join(hw.get("gpus") or []) or "no GPU"
     head = (f"chunkseg benchmark{' (--quick)' if results['quick'] else ''}: {hw['cpu']}, "
             f"{hw['cores']} cores, {hw['ram_gib']} GiB RAM, {gpu}; Python {hw['python']}, "
-            f"TensorFlow {hw.get('tensorflow', '?')}; total {results['total_seconds']} s.")
+            f"TensorFlow {hw.get('tensorflow', '?')}; total {results['total_seconds']} s wall, "
+            f"{results.get('cpu_seconds', '?')} s CPU (a wall/CPU gap means a shared machine).")
     return head + "\n\n" + markdown_table(_rows(results))
 
 

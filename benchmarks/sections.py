@@ -180,7 +180,7 @@ def sec_unet_bare(ctx: Context) -> dict[str, Any]:
     x = np.random.default_rng(0).random((batch, *tile, 1), dtype=np.float32)
     model.predict_on_batch(x)  # build / warm up
     calls, t = 0, time.perf_counter()
-    while calls < 3 or time.perf_counter() - t < (3.0 if ctx.quick else 10.0):
+    while calls < 3 or time.perf_counter() - t < (2.0 if ctx.quick else 10.0):
         model.predict_on_batch(x)
         calls += 1
     secs = (time.perf_counter() - t) / calls

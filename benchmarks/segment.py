@@ -89,7 +89,7 @@ def _predict(raw: Path, tmp: Path, name: str, method: str) -> Path | None:
     return out
 
 
-def synth_section(shape, block, block2, tmp: Path) -> list[dict]:
+def synth_section(shape, block, block2, tmp: Path, methods=("unet", "acme")) -> list[dict]:
     from chunkseg.synth import synth_volume
 
     v = synth_volume(tuple(shape), seed=11)
@@ -105,14 +105,14 @@ def synth_section(shape, block, block2, tmp: Path) -> list[dict]:
     row["identical_for_block2"] = bool(np.array_equal(a, b))
     row["block2"] = other["block"]
     rows.append(row)
-    for method in ("unet", "acme"):
+    for method in methods:
         prob = _predict(raw, tmp, f"synth_{method}", method)
         if prob is not None:
             rows.append(_segment(prob, truth, tmp, f"synth {method}", block))
     return rows
 
 
-def ovule_section(block, tmp: Path) -> list[dict]:
+def ovule_section(block, tmp: Path, methods=("unet", "acme")) -> list[dict]:
     import tifffile
 
     from chunkseg.ops.boundaries import membrane_mask
@@ -131,7 +131,7 @@ def ovule_section(block, tmp: Path) -> list[dict]:
     scaled = _store(tmp / "ovule_rawprob.zarr", np.clip((raw - lo) / (hi - lo), 0, 1), vs,
                     "probability")
     rows.append(_segment(scaled, truth, tmp, "ovule raw as p", block))
-    for method in ("unet", "acme"):
+    for method in methods:
         prob = _predict(raw_t, tmp, f"ovule_{method}", method)
         if prob is not None:
             rows.append(_segment(prob, truth, tmp, f"ovule {method}", block))
@@ -147,12 +147,17 @@ def main(argv=None) -> int:
     ap.add_argument("--block2", nargs=3, type=int, default=[27, 100, 77])
     ap.add_argument("--out", default="segment_benchmark.json")
     ap.add_argument("--skip-synth", action="store_true")
+    ap.add_argument("--skip-ovule", action="store_true")
+    ap.add_argument("--methods", default="unet,acme",
+                    help="predictors to run besides the crude stand-in (unet, acme)")
     args = ap.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="chunkseg-segbench-"))
     t0 = time.perf_counter()
     try:
-        rows = [] if args.skip_synth else synth_section(args.shape, args.block, args.block2, tmp)
-        rows += ovule_section(args.block, tmp)
+        methods = tuple(m for m in args.methods.split(",") if m)
+        rows = [] if args.skip_synth else synth_section(args.shape, args.block, args.block2,
+                                                        tmp, methods)
+        rows += [] if args.skip_ovule else ovule_section(args.block, tmp, methods)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"{'input':32s} {'F1@.5':>6s} {'AP@.5':>6s} {'ARE':>6s} {'VIsplit':>7s} "
