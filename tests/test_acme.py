@@ -13,11 +13,10 @@ from chunkseg.ops.acme import (
     acme_halo,
     acme_score,
     acme_score_reference,
-    eigh3_values,
-    eigh3_vector,
     plate_measure,
     tensor_vote,
 )
+from chunkseg.ops.eigen3 import eigh3_values, eigh3_vector
 
 #: small filters keep the tests fast (halo 5 z / 9 y, x at voxel size 0.25, 0.1, 0.1)
 SMALL = AcmeParams(sigmas=(1.0,), vote_sigma=1.0, truncate=2.0)
