@@ -31,6 +31,7 @@ COMMANDS: list[str] = [
     "benchmark",
     "evaluate",
     "report_training",
+    "demo",
 ]
 
 
