@@ -127,6 +127,11 @@ def test_evaluate_end_to_end(stores, tmp_path):
     assert "stand-in" in page
     with pytest.raises(OutputExistsError, match="report"):
         run_evaluate(stores["p"], truth=stores["m"], out=out)
+    # another processing block, figures off: the same numbers
+    rep2 = run_evaluate(stores["p"], truth=stores["m"], out=tmp_path / "b", block=(3, 7, 5),
+                        figures=False)
+    assert rep2["parameters"]["block"] == [3, 7, 5]
+    assert rep2["overall"] == rep["overall"] and rep2["per_timepoint"] == rep["per_timepoint"]
 
 
 def test_uint8_labels_timepoints_tiff(stores, tmp_path):

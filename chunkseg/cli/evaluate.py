@@ -44,6 +44,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="membrane half-width when deriving the mask from --labels (default 1)")
     p.add_argument("--voxel-size", nargs=3, type=float, metavar=("Z", "Y", "X"),
                    help="voxel size in µm (default: from the stores)")
+    p.add_argument("--block", nargs=3, type=int, metavar=("Z", "Y", "X"),
+                   help="processing block (default: the probability's storage chunks); the "
+                   "result does not depend on it")
     p.add_argument("--history", metavar="HISTORY.json",
                    help="training history (chunkseg train) to add the training curves")
     p.add_argument("--no-figures", action="store_true", help="write report.json only")
@@ -64,7 +67,7 @@ def _run(args: argparse.Namespace) -> int:
             timepoints=args.timepoints, thresholds=args.thresholds,
             max_distance=args.max_distance, dist_bin=args.dist_bin, tolerance=args.tolerance,
             connectivity=args.connectivity, membrane_width=args.membrane_width,
-            voxel_size=args.voxel_size, history=args.history, figures=not args.no_figures,
+            voxel_size=args.voxel_size, block=args.block, history=args.history, figures=not args.no_figures,
             overwrite=args.overwrite, client=client,
         )
     if args.json:

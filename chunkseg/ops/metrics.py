@@ -161,20 +161,22 @@ class EvalSpec:
         else:
             raise ParameterError(f"probabilities must be float in [0, 1] or uint8 (v / 255), "
                                  f"or a 0/1 mask; got dtype {dtype}")
-        grid = probability_grid(thresholds, levels=int(scale) if scale else None)
+        if int(prob_bins) < 1:
+            raise ParameterError(f"prob_bins must be >= 1; got {prob_bins!r}")
+        prob_edges = np.linspace(0.0, 1.0, int(prob_bins) + 1)
+        grid = probability_grid(np.concatenate([thresholds, prob_edges]),
+                                levels=int(scale) if scale else None)
         step = min(vs) if dist_bin is None else float(dist_bin)
         cap = 20 * min(vs) if max_distance is None else float(max_distance)
         distance_halo(vs, cap)
         if not step > 0:
             raise ParameterError(f"distance bin width must be > 0; got {dist_bin!r}")
         n = max(1, int(np.ceil(cap / step - 1e-9)))
-        if int(prob_bins) < 1:
-            raise ParameterError(f"prob_bins must be >= 1; got {prob_bins!r}")
         if int(tolerance) < 1 or int(connectivity) not in (1, 2, 3):
             raise ParameterError(f"tolerance must be >= 1 and connectivity 1, 2 or 3; got "
                                  f"{tolerance!r}, {connectivity!r}")
         return cls(grid, scale, vs, cap, np.minimum(np.arange(n + 1) * step, cap),
-                   np.linspace(0.0, 1.0, int(prob_bins) + 1), int(tolerance), int(connectivity))
+                   prob_edges, int(tolerance), int(connectivity))
 
 
 def grid_index(prob: np.ndarray, spec: EvalSpec) -> np.ndarray:
@@ -251,9 +253,10 @@ def block_statistics(prob_ext: np.ndarray, truth_ext: np.ndarray, spec: EvalSpec
     dbin = np.searchsorted(spec.dist_edges, dist, side="right") - 1
     dbin[dist == spec.max_distance] = nd - 1
     dbin = np.minimum(dbin, nd)
-    p = prob / spec.scale if spec.scale is not None else prob
+    # prob_edges are grid points, so a voxel's heat-map row follows from its grid index
     np_ = spec.prob_edges.size - 1
-    pbin = np.clip(np.searchsorted(spec.prob_edges, p, side="right") - 1, 0, np_ - 1)
+    row = np.clip(np.searchsorted(spec.prob_edges, spec.grid, side="right") - 1, 0, np_ - 1)
+    pbin = row[np.maximum(idx - 1, 0)]
     heat = np.bincount((pbin * (nd + 1) + dbin).ravel(),
                        minlength=np_ * (nd + 1)).reshape(np_, nd + 1)
     return {"hist": hist.astype(np.int64), "near_truth": near_truth.astype(np.int64),

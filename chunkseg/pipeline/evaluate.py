@@ -159,6 +159,7 @@ def run_evaluate(
     membrane_width: int = 1,
     ignore: Sequence[int] = (0,),
     voxel_size: Sequence[float] | None = None,
+    block: Sequence[int] | None = None,
     history: str | os.PathLike | None = None,
     figures: bool = True,
     overwrite: bool = False,
@@ -199,6 +200,9 @@ def run_evaluate(
         ``connectivity`` neighbourhood (3 = 26-neighbours).
     voxel_size : (z, y, x), optional
         Override the stores' voxel size (µm).
+    block : (z, y, x), optional
+        Processing block (default: the probability's storage chunks); memory per task
+        is about 40 bytes per voxel of the block with its truth halo.
     history : path-like, optional
         Training ``history.json`` (``chunkseg train``): adds the training curves.
     figures : bool
@@ -239,9 +243,10 @@ def run_evaluate(
 
     parts = []
     for t in range(t0, t1):
-        p = prob.data[t]
+        p = prob.data[t] if block is None else prob.data[t].rechunk(tuple(int(b) for b in block))
         parts.append(overlap_reduce(block_fn, [p, tdata[t + offset].rechunk(p.chunks)],
                                     depths=[spec.halo_prob, spec.halo_truth]))
+    parts_chunks = p.chunks
     per_t = compute(parts, client)
     bad = np.sum([s["bad"] for s in per_t], axis=0)
     if bad[0]:
@@ -266,7 +271,7 @@ def run_evaluate(
                        "connectivity": connectivity,
                        "halo_truth_voxels": list(spec.halo_truth),
                        "halo_prob_voxels": list(spec.halo_prob),
-                       "block": [int(c[0]) for c in prob.data.chunks[1:]]},
+                       "block": [int(c[0]) for c in parts_chunks]},
         "environment": {"python": platform.python_version(), "machine": platform.machine(),
                         "node": platform.node()},
         "overall": summarize(sum_statistics(per_t), spec, th),

@@ -167,6 +167,9 @@ def plot_per_timepoint(report: Mapping[str, Any], out: str | os.PathLike) -> Pat
         ("best F1 (±1 voxel)", lambda s: s["boundary"]["best_f1"]["value"], "black"),
     ):
         ax.plot(t, _a([get(s) for s in per]), marker="o", color=color, label=label)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("time point")
     ax.set_ylabel("score")
     ax.set_ylim(0, 1.02)
@@ -229,6 +232,18 @@ def draw_report(report: Mapping[str, Any], out: str | os.PathLike, *,
     return {**names, "html": "report.html"}
 
 
+_CAPTIONS = {
+    "sweep": "Threshold sweep (cf. paper Fig. 3D). Left: voxel-exact scores; right: precision / "
+             "recall / F1 counting a voxel within the tolerance of the other mask as correct.",
+    "ecdf": "ECDF of the predicted membrane probability (cf. Fig. 3B), all voxels and split "
+            "by the truth.",
+    "heat_map": "Probability versus distance to the nearest true membrane voxel (cf. Fig. 3C). "
+                "Left: voxel counts; right: each distance column normalised, with its mean.",
+    "per_timepoint": "Best scores per time point.",
+    "training": "Training curves (cf. Fig. 3E).",
+}
+
+
 def _fmt(v: Any) -> str:
     if v is None:
         return "–"
@@ -263,8 +278,8 @@ def write_html(report: Mapping[str, Any], out: str | os.PathLike) -> Path:
             s["best"]["dice"]["value"], s["boundary"]["best_f1"]["value"],
             s["membrane_fraction"]] for s in report["per_timepoint"]]
     figs = "".join(f'<figure><img src="{html.escape(f)}" alt="{html.escape(k)}">'
-                   f"<figcaption>{html.escape(k.replace('_', ' '))}</figcaption></figure>"
-                   for k, f in report.get("figures", {}).items())
+                   f"<figcaption>{html.escape(_CAPTIONS.get(k, k))}</figcaption></figure>"
+                   for k, f in report.get("figures", {}).items() if k != "html")
     inst = ""
     if "instances" in report:
         keys = [k for k, v in report["instances"].items() if isinstance(v, (int, float))]
