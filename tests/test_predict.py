@@ -12,6 +12,7 @@ import pickle
 import shutil
 import time
 import zipfile
+from pathlib import Path
 
 import dask.array as da
 import numpy as np
@@ -298,3 +299,23 @@ def test_cli_predict(raw, tiny_model, tmp_path, capsys):
                  "--scheduler", "threads"])
     assert code == 2
     assert "chunkseg predict: error:" in capsys.readouterr().err
+
+
+def test_demo_end_to_end(tiny_model, tmp_path):
+    from chunkseg.pipeline.demo import run_demo
+
+    s = run_demo(tmp_path / "demo", model=tiny_model, shape=(12, 40, 40), timepoints=1,
+                 scheduler="threads", progress=False)
+    for key in ("raw", "probability", "mask", "truth", "report"):
+        assert Path(s[key]).exists(), key
+    assert all(Path(p).is_file() and p.endswith(".png") for p in s["pngs"])
+    assert 0.0 <= s["iou"] <= 1.0 and s["voxels_per_s"] > 0 and s["halo"] == [9, 9, 9]
+    assert open_volume(s["mask"]).dtype == np.uint8
+
+
+def test_demo_fails_clearly_without_model(tmp_path):
+    from chunkseg.pipeline.demo import run_demo
+
+    with pytest.raises(ModelError, match="does not exist"):
+        run_demo(tmp_path / "demo", model=tmp_path / "nope.keras", scheduler="threads")
+    assert not (tmp_path / "demo").exists()
