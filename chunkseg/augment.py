@@ -204,6 +204,15 @@ class CropSampler:
 
     Pairs are drawn in proportion to their number of crop positions, time points and
     positions uniformly, so every possible crop is equally likely (unbiased draws).
+
+    Attributes
+    ----------
+    crop, seed : the arguments.
+    ranges : list of (low, high) or None
+        Per pair, the intensity range used for the raw (None: uint8 used as ``v / 255``);
+        record it in a trained model's metadata.
+    voxel_size : (z, y, x)
+        Of the first raw volume, in µm.
     """
 
     def __init__(

@@ -7,6 +7,7 @@ import itertools
 import json
 from pathlib import Path
 
+import dask.array as da
 import numpy as np
 import pytest
 import tifffile
@@ -27,6 +28,7 @@ from chunkseg.errors import (
     ParameterError,
     ShapeError,
 )
+from chunkseg.engine.blocks import write_volume
 from chunkseg.io.store import create_image, mark_complete
 from chunkseg.ops.augment import (
     NOISE_PRESETS,
@@ -45,9 +47,9 @@ from chunkseg.pipeline.crops import run_crops
 
 
 def _store(path: Path, data: np.ndarray, *, chunks, shards=False, attrs=None, complete=True) -> str:
-    arr = create_image(path, shape=data.shape, dtype=data.dtype, chunks=chunks, shards=shards,
-                       attrs=attrs or {}, voxel_size=(2.0, 0.5, 0.5))
-    arr[...] = data
+    create_image(path, shape=data.shape, dtype=data.dtype, chunks=chunks, shards=shards,
+                 attrs=attrs or {}, voxel_size=(2.0, 0.5, 0.5))
+    write_volume(da.from_array(data, chunks=-1), path, progress=False)
     if complete:
         mark_complete(path)
     return str(path)
@@ -474,3 +476,24 @@ def test_run_crops_float32_without_augmentation(tmp_path, pair):
                                               **kwargs})
     with pytest.raises(OutputExistsError):
         run_crops(raw_path, mask_path, out=tmp_path / "o", n=1, size=(3, 6, 6), progress=False)
+
+
+# ----------------------------------------------------------------------------- real data
+
+
+def test_sampler_on_real_ovule_membranes(tmp_path, real_data):
+    """Real membranes: TIFF raw (uint8) + mask from the drawn labels; bias finds membrane."""
+    from chunkseg.ops.boundaries import membrane_mask
+
+    labels = tifffile.imread(real_data / "ovule_labels.tif")
+    mask = membrane_mask(labels)
+    tifffile.imwrite(tmp_path / "mask.tif", mask)
+    pairs = [(real_data / "ovule_raw.tif", tmp_path / "mask.tif")]
+    mean = {}
+    for bias in (0.0, 1.0):
+        s = CropSampler(pairs, crop=(8, 32, 32), seed=0, membrane_bias=bias, min_membrane=0.15)
+        crops = [s.sample(i, augment=True, noise="low") for i in range(40)]
+        mean[bias] = np.mean([c.membrane_fraction for c in crops])
+        for c in crops[:3]:
+            assert c.raw.shape == c.mask.shape == (8, 32, 32) and 0 <= c.raw.min() <= c.raw.max() <= 1
+    assert mean[1.0] > mean[0.0]
