@@ -51,7 +51,7 @@ def run_report_training(
     if out.exists() and not overwrite:
         raise OutputExistsError(f"{out}: exists; pass --overwrite to replace it")
     plot_training_curves(hist, out, best_epoch=best,
-                         title=title or f"training: {history.parent.name}")
+                         title=title or f"training: {history.resolve().parent.name}")
     return {"png": str(out), "epochs": max((len(v) for v in hist.values()), default=0),
             "best_epoch": None if best is None else best + 1,
             "final": {k: v[-1] for k, v in hist.items() if v}}

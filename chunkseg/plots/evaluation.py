@@ -44,6 +44,16 @@ def _save(fig, out: str | os.PathLike) -> Path:
     return out
 
 
+def _score_axes(ax, title: str) -> None:
+    ax.set_xlabel("threshold t (membrane: p ≥ t)")
+    ax.set_ylabel("score")
+    ax.set_title(title)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower center")
+
+
 def plot_sweep(section: Mapping[str, Any], out: str | os.PathLike, *, title: str = "") -> Path:
     """Scores versus threshold (Fig. 3D) and the boundary-tolerant scores, as a PNG."""
     plt = _plt()
@@ -58,13 +68,7 @@ def plot_sweep(section: Mapping[str, Any], out: str | os.PathLike, *, title: str
         if b["threshold"] is not None:
             ax.axvline(b["threshold"], color="grey", ls=ls, lw=1,
                        label=f"best {key}: {b['value']:.3f} at t = {b['threshold']:.2f}")
-    ax.set_xlabel("threshold t (membrane: p ≥ t)")
-    ax.set_ylabel("score")
-    ax.set_title("voxel-exact scores")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1.02)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower center")
+    _score_axes(ax, "voxel-exact scores")
     ax = axes[1]
     r = tol["tolerance_voxels"]
     ax.plot(th, _a(tol["precision"]), color="tab:orange", label=f"precision (±{r} voxel)")
@@ -75,13 +79,7 @@ def plot_sweep(section: Mapping[str, Any], out: str | os.PathLike, *, title: str
     if b["threshold"] is not None:
         ax.axvline(b["threshold"], color="grey", ls=":", lw=1,
                    label=f"best: {b['value']:.3f} at t = {b['threshold']:.2f}")
-    ax.set_xlabel("threshold t (membrane: p ≥ t)")
-    ax.set_ylabel("score")
-    ax.set_title(f"boundary-tolerant scores (within {r} voxel)")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1.02)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower center")
+    _score_axes(ax, f"boundary-tolerant scores (within {r} voxel)")
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
@@ -226,7 +224,7 @@ def draw_report(report: Mapping[str, Any], out: str | os.PathLike, *,
         hist, best = load_history(history)
         figs["training"] = plot_training_curves(hist, out / "training_curves.png",
                                                 best_epoch=best,
-                                                title=f"training: {Path(history).parent.name}")
+                                                title=f"training: {Path(history).resolve().parent.name}")
     names = {k: v.name for k, v in figs.items()}
     write_html({**report, "figures": names}, out / "report.html")
     return {**names, "html": "report.html"}
