@@ -28,6 +28,7 @@ from chunkseg.engine.predict import (
     get_model,
     pad_border,
     predict_array,
+    tile_stats,
     tiles_per_volume,
 )
 from chunkseg.errors import (
@@ -86,6 +87,26 @@ def test_predict_array_odd_blocks_equal_whole_volume(block, halo):
     ref += sum(((np.arange(n) % P) / P * 0.01).reshape([-1 if i == k else 1 for i in range(3)])
                for k, n in enumerate(a.shape))
     np.testing.assert_allclose(chunked.compute(), ref, atol=1e-6)
+
+
+class Counting:
+    """fake_net that records the tiles and voxels it was given."""
+
+    def __init__(self):
+        self.tiles = self.voxels = 0
+
+    def __call__(self, x):
+        self.tiles += x.shape[0]
+        self.voxels += x[..., 0].size
+        return fake_net(x)
+
+
+def test_tile_stats_counts_what_is_predicted():
+    x = da.zeros((37, 45, 41), chunks=(8, 16, 16), dtype=np.float32)
+    kw = dict(block=(16, 20, 18), halo=5, tile=(12, 16, 16), pool=P, receptive=R)
+    net = Counting()
+    predict_array(x, net, batch=3, **kw).compute(scheduler="sync")
+    assert tile_stats(x.shape, **kw) == {"tiles": net.tiles, "tile_voxels": net.voxels}
 
 
 def test_predict_array_errors():

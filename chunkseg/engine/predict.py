@@ -28,6 +28,8 @@ current one runs on the cores (or the GPU).
 
 from __future__ import annotations
 
+import itertools
+import math
 import os
 import sys
 import threading
@@ -41,7 +43,7 @@ import dask.array as da
 import numpy as np
 
 from chunkseg.errors import ParameterError, ShapeError
-from chunkseg.ops.tiling import as_triple, count_tiles, predict_tiled
+from chunkseg.ops.tiling import as_triple, predict_tiled, tile_grid
 
 __all__ = [
     "ModelSpec",
@@ -52,6 +54,7 @@ __all__ = [
     "pad_border",
     "predict_array",
     "predict_block",
+    "tile_stats",
     "tiles_per_volume",
 ]
 
@@ -249,20 +252,28 @@ def _plan(shape, block, halo, tile, pool, receptive):
     return shape, block, halo, tile, pool, context, crop
 
 
-def tiles_per_volume(shape, *, block, halo, tile, pool=1, receptive=None) -> int:
-    """Number of tiles :func:`predict_array` predicts for one (z, y, x) volume."""
+def tile_stats(shape, *, block, halo, tile, pool=1, receptive=None) -> dict[str, int]:
+    """Tiles and network-input voxels :func:`predict_array` spends on one (z, y, x) volume.
+
+    ``tile_voxels / prod(shape)`` is the redundancy the halo and the tile context cost.
+    """
     shape, block, halo, tile, pool, context, _ = _plan(shape, block, halo, tile, pool, receptive)
     grids = [block_grid(n, b, h) for n, b, h in zip(shape, block, halo)]
-    total = 0
-    for iz, cz in enumerate(grids[0]):
-        for iy, cy in enumerate(grids[1]):
-            for ix, cx in enumerate(grids[2]):
-                idx = (iz, iy, ix)
-                ext = [c + (h if i > 0 else 0) + (h if i < len(g) - 1 else 0)
-                       for c, i, g, h in zip((cz, cy, cx), idx, grids, halo)]
-                origin = [i * b - h for i, b, h in zip(idx, block, halo)]
-                total += count_tiles(ext, tile=tile, context=context, pool=pool, origin=origin)
-    return total
+    tiles = voxels = 0
+    for idx in itertools.product(*(range(len(g)) for g in grids)):
+        ext = [g[i] + (h if i > 0 else 0) + (h if i < len(g) - 1 else 0)
+               for g, i, h in zip(grids, idx, halo)]
+        origin = [i * b - h for i, b, h in zip(idx, block, halo)]
+        grid = tile_grid(ext, tile=tile, context=context, pool=pool, origin=origin)
+        tiles += grid.n_tiles
+        voxels += grid.n_tiles * math.prod(grid.tile)
+    return {"tiles": tiles, "tile_voxels": voxels}
+
+
+def tiles_per_volume(shape, *, block, halo, tile, pool=1, receptive=None) -> int:
+    """Number of tiles :func:`predict_array` predicts for one (z, y, x) volume."""
+    return tile_stats(shape, block=block, halo=halo, tile=tile, pool=pool,
+                      receptive=receptive)["tiles"]
 
 
 def predict_array(

@@ -193,7 +193,7 @@ def run_predict(
 
     from chunkseg.engine.blocks import write_volume
     from chunkseg.engine.cluster import dashboard_url, get_client
-    from chunkseg.engine.predict import ModelSpec, predict_array, tiles_per_volume
+    from chunkseg.engine.predict import ModelSpec, predict_array, tile_stats
     from chunkseg.io.store import create_image, mark_complete, open_volume
     from chunkseg.ops.normalize import scale_to_uint8
 
@@ -227,8 +227,9 @@ def run_predict(
                             bytes_per_voxel=info.bytes_per_voxel, budget_bytes=MEMORY_BUDGET)
     else:
         tile_ = as_triple(tile, "tile")
-    n_tiles = tiles_per_volume(shape, block=block_, halo=halo_, tile=tile_, pool=info.pool,
-                               receptive=info.receptive) * (t1 - t0)
+    stats = tile_stats(shape, block=block_, halo=halo_, tile=tile_, pool=info.pool,
+                       receptive=info.receptive)
+    n_tiles = stats["tiles"] * (t1 - t0)
     if batch is None:
         batch = choose_batch(tile_, n_tiles=n_tiles, bytes_per_voxel=info.bytes_per_voxel,
                              budget_bytes=MEMORY_BUDGET)
@@ -281,6 +282,8 @@ def run_predict(
             "halo": list(halo_), "receptive_field": list(info.receptive),
             "seam_free": all(h >= r for h, r in zip(halo_, info.receptive)),
             "block": list(block_), "tile": list(tile_), "batch": int(batch), "tiles": n_tiles,
+            "tile_voxels": stats["tile_voxels"] * nt,
+            "redundancy": round(stats["tile_voxels"] / math.prod(shape), 3),
             "blocks": report.n_blocks, "blocks_written": report.written,
             "blocks_skipped": report.skipped, "timepoints": [t0, t1], "dtype": dtype,
             "blend": blend, "workers": n_workers, "threads": n_threads,
