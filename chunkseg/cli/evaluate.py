@@ -67,7 +67,8 @@ def _run(args: argparse.Namespace) -> int:
             timepoints=args.timepoints, thresholds=args.thresholds,
             max_distance=args.max_distance, dist_bin=args.dist_bin, tolerance=args.tolerance,
             connectivity=args.connectivity, membrane_width=args.membrane_width,
-            voxel_size=args.voxel_size, block=args.block, history=args.history, figures=not args.no_figures,
+            voxel_size=args.voxel_size, block=args.block, history=args.history,
+            figures=not args.no_figures,
             overwrite=args.overwrite, client=client,
         )
     if args.json:

@@ -65,7 +65,7 @@ SCORES = ("iou", "dice", "accuracy", "precision", "recall", "specificity")
 
 
 def threshold_array(thresholds: int | Sequence[float] = 101) -> np.ndarray:
-    """Validated thresholds: ``n`` (>= 2) → ``linspace(0, 1, n)``, or explicit values in [0, 1]."""
+    """Validated thresholds: ``n`` (>= 2) → ``linspace(0, 1, n)``, or values in [0, 1]."""
     if isinstance(thresholds, (int, np.integer)) and not isinstance(thresholds, bool):
         if thresholds < 2:
             raise ParameterError(f"need at least 2 thresholds; got {thresholds}")

@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["draw_report", "load_history", "plot_ecdf", "plot_heat_map", "plot_per_timepoint", "plot_sweep",
+__all__ = ["draw_report", "load_history", "plot_ecdf", "plot_heat_map", "plot_per_timepoint",
+           "plot_sweep",
            "write_html"]
 
 _SWEEP = (("iou", "IoU (Jaccard)", "tab:blue"), ("dice", "Dice / F1", "tab:purple"),
@@ -201,7 +202,7 @@ def load_history(path: str | os.PathLike) -> tuple[dict[str, list[float]], int |
     hist = data.get("history", data) if isinstance(data, dict) else None
     if not isinstance(hist, dict) or not all(isinstance(v, list) for v in hist.values()):
         raise FormatError(f"{path}: expected {{'history': {{metric: [values per epoch]}}}}; "
-                          f"found {type(data).__name__} with keys {list(data)[:6] if isinstance(data, dict) else '-'}")
+                          f"found a {type(data).__name__}")
     best = data.get("best_epoch") if "history" in data else None
     return hist, None if best is None else int(best) - 1
 
@@ -222,9 +223,9 @@ def draw_report(report: Mapping[str, Any], out: str | os.PathLike, *,
         from chunkseg.plots.training import plot_training_curves
 
         hist, best = load_history(history)
+        name = Path(history).resolve().parent.name
         figs["training"] = plot_training_curves(hist, out / "training_curves.png",
-                                                best_epoch=best,
-                                                title=f"training: {Path(history).resolve().parent.name}")
+                                                best_epoch=best, title=f"training: {name}")
     names = {k: v.name for k, v in figs.items()}
     write_html({**report, "figures": names}, out / "report.html")
     return {**names, "html": "report.html"}
