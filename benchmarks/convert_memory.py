@@ -42,7 +42,9 @@ def write_stack(path: Path, n_planes: int) -> None:
 def _child_peak_mb(code: str) -> tuple[float, float]:
     """Run ``code`` in a fresh interpreter; return its own peak RSS (MB) and seconds."""
     t0 = time.perf_counter()
-    probe = "\nimport resource; print('PEAK_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across exec
+    probe = ("\nimport re; print('PEAK_KB', re.search(r'VmHWM:\\s+(\\d+)', "
+             "open('/proc/self/status').read()).group(1))")
     out = subprocess.run([sys.executable, "-c", code + probe], check=True, capture_output=True,
                          text=True).stdout
     peak_kb = int(out.rsplit("PEAK_KB", 1)[1])

@@ -51,6 +51,13 @@ def test_roundtrip_4d_hyperstack(tmp_path, dtype):
     np.testing.assert_array_equal(open_volume(tmp_path / "o.zarr").data.compute(), x)
 
 
+def test_small_4d_read_as_planar_samples_by_tifffile(tmp_path):
+    x = _vol(np.uint16, shape=(2, 4, 5, 6))  # tifffile guesses the 4 to be samples
+    tifffile.imwrite(tmp_path / "q.tif", x)
+    run_convert(tmp_path / "q.tif", tmp_path / "o.zarr", progress=False)
+    np.testing.assert_array_equal(open_volume(tmp_path / "o.zarr").data.compute(), x)
+
+
 def test_hyperstack_channel(tmp_path):
     x = _vol(np.uint16, shape=(2, 4, 2, 9, 10))
     tifffile.imwrite(tmp_path / "c.tif", x, imagej=True, metadata={"axes": "TZCYX"})

@@ -139,10 +139,12 @@ def tiff_info(path: str | os.PathLike, *, channel: int | None = None) -> TiffInf
         raise FormatError(f"{path}: expected a TIFF file; tifffile says: {exc}") from exc
     except (ValueError, IndexError, OSError, KeyError) as exc:
         raise FormatError(f"{path}: unreadable or corrupt TIFF ({exc})") from exc
-    if paged is False and n_pages < n_planes and len(pages) < n_planes and n_planes > 1 and axes[0] != "S":
+    # planar samples ('S', tifffile's guess for a small leading axis) share one page
+    n_page_expected = n_planes // (sshape[axes.index("S")] if "S" in axes else 1)
+    if not paged and min(n_pages, len(pages)) < n_page_expected:
         raise FormatError(
-            f"{path}: truncated TIFF: the metadata describe {n_planes} planes, "
-            f"the file holds {n_pages} pages"
+            f"{path}: truncated TIFF: the metadata describe {n_page_expected} pages, "
+            f"the file holds {n_pages}"
         )
     if end > size:
         raise FormatError(
