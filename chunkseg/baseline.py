@@ -47,6 +47,8 @@ def run_acme(
     compute_block: Sequence[int] | None = None,
     dtype: str = "float32",
     timepoints: Any = None,
+    threshold: float | None = None,
+    mask_out: str | os.PathLike | None = None,
     scheduler: str | None = None,
     workers: int | None = None,
     threads_per_worker: int | None = None,
@@ -69,7 +71,7 @@ def run_acme(
         Output shard (write unit); default ``run_predict``'s block, clipped.
     compute_block : 3 ints, optional
         Filter block (dask task); default near :data:`ACME_BLOCK`, dividing ``block``.
-    dtype, timepoints, scheduler, workers, threads_per_worker,
+    dtype, timepoints, threshold, mask_out, scheduler, workers, threads_per_worker,
     resume, overwrite, connect_timeout, progress
         As in :func:`chunkseg.pipeline.predict.run_predict`.  Without a scheduler a
         LocalCluster of one single-threaded worker process per core is used (the
@@ -84,7 +86,7 @@ def run_acme(
     Raises
     ------
     ParameterError
-        Bad dtype, time points or filter parameters.
+        Bad dtype, threshold, time points or filter parameters.
     InputNotFoundError, FormatError, ShapeError, OutputExistsError, ClusterError
         As for ``run_predict``.
     """
@@ -100,6 +102,8 @@ def run_acme(
     p = params if isinstance(params, AcmeParams) else AcmeParams(**(params or {}))
     if dtype not in pp.OUTPUT_DTYPES:
         raise ParameterError(f"dtype must be one of {pp.OUTPUT_DTYPES}; got {dtype!r}")
+    if threshold is not None and not 0.0 <= float(threshold) <= 1.0:
+        raise ParameterError(f"threshold must be in [0, 1]; got {threshold!r}")
     vol = open_volume(in_path)
     t0, t1 = pp.parse_timepoints(timepoints, vol.shape[0])
     shape = tuple(vol.shape[1:])
@@ -147,5 +151,11 @@ def run_acme(
             "seconds": round(time.perf_counter() - t_start, 3),
         }
         mark_complete(out, summary=summary)
+        if threshold is not None:
+            summary["mask"] = pp.write_threshold_mask(
+                out, out=mask_out if mask_out is not None else pp.mask_path_for(out),
+                threshold=float(threshold), client=client, resume=resume, overwrite=overwrite,
+                progress=progress)
+            summary["threshold"] = float(threshold)
     summary["seconds"] = round(time.perf_counter() - t_start, 3)
     return summary

@@ -183,6 +183,7 @@ def test_cli_predict_method_acme_routes_to_the_baseline(tmp_path, capsys):
     import json
 
     from chunkseg.cli import main
+    from chunkseg.io.store import open_volume
     from chunkseg.pipeline.predict import run_predict
     from chunkseg.pipeline.synth import run_synth
 
@@ -198,6 +199,13 @@ def test_cli_predict_method_acme_routes_to_the_baseline(tmp_path, capsys):
         run_predict(paths["raw"], out=tmp_path / "x.ome.zarr", method="hessian")
     with pytest.raises(ParameterError, match="threshold"):
         run_predict(paths["raw"], out=tmp_path / "x.ome.zarr", method="acme", threshold=0.5)
+    from chunkseg.baseline import run_acme
+
+    s = run_acme(paths["raw"], out=tmp_path / "t.ome.zarr", threshold=0.3, scheduler="sync",
+                 progress=False)
+    mask = open_volume(s["mask"]).data.compute()
+    score = open_volume(tmp_path / "t.ome.zarr").data.compute()
+    np.testing.assert_array_equal(mask, (score >= 0.3).astype(np.uint8))
 
 
 def test_cli_benchmark_is_registered_and_finds_its_script():
