@@ -173,7 +173,7 @@ def test_chunked_equals_in_memory(chunks):
 
 def test_chunked_distance_equals_whole_volume():
     _, truth = _volume(seed=6, shape=(17, 30, 26))
-    cap, chunks = 1.3, (4, 9, 7)
+    cap, chunks = 0.6, (4, 9, 7)
     halo = distance_halo(VS, cap)
     whole = ndi.distance_transform_edt(truth == 0, sampling=VS)
     dt = da.from_array(truth, chunks=chunks)
@@ -181,7 +181,8 @@ def test_chunked_distance_equals_whole_volume():
                          depth=dict(enumerate(halo)), boundary=0, trim=True,
                          dtype=np.float64).compute()
     ok = whole <= cap
-    np.testing.assert_allclose(got[ok], whole[ok], rtol=1e-12, atol=0)
+    assert 0.05 < ok.mean() < 0.95  # both exact and capped distances occur
+    np.testing.assert_array_equal(got[ok], whole[ok])  # bit-equal (same nearest distance)
     assert np.all(np.isinf(got[~ok]))
 
 
