@@ -67,6 +67,7 @@ def _segment(prob: Path, truth: Path, tmp: Path, name: str, block, **kw) -> dict
     return {"input": name, **{k: r[k] for k in KEYS}, "n_cells": s["n_cells"][0],
             "seconds": s["seconds"], "total_seconds": s["total_seconds"],
             "merge_seconds": s["merge_seconds"], "merge_share": s["merge_share"],
+            "merge_share_with_relabel": s["merge_share_with_relabel"],
             "halo": s["halo"], "block": s["block"], "blocks": s["blocks"], "out": str(out)}
 
 

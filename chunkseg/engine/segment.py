@@ -17,10 +17,11 @@ A2. **face merge** — for every internal block face, read the two facing planes
 B. **flood** — per block, read seeds (mapped to their roots) and probability with
    the flood halo (:func:`chunkseg.ops.watershed.flood_halo`) and run the bounded
    flood; the owned region is exact by the light-cone argument.  Work store 2.
-C. **statistics** — per block, sizes / sums / bounding boxes / first voxels and
-   face contacts (owned region + one voxel on the high side), combined globally;
-   small segments merged and cells numbered by their first voxel
-   (:func:`chunkseg.ops.segstats.merge_plan`).
+C. **statistics** — computed inside each flood task (no second read): sizes / sums /
+   bounding boxes / first voxels of the owned region and its face contacts (the flood
+   region has one extra voxel on the high side, so the neighbour voxel is exact too),
+   saved as small ``.npz`` files, combined globally; small segments merged and cells
+   numbered by their first voxel (:func:`chunkseg.ops.segstats.merge_plan`).
 D. **relabel** — the final ids written with :func:`chunkseg.engine.blocks.write_volume`.
 
 Memory: one block plus halo per task; the driver holds only per-segment tables
@@ -137,21 +138,41 @@ def _face_task(read, t, idx, shape3, block):
     return pairs
 
 
-def _flood_task(read_prob, read_seeds, t, k, idx, shape3, block, params, keys, roots):
+def _flood_task(read_prob, read_seeds, t, k, idx, shape3, block, params, keys, roots,
+                stats_dir):
+    """Flood one block; also store its segment statistics and face contacts.
+
+    The region read is the owned block grown by the flood halo, plus one more voxel on
+    the high side, so the owned block *and* its high-side neighbour voxels are exact:
+    the contacts across this block's high faces come from here, with no second read.
+    """
     region = _owned(idx, shape3, block)
-    ext, crop = _extend(region, flood_halo(params), shape3)
+    halo = flood_halo(params)
+    ext, crop = _extend(region, halo, shape3)
+    ext = tuple(slice(e.start, min(s, e.stop + 1)) for e, s in zip(ext, shape3))
     markers = relabel(read_seeds(k, ext), keys, roots)
     lab = flood(markers.astype(np.uint64), as_probability(read_prob(t, ext)), params)
-    return lab[crop][None]
+    start = time.perf_counter()
+    owned = lab[crop]
+    plus = tuple(slice(c.start, min(c.stop + 1, n)) for c, n in zip(crop, lab.shape))
+    st = block_stats(owned, offset=[r.start for r in region], shape=shape3)
+    pairs = contacts(lab[plus], owned.shape)
+    name = Path(stats_dir) / ("_".join(map(str, (k, *idx))) + ".npz")
+    tmp = name.with_suffix(f".tmp{os.getpid()}.npz")
+    np.savez(tmp, ids=st.ids, count=st.count, sums=st.sums, lo=st.lo, hi=st.hi,
+             first=st.first, pairs=pairs, seconds=time.perf_counter() - start)
+    os.replace(tmp, name)
+    return owned[None]
 
 
-def _stats_task(read, t, idx, shape3, block):
-    region = _owned(idx, shape3, block)
-    ext, crop = _extend(region, (1, 1, 1), shape3, high_only=True)
-    lab = read(t, ext)
-    owned = tuple(c.stop for c in crop)
-    stats = block_stats(lab[crop], offset=[r.start for r in region], shape=shape3)
-    return stats, contacts(lab, owned)
+def _load_stats(stats_dir: Path, k: int, grid) -> tuple[SegStats, np.ndarray, float]:
+    parts, pairs, secs = [], [], 0.0
+    for idx in grid:
+        with np.load(stats_dir / ("_".join(map(str, (k, *idx))) + ".npz")) as f:
+            parts.append(SegStats(f["ids"], f["count"], f["sums"], f["lo"], f["hi"], f["first"]))
+            pairs.append(f["pairs"])
+            secs += float(f["seconds"])
+    return combine_stats(parts), _sum_pairs(pairs), secs
 
 
 def _compute(tasks: list, client: Any) -> list:
@@ -251,25 +272,25 @@ def segment_volume(
     flood_path = _work_store(work / "flood.zarr", shape4, block, params.voxel_size, "flood")
     fl = dask.delayed(_flood_task, pure=True)
     keys_d, roots_d = dask.delayed(keys), dask.delayed(roots)
-    blocks = {(k, *idx): fl(prob, seeds, t, k, idx, shape3, block, params, keys_d, roots_d)
+    stats_dir = work / "stats"
+    stats_dir.mkdir(exist_ok=True)
+    blocks = {(k, *idx): fl(prob, seeds, t, k, idx, shape3, block, params, keys_d, roots_d,
+                            str(stats_dir))
               for k, t in enumerate(tps) for idx in grid}
     write_volume(_assemble(blocks, gshape, shapes, np.uint64), flood_path, client=client,
                  progress=progress, desc="segment: flood")
     secs["flood"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    flooded = Reader(flood_path)
-    st = dask.delayed(_stats_task, pure=True)
-    res = _compute([st(flooded, k, idx, shape3, block)
-                    for k in range(len(tps)) for idx in grid], client)
     tables = []
     min_voxels = params.min_size / params.voxel_volume
+    task_secs = 0.0
     for k in range(len(tps)):
-        mine = res[k * len(grid):(k + 1) * len(grid)]
-        stats = combine_stats([s for s, _ in mine])
-        pairs = _sum_pairs([c for _, c in mine])
+        stats, pairs, used = _load_stats(stats_dir, k, grid)
+        task_secs += used
         tables.append(merge_plan(stats, pairs, min_voxels=min_voxels))
     secs["stats_merge"] = time.perf_counter() - t0
+    secs["stats_in_flood_tasks"] = task_secs  # summed over tasks (CPU seconds, not wall)
     return {"flood": flood_path, "tables": tables, "seconds": secs,
             "halo": {"seeds": list(seed_halo(params)), "flood": list(flood_halo(params))},
             "blocks": len(grid) * len(tps), "block": list(block),
