@@ -11,6 +11,7 @@ from chunkseg.engine.reduce import compute, overlap_reduce
 from chunkseg.errors import ParameterError, ShapeError
 from chunkseg.ops.metrics import (
     EvalSpec,
+    auc_scores,
     best_thresholds,
     block_statistics,
     boundary_scores,
@@ -204,3 +205,19 @@ def test_bad_values_counted_and_parameters():
         EvalSpec.make(thresholds=threshold_array(11), dtype=np.float32, voxel_size=(1, 0, 1))
     with pytest.raises(ShapeError, match="one shape"):
         overlap_reduce(np.sum, [da.zeros((4, 4, 4)), da.zeros((4, 4, 5))])
+
+
+def test_auc_scores_uint8_exact():
+    p, truth = _volume(seed=8, dtype=np.uint8)
+    spec = EvalSpec.make(thresholds=threshold_array(101), dtype=p.dtype, voxel_size=VS)
+    got = auc_scores(volume_statistics(p, truth, spec)["hist"])
+    v1, v0 = p[truth == 1].astype(np.int64), p[truth == 0].astype(np.int64)
+    c1, c0 = np.bincount(v1, minlength=256), np.bincount(v0, minlength=256)
+    below = np.cumsum(c0) - c0
+    auc = np.sum(c1 * (below + 0.5 * c0)) / (v1.size * v0.size)
+    assert np.isclose(got["roc_auc"], auc, rtol=1e-12)
+    ap = 0.0  # scikit-learn's average precision, thresholds at the stored values
+    for v in np.unique(v1):
+        ap += np.sum(v1 == v) / v1.size * np.sum(v1 >= v) / (np.sum(v1 >= v) + np.sum(v0 >= v))
+    assert np.isclose(got["average_precision"], ap, rtol=1e-12)
+    assert auc_scores(np.zeros((2, 5)))["roc_auc"] is None

@@ -46,6 +46,7 @@ from chunkseg.errors import ParameterError
 __all__ = [
     "SCORES",
     "EvalSpec",
+    "auc_scores",
     "block_statistics",
     "boundary_scores",
     "confusion_at",
@@ -321,6 +322,27 @@ def best_thresholds(thresholds: np.ndarray, scores: Mapping[str, np.ndarray],
         i = int(np.nanargmax(s))
         out[k] = {"threshold": float(thresholds[i]), "value": float(s[i])}
     return out
+
+
+def auc_scores(hist: np.ndarray) -> dict[str, float | None]:
+    """ROC AUC and average precision of the grid-quantised probability.
+
+    Voxels with the same grid index are ties (half credit in the AUC, one step in the
+    precision-recall curve), so for uint8 stores these equal the scores of the stored
+    values.  ``roc_auc`` = P(index of a membrane voxel > that of a background voxel)
+    + 1/2 P(equal); ``average_precision`` = sum over thresholds of (recall step) x
+    precision, from the highest threshold down (scikit-learn's definition).
+    """
+    h0, h1 = (np.asarray(h, np.float64) for h in hist)
+    n0, n1 = h0.sum(), h1.sum()
+    if n0 == 0 or n1 == 0:
+        return {"roc_auc": None, "average_precision": None}
+    below0 = np.cumsum(h0) - h0  # background voxels with a lower index
+    auc = float(np.sum(h1 * (below0 + 0.5 * h0)) / (n0 * n1))
+    tp, fp = np.cumsum(h1[::-1]), np.cumsum(h0[::-1])  # predicted from the top index down
+    keep = h1[::-1] > 0
+    ap = float(np.sum((h1[::-1] / n1)[keep] * (tp / (tp + fp))[keep]))
+    return {"roc_auc": auc, "average_precision": ap}
 
 
 def ecdf(hist: np.ndarray, grid: np.ndarray) -> dict[str, np.ndarray]:

@@ -34,6 +34,7 @@ from chunkseg.errors import DTypeError, InputError, OutputExistsError, Parameter
 from chunkseg.io.store import open_volume
 from chunkseg.ops.metrics import (
     EvalSpec,
+    auc_scores,
     best_thresholds,
     block_statistics,
     boundary_scores,
@@ -87,6 +88,7 @@ def summarize(stats: dict[str, np.ndarray], spec: EvalSpec, thresholds: np.ndarr
     return {
         "voxels": n, "membrane_voxels": n1, "membrane_fraction": n1 / n if n else None,
         "best": best_thresholds(thresholds, scores, ("iou", "dice", "accuracy")),
+        **auc_scores(stats["hist"]),
         "at_0.5": _at({k: v for k, v in sweep.items() if k != "threshold"}, thresholds, 0.5),
         "sweep": sweep,
         "boundary": {"tolerance_voxels": spec.tolerance, "connectivity": spec.connectivity,

@@ -272,6 +272,8 @@ def write_html(report: Mapping[str, Any], out: str | os.PathLike) -> Path:
          " / ".join(_fmt(a5[k]) for k in ("iou", "dice", "precision", "recall")), 0.5],
         ["tolerant precision / recall at 0.5",
          " / ".join(_fmt(b["at_0.5"][k]) for k in ("precision", "recall")), 0.5],
+        ["ROC AUC / average precision",
+         " / ".join(_fmt(sec.get(k)) for k in ("roc_auc", "average_precision")), None],
     ]
     per = [[s["t"], s["best"]["iou"]["value"], s["best"]["iou"]["threshold"],
             s["best"]["dice"]["value"], s["boundary"]["best_f1"]["value"],
