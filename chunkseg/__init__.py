@@ -45,6 +45,8 @@ _LAZY: dict[str, str] = {
     "run_train": "chunkseg.pipeline.train",
     "run_evaluate": "chunkseg.pipeline.evaluate",
     "run_report_training": "chunkseg.pipeline.report_training",
+    "run_segment": "chunkseg.pipeline.segment",
+    "instance_report": "chunkseg.pipeline.segment",
 }
 
 __all__ = ["__version__", *_LAZY]
