@@ -172,7 +172,7 @@ def test_cli(synth, tmp_path, capsys):
 
 
 def test_partial_stats_and_contacts_combine_exactly():
-    from chunkseg.ops.segstats import _sum_pairs, block_stats, combine_stats, contacts
+    from chunkseg.ops.segstats import sum_pair_counts, block_stats, combine_stats, contacts
 
     rng = np.random.default_rng(3)
     lab = rng.integers(0, 5, (9, 11, 13)).astype(np.uint64) * np.uint64(1 << 33)
@@ -195,4 +195,4 @@ def test_partial_stats_and_contacts_combine_exactly():
     comb = combine_stats(parts)
     for name in ("ids", "count", "sums", "lo", "hi", "first"):
         np.testing.assert_array_equal(getattr(comb, name), getattr(whole, name))
-    np.testing.assert_array_equal(_sum_pairs(pairs), got)
+    np.testing.assert_array_equal(sum_pair_counts(pairs), got)

@@ -46,9 +46,8 @@ import numpy as np
 from chunkseg.engine.blocks import write_volume
 from chunkseg.ops.segstats import (
     SegStats, block_stats, combine_stats, contacts, face_pairs, finish_labels, merge_plan,
-    relabel, union_map,
+    relabel, sum_pair_counts, union_map,
 )
-from chunkseg.ops.segstats import _sum_pairs
 from chunkseg.ops.watershed import (
     SegmentParams, as_probability, flood, flood_halo, label_seeds, seed_halo, seed_mask,
 )
@@ -172,7 +171,7 @@ def _load_stats(stats_dir: Path, k: int, grid) -> tuple[SegStats, np.ndarray, fl
             parts.append(SegStats(f["ids"], f["count"], f["sums"], f["lo"], f["hi"], f["first"]))
             pairs.append(f["pairs"])
             secs += float(f["seconds"])
-    return combine_stats(parts), _sum_pairs(pairs), secs
+    return combine_stats(parts), sum_pair_counts(pairs), secs
 
 
 def _compute(tasks: list, client: Any) -> list:

@@ -32,6 +32,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from chunkseg.errors import ParameterError, ShapeError
+from chunkseg.ops.segstats import sum_pair_counts
 
 __all__ = ["combine_contingency", "contingency", "instance_scores", "match_scores"]
 
@@ -51,14 +52,7 @@ def contingency(truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
 
 def combine_contingency(parts: Sequence[np.ndarray]) -> np.ndarray:
     """Sum block tables into one (rows sorted by truth, then prediction)."""
-    parts = [p for p in parts if p.size]
-    if not parts:
-        return np.zeros((0, 3), np.uint64)
-    allp = np.concatenate(parts)
-    pairs, inv = np.unique(allp[:, :2], axis=0, return_inverse=True)
-    counts = np.zeros(len(pairs), np.uint64)
-    np.add.at(counts, inv.ravel(), allp[:, 2])
-    return np.concatenate([pairs, counts[:, None]], 1)
+    return sum_pair_counts(parts)
 
 
 def _xlogx(x: np.ndarray) -> np.ndarray:

@@ -30,6 +30,7 @@ __all__ = [
     "finish_labels",
     "merge_plan",
     "relabel",
+    "sum_pair_counts",
     "union_map",
 ]
 
@@ -150,11 +151,12 @@ def contacts(ext: np.ndarray, owned: Sequence[int]) -> np.ndarray:
     if not rows:
         return np.zeros((0, 3), np.uint64)
     r = np.concatenate(rows)
-    return _sum_pairs([np.stack([ids[r[:, 0] - 1], ids[r[:, 1] - 1],
+    return sum_pair_counts([np.stack([ids[r[:, 0] - 1], ids[r[:, 1] - 1],
                                  r[:, 2].astype(np.uint64)], 1)])
 
 
-def _sum_pairs(rows: Sequence[np.ndarray]) -> np.ndarray:
+def sum_pair_counts(rows: Sequence[np.ndarray]) -> np.ndarray:
+    """Sum ``(a, b, count)`` rows over equal ``(a, b)``: (k, 3) uint64, sorted by a, b."""
     rows = [r for r in rows if r.size]
     if not rows:
         return np.zeros((0, 3), np.uint64)
