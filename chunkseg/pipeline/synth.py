@@ -37,6 +37,8 @@ OUTPUTS: dict[str, tuple[str, Any, str]] = {
 
 def _block(params: SynthParams, output: str, dtype: Any, block_info=None) -> np.ndarray:
     (t0, t1), *region = block_info[None]["array-location"]
+    if t1 - t0 == 1:  # the usual write block: no extra copy
+        return synth_block(params, region, t=t0, outputs=(output,))[output][None]
     out = np.empty((t1 - t0, *(b - a for a, b in region)), dtype=dtype)
     for t in range(t0, t1):
         out[t - t0] = synth_block(params, region, t=t, outputs=(output,))[output]
