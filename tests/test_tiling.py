@@ -168,9 +168,24 @@ def test_predict_tiled_errors():
     blend=st.sampled_from(BLEND_MODES),
 )
 def test_identity_network_reproduces_any_block(shape, origin, pool, context, extra, batch, blend):
-    tile = (2 * context // pool + extra) * pool
+    tile = (-(-(2 * context + pool) // pool) + extra - 1) * pool
     block = np.random.default_rng(0).random(shape, dtype=np.float32)
     out, n = predict_tiled(block, lambda x: x, tile=tile, context=context, pool=pool,
                            origin=origin, blend=blend, batch=batch)
     assert n >= 1
     np.testing.assert_allclose(out, block, rtol=1e-6, atol=1e-7)
+
+
+def test_choose_tile_minimises_network_voxels_within_budget():
+    block, halo, pool, bpv, budget = (128, 256, 256), 10, 4, 512, 1 << 30
+    best = choose_tile(block, halo=halo, pool=pool, bytes_per_voxel=bpv, budget_bytes=budget)
+    assert np.prod(best) * bpv <= budget
+
+    def work(tile):  # network voxels for an interior block
+        g = tile_grid([b + 2 * halo for b in block], tile=tile, context=halo, pool=pool,
+                      origin=(-halo + 128, -halo + 256, -halo + 256))
+        return g.n_tiles * np.prod(g.tile)
+
+    for other in [(128, 128, 128), (64, 128, 256), (148, 108, 108), (32, 256, 256)]:
+        if np.prod(other) * bpv <= budget:
+            assert work(best) <= work(other)

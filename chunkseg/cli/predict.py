@@ -33,9 +33,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--block", nargs=3, type=int, metavar=("Z", "Y", "X"),
                    help="output block = shard = one task (default 128 256 256)")
     p.add_argument("--tile", nargs=3, type=int, metavar=("Z", "Y", "X"),
-                   help="network input tile, a multiple of the pooling factor (default: largest "
-                   "fitting a 1 GiB activation budget)")
+                   help="network input tile, a multiple of the pooling factor (default: the "
+                   "fewest network voxels per block within --memory)")
     p.add_argument("--batch", type=int, help="tiles per network call (default: from the budget)")
+    p.add_argument("--memory", type=float, default=1.0, metavar="GIB",
+                   help="activation memory of one network call in GiB (default 1); the default "
+                   "tile and batch are the cheapest that fit it")
     p.add_argument("--blend", choices=("gaussian", "linear", "none"), default="gaussian",
                    help="weights of overlapping tile outputs when halo < receptive field")
     p.add_argument("--dtype", choices=("uint8", "float16", "float32"), default="float32",
@@ -65,6 +68,7 @@ def _run(args: argparse.Namespace) -> int:
         scheduler=args.scheduler, workers=args.workers,
         threads_per_worker=args.threads_per_worker, resume=args.resume,
         overwrite=args.overwrite, progress=not args.quiet, method=args.method,
+        memory_gib=args.memory,
     )
     print(json.dumps(summary, indent=2))
     return 0

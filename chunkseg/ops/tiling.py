@@ -126,8 +126,8 @@ def _axis_grid(length: int, origin: int, tile: int, context: int, pool: int, nam
     if stride < pool:
         raise ParameterError(
             f"tile {tile} along {name} is too small for a context of {context} voxels on each "
-            f"side with pooling factor {pool}: expected tile >= 2 * context + pool = "
-            f"{2 * context + pool}"
+            f"side with pooling factor {pool}: expected tile >= 2 * context + pool, i.e. "
+            f">= {_ceil_to(2 * context + pool, pool)}"
         )
     count = -(-(n - tile) // stride) + 1
     padded = (count - 1) * stride + tile
@@ -279,31 +279,62 @@ def choose_batch(
     return int(max(1, min(n_tiles, budget_bytes // max(per_tile, 1.0))))
 
 
+def _axis_options(n: int, context: int, pool: int) -> list[tuple[int, int]]:
+    """Pareto options ``(tile, count)`` along one axis of padded length ``n``."""
+    options: list[tuple[int, int]] = []
+    for tile in range(_ceil_to(2 * context + pool, pool), _ceil_to(n, pool) + 1, pool):
+        stride = (tile - 2 * context) // pool * pool
+        count = 1 if tile >= n else -(-(n - tile) // stride) + 1
+        if not options or count * tile < options[-1][0] * options[-1][1]:
+            options.append((tile, count))
+    return options
+
+
 def choose_tile(
     block: Sequence[int],
     *,
     halo: int | Sequence[int],
+    context: int | Sequence[int] | None = None,
     pool: int | Sequence[int] = 1,
     bytes_per_voxel: float = 512.0,
     budget_bytes: float = 1 << 30,
 ) -> Triple:
-    """The largest tile (multiple of ``pool``) that fits ``budget_bytes`` of activations.
+    """The tile (multiple of ``pool``) that predicts a haloed block with the least work.
 
-    Starts from the whole haloed block (one tile per block: no redundant context
-    inside the block) and shrinks the longest axis by ``pool`` until
-    ``prod(tile) * bytes_per_voxel <= budget_bytes``, never below ``2 * halo + pool``.
+    For an interior block of extent ``block + 2 halo`` (plus up to ``pool - 1``
+    voxels of grid alignment) every per-axis tile size is tried; the combination with
+    the fewest network voxels in total (tiles x tile volume) whose activations
+    (``prod(tile) * bytes_per_voxel``) fit ``budget_bytes`` wins.  With a large budget
+    that is one tile per block.  Never below ``2 * context + pool`` per axis.
+
+    Parameters
+    ----------
+    block : 3 ints
+        Output block shape.
+    halo : int or 3 ints
+        Block halo.
+    context : int or 3 ints, optional
+        Tile context (default ``halo``); see :func:`tile_grid`.
+    pool : int or 3 ints
+        Pooling factor.
+    bytes_per_voxel, budget_bytes : float
+        Activation memory per tile voxel and the budget for one tile.
     """
     block, pool = as_triple(block, "block"), as_triple(pool, "pool")
     halo = as_triple(halo, "halo", minimum=0)
-    tile = [_ceil_to(b + 2 * h + p - 1, p) for b, h, p in zip(block, halo, pool)]
-    least = [_ceil_to(2 * h + p, p) for h, p in zip(halo, pool)]
-    while math.prod(tile) * float(bytes_per_voxel) > budget_bytes:
-        shrinkable = [i for i in range(3) if tile[i] - pool[i] >= least[i]]
-        if not shrinkable:
-            break
-        axis = max(shrinkable, key=lambda i: tile[i])
-        tile[axis] -= pool[axis]
-    return tuple(tile)  # type: ignore[return-value]
+    context = halo if context is None else as_triple(context, "context", minimum=0)
+    axes = [_axis_options(b + 2 * h + p - 1, c, p)
+            for b, h, c, p in zip(block, halo, context, pool)]
+    limit = budget_bytes / float(bytes_per_voxel)
+    best, best_cost = None, math.inf
+    for opt in itertools.product(*axes):
+        voxels = math.prod(t for t, _ in opt)
+        cost = voxels * math.prod(c for _, c in opt)
+        if voxels <= limit and cost < best_cost:
+            best, best_cost = opt, cost
+    if best is None:  # nothing fits: the smallest legal tile
+        best = tuple(min(ax) for ax in axes)
+    return tuple(t for t, _ in best)  # type: ignore[return-value]
 
 
 def predict_tiled(

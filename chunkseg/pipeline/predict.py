@@ -121,6 +121,7 @@ def run_predict(
     progress: bool = True,
     method: str = "unet",
     client: Any = None,
+    memory_gib: float = MEMORY_BUDGET / 2**30,
 ) -> dict[str, Any]:
     """Predict the membrane probability of a volume / time series.
 
@@ -139,9 +140,10 @@ def run_predict(
         Output block = shard = one task (default :data:`DEFAULT_BLOCK`, clipped).
     tile : int or 3 ints, optional
         Network input shape, a multiple of the model's pooling factor (default: the
-        largest that fits :data:`MEMORY_BUDGET` of activations, up to the haloed block).
+        tile spending the fewest network voxels per block that fits ``memory_gib``).
     batch : int, optional
-        Tiles per network call (default: as many as fit the same budget).
+        Tiles per network call (default: as many as fit ``memory_gib``; 1 when the
+        tile alone fills it).
     blend : {"gaussian", "linear", "none"}
         Weights of overlapping tile outputs (used when ``halo`` < receptive field).
     dtype : {"float32", "float16", "uint8"}
@@ -169,6 +171,9 @@ def run_predict(
         ``blend`` and ``threshold`` do not apply).
     client : distributed.Client, optional
         Run on this existing client (``scheduler``/``workers`` are then ignored).
+    memory_gib : float
+        Activation memory of one network call (GiB); the default tile and batch are the
+        cheapest that fit it (:func:`chunkseg.ops.tiling.choose_tile`).
 
     Returns
     -------
@@ -221,10 +226,14 @@ def run_predict(
     t0, t1 = parse_timepoints(timepoints, vol.shape[0])
     shape = tuple(vol.shape[1:])
     halo_ = _halo(halo, info.receptive)
+    if not memory_gib > 0:
+        raise ParameterError(f"memory_gib must be > 0; got {memory_gib!r}")
+    budget = float(memory_gib) * 2**30
     block_ = tuple(min(b, s) for b, s in zip(as_triple(block or DEFAULT_BLOCK, "block"), shape))
     if tile is None:
         tile_ = choose_tile(block_, halo=halo_, pool=info.pool,
-                            bytes_per_voxel=info.bytes_per_voxel, budget_bytes=MEMORY_BUDGET)
+                            context=[min(h, r) for h, r in zip(halo_, info.receptive)],
+                            bytes_per_voxel=info.bytes_per_voxel, budget_bytes=budget)
     else:
         tile_ = as_triple(tile, "tile")
     stats = tile_stats(shape, block=block_, halo=halo_, tile=tile_, pool=info.pool,
@@ -232,7 +241,7 @@ def run_predict(
     n_tiles = stats["tiles"] * (t1 - t0)
     if batch is None:
         batch = choose_batch(tile_, n_tiles=n_tiles, bytes_per_voxel=info.bytes_per_voxel,
-                             budget_bytes=MEMORY_BUDGET)
+                             budget_bytes=budget)
     out = Path(out)
     mask_out = Path(mask_out) if mask_out is not None else mask_path_for(out)
     params = dict(halo=list(halo_), block=list(block_), tile=list(tile_), blend=blend,

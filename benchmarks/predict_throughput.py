@@ -1,0 +1,231 @@
+"""Prediction throughput: bare model vs ``chunkseg predict`` vs the paper's naive loop.
+
+    python benchmarks/predict_throughput.py [--out bench_predict] [--size Z Y X] [--cluster]
+
+All in one process and one run, so ratios are taken side by side on a shared machine:
+
+* matmul peak: float32 ``numpy`` matmul GFLOP/s (best of 3);
+* bare model: the network alone on in-memory tiles of the tile/batch ``predict`` picks
+  (voxels/s and GFLOP/s = voxels/s x the model's FLOPs per voxel);
+* ``chunkseg predict`` (threads scheduler, model already loaded: steady state) at the
+  size and at 4x the size: useful output voxels/s, its ratio to the bare model, the
+  network voxels it spent per output voxel (halo + tile context: ``redundancy``) and the
+  orchestration efficiency = (useful voxels/s x redundancy) / bare voxels/s;
+  time and peak RSS (process + children) for the scaling row;
+* the paper's naive loop: in memory, 64 x 128 x 128 sub-volumes with a 10-voxel overlap,
+  one network call each, stitched by cropping half the overlap;
+* ``--cluster``: the same predict on the default LocalCluster (includes worker start-up
+  and loading TensorFlow/the model in the worker).
+
+Writes ``predict_throughput.json`` and ``predict_throughput.md`` into ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+from common import PeakRSS, fmt, hardware, markdown_table  # noqa: E402
+
+PAPER_SUBVOLUME, PAPER_OVERLAP = (64, 128, 128), 10
+
+
+def matmul_peak(n: int = 1024) -> float:
+    """Best-of-3 float32 numpy matmul GFLOP/s."""
+    a = np.random.default_rng(0).random((n, n), dtype=np.float32)
+    b = a.T.copy()
+    a @ b
+    best = 0.0
+    for _ in range(3):
+        t = time.perf_counter()
+        for _ in range(3):
+            a @ b
+        best = max(best, 3 * 2 * n**3 / (time.perf_counter() - t) / 1e9)
+    return best
+
+
+def get_model_path(work: Path, name: str) -> tuple[str, bool]:
+    """The requested model, else (``default`` missing) an untrained default-config one."""
+    from chunkseg.errors import ModelError
+    from chunkseg.model import UNetConfig, build_unet, resolve_model, save_model
+
+    try:
+        return str(resolve_model(name)), True
+    except ModelError:
+        if name != "default":
+            raise
+        cfg = UNetConfig()
+        path = save_model(build_unet(cfg), work / "untrained.keras",
+                          metadata={"config": cfg.to_dict()})
+        return str(path), False
+
+
+def make_input(path: Path, shape: tuple[int, int, int]) -> str:
+    """A normalized (uint8, kind "normalized") smooth random volume, one time point."""
+    import scipy.ndimage as ndi
+
+    from chunkseg.io.store import create_image, mark_complete
+
+    rng = np.random.default_rng(0)
+    arr = create_image(path, shape=(1, *shape), dtype=np.uint8, overwrite=True,
+                       attrs={"kind": "normalized", "normalization": {"low": 0, "high": 255}})
+    for z0 in range(0, shape[0], 16):
+        slab = ndi.gaussian_filter(rng.random((min(16, shape[0] - z0), *shape[1:])), 1.0)
+        arr[0, z0:z0 + slab.shape[0]] = np.clip(slab * 510 - 127, 0, 255).astype(np.uint8)
+    mark_complete(path)
+    return str(path)
+
+
+def bare_model(model_path: str, tile, batch: int, seconds: float) -> float:
+    """Voxels/s of the network alone on in-memory tiles (same call path as predict)."""
+    from chunkseg.engine.predict import ModelSpec
+
+    spec = ModelSpec(model_path)
+    x = np.random.default_rng(0).random((batch, *tile, 1), dtype=np.float32)
+    spec(x)  # load, build, warm up
+    calls, t = 0, time.perf_counter()
+    while calls < 2 or time.perf_counter() - t < seconds:
+        spec(x)
+        calls += 1
+    return batch * math.prod(tile) * calls / (time.perf_counter() - t)
+
+
+def naive_loop(model_path: str, volume: str, pool) -> dict[str, Any]:
+    """The paper's prediction script: overlapping sub-volumes in memory, one call each."""
+    from chunkseg.engine.predict import ModelSpec
+    from chunkseg.io.store import open_array
+
+    spec = ModelSpec(model_path)
+    t = time.perf_counter()
+    vol = open_array(volume)[0].astype(np.float32) / 255.0
+    sub = [min(s, math.ceil(n / p) * p) for s, n, p in zip(PAPER_SUBVOLUME, vol.shape, pool)]
+    ol = PAPER_OVERLAP
+    starts = []
+    for n, s in zip(vol.shape, sub):
+        st = list(range(0, max(n - s, 0) + 1, max(s - 2 * ol, 1)))
+        if st[-1] + s < n:
+            st.append(n - s)
+        starts.append(st)
+    out = np.zeros(vol.shape, np.float32)
+    calls = 0
+    for z in starts[0]:
+        for y in starts[1]:
+            for x in starts[2]:
+                piece = vol[z:z + sub[0], y:y + sub[1], x:x + sub[2]]
+                pad = [(0, s - p) for s, p in zip(sub, piece.shape)]
+                p = spec(np.pad(piece, pad, mode="symmetric")[None, ..., None])[0, ..., 0]
+                lo = [0 if o == 0 else ol // 2 for o in (z, y, x)]
+                region = tuple(slice(o + a, o + n) for o, a, n in zip((z, y, x), lo, piece.shape))
+                out[region] = p[tuple(slice(a, n) for a, n in zip(lo, piece.shape))]
+                calls += 1
+    secs = time.perf_counter() - t
+    return {"voxels_per_s": vol.size / secs, "seconds": secs, "calls": calls,
+            "subvolume": sub, "overlap": ol}
+
+
+def run_predict_measured(inp: str, out: Path, model: str, **kw) -> dict[str, Any]:
+    from chunkseg.pipeline.predict import run_predict
+
+    with PeakRSS() as mem:
+        s = run_predict(inp, model=model, out=out, overwrite=True, progress=False, **kw)
+    s["peak_rss_mb"] = round(mem.peak_mb, 1)
+    s["rss_increase_mb"] = round(mem.delta_mb, 1)
+    return s
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", default="bench_predict")
+    ap.add_argument("--size", nargs=3, type=int, default=(32, 128, 128), metavar=("Z", "Y", "X"),
+                    help="small volume; the large one is 4x (y and x doubled)")
+    ap.add_argument("--model", default="default")
+    ap.add_argument("--halo", default="10")
+    ap.add_argument("--bare-seconds", type=float, default=5.0)
+    ap.add_argument("--cluster", action="store_true", help="also run on a LocalCluster")
+    args = ap.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    halo = args.halo if args.halo == "auto" else int(args.halo)
+
+    from chunkseg.engine.predict import configure_tensorflow
+    from chunkseg.pipeline.predict import model_info
+
+    cores = len(os.sched_getaffinity(0))
+    configure_tensorflow(cores)
+    peak = matmul_peak()
+    model, trained = get_model_path(out, args.model)
+    info = model_info(model)
+    small = tuple(args.size)
+    large = (small[0], small[1] * 2, small[2] * 2)
+    inputs = {k: make_input(out / f"in_{k}.ome.zarr", s) for k, s in (("1x", small), ("4x", large))}
+
+    runs = {k: run_predict_measured(v, out / f"pred_{k}.ome.zarr", model, halo=halo,
+                                    scheduler="threads") for k, v in inputs.items()}
+    big = runs["4x"]
+    bare = bare_model(model, big["tile"], big["batch"], args.bare_seconds)
+    naive = naive_loop(model, inputs["4x"], info.pool)
+    cluster = None
+    if args.cluster:
+        cluster = run_predict_measured(inputs["4x"], out / "pred_cluster.ome.zarr", model,
+                                       halo=halo, scheduler=None)
+    fpv = info.flops_per_voxel
+
+    def orch(s):  # network voxels/s inside predict / bare network voxels/s
+        return s["voxels_per_s"] * s["redundancy"] / bare
+
+    rows = [
+        ("machine", "matmul peak GFLOP/s", fmt(peak), f"numpy float32 1024², {cores} cores"),
+        ("model", "FLOPs per voxel", fmt(fpv), f"{'trained default' if trained else 'untrained'} "
+         f"{info.config.to_dict()}; receptive field {list(info.receptive)}, pool {list(info.pool)}"),
+        ("bare", "voxels/s", fmt(bare), f"tile {big['tile']} batch {big['batch']}, in memory"),
+        ("bare", "GFLOP/s", fmt(bare * fpv / 1e9), f"{100 * bare * fpv / 1e9 / peak:.0f}% of peak"),
+    ]
+    for k, s in runs.items():
+        shape = small if k == "1x" else large
+        rows += [
+            (f"predict {k}", "useful voxels/s", fmt(s["voxels_per_s"]),
+             f"{'×'.join(map(str, shape))}, halo {s['halo']}, block {s['block']}, "
+             f"tile {s['tile']}, {s['tiles']} tiles"),
+            (f"predict {k}", "ratio to bare", fmt(s["voxels_per_s"] / bare),
+             f"redundancy {s['redundancy']} network voxels per output voxel"),
+            (f"predict {k}", "orchestration efficiency", fmt(orch(s)),
+             "network voxels/s in predict ÷ bare (I/O, dask, blending, halo copies)"),
+            (f"predict {k}", "time s / peak RSS MB", f"{s['predict_seconds']:.1f} / "
+             f"{s['peak_rss_mb']:.0f}", f"+{s['rss_increase_mb']:.0f} MB over the process"),
+            (f"predict {k}", "GFLOP/s", fmt(s["voxels_per_s"] * s["redundancy"] * fpv / 1e9),
+             "network FLOPs actually executed"),
+        ]
+    rows += [("naive loop", "voxels/s", fmt(naive["voxels_per_s"]),
+              f"{naive['calls']} sub-volumes {naive['subvolume']}, overlap {naive['overlap']}"),
+             ("naive loop", "predict 4x ÷ naive", fmt(big["voxels_per_s"] / naive["voxels_per_s"]),
+              "same volume; naive: not seam-free, whole volume in memory")]
+    if cluster:
+        rows.append(("LocalCluster 4x", "useful voxels/s", fmt(cluster["voxels_per_s"]),
+                     f"{cluster['workers']} worker(s), {cluster['threads']} threads; "
+                     f"incl. worker TF import + model load"))
+    table = markdown_table(rows)
+    result = {"hardware": hardware(), "load_average": os.getloadavg(), "matmul_gflops": peak,
+              "model": {"path": model, "trained": trained, "config": info.config.to_dict(),
+                        "flops_per_voxel": fpv, "receptive_field": info.receptive,
+                        "pool": info.pool},
+              "bare_voxels_per_s": bare, "predict": runs, "naive": naive, "cluster": cluster,
+              "sizes": {"1x": small, "4x": large}, "rows": rows}
+    (out / "predict_throughput.json").write_text(json.dumps(result, indent=1, default=str))
+    (out / "predict_throughput.md").write_text(table + "\n")
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
