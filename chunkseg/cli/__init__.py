@@ -51,8 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``chunkseg`` console script; returns the exit status."""
+    from chunkseg.engine.memory import limit_fragmentation
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    limit_fragmentation()
     try:
         return int(args.func(args) or 0)
     except ChunksegError as exc:

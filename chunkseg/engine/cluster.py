@@ -12,6 +12,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
+from chunkseg.engine.memory import MMAP_THRESHOLD
 from chunkseg.errors import ClusterError, ParameterError
 
 __all__ = ["LOCAL_SCHEDULERS", "dashboard_url", "get_client"]
@@ -93,7 +94,9 @@ def get_client(
 
     if scheduler is None:
         n_workers, n_threads = _machine_layout(workers, threads_per_worker)
-        env = {"OMP_NUM_THREADS": "1", **(worker_env or {})}
+        # fixed mmap threshold in workers too (see chunkseg.engine.memory)
+        env = {"OMP_NUM_THREADS": "1", "MALLOC_MMAP_THRESHOLD_": str(MMAP_THRESHOLD),
+               **(worker_env or {})}
         cluster = LocalCluster(
             n_workers=n_workers,
             threads_per_worker=n_threads,
