@@ -64,10 +64,20 @@ class SegStats:
 
 
 def _dense(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(ids, first flat position, dense int32 image 1..n)`` of the non-zero labels."""
-    ids, first_pos, inv = np.unique(labels.ravel(), return_index=True, return_inverse=True)
-    inv = inv.reshape(labels.shape).astype(np.int32)
-    if ids.size and ids[0] == 0:
+    """``(ids, first flat position, dense int32 image 1..n)`` of the non-zero labels.
+
+    Sorts runs of equal labels along x, not voxels: labels are spatially coherent, so
+    this is several times faster than ``np.unique`` of the voxels.
+    """
+    flat = labels.ravel()
+    if flat.size == 0:
+        return np.zeros(0, np.uint64), np.zeros(0, np.int64), np.zeros(labels.shape, np.int32)
+    starts = np.concatenate([[0], np.flatnonzero(flat[1:] != flat[:-1]) + 1])
+    lengths = np.diff(np.append(starts, flat.size))
+    ids, first_run, inv_run = np.unique(flat[starts], return_index=True, return_inverse=True)
+    first_pos = starts[first_run]
+    inv = np.repeat(inv_run.astype(np.int32), lengths).reshape(labels.shape)
+    if ids[0] == 0:
         return ids[1:].astype(np.uint64), first_pos[1:], inv
     return ids.astype(np.uint64), first_pos, inv + 1
 
