@@ -75,7 +75,8 @@ def done_blocks(store_path: str | os.PathLike) -> set[tuple[int, ...]]:
     d = _marker_dir(Path(store_path))
     if not d.is_dir():
         return set()
-    return {tuple(int(v) for v in p.name.split(".")) for p in d.iterdir() if not p.name.startswith("tmp")}
+    return {tuple(int(v) for v in p.name.split(".")) for p in d.iterdir()
+            if not p.name.startswith(".tmp")}
 
 
 @functools.lru_cache(maxsize=16)
@@ -92,8 +93,9 @@ def _write_block(
     """Store one block, then record it as done.  Returns the number of voxels."""
     arr = _open_for_write(array_path)
     arr[region] = block
-    tmp = f"{marker}.tmp{os.getpid()}"
-    os.makedirs(os.path.dirname(marker), exist_ok=True)
+    folder, name = os.path.split(marker)
+    tmp = os.path.join(folder, f".tmp-{os.getpid()}-{name}")  # renamed once complete
+    os.makedirs(folder, exist_ok=True)
     with open(tmp, "w") as fh:
         fh.write(f"{time.time()}\n")
     os.replace(tmp, marker)
