@@ -134,6 +134,63 @@ def naive_loop(model_path: str, volume: str, pool) -> dict[str, Any]:
             "subvolume": sub, "overlap": ol}
 
 
+def spread_head(model: str, work: Path, x: np.ndarray) -> str:
+    """A copy of a random-weights model whose output varies (logit std ~1 on ``x``).
+
+    Untrained U-Nets give p = 0.5 +- 0.002 everywhere, which would make any deviation
+    look small; random BatchNorm offsets and a rescaled 1x1x1 head make seams
+    measurable (as ``tests/predict_helpers.py`` does for the tests).
+    """
+    from chunkseg.model import load_model, read_metadata, save_model
+
+    import keras
+
+    net, _ = load_model(model)
+    rng = np.random.default_rng(0)
+    for layer in net.layers:  # random BatchNorm offsets keep ReLUs alive
+        if isinstance(layer, keras.layers.BatchNormalization):
+            gamma, beta, mean, var = layer.get_weights()
+            layer.set_weights([gamma, rng.normal(0, 0.5, beta.shape).astype(np.float32),
+                               mean, var])
+    p = np.clip(np.asarray(net(x[None, ..., None], training=False)), 1e-6, 1 - 1e-6)
+    logit = np.log(p / (1 - p))
+    head = net.get_layer("membrane")
+    w, b = head.get_weights()
+    k = 1.0 / max(float(logit.std()), 1e-12)
+    head.set_weights([w * k, (b - logit.mean()) * k])
+    return str(save_model(net, work / "spread.keras", metadata=read_metadata(model)))
+
+
+def seams(model: str, work: Path, trained: bool, shape=(50, 70, 70),
+          block=(32, 40, 40)) -> list[dict]:
+    """Largest deviation of chunked prediction from the whole-volume pass, and where."""
+    from chunkseg.io.store import open_array
+    from chunkseg.pipeline.predict import run_predict
+
+    inp = make_input(work / "in_seams.ome.zarr", shape)
+    if not trained:
+        model = spread_head(model, work, open_array(inp)[0, :32, :64, :64] / np.float32(255))
+    kw = dict(model=model, scheduler="threads", overwrite=True, progress=False)
+    found = []
+    for halo in ("auto", 10):
+        ref = run_predict(inp, out=work / "seam_ref.zarr", halo=halo, block=shape, tile=512,
+                          **kw)
+        s = run_predict(inp, out=work / "seam_chunked.zarr", halo=halo, block=block, **kw)
+        a, b = open_array(work / "seam_chunked.zarr")[0], open_array(work / "seam_ref.zarr")[0]
+        d = np.abs(a.astype(np.float64) - b)
+        at = np.unravel_index(int(np.argmax(d)), d.shape)
+        to_face = [int(min([abs(i - k) for k in range(bl, n, bl)] or [n]))
+                   for i, bl, n in zip(at, block, shape)]
+        found.append({"halo": s["halo"], "receptive_field": s["receptive_field"],
+                      "max_abs_deviation": float(d.max()), "at_zyx": [int(i) for i in at],
+                      "distance_to_nearest_block_face": to_face,
+                      "mean_abs_deviation": float(d.mean()),
+                      "voxels_over_1e-3": int((d > 1e-3).sum()),
+                      "output_std": float(b.std()), "shape": shape, "block": block,
+                      "tiles_chunked": s["tiles"], "tile_ref": ref["tile"]})
+    return found
+
+
 def run_predict_measured(inp: str, out: Path, model: str, **kw) -> dict[str, Any]:
     from chunkseg.pipeline.predict import run_predict
 
@@ -144,15 +201,22 @@ def run_predict_measured(inp: str, out: Path, model: str, **kw) -> dict[str, Any
     return s
 
 
+def _halo_value(halo, info):
+    return tuple(info.receptive) if halo == "auto" else (int(halo),) * 3
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default="bench_predict")
-    ap.add_argument("--size", nargs=3, type=int, default=(32, 128, 128), metavar=("Z", "Y", "X"),
+    ap.add_argument("--size", nargs=3, type=int, default=(64, 128, 256), metavar=("Z", "Y", "X"),
                     help="small volume; the large one is 4x (y and x doubled)")
+    ap.add_argument("--block", nargs=3, type=int, default=(64, 128, 128), metavar=("Z", "Y", "X"),
+                    help="predict block (the 1x volume is two blocks, 4x eight)")
     ap.add_argument("--model", default="default")
     ap.add_argument("--halo", default="10")
     ap.add_argument("--bare-seconds", type=float, default=5.0)
     ap.add_argument("--cluster", action="store_true", help="also run on a LocalCluster")
+    ap.add_argument("--no-seams", action="store_true", help="skip the seam measurement")
     args = ap.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -170,16 +234,30 @@ def main(argv: list[str] | None = None) -> int:
     large = (small[0], small[1] * 2, small[2] * 2)
     inputs = {k: make_input(out / f"in_{k}.ome.zarr", s) for k, s in (("1x", small), ("4x", large))}
 
+    from chunkseg.engine.predict import ModelSpec
+
+    ModelSpec(model)(np.zeros((1, *info.pool, 1), np.float32))  # load once, outside timings
+    block = tuple(args.block)
+    from chunkseg.ops.tiling import choose_tile
+
+    tile0 = choose_tile(block, halo=_halo_value(halo, info), pool=info.pool,
+                        context=[min(h, r) for h, r in zip(_halo_value(halo, info),
+                                                           info.receptive)],
+                        bytes_per_voxel=info.bytes_per_voxel)
+    bare_before = bare_model(model, tile0, 1, args.bare_seconds)
     runs = {k: run_predict_measured(v, out / f"pred_{k}.ome.zarr", model, halo=halo,
-                                    scheduler="threads") for k, v in inputs.items()}
+                                    block=block, scheduler="threads")
+            for k, v in inputs.items()}
     big = runs["4x"]
-    bare = bare_model(model, big["tile"], big["batch"], args.bare_seconds)
+    bare_after = bare_model(model, big["tile"], big["batch"], args.bare_seconds)
+    bare = (bare_before + bare_after) / 2  # bracket the predict runs on a shared machine
     naive = naive_loop(model, inputs["4x"], info.pool)
     cluster = None
     if args.cluster:
         cluster = run_predict_measured(inputs["4x"], out / "pred_cluster.ome.zarr", model,
-                                       halo=halo, scheduler=None)
+                                       halo=halo, block=block, scheduler=None)
     fpv = info.flops_per_voxel
+    seam = [] if args.no_seams else seams(model, out, trained)
 
     def orch(s):  # network voxels/s inside predict / bare network voxels/s
         return s["voxels_per_s"] * s["redundancy"] / bare
@@ -188,7 +266,8 @@ def main(argv: list[str] | None = None) -> int:
         ("machine", "matmul peak GFLOP/s", fmt(peak), f"numpy float32 1024², {cores} cores"),
         ("model", "FLOPs per voxel", fmt(fpv), f"{'trained default' if trained else 'untrained'} "
          f"{info.config.to_dict()}; receptive field {list(info.receptive)}, pool {list(info.pool)}"),
-        ("bare", "voxels/s", fmt(bare), f"tile {big['tile']} batch {big['batch']}, in memory"),
+        ("bare", "voxels/s", fmt(bare), f"tile {big['tile']} batch {big['batch']}, in memory, "
+         "mean of before/after"),
         ("bare", "GFLOP/s", fmt(bare * fpv / 1e9), f"{100 * bare * fpv / 1e9 / peak:.0f}% of peak"),
     ]
     for k, s in runs.items():
@@ -214,12 +293,22 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(("LocalCluster 4x", "useful voxels/s", fmt(cluster["voxels_per_s"]),
                      f"{cluster['workers']} worker(s), {cluster['threads']} threads; "
                      f"incl. worker TF import + model load"))
+    for m in seam:
+        rows.append(("seams", f"max |chunked - whole| halo {m['halo'][0]}",
+                     f"{m['max_abs_deviation']:.2e}",
+                     f"at (z,y,x) {tuple(m['at_zyx'])}, {m['distance_to_nearest_block_face']} "
+                     f"voxels from the nearest block face; mean {m['mean_abs_deviation']:.1e}, "
+                     f"{m['voxels_over_1e-3']} voxels > 1e-3; output std {m['output_std']:.3f}; "
+                     f"RF {m['receptive_field'][0]}"))
+    rows.append(("bare", "before / after predict voxels/s", f"{bare_before:,.0f} / "
+                 f"{bare_after:,.0f}", "machine noise bracket"))
     table = markdown_table(rows)
     result = {"hardware": hardware(), "load_average": os.getloadavg(), "matmul_gflops": peak,
               "model": {"path": model, "trained": trained, "config": info.config.to_dict(),
                         "flops_per_voxel": fpv, "receptive_field": info.receptive,
                         "pool": info.pool},
-              "bare_voxels_per_s": bare, "predict": runs, "naive": naive, "cluster": cluster,
+              "bare_voxels_per_s": bare, "bare_before": bare_before, "bare_after": bare_after,
+              "seams": seam, "predict": runs, "naive": naive, "cluster": cluster,
               "sizes": {"1x": small, "4x": large}, "rows": rows}
     (out / "predict_throughput.json").write_text(json.dumps(result, indent=1, default=str))
     (out / "predict_throughput.md").write_text(table + "\n")

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from chunkseg.io.store import create_image, mark_complete, open_array
+from predict_helpers import random_model
 
 SHAPE = (2, 20, 24, 22)
 TIMEOUT = 90
@@ -75,14 +76,8 @@ def cluster(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
-    import keras
-
-    from chunkseg.model import UNetConfig, build_unet, save_model
-
     tmp = tmp_path_factory.mktemp("inputs")
-    keras.utils.set_random_seed(1)
-    cfg = UNetConfig(depth=2, base_filters=2)
-    model = save_model(build_unet(cfg), tmp / "tiny.keras", metadata={"config": cfg.to_dict()})
+    model = random_model(tmp / "tiny.keras", seed=1)
     raw = tmp / "raw.ome.zarr"
     data = np.random.default_rng(5).integers(0, 4000, SHAPE).astype(np.uint16)
     arr = create_image(raw, shape=SHAPE, dtype=np.uint16, attrs={"kind": "raw"})
@@ -104,5 +99,5 @@ def test_predict_on_scheduler_and_two_workers_equals_local_cluster(cluster, inpu
     assert local["workers"] == 1 and local["dashboard"]
     a = open_array(tmp_path / "remote.zarr")[:]
     b = open_array(tmp_path / "local.zarr")[:]
-    assert a.shape == SHAPE and 0 < a.mean() < 1
+    assert a.shape == SHAPE and a.std() > 0.05
     np.testing.assert_allclose(a, b, atol=1e-6)

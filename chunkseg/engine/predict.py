@@ -83,7 +83,7 @@ class ModelSpec:
     def __call__(self, x: np.ndarray) -> np.ndarray:
         model, _meta, lock = get_model(self.path, threads=self.threads or _worker_threads())
         with lock:  # eager call: no re-tracing for the few distinct edge-tile shapes
-            return np.asarray(model(x, training=False))
+            return np.array(model(x, training=False), dtype=np.float32)  # own the memory
 
 
 def _worker_threads() -> int | None:

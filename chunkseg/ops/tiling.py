@@ -400,6 +400,12 @@ def predict_tiled(
         return weights[key]
 
     origins = grid.origins()
+    if len(origins) == 1:  # one tile covers the block: nothing to stitch
+        y = np.asarray(predict_batch(padded[None, ..., None]), dtype=np.float32)
+        if y.shape != (1, *padded.shape, 1):
+            raise ShapeError(f"predict_batch returned shape {y.shape}; expected the input's "
+                             f"{(1, *padded.shape, 1)}")
+        return crop(y[0, ..., 0], grid.pad_before, grid.pad_after), 1
     if batch is None:
         batch = choose_batch(grid.tile, n_tiles=len(origins))
     batch = max(1, int(batch))
