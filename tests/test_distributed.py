@@ -100,4 +100,5 @@ def test_predict_on_scheduler_and_two_workers_equals_local_cluster(cluster, inpu
     a = open_array(tmp_path / "remote.zarr")[:]
     b = open_array(tmp_path / "local.zarr")[:]
     assert a.shape == SHAPE and a.std() > 0.05
-    np.testing.assert_allclose(a, b, atol=1e-6)
+    # 1 vs 2 TensorFlow threads sum in another order: ~1e-6 apart, the seam bound is 1e-5
+    np.testing.assert_allclose(a, b, atol=1e-5)
