@@ -128,6 +128,15 @@ def test_uint8_and_mask_inputs(synth, tmp_path):
                     progress=False)
     ref, _ = segment_array(q, PARAMS)
     np.testing.assert_array_equal(open_volume(tmp_path / "c8.zarr").data.compute()[0], ref)
+    import zarr
+
+    plain = zarr.create_array(str(tmp_path / "plain.zarr"), shape=q.shape, dtype=q.dtype,
+                              chunks=(8, 32, 32))
+    plain[:] = q  # a plain 3D Zarr array (no OME metadata: voxel size 1 µm)
+    run_segment(tmp_path / "plain.zarr", out=tmp_path / "cp.zarr", seed_distance=2.0,
+                min_size=2.0, block=(16, 40, 40), progress=False)
+    ref, _ = segment_array(q, SegmentParams(seed_distance=2.0, min_size=2.0))
+    np.testing.assert_array_equal(open_volume(tmp_path / "cp.zarr").data.compute()[0], ref)
     mask = _store(tmp_path / "m.zarr", v.mask, kind="mask")
     s = run_segment(mask, out=tmp_path / "cm.zarr", seed_distance=0.4, progress=False)
     assert s["n_cells"][0] > 50

@@ -61,8 +61,8 @@ class Reader:
     Parameters
     ----------
     source : path-like, numpy array or dask array
-        A Zarr store (chunkseg OME-Zarr group or array, opened per process) or an
-        array with axes ``(t, z, y, x)``.
+        A Zarr store (chunkseg OME-Zarr group, or a plain 3D / 4D array; opened once
+        per process) or an array with axes ``(t, z, y, x)``.
     """
 
     def __init__(self, source: Any) -> None:
@@ -72,7 +72,8 @@ class Reader:
     def __call__(self, t: int, region: Sequence[slice]) -> np.ndarray:
         key = (int(t), *region)
         if self.path is not None:
-            return np.asarray(_open(self.path)[key])
+            arr = _open(self.path)
+            return np.asarray(arr[key if arr.ndim == 4 else tuple(region)])
         block = self.array[key]
         if isinstance(block, da.Array):
             return block.compute(scheduler="sync")
