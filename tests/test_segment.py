@@ -205,3 +205,15 @@ def test_partial_stats_and_contacts_combine_exactly():
     for name in ("ids", "count", "sums", "lo", "hi", "first"):
         np.testing.assert_array_equal(getattr(comb, name), getattr(whole, name))
     np.testing.assert_array_equal(sum_pair_counts(pairs), got)
+
+
+def test_tiff_probability_input(synth, tmp_path):
+    import tifffile
+
+    p = synth[1][:, :40, :40].copy()
+    tifffile.imwrite(tmp_path / "p.tif", p)
+    prm = SegmentParams(seed_distance=2.0, min_size=2.0)  # TIFF without metadata: 1 µm voxels
+    run_segment(tmp_path / "p.tif", out=tmp_path / "c.zarr", seed_distance=2.0, min_size=2.0,
+                block=(16, 24, 24), progress=False)
+    np.testing.assert_array_equal(open_volume(tmp_path / "c.zarr").data.compute()[0],
+                                  segment_array(p, prm)[0])
