@@ -40,6 +40,7 @@ TRAIN = {"epochs": 20, "steps": 16, "val_steps": 4, "crop": [16, 64, 64], "batch
          "membrane_bias": 0.5, "noise": "low", "augment": True, "seed": 0}
 SHAPE = (40, 128, 128)
 PERCENTILES = (0.0, 99.99)
+OVULE_VOXEL_SIZE = (0.235, 0.15, 0.15)  # µm, ../shared/data/README.md
 
 
 def volume_params(i: int) -> dict:
@@ -87,28 +88,27 @@ def predict_volume(model, x8: np.ndarray, factor) -> np.ndarray:
     return p[tuple(slice(0, s) for s in x8.shape)]
 
 
-def scores(p: np.ndarray, truth: np.ndarray, region: np.ndarray | None = None) -> dict:
-    """Voxel scores of ``p >= 0.5`` against ``truth`` (+ the best-F1 threshold)."""
-    if region is not None:
-        p, truth = p[region], truth[region]
-    t = truth.astype(bool).ravel()
-    p = p.ravel()
-    out = {"voxels": int(t.size), "membrane_fraction": round(float(t.mean()), 4)}
-    best = (0.0, 0.5)
-    for thr in np.round(np.arange(0.1, 0.95, 0.05), 2):
-        b = p >= thr
-        tp = float(np.sum(b & t))
-        fp = float(np.sum(b & ~t))
-        fn = float(np.sum(~b & t))
-        f1 = 2 * tp / max(2 * tp + fp + fn, 1.0)
-        if thr == 0.5:
-            out.update(accuracy=round(float(np.mean(b == t)), 4),
-                       precision=round(tp / max(tp + fp, 1.0), 4),
-                       recall=round(tp / max(tp + fn, 1.0), 4),
-                       iou=round(tp / max(tp + fp + fn, 1.0), 4), f1=round(f1, 4))
-        if f1 > best[0]:
-            best = (f1, float(thr))
-    out.update(best_f1=round(best[0], 4), best_threshold=best[1])
+def scores(p: np.ndarray, truth: np.ndarray, voxel_size) -> dict:
+    """Voxel scores at threshold 0.5, the best thresholds, AUCs and boundary-tolerant
+    scores (tolerance 1 voxel, 3x3x3), from :mod:`chunkseg.ops.metrics`."""
+    from chunkseg.ops import metrics as m
+
+    thresholds = np.round(np.arange(0.05, 1.0, 0.05), 2)
+    spec = m.EvalSpec.make(thresholds=thresholds, dtype=np.float32, voxel_size=voxel_size,
+                           tolerance=1)
+    stats = m.volume_statistics(p.astype(np.float32), truth.astype(np.uint8), spec)
+    counts = m.confusion_at(stats["hist"], spec.grid, thresholds)
+    s = m.scores_from_counts(**counts)
+    b = m.boundary_scores(stats, spec.grid, thresholds)
+    k = int(np.flatnonzero(thresholds == 0.5)[0])
+    r4 = lambda v: None if v is None or np.isnan(v) else round(float(v), 4)  # noqa: E731
+    out = {"voxels": int(truth.size), "membrane_fraction": r4(truth.mean()),
+           **{name: r4(s[name][k]) for name in ("accuracy", "precision", "recall", "iou",
+                                                "dice")},
+           "best": {key: {"threshold": v["threshold"], "value": r4(v["value"])}
+                    for key, v in m.best_thresholds(thresholds, s).items()},
+           **{key: r4(v) for key, v in m.auc_scores(stats["hist"]).items()},
+           "tolerant_1voxel": {name: r4(b[name][k]) for name in ("precision", "recall", "f1")}}
     return out
 
 
@@ -121,9 +121,10 @@ def evaluate(model_path: Path, val_pairs: list) -> dict:
     factor = pooling_factor(UNetConfig.from_dict(meta["config"]))
     result: dict = {"synthetic_validation": []}
     for raw, mask, params in val_pairs:
-        x8 = np.asarray(open_volume(raw).data[0])
+        vol = open_volume(raw)
+        x8 = np.asarray(vol.data[0])
         truth = np.asarray(open_volume(mask).data[0])
-        s = scores(predict_volume(model, x8, factor), truth)
+        s = scores(predict_volume(model, x8, factor), truth, vol.voxel_size)
         result["synthetic_validation"].append({"volume": raw, "params": params, **s})
     raw_tif, lab_tif = REAL / "ovule_raw.tif", REAL / "ovule_labels.tif"
     if raw_tif.exists() and lab_tif.exists():
@@ -138,12 +139,11 @@ def evaluate(model_path: Path, val_pairs: list) -> dict:
         p = predict_volume(model, scale_to_uint8(raw, low, high), factor)
         seconds = time.perf_counter() - t0
         truth = membrane_mask(labels)
-        labelled = labels > 0
         result["real_ovule"] = {
-            "raw": str(raw_tif), "shape": list(raw.shape), "range": [float(low), float(high)],
+            "raw": str(raw_tif.relative_to(ROOT)), "shape": list(raw.shape),
+            "range": [float(low), float(high)],
             "truth": "chunkseg.ops.boundaries.membrane_mask(labels) (thick, width 1, 0 ignored)",
-            "all_voxels": scores(p, truth),
-            "labelled_voxels": scores(p, truth, labelled),
+            **scores(p, truth, OVULE_VOXEL_SIZE),
             "predict_seconds": round(seconds, 2),
         }
         np.save(model_path.with_name(model_path.stem + "_ovule_probability.npy"),

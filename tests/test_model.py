@@ -332,4 +332,4 @@ def test_default_model_ships_and_predicts():
     p = model.predict(x[None, ..., None], verbose=0)[0, ..., 0]
     pred, truth = p >= 0.5, v.mask.astype(bool)
     iou = np.sum(pred & truth) / np.sum(pred | truth)
-    assert iou > 0.4, iou
+    assert iou > 0.5, iou  # 0.69 when shipped

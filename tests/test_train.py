@@ -103,6 +103,7 @@ def test_run_train_end_to_end(pairs, tmp_path):
     assert meta["receptive_field"] == list(receptive_field(cfg))
     assert meta["crop"] == [8, 16, 16]
     assert meta["voxel_size"] == pytest.approx([0.4, 0.1, 0.1])
+    assert meta["voxel_sizes"] == [pytest.approx([0.4, 0.1, 0.1])] * 2
     norm = meta["normalization"]
     assert norm["method"] == "percentiles" and norm["percentiles"] == [0.0, 99.99]
     assert len(norm["ranges"]) == 2 and "low" not in norm  # per-volume ranges differ

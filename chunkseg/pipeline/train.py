@@ -108,6 +108,12 @@ def _strategy(options_batch: int):
     return None
 
 
+def _common_voxel_size(sampler: Any) -> list[float] | None:
+    """Voxel size (µm, z y x) shared by all training volumes; None when they differ."""
+    sizes = {tuple(float(v) for v in r.voxel_size) for r in sampler.raws}
+    return list(sizes.pop()) if len(sizes) == 1 else None
+
+
 def _computed_range(pairs: list[tuple[Any, Any]], normalization: Any) -> Any:
     """A range for a single non-uint8 raw that has none stored: its (0, 99.99) percentiles
     (``chunkseg normalize``'s default), computed in one streaming pass.  Anything else is
@@ -296,7 +302,8 @@ def run_train(
     metadata = {
         "config": net_cfg.to_dict(),
         "normalization": _normalization_record(sampler, how),
-        "voxel_size": list(sampler.voxel_size),
+        "voxel_size": _common_voxel_size(sampler),
+        "voxel_sizes": [list(r.voxel_size) for r in sampler.raws],
         "crop": list(opts.crop),
         "receptive_field": list(receptive_field(net_cfg)),
         "pooling_factor": list(factor),
