@@ -340,8 +340,8 @@ def auc_scores(hist: np.ndarray) -> dict[str, float | None]:
     below0 = np.cumsum(h0) - h0  # background voxels with a lower index
     auc = float(np.sum(h1 * (below0 + 0.5 * h0)) / (n0 * n1))
     tp, fp = np.cumsum(h1[::-1]), np.cumsum(h0[::-1])  # predicted from the top index down
-    keep = h1[::-1] > 0
-    ap = float(np.sum((h1[::-1] / n1)[keep] * (tp / (tp + fp))[keep]))
+    keep = h1[::-1] > 0  # where recall steps up, tp > 0, so tp + fp > 0
+    ap = float(np.sum(h1[::-1][keep] / n1 * tp[keep] / (tp[keep] + fp[keep])))
     return {"roc_auc": auc, "average_precision": ap}
 
 
