@@ -86,6 +86,19 @@ class ModelSpec:
             return np.array(model(x, training=False), dtype=np.float32)  # own the memory
 
 
+def _worker_index() -> int | None:
+    """This process's LocalCluster worker number (its name), None elsewhere."""
+    if "distributed" not in sys.modules:
+        return None
+    try:
+        from distributed import get_worker
+
+        name = get_worker().name
+        return int(name) if str(name).isdigit() else None
+    except (ValueError, AttributeError):
+        return None
+
+
 def _worker_threads() -> int | None:
     """Threads of the dask worker this runs in (None outside a distributed worker)."""
     if "distributed" not in sys.modules:
@@ -99,7 +112,10 @@ def _worker_threads() -> int | None:
 
 
 def configure_tensorflow(threads: int | None = None) -> None:
-    """Size TensorFlow's thread pools (before it initialises) and enable GPU memory growth.
+    """Size TensorFlow's thread pools (before it initialises); GPU pinning and memory growth.
+
+    In LocalCluster worker ``i`` of a machine with several GPUs, only GPU ``i mod n`` is
+    made visible (one worker per GPU); every used GPU gets memory growth.
 
     Sets ``TF_NUM_INTRAOP_THREADS`` / ``TF_NUM_INTEROP_THREADS`` and, once TensorFlow
     is imported, ``tf.config.threading``.  A process where TensorFlow already ran keeps
@@ -117,7 +133,12 @@ def configure_tensorflow(threads: int | None = None) -> None:
         if threads:
             tf.config.threading.set_intra_op_parallelism_threads(int(threads))
             tf.config.threading.set_inter_op_parallelism_threads(1)
-        for gpu in tf.config.list_physical_devices("GPU"):
+        gpus = tf.config.list_physical_devices("GPU")
+        index = _worker_index()
+        if len(gpus) > 1 and index is not None:  # one worker per GPU: pin it to its own
+            gpus = [gpus[index % len(gpus)]]
+            tf.config.set_visible_devices(gpus, "GPU")
+        for gpu in gpus:
             tf.config.experimental.set_memory_growth(gpu, True)
     except RuntimeError:  # TensorFlow already initialised in this process
         if threads and tf.config.threading.get_intra_op_parallelism_threads() not in (0, threads):

@@ -186,15 +186,40 @@ def _fingerprint(**items: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
+def count_gpus() -> int:
+    """NVIDIA GPUs visible to this process (``nvidia-smi -L``; 0 without a driver)."""
+    import shutil
+    import subprocess
+
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None and visible.strip() in ("", "-1"):
+        return 0
+    if shutil.which("nvidia-smi") is None:
+        return 0
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return 0
+    n = sum(1 for line in out.stdout.splitlines() if line.startswith("GPU "))
+    if visible:
+        n = min(n, len([v for v in visible.split(",") if v.strip()]))
+    return n
+
+
 def _layout(scheduler, workers, threads_per_worker) -> tuple[int | None, int | None, int | None]:
-    """LocalCluster workers/threads and TensorFlow threads per worker."""
+    """LocalCluster workers/threads and TensorFlow threads per worker.
+
+    Default: one worker (one per GPU when there are GPUs) with two dask threads, and
+    TensorFlow's intra-op pool on the worker's share of the cores.
+    """
     if scheduler is not None:
         return workers, threads_per_worker, None
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    workers = workers or 1
+    workers = workers or max(1, count_gpus())  # one worker per GPU
     tf_threads = max(1, (cores or 1) // workers)
-    # one extra dask thread per worker reads / prepares the next block during the model call
-    return workers, threads_per_worker or max(2, tf_threads), tf_threads
+    # two dask threads: one in the model (the per-model lock admits one call), one reading
+    # and preparing the next block meanwhile; more would only hold more blocks in memory
+    return workers, threads_per_worker or 2, tf_threads
 
 
 def _workers(client: Any) -> tuple[int, int]:
