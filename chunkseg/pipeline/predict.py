@@ -234,8 +234,9 @@ def run_predict(
         tile_ = choose_tile(block_, halo=halo_, pool=info.pool,
                             context=[min(h, r) for h, r in zip(halo_, info.receptive)],
                             bytes_per_voxel=info.bytes_per_voxel, budget_bytes=budget)
-    else:
-        tile_ = as_triple(tile, "tile")
+    else:  # never larger than a haloed block (tile_grid would shrink it anyway)
+        tile_ = tuple(t if t % p else min(t, -(-(b + 2 * h + p - 1) // p) * p)
+                      for t, b, h, p in zip(as_triple(tile, "tile"), block_, halo_, info.pool))
     stats = tile_stats(shape, block=block_, halo=halo_, tile=tile_, pool=info.pool,
                        receptive=info.receptive)
     n_tiles = stats["tiles"] * (t1 - t0)
