@@ -38,6 +38,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--scheduler", default="threads",
                    help="'threads' (default), or a dask scheduler address tcp://host:8786")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run: compute only the blocks not yet done "
+                   "(same input, parameters, time points and block required)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_run)
 
@@ -51,7 +54,7 @@ def _run(args: argparse.Namespace) -> int:
             args.input, out=args.out, threshold=args.threshold, min_size=args.min_size,
             seed_distance=args.seed_distance, reach=args.reach,
             membrane_reach=args.membrane_reach, timepoints=args.timepoints, block=args.block,
-            chunks=args.chunks, overwrite=args.overwrite, client=client,
+            chunks=args.chunks, overwrite=args.overwrite, resume=args.resume, client=client,
             progress=not args.quiet,
         )
     print(json.dumps(summary, indent=2))

@@ -191,12 +191,15 @@ def _assemble(blocks: dict, grid_shape: Sequence[int], shapes: dict, dtype) -> d
     return da.block(nest((), 0))
 
 
-def _work_store(path: Path, shape4, block, voxel_size, kind: str) -> str:
+def _work_store(path: Path, shape4, block, voxel_size, kind: str, *, resume: bool = False,
+                fingerprint: str | None = None) -> str:
+    """Create a work store (replacing an old one), or with ``resume`` reopen a matching one."""
     from chunkseg.io.store import create_image
 
     chunks = (1, *block)
     create_image(path, shape=shape4, dtype=np.uint64, voxel_size=voxel_size, chunks=chunks,
-                 shards=chunks, attrs={"kind": kind}, overwrite=True)
+                 shards=chunks, attrs={"kind": kind, "fingerprint": fingerprint},
+                 overwrite=not resume, resume=resume)
     return str(path)
 
 
@@ -210,6 +213,8 @@ def segment_volume(
     timepoints: Sequence[int] | None = None,
     client: Any = None,
     progress: bool = False,
+    resume: bool = False,
+    fingerprint: str | None = None,
 ) -> dict[str, Any]:
     """Segment every (selected) time point blockwise into uint64 provisional labels.
 
@@ -228,13 +233,29 @@ def segment_volume(
         Time points of ``prob`` to segment (default all); output index k holds
         ``timepoints[k]``.
     client : distributed.Client, optional
+    resume : bool
+        Reopen existing work stores (their ``fingerprint`` must equal ``fingerprint``)
+        and skip the seed / flood blocks already done; a done flood block's statistics
+        file is written before its data, so it is there too.  Without it the work
+        stores are replaced.
+    fingerprint : str, optional
+        Recorded in the work stores; must describe the input, ``params``, ``block``
+        and ``timepoints`` (the provisional ids depend on the block grid).
 
     Returns
     -------
     dict
         ``flood`` (path of the provisional-label store, axes t z y x), ``tables``:
         per output time point ``(keys, final ids, cells SegStats)`` to relabel with,
-        ``seconds`` per phase, ``halo`` per phase, ``blocks``, ``face_pairs``.
+        ``seconds`` per phase, ``halo`` per phase, ``blocks``, ``face_pairs``,
+        ``writes``: blocks ``written`` / ``skipped`` of the ``seeds`` and ``flood`` phases.
+
+    Raises
+    ------
+    ResumeMismatchError
+        ``resume`` and a work store was made with another fingerprint, shape or dtype.
+    BlockFailedError
+        Some seed or flood blocks failed (the others are kept for a resume).
     """
     shape3 = tuple(int(s) for s in shape[1:])
     block = tuple(int(min(b, s)) for b, s in zip(block, shape3))
@@ -249,14 +270,18 @@ def segment_volume(
     secs: dict[str, float] = {}
 
     t0 = time.perf_counter()
-    seeds_path = _work_store(work / "seeds.zarr", shape4, block, params.voxel_size, "seeds")
+    store = functools.partial(_work_store, shape4=shape4, block=block,
+                              voxel_size=params.voxel_size, resume=resume,
+                              fingerprint=fingerprint)
+    seeds_path = store(work / "seeds.zarr", kind="seeds")
     delayed = dask.delayed(_seed_task, pure=True)
     blocks = {}
     for k, t in enumerate(tps):
         for j, idx in enumerate(grid):
             blocks[(k, *idx)] = delayed(prob, t, idx, k * len(grid) + j, shape3, block, params)
-    write_volume(_assemble(blocks, gshape, shapes, np.uint64), seeds_path, client=client,
-                 progress=progress, desc="segment: seeds")
+    reports = {"seeds": write_volume(_assemble(blocks, gshape, shapes, np.uint64), seeds_path,
+                                     client=client, resume=resume, progress=progress,
+                                     desc="segment: seeds")}
     secs["seeds"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -269,7 +294,7 @@ def segment_volume(
     secs["face_merge"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    flood_path = _work_store(work / "flood.zarr", shape4, block, params.voxel_size, "flood")
+    flood_path = store(work / "flood.zarr", kind="flood")
     fl = dask.delayed(_flood_task, pure=True)
     keys_d, roots_d = dask.delayed(keys), dask.delayed(roots)
     stats_dir = work / "stats"
@@ -277,8 +302,9 @@ def segment_volume(
     blocks = {(k, *idx): fl(prob, seeds, t, k, idx, shape3, block, params, keys_d, roots_d,
                             str(stats_dir))
               for k, t in enumerate(tps) for idx in grid}
-    write_volume(_assemble(blocks, gshape, shapes, np.uint64), flood_path, client=client,
-                 progress=progress, desc="segment: flood")
+    reports["flood"] = write_volume(_assemble(blocks, gshape, shapes, np.uint64), flood_path,
+                                    client=client, resume=resume, progress=progress,
+                                    desc="segment: flood")
     secs["flood"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -294,7 +320,9 @@ def segment_volume(
     return {"flood": flood_path, "tables": tables, "seconds": secs,
             "halo": {"seeds": list(seed_halo(params)), "flood": list(flood_halo(params))},
             "blocks": len(grid) * len(tps), "block": list(block),
-            "face_pairs": int(sum(len(p) for p in all_pairs)), "seed_unions": int(keys.size)}
+            "face_pairs": int(sum(len(p) for p in all_pairs)), "seed_unions": int(keys.size),
+            "writes": {name: {"written": r.written, "skipped": r.skipped}
+                       for name, r in reports.items()}}
 
 
 def final_labels(flood_path: str, tables: list, *, dtype=np.uint32) -> da.Array:

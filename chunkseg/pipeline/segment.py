@@ -25,10 +25,13 @@ import numpy as np
 
 from chunkseg.engine.blocks import write_volume
 from chunkseg.engine.segment import Reader, final_labels, remove_work, segment_volume
-from chunkseg.errors import DTypeError, InputError, OutputExistsError, ShapeError
-from chunkseg.io.store import create_image, is_zarr, mark_complete, open_volume
+from chunkseg.errors import (
+    DTypeError, InputError, OutputExistsError, ResumeMismatchError, ShapeError,
+)
+from chunkseg.io.store import create_image, is_zarr, mark_complete, open_volume, read_attrs
 from chunkseg.ops.instance_metrics import combine_contingency, contingency, instance_scores
 from chunkseg.ops.watershed import SegmentParams
+from chunkseg.pipeline.normalize import input_fingerprint
 from chunkseg.pipeline.predict import parse_timepoints
 
 __all__ = ["CELL_TABLE", "DEFAULT_BLOCK", "check_probability", "instance_report",
@@ -110,6 +113,7 @@ def run_segment(
     block: Sequence[int] | None = None,
     chunks: Sequence[int] | None = None,
     overwrite: bool = False,
+    resume: bool = False,
     client: Any = None,
     progress: bool = True,
     keep_work: bool = False,
@@ -138,7 +142,12 @@ def run_segment(
     chunks : sequence of 3 int, optional
         Output chunk shape.
     overwrite : bool
-        Replace an existing output.
+        Replace an existing output (and its work folder ``<out>.work``).
+    resume : bool
+        Continue an interrupted run: the work stores and ``out`` are reopened and only
+        the seed, flood and relabel blocks not yet done are computed.  The input (path,
+        modification time), every parameter, ``timepoints`` and ``block`` must equal
+        the first run's.  An output already complete is left as it is.
     client : distributed.Client, optional
         Cluster; ``None`` runs on dask's current scheduler.
     progress : bool
@@ -150,9 +159,12 @@ def run_segment(
     -------
     dict
         Paths, shape, dtype, cells per time point, parameters, halos, seconds per
-        phase, ``merge_share`` (face union-find + segment statistics + merge plan, over
-        the whole run) and ``merge_share_with_relabel`` (also the final relabelling
-        write, which a whole-volume pass needs too).
+        phase, ``writes`` (blocks ``written`` / ``skipped`` per phase: ``seeds``,
+        ``flood``, ``relabel``), ``fingerprint``, ``merge_share`` (face union-find +
+        segment statistics + merge plan, over the whole run) and
+        ``merge_share_with_relabel`` (also the final relabelling write, which a
+        whole-volume pass needs too).  A resume of a complete output returns only
+        ``input``, ``out``, ``resumed``, ``n_cells``, ``fingerprint`` and ``writes``.
 
     Raises
     ------
@@ -161,7 +173,12 @@ def run_segment(
     DTypeError, InputError
         Probability not float / uint8, or values outside [0, 1].
     OutputExistsError
-        ``out`` exists and ``overwrite`` is false.
+        ``out`` or ``<out>.work`` exists and neither ``overwrite`` nor ``resume`` is given.
+    ResumeMismatchError
+        ``resume`` but the existing output or work stores were made from another input,
+        other parameters, time points or block.
+    BlockFailedError
+        Blocks of a phase failed after retries; finished blocks are kept for ``resume``.
     """
     t_start = time.perf_counter()
     vol = open_volume(prob_path)
@@ -170,17 +187,34 @@ def run_segment(
                            membrane_reach=membrane_reach, levels=levels)
     t0, t1 = parse_timepoints(timepoints, vol.shape[0])
     out = Path(out)
-    if out.exists() and not overwrite:
-        raise OutputExistsError(f"{out}: output exists; pass overwrite (--overwrite) to replace it")
+    work = Path(f"{out}.work")
+    for path in (out, work):
+        if path.exists() and not (overwrite or resume):
+            raise OutputExistsError(f"{path}: output exists; pass overwrite (--overwrite) to "
+                                    "replace it or resume (--resume) to continue it")
+    block = tuple(min(int(b), s) for b, s in zip(block or DEFAULT_BLOCK, vol.shape[1:]))
+    fingerprint = input_fingerprint(str(prob_path), {**params.to_dict(), "block": block,
+                                                     "timepoints": [t0, t1]})
+    if resume and is_zarr(out):  # check before the work phases, not after them
+        old = read_attrs(out)
+        if old.get("fingerprint") != fingerprint:
+            raise ResumeMismatchError(
+                f"{out}: cannot resume; the input or parameters differ from the first run "
+                f"(fingerprint {old.get('fingerprint')!r}, now {fingerprint!r}). "
+                "Use --overwrite to start again.")
+        if old.get("complete"):
+            return {"input": str(prob_path), "out": str(out), "resumed": "already complete",
+                    "n_cells": old.get("n_cells"), "fingerprint": fingerprint, "writes": {}}
+    if overwrite and not resume:
+        remove_work(work)
     t_check = time.perf_counter()
     data = check_probability(vol, name=str(prob_path))
     plain = data is vol.data and is_zarr(prob_path)
     reader = Reader(prob_path) if plain else Reader(data)
     secs = {"check": time.perf_counter() - t_check}
-    work = Path(f"{out}.work")
-    block = tuple(int(b) for b in (block or DEFAULT_BLOCK))
     res = segment_volume(reader, vol.shape, params, work=work, block=block,
-                         timepoints=range(t0, t1), client=client, progress=progress)
+                         timepoints=range(t0, t1), client=client, progress=progress,
+                         resume=resume, fingerprint=fingerprint)
     secs.update(res["seconds"])
 
     t_write = time.perf_counter()
@@ -188,12 +222,15 @@ def run_segment(
     dtype = np.uint32 if max(n_cells, default=0) < np.iinfo(np.uint32).max else np.uint64
     shape = (t1 - t0, *vol.shape[1:])
     attrs = {"kind": "labels", "source": [str(prob_path)], "segment": params.to_dict(),
-             "timepoints": [t0, t1], "block": list(res["block"]), "halo": res["halo"]}
+             "timepoints": [t0, t1], "block": list(res["block"]), "halo": res["halo"],
+             "fingerprint": fingerprint}
     create_image(out, shape=shape, dtype=dtype, voxel_size=vol.voxel_size, chunks=chunks,
-                 attrs=attrs, overwrite=overwrite)
+                 attrs=attrs, overwrite=overwrite, resume=resume)
     _add_label_metadata(out, str(prob_path))
-    write_volume(final_labels(res["flood"], res["tables"], dtype=dtype), out, client=client,
-                 progress=progress, desc="segment: relabel")
+    report = write_volume(final_labels(res["flood"], res["tables"], dtype=dtype), out,
+                          client=client, resume=resume, progress=progress,
+                          desc="segment: relabel")
+    writes = {**res["writes"], "relabel": {"written": report.written, "skipped": report.skipped}}
     secs["relabel"] = time.perf_counter() - t_write
     t_table = time.perf_counter()
     n_rows = write_cell_table(out / CELL_TABLE, res["tables"], range(t0, t1), vol.voxel_size)
@@ -211,6 +248,7 @@ def run_segment(
             "n_cells": n_cells, "table_rows": n_rows, **params.to_dict(),
             "block": res["block"], "halo": res["halo"], "blocks": res["blocks"],
             "face_pairs": res["face_pairs"], "seed_unions": res["seed_unions"],
+            "writes": writes, "fingerprint": fingerprint,
             "seconds": {k: round(v, 3) for k, v in secs.items()},
             "total_seconds": round(total, 3),
             "merge_seconds": round(merge, 3), "merge_share": round(merge / total, 4),
