@@ -217,7 +217,8 @@ def write_volume(
 def _run_distributed(client, todo, task, retries, bar, out):
     from distributed import as_completed
 
-    futures = {client.compute(task(idx), retries=retries): idx for idx in todo}
+    # one graph for all blocks, so input chunks shared by neighbouring blocks are read once
+    futures = dict(zip(client.compute([task(idx) for idx in todo], retries=retries), todo))
     failed, error = [], None
     for fut in as_completed(list(futures)):
         if fut.status == "error":
