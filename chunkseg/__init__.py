@@ -46,6 +46,9 @@ _LAZY: dict[str, str] = {
     "run_evaluate": "chunkseg.pipeline.evaluate",
     "run_report_training": "chunkseg.pipeline.report_training",
     "run_segment": "chunkseg.pipeline.segment",
+    "run_predict": "chunkseg.pipeline.predict",
+    "run_demo": "chunkseg.pipeline.demo",
+    "run_acme": "chunkseg.baseline",
     "instance_report": "chunkseg.pipeline.segment",
 }
 
