@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+
+from chunkseg.cli._options import add_output_options, add_scheduler_option
 import json
 
 
@@ -19,15 +21,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output OME-Zarr group (e.g. raw.ome.zarr)")
     p.add_argument("--voxel-size", nargs=3, type=float, metavar=("Z", "Y", "X"),
                    help="voxel size in µm (overrides the TIFF metadata)")
-    p.add_argument("--chunks", nargs=3, type=int, metavar=("Z", "Y", "X"),
-                   help="chunk shape (default 32 256 256; shards 64 512 512)")
     p.add_argument("--channel", type=int, help="channel of a multi-channel hyperstack")
     p.add_argument("--drop-slices", metavar="SPEC",
                    help="artifact z-slices to remove, e.g. 3,17,40-45 (recorded in the metadata)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted conversion")
-    p.add_argument("--scheduler", default="threads",
-                   help="'threads' (default), or a dask scheduler address tcp://host:8786")
+    add_output_options(p)
+    add_scheduler_option(p)
     p.set_defaults(func=_run)
 
 

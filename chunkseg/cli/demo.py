@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+
+from chunkseg.cli._options import add_scheduler_option
 import json
 import sys
 
@@ -21,9 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default="default", help="model (default: the packaged one)")
     p.add_argument("--timepoints", type=int, default=2, help="synthetic time points (default 2)")
     p.add_argument("--seed", type=int, default=0, help="synthetic data seed")
-    p.add_argument("--scheduler", metavar="ADDRESS",
-                   help="dask scheduler tcp://host:8786 ('threads' for no cluster; default: a "
-                   "LocalCluster)")
+    add_scheduler_option(p, cluster=True)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_run)
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+
+from chunkseg.cli._options import add_output_options, add_scheduler_option
 import json
 
 
@@ -30,12 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="plot intensity versus percentile with the range dashed")
     p.add_argument("--drop-slices", metavar="SPEC",
                    help="artifact z slices to remove first, e.g. 3,17,40-45")
-    p.add_argument("--chunks", nargs=3, type=int, metavar=("Z", "Y", "X"),
-                   help="output chunk shape (default 32 256 256)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run")
-    p.add_argument("--scheduler", default="threads",
-                   help="'threads' (default), or a dask scheduler address tcp://host:8786")
+    add_output_options(p)
+    add_scheduler_option(p)
     p.set_defaults(func=_run)
 
 

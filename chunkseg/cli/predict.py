@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+
+from chunkseg.cli._options import add_output_options, add_scheduler_option
 import json
 
 
@@ -47,13 +49,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threshold", type=float,
                    help="also write a binary mask p >= T (to --mask-out)")
     p.add_argument("--mask-out", help="mask store (default: OUT with suffix _mask)")
-    p.add_argument("--scheduler", metavar="ADDRESS",
-                   help="dask scheduler tcp://host:8786 ('threads' for no cluster; default: a "
-                   "LocalCluster)")
+    add_scheduler_option(p, cluster=True)
     p.add_argument("--workers", type=int, help="LocalCluster worker processes (default 1)")
     p.add_argument("--threads-per-worker", type=int, help="LocalCluster threads per worker")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    add_output_options(p, chunks=False)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run)
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+
+from chunkseg.cli._options import add_output_options, add_scheduler_option
 import json
 
 
@@ -33,14 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--timepoints", metavar="A:B", help="segment only time points A..B-1")
     p.add_argument("--block", nargs=3, type=int, metavar=("Z", "Y", "X"),
                    help="processing block (default 64 256 256); the result does not depend on it")
-    p.add_argument("--chunks", nargs=3, type=int, metavar=("Z", "Y", "X"),
-                   help="output chunk shape")
-    p.add_argument("--scheduler", default="threads",
-                   help="'threads' (default), or a dask scheduler address tcp://host:8786")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    p.add_argument("--resume", action="store_true",
-                   help="continue an interrupted run: compute only the blocks not yet done "
-                   "(same input, parameters, time points and block required)")
+    add_output_options(p)
+    add_scheduler_option(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_run)
 

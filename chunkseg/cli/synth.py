@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+
+from chunkseg.cli._options import add_output_options, add_scheduler_option
 import json
 
 
@@ -25,15 +27,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    metavar=("Z", "Y", "X"), help="voxel size in µm (0.4 0.1 0.1)")
     p.add_argument("--cell-diameter", type=float, default=4.0, metavar="UM",
                    help="mean cell diameter in µm (4)")
-    p.add_argument("--chunks", nargs=3, type=int, metavar=("Z", "Y", "X"),
-                   help="chunk shape (default 32 256 256; shards 64 512 512)")
     p.add_argument("--no-blobs", action="store_true", help="no out-of-focus blobs")
     p.add_argument("--background", action="store_true",
                    help="label 0 outside an embryo-like ellipsoid")
-    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run")
-    p.add_argument("--scheduler", default="threads",
-                   help="'threads' (default), or a dask scheduler address tcp://host:8786")
+    add_output_options(p)
+    add_scheduler_option(p)
     p.set_defaults(func=_run)
 
 

@@ -1,0 +1,32 @@
+"""Options that many commands share, defined once."""
+
+from __future__ import annotations
+
+import argparse
+
+__all__ = ["add_output_options", "add_scheduler_option"]
+
+
+def add_output_options(p: argparse.ArgumentParser, *, chunks: bool = True,
+                       resume: bool = True) -> None:
+    """``--chunks Z Y X``, ``--overwrite`` and ``--resume`` for a command writing a store."""
+    if chunks:
+        p.add_argument("--chunks", nargs=3, type=int, metavar=("Z", "Y", "X"),
+                       help="output chunk shape (default 32 256 256; shards 64 512 512)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    if resume:
+        p.add_argument("--resume", action="store_true",
+                       help="continue an interrupted run: compute only the blocks not yet done "
+                       "(same input and parameters required)")
+
+
+def add_scheduler_option(p: argparse.ArgumentParser, *, cluster: bool = False) -> None:
+    """``--scheduler``: dask's threaded scheduler by default, or a LocalCluster if ``cluster``."""
+    if cluster:
+        p.add_argument("--scheduler", metavar="ADDRESS",
+                       help="dask scheduler tcp://host:8786 ('threads' for no cluster; default: a "
+                       "LocalCluster sized to this machine)")
+    else:
+        p.add_argument("--scheduler", default="threads", metavar="ADDRESS",
+                       help="'threads' (default), 'sync', or a dask scheduler address "
+                       "tcp://host:8786")
