@@ -210,11 +210,11 @@ def test_cli_predict_method_acme_routes_to_the_baseline(tmp_path, capsys):
 
 def test_cli_benchmark_is_registered_and_finds_its_script():
     from chunkseg.cli import build_parser
-    from chunkseg.cli.benchmark import SCRIPT
+    from chunkseg.cli.benchmark import find_script
 
     args = build_parser().parse_args(["benchmark", "--quick", "--out", "x", "--only", "io"])
     assert args.quick and args.out == "x" and args.only == ["io"]
-    assert SCRIPT.is_file()
+    assert find_script().is_file()
 
 
 def test_benchmark_writes_results_json_and_table(tmp_path):
@@ -222,10 +222,11 @@ def test_benchmark_writes_results_json_and_table(tmp_path):
     import json
     import sys
 
-    from chunkseg.cli.benchmark import SCRIPT
+    from chunkseg.cli.benchmark import find_script
 
-    sys.path.insert(0, str(SCRIPT.parent))
-    spec = importlib.util.spec_from_file_location("bench_run_test", SCRIPT)
+    script = find_script()
+    sys.path.insert(0, str(script.parent))
+    spec = importlib.util.spec_from_file_location("bench_run_test", script)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     res = mod.run_benchmark(tmp_path, quick=True, only=["io", "gpu_full"])

@@ -5,8 +5,28 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-#: the benchmark script next to the package in a source checkout
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "run.py"
+#: where ``benchmarks/run.py`` may be: next to the package (source checkout or editable
+#: install), or in the current directory (a checkout with chunkseg installed from it)
+CANDIDATES = (Path(__file__).resolve().parents[2] / "benchmarks" / "run.py",
+              Path("benchmarks") / "run.py")
+
+
+def find_script() -> Path:
+    """The benchmark script of the source checkout.
+
+    Raises
+    ------
+    InputNotFoundError
+        Neither candidate exists (``benchmarks/`` is not part of the installed package).
+    """
+    from chunkseg.errors import InputNotFoundError
+
+    for path in CANDIDATES:
+        if path.is_file():
+            return path.resolve()
+    raise InputNotFoundError(
+        f"benchmark script not found at {', '.join(map(str, CANDIDATES))}: run from a source "
+        "checkout of chunkseg (benchmarks/ is not installed with the package)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,13 +50,9 @@ def _run(args: argparse.Namespace) -> int:
     import importlib.util
     import sys
 
-    from chunkseg.errors import InputNotFoundError
-
-    if not SCRIPT.is_file():
-        raise InputNotFoundError(f"benchmark script {SCRIPT} not found: expected a source "
-                                 "checkout of chunkseg (benchmarks/ is not installed)")
-    sys.path.insert(0, str(SCRIPT.parent))
-    spec = importlib.util.spec_from_file_location("chunkseg_benchmarks_run", SCRIPT)
+    script = find_script()
+    sys.path.insert(0, str(script.parent))
+    spec = importlib.util.spec_from_file_location("chunkseg_benchmarks_run", script)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)  # type: ignore[union-attr]
     module.run_benchmark(args.out, quick=args.quick, keep=args.keep, only=args.only)
