@@ -5,15 +5,20 @@
 All in one process and one run, so ratios are taken side by side on a shared machine:
 
 * matmul peak: float32 ``numpy`` matmul GFLOP/s (best of 3);
-* bare model: the network alone on in-memory tiles of the tile/batch ``predict`` picks
-  (voxels/s and GFLOP/s = voxels/s x the model's FLOPs per voxel);
-* ``chunkseg predict`` (threads scheduler, model already loaded: steady state) at the
-  size and at 4x the size: useful output voxels/s, its ratio to the bare model, the
-  network voxels it spent per output voxel (halo + tile context: ``redundancy``) and the
-  orchestration efficiency = (useful voxels/s x redundancy) / bare voxels/s;
-  time and peak RSS (process + children) for the scaling row;
-* the paper's naive loop: in memory, 64 x 128 x 128 sub-volumes with a 10-voxel overlap,
-  one network call each, stitched by cropping half the overlap;
+* bare model: the network alone on in-memory tiles of exactly the tile/batch
+  ``predict`` picks at 4x (voxels/s and GFLOP/s = voxels/s x the model's FLOPs per
+  voxel), measured before and after the predict runs (mean; the pair shows the noise);
+* ``chunkseg predict`` with its own defaults (block, memory budget; threads scheduler,
+  model already loaded: steady state) at the size and at 4x the size: useful output
+  voxels/s, its ratio to the bare model, the network voxels it spent per output voxel
+  (halo + tile context: ``redundancy``) and the orchestration efficiency =
+  (useful voxels/s x redundancy) / bare voxels/s; time and peak RSS (process +
+  children) for the scaling row;
+* the previous defaults (block 64 x 128 x 128, tile chosen for 1 GiB at 512 B/voxel)
+  on the 4x volume, with the bare model on *that* tile, so the change is measured
+  side by side;
+* the paper's naive loop on the 1x volume: in memory, 64 x 128 x 128 sub-volumes with a
+  10-voxel overlap, one network call each, stitched by cropping half the overlap;
 * ``--cluster``: the same predict on the default LocalCluster (includes worker start-up
   and loading TensorFlow/the model in the worker).
 
@@ -205,18 +210,27 @@ def _halo_value(halo, info):
     return tuple(info.receptive) if halo == "auto" else (int(halo),) * 3
 
 
+#: what ``run_predict`` used before the memory model was measured (issue 5's first
+#: benchmark): block 64 x 128 x 128, a 1 GiB budget at an estimated 512 B per voxel
+PREVIOUS = {"block": (64, 128, 128), "memory_gib": 1.0, "bytes_per_voxel": 512.0}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default="bench_predict")
-    ap.add_argument("--size", nargs=3, type=int, default=(64, 128, 256), metavar=("Z", "Y", "X"),
+    ap.add_argument("--size", nargs=3, type=int, default=(128, 256, 256), metavar=("Z", "Y", "X"),
                     help="small volume; the large one is 4x (y and x doubled)")
-    ap.add_argument("--block", nargs=3, type=int, default=(64, 128, 128), metavar=("Z", "Y", "X"),
-                    help="predict block (the 1x volume is two blocks, 4x eight)")
+    ap.add_argument("--block", nargs=3, type=int, default=None, metavar=("Z", "Y", "X"),
+                    help="predict block (default: predict's own default)")
+    ap.add_argument("--memory", type=float, default=None, metavar="GIB",
+                    help="predict's --memory (default: predict's own default)")
     ap.add_argument("--model", default="default")
     ap.add_argument("--halo", default="10")
-    ap.add_argument("--bare-seconds", type=float, default=5.0)
+    ap.add_argument("--bare-seconds", type=float, default=4.0)
     ap.add_argument("--cluster", action="store_true", help="also run on a LocalCluster")
     ap.add_argument("--no-seams", action="store_true", help="skip the seam measurement")
+    ap.add_argument("--no-previous", action="store_true",
+                    help="skip the run with the previous defaults")
     args = ap.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -235,59 +249,90 @@ def main(argv: list[str] | None = None) -> int:
     inputs = {k: make_input(out / f"in_{k}.ome.zarr", s) for k, s in (("1x", small), ("4x", large))}
 
     from chunkseg.engine.predict import ModelSpec
-
-    ModelSpec(model)(np.zeros((1, *info.pool, 1), np.float32))  # load once, outside timings
-    block = tuple(args.block)
     from chunkseg.ops.tiling import choose_tile
 
-    tile0 = choose_tile(block, halo=_halo_value(halo, info), pool=info.pool,
-                        context=[min(h, r) for h, r in zip(_halo_value(halo, info),
-                                                           info.receptive)],
-                        bytes_per_voxel=info.bytes_per_voxel)
-    bare_before = bare_model(model, tile0, 1, args.bare_seconds)
-    runs = {k: run_predict_measured(v, out / f"pred_{k}.ome.zarr", model, halo=halo,
-                                    block=block, scheduler="threads")
-            for k, v in inputs.items()}
+    ModelSpec(model)(np.zeros((1, *info.pool, 1), np.float32))  # load once, outside timings
+    hv = _halo_value(halo, info)
+    ctx = [min(h, r) for h, r in zip(hv, info.receptive)]
+    prev_tile = choose_tile(tuple(min(b, s) for b, s in zip(PREVIOUS["block"], small)), halo=hv,
+                            pool=info.pool, context=ctx,
+                            bytes_per_voxel=PREVIOUS["bytes_per_voxel"],
+                            budget_bytes=PREVIOUS["memory_gib"] * 2**30)
+    kw = dict(halo=halo, scheduler="threads", block=args.block, memory_gib=args.memory)
+    runs = {"1x": run_predict_measured(inputs["1x"], out / "pred_1x.ome.zarr", model, **kw)}
+    bare_t: dict[str, list[float]] = {}
+
+    def bare_on(name, t, b=1):  # bracket the predict runs: bare before and after
+        bare_t.setdefault(name, []).append(bare_model(model, t, b, args.bare_seconds))
+
+    big_plan = _plan_tile(inputs["4x"], model, info, **kw)
+    tile = big_plan["tile"]
+    bare_on("default", tile, big_plan["batch"])
+    runs["4x"] = run_predict_measured(inputs["4x"], out / "pred_4x.ome.zarr", model, **kw)
+    prev = None
+    if not args.no_previous:
+        bare_on("previous", prev_tile)
+        prev = run_predict_measured(inputs["4x"], out / "pred_prev_4x.ome.zarr", model,
+                                    halo=halo, scheduler="threads", block=PREVIOUS["block"],
+                                    tile=prev_tile, batch=1,
+                                    memory_gib=PREVIOUS["memory_gib"])
+        bare_on("previous", prev_tile)
+    bare_on("default", tile, big_plan["batch"])
     big = runs["4x"]
-    bare_after = bare_model(model, big["tile"], big["batch"], args.bare_seconds)
-    bare = (bare_before + bare_after) / 2  # bracket the predict runs on a shared machine
-    naive = naive_loop(model, inputs["4x"], info.pool)
+    if list(big["tile"]) != list(tile):
+        raise RuntimeError(f"predict used tile {big['tile']}, the bare model ran on {tile}")
+    bare = float(np.mean(bare_t["default"]))
+    bare_prev = float(np.mean(bare_t["previous"])) if prev else None
+    naive = naive_loop(model, inputs["1x"], info.pool)
     cluster = None
     if args.cluster:
         cluster = run_predict_measured(inputs["4x"], out / "pred_cluster.ome.zarr", model,
-                                       halo=halo, block=block, scheduler=None)
+                                       halo=halo, block=args.block, memory_gib=args.memory,
+                                       scheduler=None)
     fpv = info.flops_per_voxel
     seam = [] if args.no_seams else seams(model, out, trained)
 
-    def orch(s):  # network voxels/s inside predict / bare network voxels/s
-        return s["voxels_per_s"] * s["redundancy"] / bare
+    def orch(s, ref):  # network voxels/s inside predict / bare network voxels/s
+        return s["voxels_per_s"] * s["redundancy"] / ref
 
     rows = [
         ("machine", "matmul peak GFLOP/s", fmt(peak), f"numpy float32 1024², {cores} cores"),
         ("model", "FLOPs per voxel", fmt(fpv), f"{'trained default' if trained else 'untrained'} "
          f"{info.config.to_dict()}; receptive field {list(info.receptive)}, pool {list(info.pool)}"),
-        ("bare", "voxels/s", fmt(bare), f"tile {big['tile']} batch {big['batch']}, in memory, "
-         "mean of before/after"),
+        ("bare", "voxels/s", fmt(bare), f"tile {list(tile)} batch {big_plan['batch']} (the tile "
+         "predict picks), in memory, mean of before/after"),
         ("bare", "GFLOP/s", fmt(bare * fpv / 1e9), f"{100 * bare * fpv / 1e9 / peak:.0f}% of peak"),
     ]
-    for k, s in runs.items():
-        shape = small if k == "1x" else large
+    measured = [(k, s, bare) for k, s in runs.items()]
+    if prev:
+        rows.append(("bare (previous tile)", "voxels/s", fmt(bare_prev),
+                     f"tile {list(prev_tile)} batch 1, mean of before/after"))
+        measured.append(("4x previous defaults", prev, bare_prev))
+    for k, s, ref in measured:
+        shape = large if k.startswith("4x") else small
         rows += [
             (f"predict {k}", "useful voxels/s", fmt(s["voxels_per_s"]),
              f"{'×'.join(map(str, shape))}, halo {s['halo']}, block {s['block']}, "
-             f"tile {s['tile']}, {s['tiles']} tiles"),
-            (f"predict {k}", "ratio to bare", fmt(s["voxels_per_s"] / bare),
-             f"redundancy {s['redundancy']} network voxels per output voxel"),
-            (f"predict {k}", "orchestration efficiency", fmt(orch(s)),
+             f"tile {s['tile']}, {s['tiles']} tiles, memory {s.get('memory_gib', '-')} GiB"),
+            (f"predict {k}", "ratio to bare", fmt(s["voxels_per_s"] / ref),
+             f"redundancy {s['redundancy']} network voxels per output voxel; ideal "
+             f"{1 / s['redundancy']:.2f}"),
+            (f"predict {k}", "orchestration efficiency", fmt(orch(s, ref)),
              "network voxels/s in predict ÷ bare (I/O, dask, blending, halo copies)"),
             (f"predict {k}", "time s / peak RSS MB", f"{s['predict_seconds']:.1f} / "
              f"{s['peak_rss_mb']:.0f}", f"+{s['rss_increase_mb']:.0f} MB over the process"),
             (f"predict {k}", "GFLOP/s", fmt(s["voxels_per_s"] * s["redundancy"] * fpv / 1e9),
              "network FLOPs actually executed"),
         ]
+    if prev:
+        rows.append(("predict 4x", "default ÷ previous defaults",
+                     fmt(big["voxels_per_s"] / prev["voxels_per_s"]), "same volume, "
+                     "useful voxels/s"))
     rows += [("naive loop", "voxels/s", fmt(naive["voxels_per_s"]),
-              f"{naive['calls']} sub-volumes {naive['subvolume']}, overlap {naive['overlap']}"),
-             ("naive loop", "predict 4x ÷ naive", fmt(big["voxels_per_s"] / naive["voxels_per_s"]),
+              f"1x volume, {naive['calls']} sub-volumes {naive['subvolume']}, overlap "
+              f"{naive['overlap']}"),
+             ("naive loop", "predict 1x ÷ naive",
+              fmt(runs["1x"]["voxels_per_s"] / naive["voxels_per_s"]),
               "same volume; naive: not seam-free, whole volume in memory")]
     if cluster:
         rows.append(("LocalCluster 4x", "useful voxels/s", fmt(cluster["voxels_per_s"]),
@@ -300,20 +345,45 @@ def main(argv: list[str] | None = None) -> int:
                      f"voxels from the nearest block face; mean {m['mean_abs_deviation']:.1e}, "
                      f"{m['voxels_over_1e-3']} voxels > 1e-3; output std {m['output_std']:.3f}; "
                      f"RF {m['receptive_field'][0]}"))
-    rows.append(("bare", "before / after predict voxels/s", f"{bare_before:,.0f} / "
-                 f"{bare_after:,.0f}", "machine noise bracket"))
+    for name, v in bare_t.items():
+        rows.append((f"bare ({name} tile)", "before / after voxels/s",
+                     " / ".join(f"{x:,.0f}" for x in v), "machine noise bracket"))
+    rows.append(("machine", "load average (1, 5, 15 min)",
+                 " / ".join(f"{x:.1f}" for x in os.getloadavg()), "at the end of the run"))
     table = markdown_table(rows)
     result = {"hardware": hardware(), "load_average": os.getloadavg(), "matmul_gflops": peak,
               "model": {"path": model, "trained": trained, "config": info.config.to_dict(),
                         "flops_per_voxel": fpv, "receptive_field": info.receptive,
-                        "pool": info.pool},
-              "bare_voxels_per_s": bare, "bare_before": bare_before, "bare_after": bare_after,
-              "seams": seam, "predict": runs, "naive": naive, "cluster": cluster,
-              "sizes": {"1x": small, "4x": large}, "rows": rows}
+                        "pool": info.pool, "bytes_per_voxel": info.bytes_per_voxel},
+              "bare_voxels_per_s": bare, "bare_runs": bare_t, "bare_previous": bare_prev,
+              "seams": seam, "predict": runs, "previous": prev, "previous_settings": PREVIOUS,
+              "naive": naive, "cluster": cluster, "sizes": {"1x": small, "4x": large},
+              "rows": rows}
     (out / "predict_throughput.json").write_text(json.dumps(result, indent=1, default=str))
     (out / "predict_throughput.md").write_text(table + "\n")
     print(table)
     return 0
+
+
+def _plan_tile(inp: str, model: str, info, *, halo, block, memory_gib, scheduler) -> dict:
+    """The block / tile / batch ``run_predict`` will choose for ``inp`` (same helpers)."""
+    from chunkseg.engine.predict import tile_stats
+    from chunkseg.io.store import open_volume
+    from chunkseg.ops.tiling import as_triple, choose_batch, choose_tile
+    from chunkseg.pipeline.predict import DEFAULT_BLOCK, default_memory_budget
+
+    shape = tuple(open_volume(inp).shape[1:])
+    hv = _halo_value(halo, info)
+    block = tuple(min(b, s) for b, s in zip(as_triple(block or DEFAULT_BLOCK, "block"), shape))
+    budget = memory_gib * 2**30 if memory_gib else default_memory_budget(1)
+    tile = choose_tile(block, halo=hv, pool=info.pool,
+                       context=[min(h, r) for h, r in zip(hv, info.receptive)],
+                       bytes_per_voxel=info.bytes_per_voxel, budget_bytes=budget)
+    n = tile_stats(shape, block=block, halo=hv, tile=tile, pool=info.pool,
+                   receptive=info.receptive)["tiles"]
+    batch = choose_batch(tile, n_tiles=n, bytes_per_voxel=info.bytes_per_voxel,
+                         budget_bytes=budget)
+    return {"block": block, "tile": tile, "batch": batch}
 
 
 if __name__ == "__main__":

@@ -160,22 +160,23 @@ def sec_io(ctx: Context) -> dict[str, Any]:
 
 def _plan(ctx: Context, shape) -> tuple[Any, tuple, int]:
     from chunkseg.ops.tiling import choose_batch, choose_tile
-    from chunkseg.pipeline.predict import DEFAULT_BLOCK, MEMORY_BUDGET, model_info
+    from chunkseg.pipeline.predict import DEFAULT_BLOCK, default_memory_budget, model_info
 
     info = model_info(ctx.model())
     block = tuple(min(b, s) for b, s in zip(DEFAULT_BLOCK, shape))
+    budget = default_memory_budget(1)  # what run_predict uses with the threads scheduler
     tile = choose_tile(block, halo=10, pool=info.pool, bytes_per_voxel=info.bytes_per_voxel,
-                       budget_bytes=MEMORY_BUDGET)
+                       budget_bytes=budget)
     batch = choose_batch(tile, n_tiles=4, bytes_per_voxel=info.bytes_per_voxel,
-                         budget_bytes=MEMORY_BUDGET)
+                         budget_bytes=budget)
     return info, tile, batch
 
 
 def sec_unet_bare(ctx: Context) -> dict[str, Any]:
-    """The network alone on in-memory tiles (the tile/batch ``predict`` picks at 1×)."""
+    """The network alone on in-memory tiles (the tile/batch ``predict`` picks at 4×)."""
     from chunkseg.engine.predict import get_model
 
-    info, tile, batch = _plan(ctx, _scaled(1))
+    info, tile, batch = _plan(ctx, _scaled(4))  # the ratio predict / bare is taken at 4×
     model, _meta, _lock = get_model(ctx.model())
     x = np.random.default_rng(0).random((batch, *tile, 1), dtype=np.float32)
     model.predict_on_batch(x)  # build / warm up

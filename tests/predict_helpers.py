@@ -30,7 +30,7 @@ def random_model(path: Path, *, depth: int = 2, base_filters: int = 3, seed: int
                                mean, var])
     x = ndi.gaussian_filter(rng.random((40, 40, 40)), 1.5)
     x = ((x - x.min()) / (x.max() - x.min())).astype(np.float32)[None, ..., None]
-    p = np.clip(np.asarray(net(x))[0, 10:-10, 10:-10, 10:-10, 0], 1e-6, 1 - 1e-6)
+    p = np.clip(keras.ops.convert_to_numpy(net(x))[0, 10:-10, 10:-10, 10:-10, 0], 1e-6, 1 - 1e-6)
     logit = np.log(p / (1 - p))
     head = net.get_layer("membrane")
     w, b = head.get_weights()

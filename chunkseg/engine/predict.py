@@ -20,10 +20,12 @@ result equals one pass over the whole (mirrored) volume up to floating point.
 
 The model is never pickled into tasks: tasks carry a :class:`ModelSpec` (the model's
 path and a thread count) and each worker process loads the model once into
-:data:`_MODELS` (:func:`get_model`), setting TensorFlow's thread pools before
-TensorFlow initialises.  One lock per model serialises network calls inside a worker,
-so a second worker thread reads and prepares the next block (prefetch) while the
-current one runs on the cores (or the GPU).
+:data:`_MODELS` (:func:`get_model`), sizing the Keras backend's thread pools first
+(:func:`chunkseg.engine.backend.configure_backend`: TensorFlow, JAX or PyTorch,
+whichever ``KERAS_BACKEND`` names; nothing here imports TensorFlow itself).  One lock
+per model serialises network calls inside a worker, so a second worker thread reads
+and prepares the next block (prefetch) while the current one runs on the cores (or
+the GPU).
 """
 
 from __future__ import annotations
@@ -33,7 +35,6 @@ import math
 import os
 import sys
 import threading
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +43,12 @@ from typing import Any
 import dask.array as da
 import numpy as np
 
+from chunkseg.engine.backend import (  # noqa: F401  (re-exported)
+    configure_backend,
+    configure_tensorflow,
+    keras_backend,
+    run_model,
+)
 from chunkseg.errors import ParameterError, ShapeError
 from chunkseg.ops.tiling import as_triple, predict_tiled, tile_grid
 
@@ -49,11 +56,14 @@ __all__ = [
     "ModelSpec",
     "block_grid",
     "clear_model_cache",
+    "configure_backend",
     "configure_tensorflow",
     "get_model",
+    "keras_backend",
     "pad_border",
     "predict_array",
     "predict_block",
+    "run_model",
     "tile_stats",
     "tiles_per_volume",
 ]
@@ -61,7 +71,6 @@ __all__ = [
 #: model path -> (model, metadata, lock); one entry per worker process
 _MODELS: dict[str, tuple[Any, dict, threading.Lock]] = {}
 _MODELS_LOCK = threading.Lock()
-_TF_CONFIGURED: list[int] = []
 
 
 @dataclass(frozen=True)
@@ -73,7 +82,7 @@ class ModelSpec:
     path : str
         The ``.keras`` file (a chunkseg model).
     threads : int, optional
-        TensorFlow intra-op threads for this worker process (default: the dask
+        Backend intra-op threads for this worker process (default: the dask
         worker's thread count inside a distributed worker, else TensorFlow's default).
     """
 
@@ -82,21 +91,8 @@ class ModelSpec:
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         model, _meta, lock = get_model(self.path, threads=self.threads or _worker_threads())
-        with lock:  # eager call: no re-tracing for the few distinct edge-tile shapes
-            return np.array(model(x, training=False), dtype=np.float32)  # own the memory
-
-
-def _worker_index() -> int | None:
-    """This process's LocalCluster worker number (its name), None elsewhere."""
-    if "distributed" not in sys.modules:
-        return None
-    try:
-        from distributed import get_worker
-
-        name = get_worker().name
-        return int(name) if str(name).isdigit() else None
-    except (ValueError, AttributeError):
-        return None
+        with lock:
+            return run_model(model, x)
 
 
 def _worker_threads() -> int | None:
@@ -111,49 +107,13 @@ def _worker_threads() -> int | None:
         return None
 
 
-def configure_tensorflow(threads: int | None = None) -> None:
-    """Size TensorFlow's thread pools (before it initialises); GPU pinning and memory growth.
-
-    In LocalCluster worker ``i`` of a machine with several GPUs, only GPU ``i mod n`` is
-    made visible (one worker per GPU); every used GPU gets memory growth.
-
-    Sets ``TF_NUM_INTRAOP_THREADS`` / ``TF_NUM_INTEROP_THREADS`` and, once TensorFlow
-    is imported, ``tf.config.threading``.  A process where TensorFlow already ran keeps
-    its pools (a warning says so).
-    """
-    if _TF_CONFIGURED:
-        return
-    if threads:
-        os.environ["TF_NUM_INTRAOP_THREADS"] = str(int(threads))
-        os.environ["TF_NUM_INTEROP_THREADS"] = "1"
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
-
-    try:
-        if threads:
-            tf.config.threading.set_intra_op_parallelism_threads(int(threads))
-            tf.config.threading.set_inter_op_parallelism_threads(1)
-        gpus = tf.config.list_physical_devices("GPU")
-        index = _worker_index()
-        if len(gpus) > 1 and index is not None:  # one worker per GPU: pin it to its own
-            gpus = [gpus[index % len(gpus)]]
-            tf.config.set_visible_devices(gpus, "GPU")
-        for gpu in gpus:
-            tf.config.experimental.set_memory_growth(gpu, True)
-    except RuntimeError:  # TensorFlow already initialised in this process
-        if threads and tf.config.threading.get_intra_op_parallelism_threads() not in (0, threads):
-            warnings.warn(f"TensorFlow was initialised before chunkseg could set {threads} "
-                          "threads; keeping its thread pools", RuntimeWarning, stacklevel=2)
-    _TF_CONFIGURED.append(int(threads or 0))
-
-
 def get_model(path: str | os.PathLike, *, threads: int | None = None):
     """The model at ``path``, loaded once per process: ``(model, metadata, lock)``."""
     key = str(Path(path).resolve())
     with _MODELS_LOCK:
         entry = _MODELS.get(key)
         if entry is None:
-            configure_tensorflow(threads)
+            configure_backend(threads)
             from chunkseg.model import load_model
 
             model, meta = load_model(key)

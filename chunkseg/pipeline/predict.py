@@ -44,6 +44,8 @@ from chunkseg.pipeline.predict_plan import (  # noqa: F401  (re-exported)
     _threshold,
     _to_dtype,
     _workers,
+    count_gpus,
+    default_memory_budget,
     mask_path_for,
     model_info,
     parse_timepoints,
@@ -121,7 +123,7 @@ def run_predict(
     progress: bool = True,
     method: str = "unet",
     client: Any = None,
-    memory_gib: float = MEMORY_BUDGET / 2**30,
+    memory_gib: float | None = None,
 ) -> dict[str, Any]:
     """Predict the membrane probability of a volume / time series.
 
@@ -171,9 +173,12 @@ def run_predict(
         ``blend`` and ``threshold`` do not apply).
     client : distributed.Client, optional
         Run on this existing client (``scheduler``/``workers`` are then ignored).
-    memory_gib : float
+    memory_gib : float, optional
         Activation memory of one network call (GiB); the default tile and batch are the
-        cheapest that fit it (:func:`chunkseg.ops.tiling.choose_tile`).
+        cheapest that fit it (:func:`chunkseg.ops.tiling.choose_tile`).  Default
+        (:func:`default_memory_budget`): a quarter of this machine's RAM per worker
+        process (1 GiB to 16 GiB) for the threads scheduler or a LocalCluster on CPU;
+        1 GiB with GPUs, a remote ``scheduler`` or a given ``client``.
 
     Returns
     -------
@@ -226,9 +231,16 @@ def run_predict(
     t0, t1 = parse_timepoints(timepoints, vol.shape[0])
     shape = tuple(vol.shape[1:])
     halo_ = _halo(halo, info.receptive)
-    if not memory_gib > 0:
+    l_workers, l_threads, tf_threads = _layout(scheduler, workers, threads_per_worker)
+    if memory_gib is None:
+        local = client is None and (scheduler is None or scheduler in ("threads", "sync"))
+        budget = float(default_memory_budget(
+            l_workers if scheduler is None else 1, remote=not local,
+            gpus=count_gpus() if local else 0))
+    elif not memory_gib > 0:
         raise ParameterError(f"memory_gib must be > 0; got {memory_gib!r}")
-    budget = float(memory_gib) * 2**30
+    else:
+        budget = float(memory_gib) * 2**30
     block_ = tuple(min(b, s) for b, s in zip(as_triple(block or DEFAULT_BLOCK, "block"), shape))
     if tile is None:
         tile_ = choose_tile(block_, halo=halo_, pool=info.pool,
@@ -247,7 +259,6 @@ def run_predict(
     mask_out = Path(mask_out) if mask_out is not None else mask_path_for(out)
     params = dict(halo=list(halo_), block=list(block_), tile=list(tile_), blend=blend,
                   dtype=dtype, timepoints=[t0, t1], batch_independent=True)
-    l_workers, l_threads, tf_threads = _layout(scheduler, workers, threads_per_worker)
     env = {"TF_NUM_INTRAOP_THREADS": str(tf_threads), "TF_NUM_INTEROP_THREADS": "1",
            "TF_CPP_MIN_LOG_LEVEL": "2"} if tf_threads else None
     if client is not None:
@@ -292,6 +303,7 @@ def run_predict(
             "halo": list(halo_), "receptive_field": list(info.receptive),
             "seam_free": all(h >= r for h, r in zip(halo_, info.receptive)),
             "block": list(block_), "tile": list(tile_), "batch": int(batch), "tiles": n_tiles,
+            "memory_gib": round(budget / 2**30, 2),
             "tile_voxels": stats["tile_voxels"] * nt,
             "redundancy": round(stats["tile_voxels"] / math.prod(shape), 3),
             "blocks": report.n_blocks, "blocks_written": report.written,

@@ -10,6 +10,10 @@ paper's augmentations); the network from :func:`chunkseg.model.build_unet`; the 
 - ``model_training/``: ``history.json``, ``log.csv`` (per epoch), ``tensorboard/``
   event files, ``training_curves.png`` (loss / accuracy / IoU, train vs validation),
   ``config.json`` (the resolved configuration) and ``best.weights.h5``.
+
+Training needs the TensorFlow backend (``tf.data`` input pipeline, ``MirroredStrategy``):
+under ``KERAS_BACKEND=jax`` / ``torch`` :func:`run_train` raises :class:`ParameterError`.
+The saved model predicts under every backend (``chunkseg predict`` is backend-neutral).
 """
 
 from __future__ import annotations
@@ -222,7 +226,9 @@ def run_train(
     train_pairs = _pairs(raw, mask, "training data")
     held_out = val_raw is not None or val_mask is not None
     val_pairs = _pairs(val_raw, val_mask, "validation data") if held_out else train_pairs
+    from chunkseg.engine.backend import require_tensorflow
 
+    require_tensorflow("chunkseg train")  # tf.data pipeline; prediction runs on any backend
     import keras
 
     from chunkseg.augment import CropSampler, make_dataset
