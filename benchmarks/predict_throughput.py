@@ -14,7 +14,8 @@ All in one process and one run, so ratios are taken side by side on a shared mac
   (halo + tile context: ``redundancy``) and the orchestration efficiency =
   (useful voxels/s x redundancy) / bare voxels/s; time and peak RSS (process +
   children) for the scaling row;
-* the previous defaults (block 64 x 128 x 128, tile chosen for 1 GiB at 512 B/voxel)
+* the previous defaults (block 64 x 128 x 128, tile chosen for 1 GiB at 512 B/voxel,
+  an eager ``model(x)`` per call instead of ``predict_on_batch``)
   on the 4x volume, with the bare model on *that* tile, so the change is measured
   side by side;
 * the paper's naive loop on the 1x volume: in memory, 64 x 128 x 128 sub-volumes with a
@@ -28,6 +29,7 @@ Writes ``predict_throughput.json`` and ``predict_throughput.md`` into ``--out``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -211,8 +213,27 @@ def _halo_value(halo, info):
 
 
 #: what ``run_predict`` used before the memory model was measured (issue 5's first
-#: benchmark): block 64 x 128 x 128, a 1 GiB budget at an estimated 512 B per voxel
-PREVIOUS = {"block": (64, 128, 128), "memory_gib": 1.0, "bytes_per_voxel": 512.0}
+#: benchmark): block 64 x 128 x 128, a 1 GiB budget at an estimated 512 B per voxel,
+#: an eager ``model(x)`` per network call
+PREVIOUS = {"block": (64, 128, 128), "memory_gib": 1.0, "bytes_per_voxel": 512.0,
+            "call": "eager"}
+
+
+@contextlib.contextmanager
+def previous_call():
+    """Inside: every network call of predict is the previous eager ``model(x)``."""
+    import keras
+
+    import chunkseg.engine.predict as engine
+
+    def eager(model, x):
+        return np.array(keras.ops.convert_to_numpy(model(x, training=False)), dtype=np.float32)
+
+    current, engine.run_model = engine.run_model, eager
+    try:
+        yield
+    finally:
+        engine.run_model = current
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -265,18 +286,19 @@ def main(argv: list[str] | None = None) -> int:
     def bare_on(name, t, b=1):  # bracket the predict runs: bare before and after
         bare_t.setdefault(name, []).append(bare_model(model, t, b, args.bare_seconds))
 
-    big_plan = _plan_tile(inputs["4x"], model, info, **kw)
+    big_plan = _plan_tile(inputs["4x"], info, **kw)
     tile = big_plan["tile"]
     bare_on("default", tile, big_plan["batch"])
     runs["4x"] = run_predict_measured(inputs["4x"], out / "pred_4x.ome.zarr", model, **kw)
     prev = None
     if not args.no_previous:
-        bare_on("previous", prev_tile)
-        prev = run_predict_measured(inputs["4x"], out / "pred_prev_4x.ome.zarr", model,
-                                    halo=halo, scheduler="threads", block=PREVIOUS["block"],
-                                    tile=prev_tile, batch=1,
-                                    memory_gib=PREVIOUS["memory_gib"])
-        bare_on("previous", prev_tile)
+        with previous_call():
+            bare_on("previous", prev_tile)
+            prev = run_predict_measured(inputs["4x"], out / "pred_prev_4x.ome.zarr", model,
+                                        halo=halo, scheduler="threads", block=PREVIOUS["block"],
+                                        tile=prev_tile, batch=1,
+                                        memory_gib=PREVIOUS["memory_gib"])
+            bare_on("previous", prev_tile)
     bare_on("default", tile, big_plan["batch"])
     big = runs["4x"]
     if list(big["tile"]) != list(tile):
@@ -306,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     measured = [(k, s, bare) for k, s in runs.items()]
     if prev:
         rows.append(("bare (previous tile)", "voxels/s", fmt(bare_prev),
-                     f"tile {list(prev_tile)} batch 1, mean of before/after"))
+                     f"tile {list(prev_tile)} batch 1, eager call, mean of before/after"))
         measured.append(("4x previous defaults", prev, bare_prev))
     for k, s, ref in measured:
         shape = large if k.startswith("4x") else small
@@ -365,25 +387,14 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _plan_tile(inp: str, model: str, info, *, halo, block, memory_gib, scheduler) -> dict:
-    """The block / tile / batch ``run_predict`` will choose for ``inp`` (same helpers)."""
-    from chunkseg.engine.predict import tile_stats
+def _plan_tile(inp: str, info, *, halo, block, memory_gib, scheduler) -> dict:
+    """The block / tile / batch ``run_predict`` will choose for ``inp`` (its own planner)."""
     from chunkseg.io.store import open_volume
-    from chunkseg.ops.tiling import as_triple, choose_batch, choose_tile
-    from chunkseg.pipeline.predict import DEFAULT_BLOCK, default_memory_budget
+    from chunkseg.pipeline.predict import default_memory_budget, plan_tiles
 
-    shape = tuple(open_volume(inp).shape[1:])
-    hv = _halo_value(halo, info)
-    block = tuple(min(b, s) for b, s in zip(as_triple(block or DEFAULT_BLOCK, "block"), shape))
     budget = memory_gib * 2**30 if memory_gib else default_memory_budget(1)
-    tile = choose_tile(block, halo=hv, pool=info.pool,
-                       context=[min(h, r) for h, r in zip(hv, info.receptive)],
-                       bytes_per_voxel=info.bytes_per_voxel, budget_bytes=budget)
-    n = tile_stats(shape, block=block, halo=hv, tile=tile, pool=info.pool,
-                   receptive=info.receptive)["tiles"]
-    batch = choose_batch(tile, n_tiles=n, bytes_per_voxel=info.bytes_per_voxel,
-                         budget_bytes=budget)
-    return {"block": block, "tile": tile, "batch": batch}
+    return plan_tiles(tuple(open_volume(inp).shape[1:]), info, halo=_halo_value(halo, info),
+                      block=block, budget_bytes=budget)
 
 
 if __name__ == "__main__":

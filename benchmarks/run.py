@@ -22,20 +22,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import shutil
 import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import numpy as np  # noqa: E402
 
-from common import PeakRSS, Skip, fmt, hardware, markdown_table  # noqa: E402
+from common import Skip, fmt, hardware, markdown_table  # noqa: E402
 from sections import (  # noqa: E402
     SECTIONS,
     Context,

@@ -159,17 +159,12 @@ def sec_io(ctx: Context) -> dict[str, Any]:
 
 
 def _plan(ctx: Context, shape) -> tuple[Any, tuple, int]:
-    from chunkseg.ops.tiling import choose_batch, choose_tile
-    from chunkseg.pipeline.predict import DEFAULT_BLOCK, default_memory_budget, model_info
+    from chunkseg.pipeline.predict import default_memory_budget, model_info, plan_tiles
 
     info = model_info(ctx.model())
-    block = tuple(min(b, s) for b, s in zip(DEFAULT_BLOCK, shape))
-    budget = default_memory_budget(1)  # what run_predict uses with the threads scheduler
-    tile = choose_tile(block, halo=10, pool=info.pool, bytes_per_voxel=info.bytes_per_voxel,
-                       budget_bytes=budget)
-    batch = choose_batch(tile, n_tiles=4, bytes_per_voxel=info.bytes_per_voxel,
-                         budget_bytes=budget)
-    return info, tile, batch
+    # what run_predict plans with the threads scheduler (its default memory budget)
+    plan = plan_tiles(shape, info, halo=(10, 10, 10), budget_bytes=default_memory_budget(1))
+    return info, plan["tile"], plan["batch"]
 
 
 def sec_unet_bare(ctx: Context) -> dict[str, Any]:

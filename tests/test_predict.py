@@ -148,7 +148,12 @@ def predict(raw, out, model, **kw):
     return run_predict(raw, model=model, out=out, **kw)
 
 
-from chunkseg.pipeline.predict import mask_path_for, parse_timepoints, run_predict  # noqa: E402
+from chunkseg.pipeline.predict import (  # noqa: E402
+    mask_path_for,
+    model_info,
+    parse_timepoints,
+    run_predict,
+)
 
 
 def test_seamless_halo_auto_equals_whole_volume_pass(raw, tiny_model, tmp_path):
@@ -258,6 +263,11 @@ def test_bad_input_errors(raw, tiny_model, tmp_path):
         predict(raw, out, tiny_model, halo=12, block=(10, 10, 10))
     with pytest.raises(ParameterError, match="multiple of the model's pooling factor"):
         predict(raw, out, tiny_model, tile=(16, 17, 16))
+    limit = model_info(tiny_model).max_call_voxels
+    with pytest.raises(ParameterError, match=f"voxels per network call; model .* takes at most "
+                       f"{limit:,}"):
+        predict(raw, out, tiny_model, tile=(20, 20, 20), batch=limit // 20**3 + 1)
+    assert not out.exists()
     with pytest.raises(ModelError, match="does not exist"):
         predict(raw, out, tmp_path / "missing.keras")
     not_zip = tmp_path / "junk.keras"

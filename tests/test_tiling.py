@@ -126,6 +126,19 @@ def test_choose_batch_and_tile():
     assert choose_tile((20, 20, 20), halo=5, pool=4, budget_bytes=1) == (16, 16, 16)
 
 
+def test_max_voxels_caps_tile_and_batch_whatever_the_budget():
+    t = choose_tile((128, 256, 256), halo=10, pool=4, bytes_per_voxel=1, budget_bytes=1 << 40,
+                    max_voxels=2_000_000)
+    assert np.prod(t) <= 2_000_000 and all(v % 4 == 0 for v in t)
+    assert np.prod(t) > 1_000_000  # the budget alone would give one tile per block
+    assert choose_tile((128, 256, 256), halo=10, pool=4, bytes_per_voxel=1,
+                       budget_bytes=1 << 40) == (152, 280, 280)  # block + 2 halo + pool - 1
+    assert choose_batch((100, 100, 100), n_tiles=50, bytes_per_voxel=1, budget_bytes=1 << 40,
+                        max_voxels=3_500_000) == 3
+    assert choose_batch((100, 100, 100), n_tiles=50, bytes_per_voxel=1, budget_bytes=1 << 40,
+                        max_voxels=10) == 1  # one tile per call is always allowed
+
+
 @pytest.mark.parametrize("blend", BLEND_MODES)
 @pytest.mark.parametrize("origin", [(0, 0, 0), (-3, 5, 7), (13, -2, 1)])
 def test_tiled_equals_direct_with_receptive_field_context(blend, origin):

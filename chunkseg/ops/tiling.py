@@ -269,14 +269,18 @@ def choose_batch(
     n_tiles: int,
     bytes_per_voxel: float = 512.0,
     budget_bytes: float = 1 << 30,
+    max_voxels: float = math.inf,
 ) -> int:
     """Tiles per network call: as many as fit ``budget_bytes`` of activations, <= n_tiles.
 
     ``bytes_per_voxel`` is the model's peak activation memory per input voxel (about
-    4 bytes x the channels alive at full resolution, e.g. 3 x base_filters x 4).
+    4 bytes x the channels alive at full resolution); ``max_voxels`` caps the input
+    voxels of one call (batch x tile), whatever the budget.
     """
-    per_tile = math.prod(tile) * float(bytes_per_voxel)
-    return int(max(1, min(n_tiles, budget_bytes // max(per_tile, 1.0))))
+    voxels = math.prod(tile)
+    per_tile = voxels * float(bytes_per_voxel)
+    fit = min(budget_bytes // max(per_tile, 1.0), max_voxels // max(voxels, 1))
+    return int(max(1, min(n_tiles, fit)))
 
 
 def _axis_options(n: int, context: int, pool: int) -> list[tuple[int, int]]:
@@ -298,14 +302,16 @@ def choose_tile(
     pool: int | Sequence[int] = 1,
     bytes_per_voxel: float = 512.0,
     budget_bytes: float = 1 << 30,
+    max_voxels: float = math.inf,
 ) -> Triple:
     """The tile (multiple of ``pool``) that predicts a haloed block with the least work.
 
     For an interior block of extent ``block + 2 halo`` (plus up to ``pool - 1``
     voxels of grid alignment) every per-axis tile size is tried; the combination with
     the fewest network voxels in total (tiles x tile volume) whose activations
-    (``prod(tile) * bytes_per_voxel``) fit ``budget_bytes`` wins.  With a large budget
-    that is one tile per block.  Never below ``2 * context + pool`` per axis.
+    (``prod(tile) * bytes_per_voxel``) fit ``budget_bytes`` and whose voxels do not
+    exceed ``max_voxels`` wins.  With a large budget that is one tile per block.  Never
+    below ``2 * context + pool`` per axis.
 
     Parameters
     ----------
@@ -319,13 +325,15 @@ def choose_tile(
         Pooling factor.
     bytes_per_voxel, budget_bytes : float
         Activation memory per tile voxel and the budget for one tile.
+    max_voxels : float
+        Largest tile (voxels) one network call may take.
     """
     block, pool = as_triple(block, "block"), as_triple(pool, "pool")
     halo = as_triple(halo, "halo", minimum=0)
     context = halo if context is None else as_triple(context, "context", minimum=0)
     axes = [_axis_options(b + 2 * h + p - 1, c, p)
             for b, h, c, p in zip(block, halo, context, pool)]
-    limit = budget_bytes / float(bytes_per_voxel)
+    limit = min(budget_bytes / float(bytes_per_voxel), max_voxels)
     best, best_cost = None, math.inf
     for opt in itertools.product(*axes):
         voxels = math.prod(t for t, _ in opt)

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from chunkseg.errors import ParameterError
-from chunkseg.ops.tiling import BLEND_MODES, as_triple, choose_batch, choose_tile
+from chunkseg.ops.tiling import BLEND_MODES
 from chunkseg.pipeline.predict_plan import (  # noqa: F401  (re-exported)
     DEFAULT_BLOCK,
     DEFAULT_PERCENTILES,
@@ -49,6 +49,7 @@ from chunkseg.pipeline.predict_plan import (  # noqa: F401  (re-exported)
     mask_path_for,
     model_info,
     parse_timepoints,
+    plan_tiles,
 )
 
 __all__ = [
@@ -203,7 +204,7 @@ def run_predict(
 
     from chunkseg.engine.blocks import write_volume
     from chunkseg.engine.cluster import dashboard_url, get_client
-    from chunkseg.engine.predict import ModelSpec, predict_array, tile_stats
+    from chunkseg.engine.predict import ModelSpec, predict_array
     from chunkseg.io.store import create_image, mark_complete, open_volume
     from chunkseg.ops.normalize import scale_to_uint8
 
@@ -241,20 +242,9 @@ def run_predict(
         raise ParameterError(f"memory_gib must be > 0; got {memory_gib!r}")
     else:
         budget = float(memory_gib) * 2**30
-    block_ = tuple(min(b, s) for b, s in zip(as_triple(block or DEFAULT_BLOCK, "block"), shape))
-    if tile is None:
-        tile_ = choose_tile(block_, halo=halo_, pool=info.pool,
-                            context=[min(h, r) for h, r in zip(halo_, info.receptive)],
-                            bytes_per_voxel=info.bytes_per_voxel, budget_bytes=budget)
-    else:  # never larger than a haloed block (tile_grid would shrink it anyway)
-        tile_ = tuple(t if t % p else min(t, -(-(b + 2 * h + p - 1) // p) * p)
-                      for t, b, h, p in zip(as_triple(tile, "tile"), block_, halo_, info.pool))
-    stats = tile_stats(shape, block=block_, halo=halo_, tile=tile_, pool=info.pool,
-                       receptive=info.receptive)
-    n_tiles = stats["tiles"] * (t1 - t0)
-    if batch is None:
-        batch = choose_batch(tile_, n_tiles=n_tiles, bytes_per_voxel=info.bytes_per_voxel,
-                             budget_bytes=budget)
+    plan = plan_tiles(shape, info, halo=halo_, block=block, tile=tile, batch=batch,
+                      budget_bytes=budget, timepoints=t1 - t0)
+    block_, tile_, batch, stats = plan["block"], plan["tile"], plan["batch"], plan["stats"]
     out = Path(out)
     mask_out = Path(mask_out) if mask_out is not None else mask_path_for(out)
     params = dict(halo=list(halo_), block=list(block_), tile=list(tile_), blend=blend,
@@ -302,7 +292,8 @@ def run_predict(
             "voxels_per_s": round(voxels / max(predict_seconds, 1e-9), 1),
             "halo": list(halo_), "receptive_field": list(info.receptive),
             "seam_free": all(h >= r for h, r in zip(halo_, info.receptive)),
-            "block": list(block_), "tile": list(tile_), "batch": int(batch), "tiles": n_tiles,
+            "block": list(block_), "tile": list(tile_), "batch": int(batch),
+            "tiles": stats["tiles"] * nt,
             "memory_gib": round(budget / 2**30, 2),
             "tile_voxels": stats["tile_voxels"] * nt,
             "redundancy": round(stats["tile_voxels"] / math.prod(shape), 3),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from chunkseg.errors import ModelError, ParameterError
-from chunkseg.ops.tiling import as_triple
+from chunkseg.ops.tiling import as_triple, choose_batch, choose_tile
 
 __all__ = [
     "DEFAULT_BLOCK",
@@ -30,6 +31,7 @@ __all__ = [
     "mask_path_for",
     "model_info",
     "parse_timepoints",
+    "plan_tiles",
 ]
 
 #: output block (= shard, = dask task) shape when none is given; clipped to the volume
@@ -59,6 +61,7 @@ class ModelInfo:
     receptive: tuple[int, int, int]
     flops_per_voxel: float
     bytes_per_voxel: float
+    max_call_voxels: int
     normalization: dict[str, Any] | None
     metadata: dict[str, Any]
 
@@ -70,7 +73,8 @@ def model_info(model: str | os.PathLike = "default") -> ModelInfo:
     -------
     ModelInfo
         ``path``, ``sha256``, ``pool``, ``receptive``, ``flops_per_voxel``,
-        ``bytes_per_voxel`` (activation memory estimate), ``normalization``, ``metadata``.
+        ``bytes_per_voxel`` (activation memory estimate), ``max_call_voxels`` (the most
+        input voxels one network call may take), ``normalization``, ``metadata``.
 
     Raises
     ------
@@ -96,13 +100,18 @@ def model_info(model: str | os.PathLike = "default") -> ModelInfo:
     except ParameterError as exc:
         raise ModelError(f"model file {str(path)!r}: bad U-Net configuration: {exc}") from None
     sha = hashlib.sha256(path.read_bytes()).hexdigest()
-    # peak RSS growth of one eager call, measured with TensorFlow CPU for the default
-    # depth-3 base-8 model: 770-820 B per input voxel for tiles of 2-12 M voxels (about
-    # 25 float32 maps of base_filters alive at full resolution, oneDNN buffers included)
-    bytes_per_voxel = 4.0 * 25 * config.base_filters
+    # peak RSS growth of one network call (predict_on_batch), measured with TensorFlow
+    # CPU for the default depth-3 base-8 model: 140-190 B per input voxel for tiles of
+    # 1-11 M voxels (about 4.5 float32 maps of base_filters alive at full resolution)
+    bytes_per_voxel = 4.0 * 5 * config.base_filters
+    # TensorFlow CPU (oneDNN) aborts the whole process with std::bad_alloc once a call's
+    # input reaches about 2**31 / (18 x base_filters) voxels (base 8: 14.6 M voxels ran,
+    # 15.7 M aborted): an int32 element count inside a convolution.  Stay 20 % below.
+    max_call_voxels = int(0.8 * 2**31 / (18 * config.base_filters))
     return ModelInfo(path=str(path), sha256=sha, config=config, pool=pooling_factor(config),
                      receptive=receptive_field(config), flops_per_voxel=flops_per_voxel(config),
-                     bytes_per_voxel=bytes_per_voxel, normalization=meta.get("normalization"),
+                     bytes_per_voxel=bytes_per_voxel, max_call_voxels=max_call_voxels,
+                     normalization=meta.get("normalization"),
                      metadata=meta)
 
 
@@ -130,6 +139,50 @@ def default_memory_budget(workers: int | None = 1, *, gpus: int = 0,
         return MEMORY_BUDGET
     share = int(total * MEMORY_FRACTION / max(1, int(workers or 1)))
     return int(min(MEMORY_CEILING, max(MEMORY_BUDGET, share)))
+
+
+def plan_tiles(shape: Sequence[int], info: ModelInfo, *, halo: Sequence[int],
+               block: int | Sequence[int] | None = None,
+               tile: int | Sequence[int] | None = None, batch: int | None = None,
+               budget_bytes: float = MEMORY_BUDGET, timepoints: int = 1) -> dict[str, Any]:
+    """Block, tile and batch of a prediction of one ``shape`` volume per time point.
+
+    The block (default :data:`DEFAULT_BLOCK`) is clipped to the volume.  Unless given,
+    the tile is the cheapest that fits ``budget_bytes`` of activations and the model's
+    ``max_call_voxels`` (:func:`chunkseg.ops.tiling.choose_tile`) and the batch as many
+    tiles as fit both (:func:`chunkseg.ops.tiling.choose_batch`).  A given tile is
+    clipped to one haloed block; a tile x batch above ``max_call_voxels`` is refused.
+
+    Returns
+    -------
+    dict
+        ``block``, ``tile``, ``batch`` and ``stats``
+        (:func:`chunkseg.engine.predict.tile_stats` of one time point).
+    """
+    from chunkseg.engine.predict import tile_stats
+
+    block_ = tuple(min(b, s) for b, s in zip(as_triple(block or DEFAULT_BLOCK, "block"), shape))
+    if tile is None:
+        tile_ = choose_tile(block_, halo=halo, pool=info.pool,
+                            context=[min(h, r) for h, r in zip(halo, info.receptive)],
+                            bytes_per_voxel=info.bytes_per_voxel, budget_bytes=budget_bytes,
+                            max_voxels=info.max_call_voxels)
+    else:  # never larger than a haloed block (tile_grid would shrink it anyway)
+        tile_ = tuple(t if t % p else min(t, -(-(b + 2 * h + p - 1) // p) * p)
+                      for t, b, h, p in zip(as_triple(tile, "tile"), block_, halo, info.pool))
+    stats = tile_stats(shape, block=block_, halo=halo, tile=tile_, pool=info.pool,
+                       receptive=info.receptive)
+    if batch is None:
+        batch = choose_batch(tile_, n_tiles=stats["tiles"] * timepoints,
+                             bytes_per_voxel=info.bytes_per_voxel, budget_bytes=budget_bytes,
+                             max_voxels=info.max_call_voxels)
+    if int(batch) * math.prod(tile_) > info.max_call_voxels:
+        raise ParameterError(
+            f"--tile {list(tile_)} x --batch {batch} = {int(batch) * math.prod(tile_):,} voxels "
+            f"per network call; model {str(info.path)!r} takes at most "
+            f"{info.max_call_voxels:,} (TensorFlow's CPU convolutions abort above about "
+            f"2**31 / (18 x {info.config.base_filters} filters)): use a smaller tile or batch")
+    return {"block": block_, "tile": tile_, "batch": int(batch), "stats": stats}
 
 
 def parse_timepoints(spec: Any, n: int) -> tuple[int, int]:
