@@ -38,9 +38,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="network input tile, a multiple of the pooling factor (default: the "
                    "fewest network voxels per block within --memory)")
     p.add_argument("--batch", type=int, help="tiles per network call (default: from the budget)")
-    p.add_argument("--memory", type=float, default=1.0, metavar="GIB",
-                   help="activation memory of one network call in GiB (default 1); the default "
-                   "tile and batch are the cheapest that fit it")
+    p.add_argument("--memory", type=float, default=None, metavar="GIB",
+                   help="activation memory of one network call in GiB; the default tile and "
+                   "batch are the cheapest that fit it (default: a quarter of this machine's "
+                   "RAM per worker, 1 to 16 GiB; 1 GiB on GPUs or a remote --scheduler)")
     p.add_argument("--blend", choices=("gaussian", "linear", "none"), default="gaussian",
                    help="weights of overlapping tile outputs when halo < receptive field")
     p.add_argument("--dtype", choices=("uint8", "float16", "float32"), default="float32",
