@@ -361,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
                      f"{cluster['workers']} worker(s), {cluster['threads']} threads; "
                      f"incl. worker TF import + model load"))
     for m in seam:
-        rows.append(("seams", f"max |chunked - whole| halo {m['halo']}",
+        rows.append(("seams", f"max abs(chunked − whole) halo {m['halo']}",
                      f"{m['max_abs_deviation']:.2e}",
                      f"at (z,y,x) {tuple(m['at_zyx'])}, {m['distance_to_nearest_block_face']} "
                      f"voxels from the nearest block face; mean {m['mean_abs_deviation']:.1e}, "
