@@ -1,13 +1,20 @@
-"""Helpers of ``benchmarks/run.py``: peak-memory sampling, hardware, skips, the table."""
+"""Helpers of the benchmarks: peak-memory sampling, hardware, skips, the table, and the
+measurements both ``run.py`` and ``predict_throughput.py`` take (model, bare network, naive loop)."""
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import threading
 import time
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+
+#: the paper's sub-volume (its training crop) and overlap, for the naive loop
+PAPER_SUBVOLUME, PAPER_OVERLAP = (64, 128, 128), 10
 
 
 class Skip(Exception):
@@ -121,3 +128,69 @@ def markdown_table(rows: list[tuple[str, str, str, str]]) -> str:
     lines = ["| section | measure | value | note |", "| --- | --- | --- | --- |"]
     lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
     return "\n".join(lines)
+
+
+def model_or_untrained(work: Path, name: str = "default") -> tuple[str, bool]:
+    """The requested model and True, else (``default`` missing) an untrained default-config one
+    saved in ``work`` and False (its speed is meaningful, its quality is not)."""
+    from chunkseg.errors import ModelError
+    from chunkseg.model import UNetConfig, build_unet, resolve_model, save_model
+
+    try:
+        return str(resolve_model(name)), True
+    except ModelError:
+        if name != "default":
+            raise
+        cfg = UNetConfig()
+        path = save_model(build_unet(cfg), work / "untrained.keras",
+                          metadata={"config": cfg.to_dict()})
+        return str(path), False
+
+
+def bare_model(model_path: str, tile, batch: int, seconds: float) -> float:
+    """Voxels/s of the network alone on in-memory tiles (same call path as predict)."""
+    from chunkseg.engine.predict import ModelSpec
+
+    spec = ModelSpec(model_path)
+    x = np.random.default_rng(0).random((batch, *tile, 1), dtype=np.float32)
+    spec(x)  # load, build, warm up
+    calls, t = 0, time.perf_counter()
+    while calls < 2 or time.perf_counter() - t < seconds:
+        spec(x)
+        calls += 1
+    return batch * math.prod(tile) * calls / (time.perf_counter() - t)
+
+
+def naive_loop(model_path: str, volume: str, pool) -> dict[str, Any]:
+    """The paper's prediction script on a uint8 store: the whole volume in memory, overlapping
+    sub-volumes, one network call each (same call path as predict), stitched by cropping half
+    the overlap."""
+    from chunkseg.engine.predict import ModelSpec
+    from chunkseg.io.store import open_array
+
+    spec = ModelSpec(model_path)
+    t = time.perf_counter()
+    vol = open_array(volume)[0].astype(np.float32) / 255.0
+    sub = [min(s, math.ceil(n / p) * p) for s, n, p in zip(PAPER_SUBVOLUME, vol.shape, pool)]
+    ol = PAPER_OVERLAP
+    starts = []
+    for n, s in zip(vol.shape, sub):
+        st = list(range(0, max(n - s, 0) + 1, max(s - 2 * ol, 1)))
+        if st[-1] + s < n:
+            st.append(n - s)
+        starts.append(st)
+    out = np.zeros(vol.shape, np.float32)
+    calls = 0
+    for z in starts[0]:
+        for y in starts[1]:
+            for x in starts[2]:
+                piece = vol[z:z + sub[0], y:y + sub[1], x:x + sub[2]]
+                pad = [(0, s - p) for s, p in zip(sub, piece.shape)]
+                p = spec(np.pad(piece, pad, mode="symmetric")[None, ..., None])[0, ..., 0]
+                lo = [0 if o == 0 else ol // 2 for o in (z, y, x)]
+                region = tuple(slice(o + a, o + n) for o, a, n in zip((z, y, x), lo, piece.shape))
+                out[region] = p[tuple(slice(a, n) for a, n in zip(lo, piece.shape))]
+                calls += 1
+    secs = time.perf_counter() - t
+    return {"voxels_per_s": vol.size / secs, "seconds": secs, "calls": calls,
+            "subvolume": sub, "overlap": ol}

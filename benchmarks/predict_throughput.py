@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import math
 import os
 import sys
 import time
@@ -43,10 +42,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from common import PeakRSS, fmt, hardware, markdown_table  # noqa: E402
-
-PAPER_SUBVOLUME, PAPER_OVERLAP = (64, 128, 128), 10
-
+from common import (  # noqa: E402
+    PeakRSS,
+    bare_model,
+    fmt,
+    hardware,
+    markdown_table,
+    model_or_untrained,
+    naive_loop,
+)
 
 def matmul_peak(n: int = 1024) -> float:
     """Best-of-3 float32 numpy matmul GFLOP/s."""
@@ -60,22 +64,6 @@ def matmul_peak(n: int = 1024) -> float:
             a @ b
         best = max(best, 3 * 2 * n**3 / (time.perf_counter() - t) / 1e9)
     return best
-
-
-def get_model_path(work: Path, name: str) -> tuple[str, bool]:
-    """The requested model, else (``default`` missing) an untrained default-config one."""
-    from chunkseg.errors import ModelError
-    from chunkseg.model import UNetConfig, build_unet, resolve_model, save_model
-
-    try:
-        return str(resolve_model(name)), True
-    except ModelError:
-        if name != "default":
-            raise
-        cfg = UNetConfig()
-        path = save_model(build_unet(cfg), work / "untrained.keras",
-                          metadata={"config": cfg.to_dict()})
-        return str(path), False
 
 
 def make_input(path: Path, shape: tuple[int, int, int]) -> str:
@@ -92,53 +80,6 @@ def make_input(path: Path, shape: tuple[int, int, int]) -> str:
         arr[0, z0:z0 + slab.shape[0]] = np.clip(slab * 510 - 127, 0, 255).astype(np.uint8)
     mark_complete(path)
     return str(path)
-
-
-def bare_model(model_path: str, tile, batch: int, seconds: float) -> float:
-    """Voxels/s of the network alone on in-memory tiles (same call path as predict)."""
-    from chunkseg.engine.predict import ModelSpec
-
-    spec = ModelSpec(model_path)
-    x = np.random.default_rng(0).random((batch, *tile, 1), dtype=np.float32)
-    spec(x)  # load, build, warm up
-    calls, t = 0, time.perf_counter()
-    while calls < 2 or time.perf_counter() - t < seconds:
-        spec(x)
-        calls += 1
-    return batch * math.prod(tile) * calls / (time.perf_counter() - t)
-
-
-def naive_loop(model_path: str, volume: str, pool) -> dict[str, Any]:
-    """The paper's prediction script: overlapping sub-volumes in memory, one call each."""
-    from chunkseg.engine.predict import ModelSpec
-    from chunkseg.io.store import open_array
-
-    spec = ModelSpec(model_path)
-    t = time.perf_counter()
-    vol = open_array(volume)[0].astype(np.float32) / 255.0
-    sub = [min(s, math.ceil(n / p) * p) for s, n, p in zip(PAPER_SUBVOLUME, vol.shape, pool)]
-    ol = PAPER_OVERLAP
-    starts = []
-    for n, s in zip(vol.shape, sub):
-        st = list(range(0, max(n - s, 0) + 1, max(s - 2 * ol, 1)))
-        if st[-1] + s < n:
-            st.append(n - s)
-        starts.append(st)
-    out = np.zeros(vol.shape, np.float32)
-    calls = 0
-    for z in starts[0]:
-        for y in starts[1]:
-            for x in starts[2]:
-                piece = vol[z:z + sub[0], y:y + sub[1], x:x + sub[2]]
-                pad = [(0, s - p) for s, p in zip(sub, piece.shape)]
-                p = spec(np.pad(piece, pad, mode="symmetric")[None, ..., None])[0, ..., 0]
-                lo = [0 if o == 0 else ol // 2 for o in (z, y, x)]
-                region = tuple(slice(o + a, o + n) for o, a, n in zip((z, y, x), lo, piece.shape))
-                out[region] = p[tuple(slice(a, n) for a, n in zip(lo, piece.shape))]
-                calls += 1
-    secs = time.perf_counter() - t
-    return {"voxels_per_s": vol.size / secs, "seconds": secs, "calls": calls,
-            "subvolume": sub, "overlap": ol}
 
 
 def spread_head(model: str, work: Path, x: np.ndarray) -> str:
@@ -208,10 +149,6 @@ def run_predict_measured(inp: str, out: Path, model: str, **kw) -> dict[str, Any
     return s
 
 
-def _halo_value(halo, info):
-    return tuple(info.receptive) if halo == "auto" else (int(halo),) * 3
-
-
 #: what ``run_predict`` used before the memory model was measured (issue 5's first
 #: benchmark): block 64 x 128 x 128, a 1 GiB budget at an estimated 512 B per voxel,
 #: an eager ``model(x)`` per network call
@@ -257,13 +194,13 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     halo = args.halo if args.halo == "auto" else int(args.halo)
 
-    from chunkseg.engine.predict import configure_tensorflow
-    from chunkseg.pipeline.predict import model_info
+    from chunkseg.engine.backend import configure_backend
+    from chunkseg.pipeline.predict import model_info, resolve_halo
 
     cores = len(os.sched_getaffinity(0))
-    configure_tensorflow(cores)
+    configure_backend(cores)
     peak = matmul_peak()
-    model, trained = get_model_path(out, args.model)
+    model, trained = model_or_untrained(out, args.model)
     info = model_info(model)
     small = tuple(args.size)
     large = (small[0], small[1] * 2, small[2] * 2)
@@ -273,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     from chunkseg.ops.tiling import choose_tile
 
     ModelSpec(model)(np.zeros((1, *info.pool, 1), np.float32))  # load once, outside timings
-    hv = _halo_value(halo, info)
+    hv = resolve_halo(halo, info.receptive)
     ctx = [min(h, r) for h, r in zip(hv, info.receptive)]
     prev_tile = choose_tile(tuple(min(b, s) for b, s in zip(PREVIOUS["block"], small)), halo=hv,
                             pool=info.pool, context=ctx,
@@ -390,11 +327,11 @@ def main(argv: list[str] | None = None) -> int:
 def _plan_tile(inp: str, info, *, halo, block, memory_gib, scheduler) -> dict:
     """The block / tile / batch ``run_predict`` will choose for ``inp`` (its own planner)."""
     from chunkseg.io.store import open_volume
-    from chunkseg.pipeline.predict import default_memory_budget, plan_tiles
+    from chunkseg.pipeline.predict import memory_budget, plan_tiles, resolve_halo
 
-    budget = memory_gib * 2**30 if memory_gib else default_memory_budget(1)
-    return plan_tiles(tuple(open_volume(inp).shape[1:]), info, halo=_halo_value(halo, info),
-                      block=block, budget_bytes=budget)
+    return plan_tiles(tuple(open_volume(inp).shape[1:]), info,
+                      halo=resolve_halo(halo, info.receptive), block=block,
+                      budget_bytes=memory_budget(memory_gib, scheduler=scheduler))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from common import PeakRSS, Skip
+from common import PeakRSS, Skip, bare_model, model_or_untrained, naive_loop
 
 #: one synthetic time point at scale 1 (z, y, x); scale k multiplies y·x by k
 BASE_SHAPE = (32, 128, 128)
@@ -24,8 +24,6 @@ BASE_SHAPE = (32, 128, 128)
 PAPER_SHAPE = (251, 1024, 1024)
 #: the paper: 11 volumes in 56 min 37 s (U-Net, one Titan V), ACME 3.67 h
 PAPER_UNET_S, PAPER_ACME_S, PAPER_VOLUMES = 56 * 60 + 37, 3.67 * 3600, 11
-#: the paper's sub-volume (its training crop) and overlap, for the naive loop
-PAPER_SUBVOLUME, PAPER_OVERLAP = (64, 128, 128), 10
 
 
 def _scaled(scale: int) -> tuple[int, int, int]:
@@ -67,18 +65,7 @@ class Context:
     def model(self) -> str:
         """The default model, else an untrained one of the default configuration."""
         if self.model_path is None:
-            from chunkseg.errors import ModelError
-            from chunkseg.model import resolve_model
-
-            try:
-                self.model_path = str(resolve_model("default"))
-            except ModelError:
-                from chunkseg.model import UNetConfig, build_unet, save_model
-
-                cfg = UNetConfig()
-                self.model_path = str(save_model(build_unet(cfg), self.work / "untrained.keras",
-                                                 metadata={"config": cfg.to_dict()}))
-                self.trained = False
+            self.model_path, self.trained = model_or_untrained(self.work)
         return self.model_path
 
     def predict(self, inp: str, key: Any, *, method: str = "unet", **kw: Any) -> dict[str, Any]:
@@ -159,28 +146,18 @@ def sec_io(ctx: Context) -> dict[str, Any]:
 
 
 def _plan(ctx: Context, shape) -> tuple[Any, tuple, int]:
-    from chunkseg.pipeline.predict import default_memory_budget, model_info, plan_tiles
+    from chunkseg.pipeline.predict import memory_budget, model_info, plan_tiles
 
     info = model_info(ctx.model())
     # what run_predict plans with the threads scheduler (its default memory budget)
-    plan = plan_tiles(shape, info, halo=(10, 10, 10), budget_bytes=default_memory_budget(1))
+    plan = plan_tiles(shape, info, halo=(10, 10, 10), budget_bytes=memory_budget())
     return info, plan["tile"], plan["batch"]
 
 
 def sec_unet_bare(ctx: Context) -> dict[str, Any]:
     """The network alone on in-memory tiles (the tile/batch ``predict`` picks at 4×)."""
-    from chunkseg.engine.predict import get_model
-
     info, tile, batch = _plan(ctx, _scaled(4))  # the ratio predict / bare is taken at 4×
-    model, _meta, _lock = get_model(ctx.model())
-    x = np.random.default_rng(0).random((batch, *tile, 1), dtype=np.float32)
-    model.predict_on_batch(x)  # build / warm up
-    calls, t = 0, time.perf_counter()
-    while calls < 3 or time.perf_counter() - t < (2.0 if ctx.quick else 10.0):
-        model.predict_on_batch(x)
-        calls += 1
-    secs = (time.perf_counter() - t) / calls
-    vps = batch * math.prod(tile) / secs
+    vps = bare_model(ctx.model(), tile, batch, 2.0 if ctx.quick else 10.0)
     gflops = vps * info.flops_per_voxel / 1e9
     peak = ctx.runs.get("matmul_gflops")
     ctx.runs["bare_vps"] = vps
@@ -216,46 +193,20 @@ def sec_predict(ctx: Context) -> dict[str, Any]:
 
 
 def sec_naive(ctx: Context) -> dict[str, Any]:
-    """The paper's loop: overlapping sub-volumes, one ``model.predict`` each, on the 4× volume."""
-    from chunkseg.engine.predict import get_model
-    from chunkseg.io.store import open_volume
-    from chunkseg.model import pooling_factor
+    """The paper's loop: overlapping sub-volumes in memory, one call each, on the 4× volume."""
+    from chunkseg.pipeline.predict import model_info
 
     d = ctx.synth(4)
-    model, meta, _ = get_model(ctx.model())
-    from chunkseg.model import UNetConfig
-
-    pool = pooling_factor(UNetConfig.from_dict(meta["config"]))
-    t = time.perf_counter()
-    vol = open_volume(d["norm"]).data[0].compute().astype(np.float32) / 255.0
-    sub = [min(s, math.ceil(v / p) * p) for s, v, p in zip(PAPER_SUBVOLUME, vol.shape, pool)]
-    out = np.zeros(vol.shape, np.float32)
-    ol = PAPER_OVERLAP
-    starts = [list(range(0, max(n - s, 0) + 1, max(s - 2 * ol, 1))) for n, s in zip(vol.shape, sub)]
-    for ax, (n, s) in enumerate(zip(vol.shape, sub)):
-        if starts[ax][-1] + s < n:
-            starts[ax].append(n - s)
-    calls = 0
-    for z in starts[0]:
-        for y in starts[1]:
-            for x in starts[2]:
-                piece = vol[z:z + sub[0], y:y + sub[1], x:x + sub[2]]
-                pad = [(0, s - p) for s, p in zip(sub, piece.shape)]
-                p = model.predict(np.pad(piece, pad, mode="symmetric")[None, ..., None], verbose=0)
-                p = p[0, ..., 0][: piece.shape[0], : piece.shape[1], : piece.shape[2]]
-                lo = [0 if o == 0 else ol for o in (z, y, x)]
-                out[z + lo[0]:z + piece.shape[0], y + lo[1]:y + piece.shape[1],
-                    x + lo[2]:x + piece.shape[2]] = p[lo[0]:, lo[1]:, lo[2]:]
-                calls += 1
-    secs = time.perf_counter() - t
-    vps = vol.size / secs
+    res = naive_loop(ctx.model(), d["norm"], model_info(ctx.model()).pool)
+    vps = res["voxels_per_s"]
     ctx.runs["naive_vps"] = vps
-    rows = [("naive loop voxels/s (4×)", vps, f"{calls} sub-volumes {'×'.join(map(str, sub))}, "
-             f"overlap {ol}, model.predict each, in memory")]
+    rows = [("naive loop voxels/s (4×)", vps, f"{res['calls']} sub-volumes "
+             f"{'×'.join(map(str, res['subvolume']))}, overlap {res['overlap']}, one network "
+             "call each, in memory")]
     pred = ctx.runs.get(("unet", 4))
     if pred:
         rows.append(("predict / naive loop", pred["voxels_per_s"] / vps, "same volume"))
-    return {"voxels_per_s": vps, "calls": calls, "subvolume": sub, "rows": rows}
+    return {**res, "rows": rows}
 
 
 def sec_acme(ctx: Context) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from chunkseg.errors import (
 )
 from chunkseg.ops.augment import AugmentParams, apply_augment, draw_augment
 from chunkseg.ops.normalize import scale_to_uint8
+from chunkseg.ops.tiling import as_triple
 
 __all__ = ["DEFAULT_CROP", "Crop", "CropSampler", "make_dataset", "to_network_input"]
 
@@ -230,9 +231,7 @@ class CropSampler:
         pairs = list(pairs)
         if not pairs or any(not isinstance(p, (tuple, list)) or len(p) != 2 for p in pairs):
             raise ParameterError(f"pairs must be a non-empty list of (raw, mask); got {pairs!r}")
-        crop = tuple(int(c) for c in crop)
-        if len(crop) != 3 or min(crop) < 1:
-            raise ParameterError(f"crop must be 3 positive ints (z, y, x); got {crop!r}")
+        crop = as_triple(crop, "crop")
         if not (isinstance(seed, (int, np.integer)) and seed >= 0):
             raise ParameterError(f"seed must be a non-negative int; got {seed!r}")
         if not 0.0 <= membrane_bias <= 1.0:
@@ -390,7 +389,7 @@ def make_dataset(
     if isinstance(source, CropSampler):
         if sampler_options:
             raise ParameterError(f"sampler options {sorted(sampler_options)} need pairs, not a sampler")
-        if crop is not None and tuple(int(c) for c in crop) != source.crop:
+        if crop is not None and as_triple(crop, "crop") != source.crop:
             raise ParameterError(f"crop {tuple(crop)} differs from the sampler's crop {source.crop}")
         if seed is not None and seed != source.seed:
             raise ParameterError(f"seed {seed} differs from the sampler's seed {source.seed}")

@@ -97,7 +97,10 @@ class SynthParams:
     noise: bool = True
 
     def __post_init__(self) -> None:
-        shape = tuple(int(s) for s in self.shape)
+        try:
+            shape = tuple(int(s) for s in self.shape)
+        except (TypeError, ValueError):  # not a sequence of numbers (e.g. one int)
+            shape = ()
         if len(shape) != 3 or any(s < 1 for s in shape):
             raise ParameterError(f"shape must be 3 positive integers (z, y, x); got {self.shape!r}")
         object.__setattr__(self, "shape", shape)
@@ -253,9 +256,7 @@ def synth_volume(
     >>> v.raw.dtype, v.labels.dtype, v.mask.dtype
     (dtype('uint16'), dtype('uint32'), dtype('uint8'))
     """
-    if isinstance(shape, (int, np.integer)) or len(tuple(shape)) != 3:
-        raise ParameterError(f"shape must be 3 positive integers (z, y, x); got {shape!r}")
-    p = SynthParams(shape=tuple(shape), seed=seed, **params)
+    p = SynthParams(shape=shape, seed=seed, **params)
     if int(np.prod(p.shape)) <= _CACHE_VOXELS:  # tests ask for the same small volumes often
         out = _cached_block(p, int(t))
         return SynthVolume(out["raw"].copy(), out["labels"].copy(), out["mask"].copy(), p)

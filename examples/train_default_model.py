@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from chunkseg.ops.normalize import DEFAULT_PERCENTILES as PERCENTILES
+
 ROOT = Path(__file__).resolve().parents[1]
 REAL = ROOT / ".." / "shared" / "data" / "real"
 
@@ -39,7 +41,6 @@ TRAIN = {"epochs": 20, "steps": 16, "val_steps": 4, "crop": [16, 64, 64], "batch
          "lr": 2e-3, "lr_schedule": "plateau", "patience": 8, "membrane_weight": 2.0,
          "membrane_bias": 0.5, "noise": "low", "augment": True, "seed": 0}
 SHAPE = (40, 128, 128)
-PERCENTILES = (0.0, 99.99)
 OVULE_VOXEL_SIZE = (0.235, 0.15, 0.15)  # µm, ../shared/data/README.md
 
 

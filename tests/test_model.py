@@ -260,6 +260,14 @@ def test_save_rejects_bad_path_and_metadata(tmp_path):
         save_model(model, tmp_path / "m.keras", metadata={"bad": object()})
 
 
+def _zip(path, entries: dict[str, str]):
+    """A zip archive at ``path`` holding ``entries`` (name -> text)."""
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, text in entries.items():
+            zf.writestr(name, text)
+    return path
+
+
 def test_load_errors_name_the_path(tmp_path):
     missing = tmp_path / "missing.keras"
     with pytest.raises(ModelError, match="missing.keras.*does not exist"):
@@ -268,31 +276,21 @@ def test_load_errors_name_the_path(tmp_path):
     text.write_text("not a model")
     with pytest.raises(ModelError, match="text.keras.*not a Keras .keras archive"):
         load_model(text)
-    other_zip = tmp_path / "other.keras"
-    with zipfile.ZipFile(other_zip, "w") as zf:
-        zf.writestr("hello.txt", "hi")
+    other_zip = _zip(tmp_path / "other.keras", {"hello.txt": "hi"})
     with pytest.raises(ModelError, match="other.keras.*not a Keras model"):
         load_model(other_zip)
     plain = tmp_path / "plain.keras"
     build_unet(UNetConfig(depth=1, base_filters=1)).save(plain)
     with pytest.raises(ModelError, match="plain.keras.*no chunkseg metadata"):
         load_model(plain)
-    broken = tmp_path / "broken.keras"
-    with zipfile.ZipFile(broken, "w") as zf:
-        zf.writestr("config.json", "{not json")
-        zf.writestr("chunkseg.json", "{}")
+    broken = _zip(tmp_path / "broken.keras", {"config.json": "{not json", "chunkseg.json": "{}"})
     with pytest.raises(ModelError, match="broken.keras.*could not be loaded"):
         load_model(broken)
-    bad_meta = tmp_path / "badmeta.keras"
-    with zipfile.ZipFile(bad_meta, "w") as zf:
-        zf.writestr("config.json", "{}")
-        zf.writestr("chunkseg.json", "[1, 2]")
+    bad_meta = _zip(tmp_path / "badmeta.keras", {"config.json": "{}", "chunkseg.json": "[1, 2]"})
     with pytest.raises(ModelError, match="badmeta.keras.*must be a dict"):
         read_metadata(bad_meta)
-    corrupt_meta = tmp_path / "corruptmeta.keras"
-    with zipfile.ZipFile(corrupt_meta, "w") as zf:
-        zf.writestr("config.json", "{}")
-        zf.writestr("chunkseg.json", "{oops")
+    corrupt_meta = _zip(tmp_path / "corruptmeta.keras",
+                        {"config.json": "{}", "chunkseg.json": "{oops"})
     with pytest.raises(ModelError, match="corruptmeta.keras.*corrupt"):
         read_metadata(corrupt_meta)
 

@@ -29,7 +29,6 @@ from chunkseg.engine.predict import (
     pad_border,
     predict_array,
     tile_stats,
-    tiles_per_volume,
 )
 from chunkseg.errors import (
     ClusterError,
@@ -118,7 +117,7 @@ def test_predict_array_errors():
         predict_array(x, fake_net, block=10, halo=3, tile=(16, 18, 16), pool=P)
     with pytest.raises(ShapeError, match="3D"):
         predict_array(da.zeros((2, 20, 20, 20)), fake_net, block=10, halo=3, tile=16)
-    assert tiles_per_volume((20, 20, 20), block=20, halo=3, tile=32, pool=P) == 1
+    assert tile_stats((20, 20, 20), block=20, halo=3, tile=32, pool=P)["tiles"] == 1
 
 
 # ----------------------------------------------------------------------------- pipeline

@@ -165,6 +165,14 @@ def test_bad_probability(tmp_path):
     with pytest.raises(DTypeError, match="int16"):
         run_segment(_store(tmp_path / "i.zarr", np.zeros((4, 8, 8), np.int16)),
                     out=tmp_path / "c.zarr", progress=False)
+    # the range is checked on the time points segmented, not on the others
+    two = np.full((2, 4, 8, 8), 0.2, np.float32)
+    two[1, 0, 0, 0] = 3.0
+    series = _store(tmp_path / "t.zarr", two)
+    with pytest.raises(InputError, match=r"t\.zarr.*\[0, 1\].*3\.0"):
+        run_segment(series, out=tmp_path / "c.zarr", progress=False)
+    summary = run_segment(series, out=tmp_path / "c0.zarr", timepoints="0:1", progress=False)
+    assert summary["timepoints"] == [0, 1]
 
 
 def test_cli(synth, tmp_path, capsys):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from chunkseg.cli._options import add_output_options, add_scheduler_option
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``evaluate`` sub-command."""
@@ -50,9 +52,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--history", metavar="HISTORY.json",
                    help="training history (chunkseg train) to add the training curves")
     p.add_argument("--no-figures", action="store_true", help="write report.json only")
-    p.add_argument("--scheduler", default="threads",
-                   help="'threads' (default), 'sync', or a dask scheduler address tcp://...")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing report")
+    add_scheduler_option(p)
+    add_output_options(p, chunks=False, resume=False)
     p.add_argument("--json", action="store_true", help="print the whole report as JSON")
     p.set_defaults(func=_run)
 

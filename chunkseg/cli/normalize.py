@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import json
 
 from chunkseg.cli._options import add_output_options, add_scheduler_option
-import json
+from chunkseg.ops.normalize import DEFAULT_PERCENTILES
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,7 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--range", nargs=2, type=float, metavar=("LOW", "HIGH"),
                    help="fixed intensity range (skips the percentile pass unless --plot)")
     g.add_argument("--percentiles", nargs=2, type=float, metavar=("P_LOW", "P_HIGH"),
-                   default=(0.0, 99.99), help="percentiles giving the range (default 0 99.99)")
+                   default=DEFAULT_PERCENTILES,
+                   help="percentiles giving the range (default 0 99.99)")
     p.add_argument("--per-timepoint", action="store_true",
                    help="one range per time point instead of one for the whole series")
     p.add_argument("--plot", metavar="FILE.png",

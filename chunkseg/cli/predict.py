@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import json
 
 from chunkseg.cli._options import add_output_options, add_scheduler_option
-import json
 
 
 def _halo(value: str) -> str | int:

@@ -23,7 +23,6 @@ from chunkseg.errors import ParameterError
 
 __all__ = [
     "configure_backend",
-    "configure_tensorflow",
     "keras_backend",
     "require_tensorflow",
     "run_model",
@@ -89,10 +88,6 @@ def configure_backend(threads: int | None = None) -> str:
         _configure_jax(index)
     _CONFIGURED.append(backend)
     return backend
-
-
-#: the former name (TensorFlow only); configures whichever backend Keras runs
-configure_tensorflow = configure_backend
 
 
 def _configure_tf(threads: int | None, index: int | None) -> None:

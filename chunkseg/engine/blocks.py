@@ -108,11 +108,10 @@ def _align(darr: da.Array, grid: tuple[int, ...]) -> da.Array:
     Blocks may span several whole shards (e.g. a TIFF slab of full planes): no two
     tasks then share a shard, which is all that safe parallel writes need.
     """
-    def aligned(chunks: tuple[int, ...], g: int, n: int) -> bool:
-        edges = np.cumsum(chunks)[:-1]
-        return bool(np.all(edges % g == 0))
+    def aligned(chunks: tuple[int, ...], g: int) -> bool:
+        return bool(np.all(np.cumsum(chunks)[:-1] % g == 0))
 
-    if all(aligned(c, g, n) for c, g, n in zip(darr.chunks, grid, darr.shape)):
+    if all(aligned(c, g) for c, g in zip(darr.chunks, grid)):
         return darr
     target = tuple(
         tuple(min(g, n - s) for s in range(0, n, g)) for g, n in zip(grid, darr.shape)

@@ -43,29 +43,18 @@ from typing import Any
 import dask.array as da
 import numpy as np
 
-from chunkseg.engine.backend import (  # noqa: F401  (re-exported)
-    configure_backend,
-    configure_tensorflow,
-    keras_backend,
-    run_model,
-)
+from chunkseg.engine.backend import configure_backend, run_model
 from chunkseg.errors import ParameterError, ShapeError
 from chunkseg.ops.tiling import as_triple, predict_tiled, tile_grid
 
 __all__ = [
     "ModelSpec",
     "block_grid",
-    "clear_model_cache",
-    "configure_backend",
-    "configure_tensorflow",
     "get_model",
-    "keras_backend",
     "pad_border",
     "predict_array",
     "predict_block",
-    "run_model",
     "tile_stats",
-    "tiles_per_volume",
 ]
 
 #: model path -> (model, metadata, lock); one entry per worker process
@@ -119,12 +108,6 @@ def get_model(path: str | os.PathLike, *, threads: int | None = None):
             model, meta = load_model(key)
             entry = _MODELS[key] = (model, dict(meta or {}), threading.Lock())
         return entry
-
-
-def clear_model_cache() -> None:
-    """Forget the models loaded in this process."""
-    with _MODELS_LOCK:
-        _MODELS.clear()
 
 
 def block_grid(length: int, block: int, halo: int) -> tuple[int, ...]:
@@ -249,12 +232,6 @@ def tile_stats(shape, *, block, halo, tile, pool=1, receptive=None) -> dict[str,
         tiles += grid.n_tiles
         voxels += grid.n_tiles * math.prod(grid.tile)
     return {"tiles": tiles, "tile_voxels": voxels}
-
-
-def tiles_per_volume(shape, *, block, halo, tile, pool=1, receptive=None) -> int:
-    """Number of tiles :func:`predict_array` predicts for one (z, y, x) volume."""
-    return tile_stats(shape, block=block, halo=halo, tile=tile, pool=pool,
-                      receptive=receptive)["tiles"]
 
 
 def predict_array(

@@ -19,10 +19,10 @@ import dask
 import dask.array as da
 import numpy as np
 
-from chunkseg.engine.stats import _compute, _tree_reduce
+from chunkseg.engine.stats import compute, tree_reduce
 from chunkseg.errors import ShapeError
 
-__all__ = ["compute", "overlap_reduce", "sum_results"]
+__all__ = ["compute", "overlap_reduce", "sum_results"]  # compute: from engine.stats
 
 
 def sum_results(parts: Sequence[Any]) -> Any:
@@ -92,7 +92,7 @@ def overlap_reduce(
                                    allow_rechunk=False)
         blocks.append(a.to_delayed(optimize_graph=False).ravel())
     task = dask.delayed(_call, pure=True)
-    return _tree_reduce([task(fn, extra, fill, *bs) for bs in zip(*blocks)], combine, fan_in)
+    return tree_reduce([task(fn, extra, fill, *bs) for bs in zip(*blocks)], combine, fan_in)
 
 
 def _call(fn: Callable[..., Any], extra: Sequence[Sequence[int]], fill: Any,
@@ -100,8 +100,3 @@ def _call(fn: Callable[..., Any], extra: Sequence[Sequence[int]], fill: Any,
     blocks = [np.pad(b, [(e, e) for e in ex], constant_values=fill) if any(ex) else b
               for b, ex in zip(blocks, extra)]
     return fn(*blocks)
-
-
-def compute(objs: Sequence[Any], client: Any = None) -> list[Any]:
-    """Compute delayed objects together, on ``client`` if given (else dask's scheduler)."""
-    return _compute(list(objs), client)

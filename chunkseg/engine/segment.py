@@ -44,12 +44,14 @@ import dask.array as da
 import numpy as np
 
 from chunkseg.engine.blocks import write_volume
+from chunkseg.engine.reduce import compute
 from chunkseg.ops.segstats import (
     SegStats, block_stats, combine_stats, contacts, face_pairs, finish_labels, merge_plan,
     relabel, sum_pair_counts, union_map,
 )
 from chunkseg.ops.watershed import (
     SegmentParams, as_probability, flood, flood_halo, label_seeds, seed_halo, seed_mask,
+    segment_block,
 )
 
 __all__ = ["Reader", "final_labels", "remove_work", "segment_array", "segment_volume"]
@@ -89,10 +91,8 @@ def _open(path: str):
 
 def segment_array(prob: np.ndarray, params: SegmentParams) -> tuple[np.ndarray, SegStats]:
     """In-memory reference: labels (uint32) and cell statistics of one 3D volume."""
-    p = as_probability(prob)
-    markers, _ = label_seeds(seed_mask(p, params))
-    lab = flood(markers.astype(np.uint64), p, params)
-    return finish_labels(lab, min_voxels=params.min_size / params.voxel_volume)
+    return finish_labels(segment_block(prob, params),
+                         min_voxels=params.min_size / params.voxel_volume)
 
 
 def _grid(shape3: Sequence[int], block: Sequence[int]) -> list[tuple[int, ...]]:
@@ -103,11 +103,11 @@ def _owned(idx, shape3, block) -> tuple[slice, ...]:
     return tuple(slice(i * b, min((i + 1) * b, s)) for i, b, s in zip(idx, block, shape3))
 
 
-def _extend(region, halo, shape3, *, high_only: bool = False) -> tuple[tuple[slice, ...], tuple]:
+def _extend(region, halo, shape3) -> tuple[tuple[slice, ...], tuple]:
     """Region grown by ``halo`` (clipped); also the owned region's slices inside it."""
     ext, crop = [], []
     for r, h, s in zip(region, halo, shape3):
-        lo = r.start if high_only else max(0, r.start - h)
+        lo = max(0, r.start - h)
         hi = min(s, r.stop + h)
         ext.append(slice(lo, hi))
         crop.append(slice(r.start - lo, r.stop - lo))
@@ -157,7 +157,7 @@ def _flood_task(read_prob, read_seeds, t, k, idx, shape3, block, params, keys, r
     plus = tuple(slice(c.start, min(c.stop + 1, n)) for c, n in zip(crop, lab.shape))
     st = block_stats(owned, offset=[r.start for r in region], shape=shape3)
     pairs = contacts(lab[plus], owned.shape)
-    name = Path(stats_dir) / ("_".join(map(str, (k, *idx))) + ".npz")
+    name = _stats_file(stats_dir, k, idx)
     tmp = name.with_suffix(f".tmp{os.getpid()}.npz")
     np.savez(tmp, ids=st.ids, count=st.count, sums=st.sums, lo=st.lo, hi=st.hi,
              first=st.first, pairs=pairs, seconds=time.perf_counter() - start)
@@ -165,20 +165,19 @@ def _flood_task(read_prob, read_seeds, t, k, idx, shape3, block, params, keys, r
     return owned[None]
 
 
+def _stats_file(stats_dir: str | os.PathLike, k: int, idx: Sequence[int]) -> Path:
+    """The statistics file of block ``idx`` of output time point ``k``."""
+    return Path(stats_dir) / ("_".join(map(str, (k, *idx))) + ".npz")
+
+
 def _load_stats(stats_dir: Path, k: int, grid) -> tuple[SegStats, np.ndarray, float]:
     parts, pairs, secs = [], [], 0.0
     for idx in grid:
-        with np.load(stats_dir / ("_".join(map(str, (k, *idx))) + ".npz")) as f:
+        with np.load(_stats_file(stats_dir, k, idx)) as f:
             parts.append(SegStats(f["ids"], f["count"], f["sums"], f["lo"], f["hi"], f["first"]))
             pairs.append(f["pairs"])
             secs += float(f["seconds"])
     return combine_stats(parts), sum_pair_counts(pairs), secs
-
-
-def _compute(tasks: list, client: Any) -> list:
-    if client is not None:
-        return client.gather(client.compute(tasks))
-    return list(dask.compute(*tasks))
 
 
 def _assemble(blocks: dict, grid_shape: Sequence[int], shapes: dict, dtype) -> da.Array:
@@ -287,8 +286,8 @@ def segment_volume(
     t0 = time.perf_counter()
     seeds = Reader(seeds_path)
     face = dask.delayed(_face_task, pure=True)
-    parts = _compute([face(seeds, k, idx, shape3, block)
-                      for k in range(len(tps)) for idx in grid], client)
+    parts = compute([face(seeds, k, idx, shape3, block)
+                     for k in range(len(tps)) for idx in grid], client)
     all_pairs = [p for part in parts for p in part]
     keys, roots = union_map(all_pairs)
     secs["face_merge"] = time.perf_counter() - t0

@@ -33,7 +33,8 @@ from chunkseg.ops.normalize import (
     percentiles_from_histogram,
 )
 
-__all__ = ["FLOAT_BINS", "IntensityHistogram", "intensity_histogram", "percentiles"]
+__all__ = ["FLOAT_BINS", "IntensityHistogram", "compute", "intensity_histogram", "percentiles",
+           "tree_reduce"]
 
 #: bins of the float histogram (error bound = (max - min) / FLOAT_BINS)
 FLOAT_BINS = 1 << 20
@@ -75,7 +76,8 @@ class IntensityHistogram:
         return percentiles_from_histogram(hist, ps)
 
 
-def _tree_reduce(parts: list, combine: Callable, fan_in: int) -> Any:
+def tree_reduce(parts: list, combine: Callable, fan_in: int) -> Any:
+    """Combine delayed ``parts`` ``fan_in`` at a time until one delayed result is left."""
     if not parts:
         raise InputError("cannot summarise an empty array (it has no chunks)")
     while len(parts) > 1:
@@ -109,7 +111,9 @@ def _merge_summary(parts: list[np.ndarray]) -> np.ndarray:
     return np.array([a[:, 0].min(), a[:, 1].max(), a[:, 2].sum()])
 
 
-def _compute(objs: list, client: Any) -> list:
+def compute(objs: Sequence[Any], client: Any = None) -> list[Any]:
+    """Compute delayed objects together, on ``client`` if given (else dask's scheduler)."""
+    objs = list(objs)
     if client is not None:
         return client.gather(client.compute(objs))
     return list(dask.compute(*objs))
@@ -158,14 +162,14 @@ def intensity_histogram(
     kind = darr.dtype.kind
     parts = [darr[t] for t in range(darr.shape[0])] if per_timepoint else [darr]
     if kind in "iu":
-        hists = _compute([_tree_reduce([dask.delayed(histogram_uint)(b) for b in _blocks(p)],
+        hists = compute([tree_reduce([dask.delayed(histogram_uint)(b) for b in _blocks(p)],
                                        merge_histograms, fan_in) for p in parts], client)
         total = merge_histograms(hists) if per_timepoint else hists[0]
         return IntensityHistogram(total, hists if per_timepoint else [], "exact", 0.0,
                                   str(darr.dtype))
     if kind != "f":
         raise DTypeError(f"{where}percentiles need integer or float voxels; got {darr.dtype}")
-    (summary,) = _compute([_tree_reduce([dask.delayed(_float_summary)(b) for b in _blocks(darr)],
+    (summary,) = compute([tree_reduce([dask.delayed(_float_summary)(b) for b in _blocks(darr)],
                                         _merge_summary, fan_in)], client)
     vmin, vmax, n_bad = float(summary[0]), float(summary[1]), int(summary[2])
     if n_bad:
@@ -173,7 +177,7 @@ def intensity_histogram(
             f"{where}expected finite intensities; found {n_bad} NaN/Inf voxels of "
             f"{darr.size} (replace or mask them before normalizing)"
         )
-    counts = _compute([_tree_reduce(
+    counts = compute([tree_reduce(
         [dask.delayed(histogram_float)(b, vmin, vmax, bins) for b in _blocks(p)],
         _sum_dense, fan_in) for p in parts], client)
     width = (vmax - vmin) / bins

@@ -252,19 +252,18 @@ def create_image(
                 + (" or resume (--resume) to continue it" if not resume else "")
             )
         shutil.rmtree(path) if path.is_dir() else path.unlink()
+    out_chunks, out_shards = default_chunks(shape, dtype, chunks=chunks)
     if shards is False:
-        out_chunks, out_shards = default_chunks(shape, dtype, chunks=chunks)[0], None
-    else:
-        out_chunks, out_shards = default_chunks(shape, dtype, chunks=chunks)
-        if shards is not None:
-            out_shards = tuple(int(s) for s in shards)
-            if len(out_shards) == 3:
-                out_shards = (1, *out_shards)
-            if any(s % c for s, c in zip(out_shards, out_chunks)):
-                raise ParameterError(
-                    f"{path}: shards must be whole multiples of chunks {out_chunks}; "
-                    f"got {out_shards}"
-                )
+        out_shards = None
+    elif shards is not None:
+        out_shards = tuple(int(s) for s in shards)
+        if len(out_shards) == 3:
+            out_shards = (1, *out_shards)
+        if any(s % c for s, c in zip(out_shards, out_chunks)):
+            raise ParameterError(
+                f"{path}: shards must be whole multiples of chunks {out_chunks}; "
+                f"got {out_shards}"
+            )
     try:
         group = zarr.create_group(store=str(path), zarr_format=3, overwrite=True)
         group.create_array(

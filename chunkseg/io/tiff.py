@@ -279,9 +279,11 @@ def open_tiff_series(
     ordered = sorted((str(p) for p in paths), key=natural_key)
     infos = [tiff_info(p) for p in ordered]
     first = infos[0]
-    for info in infos[1:]:
+    for info in infos if len(infos) > 1 else []:
         if info.shape[0] != 1:
-            raise ShapeError(f"{info.path}: time-series files must be 3D; got shape {info.shape[1:]} x t={info.shape[0]}")
+            raise ShapeError(
+                f"{info.path}: time-series files must be 3D; got 4D shape {info.shape}"
+            )
         if info.shape != first.shape:
             raise ShapeError(
                 f"{info.path}: shape {info.shape[1:]} differs from {first.path} "
@@ -291,7 +293,5 @@ def open_tiff_series(
             raise DTypeError(
                 f"{info.path}: dtype {info.dtype} differs from {first.path} {first.dtype}"
             )
-    if first.shape[0] != 1 and len(infos) > 1:
-        raise ShapeError(f"{first.path}: time-series files must be 3D; got 4D shape {first.shape}")
     data = da.concatenate([_lazy(i, None, block) for i in infos], axis=0)
     return data, first.voxel_size, ordered

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from chunkseg import __version__
-from chunkseg.errors import ModelError
+from chunkseg.errors import ModelError, OutputExistsError
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -94,8 +94,6 @@ def save_model(model: Any, path: str | os.PathLike[str], *, metadata: Mapping[st
     Path
         The written file.
     """
-    from chunkseg.errors import OutputExistsError
-
     path = Path(path)
     if path.suffix != ".keras":
         raise ModelError(f"model file {str(path)!r} must end in '.keras'; got {path.suffix!r}")
@@ -192,8 +190,8 @@ def load_model(path: str | os.PathLike[str] = "default", *, compile: bool = Fals
     ModelError
         Missing file, not a Keras archive, no chunkseg metadata, or Keras cannot rebuild it.
     """
-    meta = read_metadata(path)
     path = resolve_model(path)
+    meta = read_metadata(path)
     import keras
 
     from chunkseg.model import losses as _losses  # noqa: F401  (registers MembraneLoss)

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chunkseg.errors import ParameterError
+from chunkseg.ops.tiling import Triple, as_triple
 
 __all__ = [
     "UNetConfig",
@@ -31,21 +32,6 @@ __all__ = [
     "pooling_factor",
     "receptive_field",
 ]
-
-Triple = tuple[int, int, int]
-
-
-def _triple(value: Any, name: str) -> Triple:
-    """Normalise an int or a 3-sequence of ints to a ``(z, y, x)`` tuple."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = (value, value, value)
-    try:
-        out = tuple(int(v) for v in value)
-    except TypeError:
-        raise ParameterError(f"{name} must be an int or 3 ints (z, y, x); got {value!r}") from None
-    if len(out) != 3 or any(v < 1 for v in out) or any(float(v) != o for v, o in zip(value, out)):
-        raise ParameterError(f"{name} must be 3 positive ints (z, y, x); got {value!r}")
-    return out  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -100,11 +86,11 @@ class UNetConfig:
             pools = ((2, 2, 2),) * (self.depth - 1)
         if isinstance(pools, (str, bytes)) or not isinstance(pools, Sequence):
             raise ParameterError(f"pools must be a list of (pz, py, px); got {pools!r}")
-        pools = tuple(_triple(p, f"pools[{i}]") for i, p in enumerate(pools))
+        pools = tuple(as_triple(p, f"pools[{i}]") for i, p in enumerate(pools))
         if len(pools) != self.depth - 1:
             raise ParameterError(
                 f"pools must have depth - 1 = {self.depth - 1} entries; got {len(pools)}: {pools}")
-        kernel = _triple(self.kernel_size, "kernel_size")
+        kernel = as_triple(self.kernel_size, "kernel_size")
         if any(k % 2 == 0 for k in kernel):
             raise ParameterError(f"kernel_size must be odd per axis; got {kernel}")
         try:

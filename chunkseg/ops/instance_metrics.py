@@ -117,10 +117,9 @@ def instance_scores(table: np.ndarray, *, ious: Sequence[float] = (0.5, 0.75)) -
     recall = sum_n2 / sum_a2 if sum_a2 else 1.0
     denom = 0.5 * sum_b2 + 0.5 * sum_a2
     are = 1.0 - (sum_n2 / denom if denom else 1.0)
-    pxy = n / total
-    px, py = a / total, b / total
-    h_t_given_p = float(-(_xlogx(pxy).sum() - _xlogx(py).sum()))
-    h_p_given_t = float(-(_xlogx(pxy).sum() - _xlogx(px).sum()))
+    h_xy = _xlogx(n / total).sum()
+    h_t_given_p = float(-(h_xy - _xlogx(b / total).sum()))
+    h_p_given_t = float(-(h_xy - _xlogx(a / total).sum()))
     matching = [match_scores(table, iou=v) for v in ious]
     out = {
         "adapted_rand_error": are, "rand_precision": precision, "rand_recall": recall,

@@ -52,6 +52,7 @@ __all__ = [
     "confusion_at",
     "distance_halo",
     "ecdf",
+    "grid_index",
     "probability_grid",
     "scores_from_counts",
     "best_thresholds",

@@ -22,6 +22,7 @@ import numpy as np
 from chunkseg.errors import DTypeError, InputError, ParameterError
 
 __all__ = [
+    "DEFAULT_PERCENTILES",
     "Histogram",
     "check_percentiles",
     "check_range",
@@ -37,6 +38,8 @@ Histogram = tuple[np.ndarray, np.ndarray]
 
 #: integer dtypes histogrammed with a dense ``np.bincount`` (offset for signed types)
 DENSE_DTYPES = ("uint8", "uint16", "int8", "int16")
+#: the paper's RangeIn: 0 -> the 99.99th percentile; normalize, train and predict share it
+DEFAULT_PERCENTILES = (0.0, 99.99)
 #: elements per slab in the float path of :func:`scale_to_uint8` (bounds temporaries)
 _SLAB = 1 << 20
 

@@ -228,7 +228,7 @@ def merge_plan(stats: SegStats, pairs: np.ndarray, *, min_voxels: float
     if n == 0:
         return stats.ids, np.zeros(0, np.uint32), stats
     small = stats.count < min_voxels
-    edges = []
+    comp = np.arange(n)
     if small.any() and pairs.size:
         ia = np.searchsorted(stats.ids, pairs[:, 0])
         ib = np.searchsorted(stats.ids, pairs[:, 1])
@@ -238,15 +238,13 @@ def merge_plan(stats: SegStats, pairs: np.ndarray, *, min_voxels: float
         cc = np.concatenate([c, c])
         keep = small[src]
         src, dst, cc = src[keep], dst[keep], cc[keep]
-        order = np.lexsort((stats.first[dst], -cc, src))
-        src, dst = src[order], dst[order]
-        firsts = np.flatnonzero(np.r_[True, src[1:] != src[:-1]]) if src.size else src
-        edges.append(np.stack([src[firsts], dst[firsts]], 1))
-    comp = np.arange(n)
-    if edges and edges[0].size:
-        e = edges[0]
-        g = coo_array((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(n, n))
-        _, comp = connected_components(g, directed=False)
+        if src.size:
+            # each small segment's best neighbour: most faces, then smallest first voxel
+            order = np.lexsort((stats.first[dst], -cc, src))
+            src, dst = src[order], dst[order]
+            best = np.flatnonzero(np.r_[True, src[1:] != src[:-1]])
+            g = coo_array((np.ones(best.size), (src[best], dst[best])), shape=(n, n))
+            _, comp = connected_components(g, directed=False)
     ncomp = int(comp.max()) + 1
     gfirst = np.full(ncomp, np.iinfo(np.int64).max, np.int64)
     np.minimum.at(gfirst, comp, stats.first)

@@ -10,29 +10,25 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from chunkseg.errors import ParameterError
+from chunkseg.errors import ParameterError, ShapeError
 
 __all__ = ["compose_dropped", "drop_slices", "keep_indices", "parse_slices"]
 
 
 def _parse_token(token: str, where: str) -> list[int]:
     try:
-        if "-" in token[1:]:
-            a, b = token.split("-", 1)
-            lo, hi = int(a), int(b)
-            if hi < lo:
-                raise ParameterError(
-                    f"{where}slice range {token!r} runs backwards; expected a-b with a <= b"
-                )
-            return list(range(lo, hi + 1))
-        return [int(token)]
+        if "-" not in token[1:]:
+            return [int(token)]
+        a, b = token.split("-", 1)
+        lo, hi = int(a), int(b)
     except ValueError as exc:
-        if isinstance(exc, ParameterError):
-            raise
         raise ParameterError(
             f"{where}cannot read slice spec item {token!r}; expected an integer or a range "
             "like 40-45 (comma separated: 3,17,40-45)"
         ) from exc
+    if hi < lo:
+        raise ParameterError(f"{where}slice range {token!r} runs backwards; expected a-b with a <= b")
+    return list(range(lo, hi + 1))
 
 
 def parse_slices(spec: str | Sequence[int] | None, n: int, *, name: str | None = None) -> list[int]:
@@ -103,8 +99,6 @@ def drop_slices(arr: Any, spec: str | Sequence[int] | None, *, name: str | None 
         (record them as the ``dropped_slices`` attribute).
     """
     if arr.ndim != 4:
-        from chunkseg.errors import ShapeError
-
         raise ShapeError(f"{name + ': ' if name else ''}expected a 4D (t, z, y, x) array; "
                          f"got shape {tuple(arr.shape)}")
     dropped = parse_slices(spec, arr.shape[1], name=name)
@@ -113,17 +107,20 @@ def drop_slices(arr: Any, spec: str | Sequence[int] | None, *, name: str | None 
     return arr[:, keep_indices(dropped, arr.shape[1])], dropped
 
 
-def compose_dropped(previous: Sequence[int], new: Sequence[int], n_original: int) -> list[int]:
+def compose_dropped(previous: Sequence[int], new: Sequence[int]) -> list[int]:
     """All dropped slices in the *original* z numbering after a second drop.
 
-    ``previous`` are indices of the original volume (``n_original`` slices) already
-    removed; ``new`` are indices into what remained.  Returns the sorted union in
-    original numbering, so ``dropped_slices`` always refers to the acquisition.
+    ``previous`` are indices of the original volume already removed; ``new`` are
+    indices into what remained.  Returns the sorted union in original numbering, so
+    ``dropped_slices`` always refers to the acquisition.
 
     Examples
     --------
-    >>> compose_dropped([1, 2], [0, 2], 6)   # remaining 0,3,4,5 -> drop 0 and 4
+    >>> compose_dropped([1, 2], [0, 2])   # remaining 0,3,4,5,... -> drop 0 and 4
     [0, 1, 2, 4]
     """
-    remaining = keep_indices(previous, n_original)
+    if not new:
+        return sorted(set(previous))
+    # the original slices that remained, up to the last one ``new`` names
+    remaining = keep_indices(previous, max(new) + 1 + len(set(previous)))
     return sorted(set(previous) | {remaining[i] for i in new})

@@ -146,8 +146,7 @@ def run_binarize(
             )
         if vol.voxel_size == (1.0, 1.0, 1.0):
             voxel_size = ref.voxel_size
-    prev = list(vol.attrs.get("dropped_slices") or [])
-    all_dropped = compose_dropped(prev, dropped, data.shape[1] + len(dropped) + len(prev))
+    all_dropped = compose_dropped(vol.attrs.get("dropped_slices") or [], dropped)
     params = {"ignore": sorted(int(v) for v in ignore), "width": int(width), "mode": mode}
     attrs = {"kind": "mask", "source": [str(labels_path)], "binarize": params,
              "halo": halo_for_width(width), "dropped_slices": all_dropped,

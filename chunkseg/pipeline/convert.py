@@ -20,7 +20,7 @@ import dask.array as da
 from chunkseg.engine.blocks import write_volume
 from chunkseg.errors import InputError, InputNotFoundError, ParameterError
 from chunkseg.io.tiff import DEFAULT_BLOCK
-from chunkseg.ops.slices import drop_slices
+from chunkseg.ops.slices import compose_dropped, drop_slices
 from chunkseg.io.store import (
     TIFF_SUFFIXES,
     create_image,
@@ -156,6 +156,9 @@ def run_convert(
     block = default_chunks((1, 1 << 30, 1 << 30, 1 << 30), chunks=chunks)[1][1:]
     data, meta_voxel, sources = open_inputs(inputs, channel=channel, block=block)
     data, dropped = drop_slices(data, drop, name=str(sources[0]))
+    if is_zarr(sources[0]):  # a chunkseg store keeps the slices dropped before it, too
+        dropped = compose_dropped(open_volume(sources[0]).attrs.get("dropped_slices") or [],
+                                  dropped)
     vs = voxel_size or meta_voxel or (1.0, 1.0, 1.0)
     params = {"voxel_size": vs, "chunks": chunks, "channel": channel, "dropped": dropped}
     attrs = {

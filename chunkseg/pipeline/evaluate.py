@@ -46,13 +46,10 @@ from chunkseg.ops.metrics import (
 )
 from chunkseg.pipeline.predict import parse_timepoints
 
-__all__ = ["REPORT", "REPORT_SECTIONS", "run_evaluate", "summarize"]
+__all__ = ["REPORT", "run_evaluate", "summarize"]
 
 #: name of the JSON report inside ``out``
 REPORT = "report.json"
-#: extra report sections: name -> callable(report_dict, options) -> dict or None; other
-#: commands may register one (e.g. more instance metrics) and it lands in the report
-REPORT_SECTIONS: dict[str, Any] = {}
 
 
 def _jsonable(a: Any) -> Any:
@@ -104,10 +101,7 @@ def summarize(stats: dict[str, np.ndarray], spec: EvalSpec, thresholds: np.ndarr
 
 def _open_inputs(prob_path, truth, labels, membrane_width, ignore):
     prob = open_volume(prob_path)
-    kind = prob.attrs.get("kind")
-    if prob.dtype.kind == "f" or prob.dtype == np.uint8 or kind == "mask":
-        pass
-    else:
+    if not (prob.dtype.kind == "f" or prob.dtype == np.uint8 or prob.attrs.get("kind") == "mask"):
         raise DTypeError(f"{prob_path}: membrane probability must be float in [0, 1] or uint8 "
                          f"(v / 255); got dtype {prob.dtype}")
     if truth is None and labels is None:
@@ -228,6 +222,9 @@ def run_evaluate(
     if (out / REPORT).exists() and not overwrite:
         raise OutputExistsError(f"{out}: holds a report already ({REPORT}); pass overwrite=True "
                                 "(--overwrite) to replace it")
+    if cells is not None and labels is None:  # before the streaming pass, not after it
+        raise ParameterError("instance metrics of cells= need the truth instance labels "
+                             "(labels= / --labels)")
     th = threshold_array(thresholds)
     prob, tvol, tdata, truth_source = _open_inputs(prob_path, truth, labels, membrane_width,
                                                    ignore)
@@ -282,19 +279,11 @@ def run_evaluate(
         "seconds": round(seconds, 3),
     }
     if cells is not None:
-        if labels is None:
-            raise ParameterError("instance metrics of cells= need the truth instance labels "
-                                 "(labels= / --labels)")
         from chunkseg.pipeline.segment import instance_report
 
         report["instances"] = instance_report(cells, labels, timepoints=(t0 + offset,
                                                                           t1 + offset),
                                               client=client)
-    for name, section in REPORT_SECTIONS.items():
-        extra = section(report, {"prob": prob_path, "truth": truth, "labels": labels,
-                                 "cells": cells, "client": client})
-        if extra is not None:
-            report[name] = extra
     out.mkdir(parents=True, exist_ok=True)
     report = _jsonable(report)
     if figures:

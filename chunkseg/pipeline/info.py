@@ -6,8 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from chunkseg.errors import InputNotFoundError
-from chunkseg.io.store import TIFF_SUFFIXES, is_zarr, open_array, open_volume, read_attrs
+from chunkseg.io.store import is_zarr, open_array, open_volume
 
 __all__ = ["format_info", "volume_info"]
 
@@ -30,8 +29,6 @@ def volume_info(path: str | os.PathLike) -> dict[str, Any]:
         attributes.
     """
     path = Path(path)
-    if not path.exists():
-        raise InputNotFoundError(f"{path}: no such file or directory")
     vol = open_volume(path, require_complete=False)
     info: dict[str, Any] = {
         "path": str(path),
@@ -42,17 +39,15 @@ def volume_info(path: str | os.PathLike) -> dict[str, Any]:
     }
     if is_zarr(path):
         arr = open_array(path)
-        attrs = read_attrs(path)
         info.update(
-            format="ome-zarr" if attrs else "zarr",
+            format="ome-zarr" if vol.attrs else "zarr",
             chunks=list(arr.chunks),
             shards=list(arr.shards) if arr.shards else None,
-            complete=bool(attrs.get("complete", True)) if attrs else True,
-            attributes=attrs,
+            complete=bool(vol.attrs.get("complete", True)),
+            attributes=vol.attrs,
         )
-    else:
-        info.update(format="tiff" if path.suffix.lower() in TIFF_SUFFIXES else "file",
-                    chunks=[list(c)[0] for c in vol.data.chunks], shards=None,
+    else:  # open_volume opens nothing but Zarr and TIFF
+        info.update(format="tiff", chunks=[c[0] for c in vol.data.chunks], shards=None,
                     complete=True, attributes={})
     raw = vol.data.size * vol.dtype.itemsize
     disk = _disk_bytes(path)

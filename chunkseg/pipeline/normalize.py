@@ -24,7 +24,12 @@ from chunkseg.engine.blocks import write_volume
 from chunkseg.engine.stats import IntensityHistogram, intensity_histogram
 from chunkseg.errors import ParameterError
 from chunkseg.io.store import create_image, mark_complete, open_volume
-from chunkseg.ops.normalize import check_percentiles, check_range, scale_to_uint8
+from chunkseg.ops.normalize import (
+    DEFAULT_PERCENTILES,
+    check_percentiles,
+    check_range,
+    scale_to_uint8,
+)
 from chunkseg.ops.slices import compose_dropped, drop_slices as _drop
 
 __all__ = ["FORMULA", "input_fingerprint", "run_normalize", "scale_volume"]
@@ -85,7 +90,7 @@ def run_normalize(
     out_path: str | os.PathLike | None = None,
     *,
     range: Sequence[float] | None = None,  # noqa: A002 - the paper's "RangeIn"
-    percentiles: Sequence[float] = (0.0, 99.99),
+    percentiles: Sequence[float] = DEFAULT_PERCENTILES,
     per_timepoint: bool = False,
     plot: str | os.PathLike | None = None,
     drop_slices: str | Sequence[int] | None = None,
@@ -169,7 +174,7 @@ def run_normalize(
     else:
         lows, highs, per_t = _ranges(hist, ps, n_t, per_timepoint, where,
                                      check=out_path is not None)
-        low, high = hist.percentiles(ps).tolist()
+        low, high = summary["percentile_values"]
     summary.update(low=low, high=high)
     if per_t:
         summary["per_timepoint"] = per_t
@@ -186,8 +191,7 @@ def run_normalize(
         "error_bound": hist.error_bound if hist else None,
         "formula": FORMULA, "source_dtype": str(data.dtype),
     }
-    prev = list(vol.attrs.get("dropped_slices") or [])
-    all_dropped = compose_dropped(prev, dropped, data.shape[1] + len(dropped) + len(prev))
+    all_dropped = compose_dropped(vol.attrs.get("dropped_slices") or [], dropped)
     attrs = {"kind": "normalized", "source": [str(in_path)], "normalization": normalization,
              "dropped_slices": all_dropped,
              "fingerprint": input_fingerprint(str(in_path), {"norm": normalization,

@@ -38,18 +38,17 @@ from chunkseg.pipeline.predict_plan import (  # noqa: F401  (re-exported)
     ModelInfo,
     _chunks_for,
     _fingerprint,
-    _halo,
     _input_range,
     _layout,
     _threshold,
     _to_dtype,
     _workers,
-    count_gpus,
-    default_memory_budget,
+    memory_budget,
     mask_path_for,
     model_info,
     parse_timepoints,
     plan_tiles,
+    resolve_halo,
 )
 
 __all__ = [
@@ -177,7 +176,7 @@ def run_predict(
     memory_gib : float, optional
         Activation memory of one network call (GiB); the default tile and batch are the
         cheapest that fit it (:func:`chunkseg.ops.tiling.choose_tile`).  Default
-        (:func:`default_memory_budget`): a quarter of this machine's RAM per worker
+        (:func:`memory_budget`): a quarter of this machine's RAM per worker
         process (1 GiB to 16 GiB) for the threads scheduler or a LocalCluster on CPU;
         1 GiB with GPUs, a remote ``scheduler`` or a given ``client``.
 
@@ -231,17 +230,9 @@ def run_predict(
         raise ParameterError(f"threshold must be in [0, 1]; got {threshold!r}")
     t0, t1 = parse_timepoints(timepoints, vol.shape[0])
     shape = tuple(vol.shape[1:])
-    halo_ = _halo(halo, info.receptive)
+    halo_ = resolve_halo(halo, info.receptive)
     l_workers, l_threads, tf_threads = _layout(scheduler, workers, threads_per_worker)
-    if memory_gib is None:
-        local = client is None and (scheduler is None or scheduler in ("threads", "sync"))
-        budget = float(default_memory_budget(
-            l_workers if scheduler is None else 1, remote=not local,
-            gpus=count_gpus() if local else 0))
-    elif not memory_gib > 0:
-        raise ParameterError(f"memory_gib must be > 0; got {memory_gib!r}")
-    else:
-        budget = float(memory_gib) * 2**30
+    budget = memory_budget(memory_gib, scheduler=scheduler, client=client, workers=l_workers)
     plan = plan_tiles(shape, info, halo=halo_, block=block, tile=tile, batch=batch,
                       budget_bytes=budget, timepoints=t1 - t0)
     block_, tile_, batch, stats = plan["block"], plan["tile"], plan["batch"], plan["stats"]

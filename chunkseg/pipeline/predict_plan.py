@@ -6,6 +6,7 @@ run function stays readable; ``run_acme`` and ``evaluate``/``segment`` reuse the
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from chunkseg.errors import ModelError, ParameterError
+from chunkseg.ops.normalize import DEFAULT_PERCENTILES
 from chunkseg.ops.tiling import as_triple, choose_batch, choose_tile
 
 __all__ = [
@@ -27,22 +29,22 @@ __all__ = [
     "ModelInfo",
     "OUTPUT_DTYPES",
     "PREDICT_METHODS",
-    "default_memory_budget",
+    "memory_budget",
     "mask_path_for",
     "model_info",
     "parse_timepoints",
     "plan_tiles",
+    "resolve_halo",
 ]
 
 #: output block (= shard, = dask task) shape when none is given; clipped to the volume
 DEFAULT_BLOCK = (128, 256, 256)
-#: percentiles of the input used when neither the input nor the model carries a range
-DEFAULT_PERCENTILES = (0.0, 99.99)
+#: output dtypes of the probability
 OUTPUT_DTYPES = ("uint8", "float16", "float32")
 #: ``method`` values: the U-Net, or the ACME-style classical baseline
 PREDICT_METHODS = ("unet", "acme")
 #: activation memory per model call where the machine's memory is unknown (remote
-#: cluster, GPU) -- the floor of :func:`default_memory_budget`
+#: cluster, GPU) -- the floor of :func:`memory_budget`
 MEMORY_BUDGET = 1 << 30
 #: share of the machine's physical memory one worker's network call may use by default
 MEMORY_FRACTION = 0.25
@@ -115,30 +117,40 @@ def model_info(model: str | os.PathLike = "default") -> ModelInfo:
                      metadata=meta)
 
 
-def default_memory_budget(workers: int | None = 1, *, gpus: int = 0,
-                          remote: bool = False) -> int:
-    """Activation memory (bytes) for one network call when ``--memory`` is not given.
+def memory_budget(memory_gib: float | None = None, *, scheduler: str | None = "threads",
+                  client: Any = None, workers: int | None = None) -> float:
+    """Activation memory (bytes) one network call may use in a ``run_predict`` run.
 
-    A quarter of this machine's physical memory (``MEMORY_FRACTION``) shared by the
-    worker processes that run the model at once (each admits one call at a time),
-    between :data:`MEMORY_BUDGET` (1 GiB) and :data:`MEMORY_CEILING` (16 GiB).  Total,
-    not available, memory: the plan (tile, hence the resume fingerprint) must not change
-    with the momentary load.  A remote cluster or GPUs (device memory is not host
+    ``memory_gib`` (``--memory``) when given.  Otherwise a quarter of this machine's
+    physical memory (:data:`MEMORY_FRACTION`) shared by the worker processes that run
+    the model at once (each admits one call at a time; ``workers`` of the LocalCluster
+    when ``scheduler`` is None, else one process), between :data:`MEMORY_BUDGET`
+    (1 GiB) and :data:`MEMORY_CEILING` (16 GiB).  Total, not available, memory: the
+    plan (tile, hence the resume fingerprint) must not change with the momentary load.
+    A remote ``scheduler``, a given ``client`` or GPUs (device memory is not host
     memory) get the 1 GiB floor.
 
     Examples
     --------
-    >>> default_memory_budget(1) >= 1 << 30
+    >>> memory_budget(2.0) == 2 * 2**30
+    True
+    >>> memory_budget() >= 1 << 30
     True
     """
-    if remote or gpus:
-        return MEMORY_BUDGET
+    if memory_gib is not None:
+        if not memory_gib > 0:
+            raise ParameterError(f"memory_gib must be > 0; got {memory_gib!r}")
+        return float(memory_gib) * 2**30
+    local = client is None and scheduler in (None, "threads", "sync")
+    if not local or count_gpus():
+        return float(MEMORY_BUDGET)
     try:
         total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
-        return MEMORY_BUDGET
-    share = int(total * MEMORY_FRACTION / max(1, int(workers or 1)))
-    return int(min(MEMORY_CEILING, max(MEMORY_BUDGET, share)))
+        return float(MEMORY_BUDGET)
+    processes = (workers or 1) if scheduler is None else 1
+    share = total * MEMORY_FRACTION / max(1, int(processes))
+    return float(min(MEMORY_CEILING, max(MEMORY_BUDGET, share)))
 
 
 def plan_tiles(shape: Sequence[int], info: ModelInfo, *, halo: Sequence[int],
@@ -221,7 +233,8 @@ def mask_path_for(out: str | os.PathLike) -> Path:
     return out.with_name(out.name + "_mask")
 
 
-def _halo(halo: Any, receptive: tuple[int, int, int]) -> tuple[int, int, int]:
+def resolve_halo(halo: Any, receptive: tuple[int, int, int]) -> tuple[int, int, int]:
+    """``--halo``: voxels (int, 3 ints or their string) or "auto" = ``receptive``."""
     if isinstance(halo, str):
         if halo.strip().lower() == "auto":
             return tuple(receptive)
@@ -275,22 +288,28 @@ def _fingerprint(**items: Any) -> str:
 
 def count_gpus() -> int:
     """NVIDIA GPUs visible to this process (``nvidia-smi -L``; 0 without a driver)."""
-    import shutil
-    import subprocess
-
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible is not None and visible.strip() in ("", "-1"):
         return 0
+    n = _nvidia_smi_gpus()
+    if visible:
+        n = min(n, len([v for v in visible.split(",") if v.strip()]))
+    return n
+
+
+@functools.lru_cache(maxsize=1)
+def _nvidia_smi_gpus() -> int:
+    """GPUs ``nvidia-smi -L`` lists, asked once per process."""
+    import shutil
+    import subprocess
+
     if shutil.which("nvidia-smi") is None:
         return 0
     try:
         out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
         return 0
-    n = sum(1 for line in out.stdout.splitlines() if line.startswith("GPU "))
-    if visible:
-        n = min(n, len([v for v in visible.split(",") if v.strip()]))
-    return n
+    return sum(1 for line in out.stdout.splitlines() if line.startswith("GPU "))
 
 
 def _layout(scheduler, workers, threads_per_worker) -> tuple[int | None, int | None, int | None]:

@@ -24,6 +24,7 @@ import dask
 import numpy as np
 
 from chunkseg.engine.blocks import write_volume
+from chunkseg.engine.reduce import compute
 from chunkseg.engine.segment import Reader, final_labels, remove_work, segment_volume
 from chunkseg.errors import (
     DTypeError, InputError, OutputExistsError, ResumeMismatchError, ShapeError,
@@ -43,10 +44,12 @@ DEFAULT_BLOCK = (64, 256, 256)
 CELL_TABLE = "cells.csv"
 
 
-def check_probability(vol, *, name: str) -> Any:
+def check_probability(vol, *, name: str, times: tuple[int, int] | None = None) -> Any:
     """The probability as a dask array, after checking dtype and range (one pass).
 
     uint8 is read as ``v / 255``; a ``kind = "mask"`` store (0/1) as probability 0 / 1.
+    The range of a float probability is checked over the time points ``times``
+    (half-open; default all), the ones that will be segmented.
 
     Raises
     ------
@@ -60,7 +63,8 @@ def check_probability(vol, *, name: str) -> Any:
     if data.dtype.kind != "f":
         raise DTypeError(f"{name}: membrane probability must be float in [0, 1] or uint8; "
                          f"got dtype {data.dtype}")
-    lo, hi = dask.compute(data.min(), data.max())
+    t0, t1 = times if times is not None else (0, data.shape[0])
+    lo, hi = dask.compute(data[t0:t1].min(), data[t0:t1].max())
     if not (lo >= 0 and hi <= 1):  # NaN fails both comparisons
         raise InputError(f"{name}: membrane probability must lie in [0, 1]; found values in "
                          f"[{lo}, {hi}] (NaN if shown)")
@@ -208,7 +212,7 @@ def run_segment(
     if overwrite and not resume:
         remove_work(work)
     t_check = time.perf_counter()
-    data = check_probability(vol, name=str(prob_path))
+    data = check_probability(vol, name=str(prob_path), times=(t0, t1))
     plain = data is vol.data and is_zarr(prob_path)
     reader = Reader(prob_path) if plain else Reader(data)
     secs = {"check": time.perf_counter() - t_check}
@@ -308,7 +312,7 @@ def instance_report(
     task = dask.delayed(_contingency_task, pure=True)
     keys = list(np.ndindex(*pb.shape))
     tasks = [task(pb[k], tb[k]) for k in keys]
-    parts = client.gather(client.compute(tasks)) if client is not None else dask.compute(*tasks)
+    parts = compute(tasks, client)
     per_t = []
     for k in range(t1 - t0):
         table = combine_contingency([r for key, r in zip(keys, parts) if key[0] == k])

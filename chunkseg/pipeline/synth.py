@@ -20,9 +20,9 @@ from typing import Any
 import dask.array as da
 import numpy as np
 
-from chunkseg.engine.blocks import write_volume
+from chunkseg.engine.blocks import write_grid, write_volume
 from chunkseg.errors import OutputExistsError, ParameterError
-from chunkseg.io.store import create_image, is_zarr, mark_complete
+from chunkseg.io.store import create_image, is_zarr, mark_complete, read_attrs
 from chunkseg.synth import SynthParams, synth_block
 
 __all__ = ["OUTPUTS", "run_synth", "synth_dask"]
@@ -142,10 +142,7 @@ def run_synth(
     if isinstance(timepoints, bool) or int(timepoints) != timepoints or int(timepoints) < 1:
         raise ParameterError(f"timepoints must be a positive integer; got {timepoints!r}")
     timepoints = int(timepoints)
-    if shape is None or isinstance(shape, (int, np.integer)) or len(tuple(shape)) != 3:
-        raise ParameterError(f"shape must be 3 positive integers (z, y, x); got {shape!r}")
-    p = SynthParams(shape=tuple(shape), seed=seed, voxel_size=tuple(voxel_size), blobs=blobs,
-                    **params)
+    p = SynthParams(shape=shape, seed=seed, voxel_size=voxel_size, blobs=blobs, **params)
     if chunks is not None and (len(chunks) != 3 or any(int(c) < 1 for c in chunks)):
         raise ParameterError(f"chunks must be 3 positive integers (z, y, x); got {tuple(chunks)}")
     outputs = tuple(outputs)
@@ -169,8 +166,7 @@ def run_synth(
                  "timepoints": timepoints, "fingerprint": fingerprint}
         arr = create_image(path, shape=full, dtype=dtype, voxel_size=p.voxel_size,
                            chunks=chunks, attrs=attrs, overwrite=overwrite, resume=resume)
-        grid = tuple(arr.shards or arr.chunks)
-        data = synth_dask(p, name, timepoints=timepoints, chunks=grid)
+        data = synth_dask(p, name, timepoints=timepoints, chunks=write_grid(arr))
         write_volume(data, path, client=client, resume=resume, progress=progress,
                      desc=f"synth {name}")
         mark_complete(path, synth_seconds=round(time.perf_counter() - t_start, 3))
@@ -178,7 +174,5 @@ def run_synth(
 
 
 def _is_complete(path: Path, fingerprint: str) -> bool:
-    from chunkseg.io.store import read_attrs
-
     attrs = read_attrs(path)
     return bool(attrs.get("complete")) and attrs.get("fingerprint") == fingerprint

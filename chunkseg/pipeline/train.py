@@ -18,6 +18,7 @@ The saved model predicts under every backend (``chunkseg predict`` is backend-ne
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -35,13 +36,12 @@ from chunkseg.model.unet import (
     pooling_factor,
     receptive_field,
 )
+from chunkseg.ops.normalize import DEFAULT_PERCENTILES as PERCENTILES
 from chunkseg.pipeline.train_config import TrainOptions, load_train_config
 
 __all__ = ["TrainOptions", "load_train_config", "run_train"]
 
 PathLike = str | os.PathLike[str]
-#: percentiles of a raw without a stored range (the default of ``chunkseg normalize``)
-PERCENTILES = (0.0, 99.99)
 
 
 def _pairs(raw: Any, mask: Any, what: str) -> list[tuple[Any, Any]]:
@@ -95,11 +95,7 @@ def _normalization_record(sampler: Any, how: str | None) -> dict[str, Any]:
 
 
 def _strategy(options_batch: int):
-    """MirroredStrategy when more than one GPU is visible (TensorFlow backend), else None."""
-    import keras
-
-    if keras.backend.backend() != "tensorflow":
-        return None
+    """MirroredStrategy when more than one GPU is visible, else None."""
     import tensorflow as tf
 
     gpus = tf.config.list_physical_devices("GPU")
@@ -142,13 +138,9 @@ def _computed_range(pairs: list[tuple[Any, Any]], normalization: Any) -> Any:
 
 def _mixed_policy() -> str:
     """``mixed_float16`` on GPUs; ``mixed_bfloat16`` on CPUs (no float16 CPU pooling kernels)."""
-    import keras
+    import tensorflow as tf
 
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        return "mixed_float16" if tf.config.list_physical_devices("GPU") else "mixed_bfloat16"
-    return "mixed_float16"
+    return "mixed_float16" if tf.config.list_physical_devices("GPU") else "mixed_bfloat16"
 
 
 def run_train(
@@ -239,9 +231,9 @@ def run_train(
     from chunkseg.plots.training import plot_training_curves
 
     computed = _computed_range(train_pairs, normalization)
-    train_range = normalization if computed is None else computed
-    val_range = _computed_range(val_pairs, normalization) if held_out else computed
-    val_range = normalization if val_range is None else val_range
+    train_range = computed or normalization
+    val_computed = _computed_range(val_pairs, normalization) if held_out else computed
+    val_range = val_computed or normalization
     how = "given" if normalization is not None else "percentiles" if computed else None
     sampler = CropSampler(train_pairs, crop=opts.crop, seed=opts.seed,
                           membrane_bias=opts.membrane_bias, normalization=train_range)
@@ -259,7 +251,7 @@ def run_train(
     try:
         policy = _mixed_policy() if mixed_precision else "float32"
         keras.config.set_dtype_policy(policy)
-        scope = strategy.scope() if strategy is not None else _null_scope()
+        scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
         with scope:
             model = build_unet(net_cfg)
             lr: Any = opts.lr
@@ -275,9 +267,8 @@ def run_train(
                                             save_best_only=True, save_weights_only=True),
             keras.callbacks.CSVLogger(side / "log.csv"),
             keras.callbacks.TerminateOnNaN(),
+            ScalarEventLogger(side / "tensorboard"),
         ]
-        if keras.backend.backend() == "tensorflow":
-            callbacks.append(ScalarEventLogger(side / "tensorboard"))
         if opts.patience:
             callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss",
                                                            patience=opts.patience))
@@ -297,23 +288,24 @@ def run_train(
         keras.config.set_dtype_policy(previous_policy)
 
     history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+    epochs_run = len(history.get("loss", []))
     val_losses = history.get("val_loss", [])
-    best_epoch = int(min(range(len(val_losses)), key=val_losses.__getitem__)) if val_losses else \
-        len(history.get("loss", [])) - 1
+    best_epoch = val_losses.index(min(val_losses)) if val_losses else epochs_run - 1
     final = build_unet(net_cfg)  # float32, uncompiled copy of the best weights
     if best_weights.exists():
         model.load_weights(best_weights)
     final.set_weights(model.get_weights())
     best = {k: v[best_epoch] for k, v in history.items() if len(v) > best_epoch}
+    radius, flops = list(receptive_field(net_cfg)), flops_per_voxel(net_cfg)
     metadata = {
         "config": net_cfg.to_dict(),
         "normalization": _normalization_record(sampler, how),
         "voxel_size": _common_voxel_size(sampler),
         "voxel_sizes": [list(r.voxel_size) for r in sampler.raws],
         "crop": list(opts.crop),
-        "receptive_field": list(receptive_field(net_cfg)),
+        "receptive_field": radius,
         "pooling_factor": list(factor),
-        "flops_per_voxel": flops_per_voxel(net_cfg),
+        "flops_per_voxel": flops,
         "input": "float32 (batch, z, y, x, 1): 8-bit normalised raw / 255",
         "output": "membrane probability, sigmoid, float32 (batch, z, y, x, 1)",
         "training": {
@@ -324,7 +316,7 @@ def run_train(
             "mixed_precision": mixed_precision,
             "dtype_policy": policy,
             "gpus": strategy.num_replicas_in_sync if strategy is not None else 0,
-            "epochs_run": len(history.get("loss", [])),
+            "epochs_run": epochs_run,
             "best_epoch": best_epoch + 1,
             "best": best,
             "seconds": round(seconds, 1),
@@ -347,13 +339,13 @@ def run_train(
         "curves": str(plot),
         "csv_log": str(side / "log.csv"),
         "tensorboard": str(side / "tensorboard"),
-        "epochs_run": len(history.get("loss", [])),
+        "epochs_run": epochs_run,
         "best_epoch": best_epoch + 1,
         "best": best,
         "seconds": round(seconds, 1),
         "parameters": int(final.count_params()),
-        "receptive_field": list(receptive_field(net_cfg)),
-        "flops_per_voxel": flops_per_voxel(net_cfg),
+        "receptive_field": radius,
+        "flops_per_voxel": flops,
         "held_out_validation": held_out,
     }
     if verbose:
@@ -380,11 +372,3 @@ def format_summary(summary: Mapping[str, Any]) -> str:
         f"  curves: {summary['curves']}; history: {summary['history']}; "
         f"TensorBoard: {summary['tensorboard']}",
     ])
-
-
-class _null_scope:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: Any) -> None:
-        return None

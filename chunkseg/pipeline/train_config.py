@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from chunkseg.augment import DEFAULT_CROP
 from chunkseg.errors import ParameterError
 from chunkseg.model.unet import UNetConfig
 
@@ -68,7 +69,7 @@ class TrainOptions:
     epochs: int = 50
     steps: int = 100
     val_steps: int = 10
-    crop: tuple[int, int, int] = (64, 128, 128)
+    crop: tuple[int, int, int] = DEFAULT_CROP
     batch: int = 2
     lr: float = 1e-3
     lr_schedule: str = "plateau"

@@ -159,11 +159,12 @@ def plot_per_timepoint(report: Mapping[str, Any], out: str | os.PathLike) -> Pat
     plt = _plt()
     per = report["per_timepoint"]
     t = [s["t"] for s in per]
+    r = report["overall"]["boundary"]["tolerance_voxels"]
     fig, ax = plt.subplots(figsize=(6, 3.6))
     for label, get, color in (
         ("best IoU", lambda s: s["best"]["iou"]["value"], "tab:blue"),
         ("best F1 (exact)", lambda s: s["best"]["dice"]["value"], "tab:purple"),
-        ("best F1 (±1 voxel)", lambda s: s["boundary"]["best_f1"]["value"], "black"),
+        (f"best F1 (±{r} voxel)", lambda s: s["boundary"]["best_f1"]["value"], "black"),
     ):
         ax.plot(t, _a([get(s) for s in per]), marker="o", color=color, label=label)
     from matplotlib.ticker import MaxNLocator
@@ -302,7 +303,8 @@ overflow:auto;max-height:300px}}</style></head><body>
 {_table(head, ['score', 'value', 'threshold'])}
 {figs}
 <h2>Per time point</h2>
-{_table(per, ['t', 'best IoU', 'at t', 'best F1', 'best F1 ±1 voxel', 'membrane fraction'])}
+{_table(per, ['t', 'best IoU', 'at t', 'best F1', f"best F1 ±{b['tolerance_voxels']} voxel",
+             'membrane fraction'])}
 {inst}
 <h2>Parameters</h2>{params}
 <h2>Provenance</h2><pre>{prov}</pre>
