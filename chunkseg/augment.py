@@ -31,6 +31,7 @@ from chunkseg.errors import (
     ShapeError,
 )
 from chunkseg.ops.augment import AugmentParams, apply_augment, draw_augment
+from chunkseg.ops.augment_intensity import apply_intensity, draw_intensity
 from chunkseg.ops.normalize import scale_to_uint8
 from chunkseg.ops.tiling import as_triple
 
@@ -304,7 +305,10 @@ class CropSampler:
             Apply :func:`chunkseg.ops.augment.draw_augment` /
             :func:`~chunkseg.ops.augment.apply_augment` with ``augment_options``
             (``noise``, ``noise_p``, ``flip_axes``, ``rotate``, ``intensity_scale``,
-            ``intensity_shift``).  The crop position does not depend on it.
+            ``intensity_shift``) and, with option ``intensity`` (True or a mapping of
+            ranges), :func:`chunkseg.ops.augment_intensity.draw_intensity` /
+            :func:`~chunkseg.ops.augment_intensity.apply_intensity` on the raw.  The crop
+            position does not depend on it.
 
         Returns
         -------
@@ -329,8 +333,13 @@ class CropSampler:
                                normalization=self.ranges[pair])
         params = None
         if augment:
+            options = dict(augment_options)
+            intensity = options.pop("intensity", False)
+            if intensity:
+                raw = apply_intensity(raw, draw_intensity(
+                    np.random.default_rng([self.seed, index, 2]), intensity))
             arng = np.random.default_rng([self.seed, index, 1])
-            params = draw_augment(arng, shape=self.crop, **augment_options)
+            params = draw_augment(arng, shape=self.crop, **options)
             raw, mask = apply_augment(raw, mask, params, rng=arng)
         return Crop(raw, mask, index, pair, t, corner, frac, tries, params)
 
@@ -407,7 +416,11 @@ def make_dataset(
     if noise is not None:
         options["noise"] = noise
     if augment:  # validate the options now, not inside a tf.data worker
-        draw_augment(np.random.default_rng(0), shape=sampler.crop, **options)
+        intensity = options.get("intensity", False)
+        if intensity:
+            draw_intensity(np.random.default_rng(0), intensity)
+        draw_augment(np.random.default_rng(0), shape=sampler.crop,
+                     **{k: v for k, v in options.items() if k != "intensity"})
     shape = (*sampler.crop, 1)
 
     def load(i):

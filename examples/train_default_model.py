@@ -1,185 +1,199 @@
-"""Train the default model shipped as ``chunkseg/models/default.keras`` (reproducible, seeded).
+"""Train the default model (``chunkseg/models/default.keras``): resumable, seeded.
 
-Steps
------
-1. ``chunkseg synth``: 10 synthetic membrane volumes with varied voxel size (anisotropy
-   1.3-5), cell diameter (2.5-8 µm), size variation, PSF, signal (photon noise), haze and
-   out-of-focus blobs; 8 for training, 2 held out for validation.
-2. ``chunkseg normalize``: each to uint8 between its (0, 99.99) percentiles, the paper's
-   default and what ``chunkseg predict`` computes for an input without a stored range.
-3. ``chunkseg train``: depth-3 U-Net, base 8 filters, pools (1,2,2) then (2,2,2), on
-   augmented 16 x 64 x 64 crops (flips, y-x rotations, intensity, noise presets).
-4. Evaluation of the kept model on the 2 synthetic validation volumes and on the real
-   ovule volume ``../shared/data/real/ovule_raw.tif`` (never trained on; membrane mask
-   from its labels with ``chunkseg.ops.boundaries.membrane_mask``); writes
-   ``evaluation.json`` next to the model.
+Data (:mod:`default_model_data`): the real ovule (hand-drawn labels), the real organoid
+t1..t5 (labels by the authors' network), the wide synthetic domain and renders of the
+real tissue geometry; every raw scaled to uint8 by the default normalization
+(:func:`chunkseg.ops.robust_range.robust_range`).  ``--hold-out`` names the sources kept
+out of training ENTIRELY (default: the ovule, whose hand-drawn labels are the best judge).
 
-Run (about 25 min on one CPU core; the shared machine is busy, so one thread)::
+Training: depth-3 U-Net (base 8; the shipped default's architecture), initialised from
+``--init`` (a ``.keras`` file, default: the packaged default) or from scratch
+(``--init none``); random ``--crop`` crops, membrane-biased, augmented with flips, y-x
+rotations, intensity (window / gamma / contrast / offset / 8-bit requantization,
+:mod:`chunkseg.ops.augment_intensity`) and noise; class-weighted BCE + soft Dice; Adam.
 
-    TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1 \
-        python examples/train_default_model.py --work out/default_model \
-        --out chunkseg/models/default.keras
+Checkpoints (``--ckpt`` folder): after every ``--steps-per-epoch`` steps
+``last_train.keras`` (weights + optimizer state) and ``state.json`` (step counter,
+history); every ``--keep-every`` epochs an inference copy ``step_NNNNN.keras`` with chunkseg
+metadata (``chunkseg predict --model`` loads it).  Running the same command again
+resumes from ``last_train.keras`` with the same data stream (crop ``i`` depends only on
+``(seed, i)``), until ``--total-steps`` or the ``--until`` UTC time.
+
+Run (one thread; the machine is shared)::
+
+    nice -n 10 env TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1 \\
+        python examples/train_default_model.py --ckpt training/default --until 19:30
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-from chunkseg.ops.normalize import DEFAULT_PERCENTILES as PERCENTILES
-
-ROOT = Path(__file__).resolve().parents[1]
-REAL = ROOT / ".." / "shared" / "data" / "real"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from default_model_data import LABELS_FROM, build_sources  # noqa: E402
 
 MODEL = {"depth": 3, "base_filters": 8, "pools": [[1, 2, 2], [2, 2, 2]], "kernel_size": 3,
          "dropout": 0.0, "batchnorm": True, "bn_momentum": 0.9}
-TRAIN = {"epochs": 20, "steps": 16, "val_steps": 4, "crop": [16, 64, 64], "batch": 2,
-         "lr": 2e-3, "lr_schedule": "plateau", "patience": 8, "membrane_weight": 2.0,
-         "membrane_bias": 0.5, "noise": "low", "augment": True, "seed": 0}
-SHAPE = (40, 128, 128)
-OVULE_VOXEL_SIZE = (0.235, 0.15, 0.15)  # µm, ../shared/data/README.md
+INTENSITY = True  # chunkseg.ops.augment_intensity.INTENSITY_RANGES
 
 
-def volume_params(i: int) -> dict:
-    """Synthetic acquisition parameters of volume ``i`` (deterministic, varied)."""
-    rng = np.random.default_rng([2024, i])
-    xy = float(rng.choice([0.1, 0.13, 0.16, 0.2]))
-    z = float(np.round(xy * rng.uniform(1.3, 5.0), 3))
-    psf = float(rng.uniform(0.7, 1.5))
-    return {
-        "seed": 100 + i,
-        "voxel_size": (z, xy, xy),
-        "cell_diameter": float(np.round(rng.uniform(2.5, 8.0), 2)),
-        "size_variation": float(np.round(rng.uniform(0.1, 0.4), 2)),
-        "psf_sigma": (round(0.45 * psf * max(1.0, z / 0.4), 3), round(0.12 * psf, 3),
-                      round(0.12 * psf, 3)),
-        "membrane_photons": float(np.round(np.exp(rng.uniform(np.log(60), np.log(1200))), 1)),
-        "cell_contrast": float(np.round(rng.uniform(0.1, 0.5), 2)),
-        "haze_photons": float(np.round(rng.uniform(5, 60), 1)),
-        "blobs": bool(rng.random() < 0.7),
-    }
+def _parse(argv=None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--work", default="out/default_model", help="cached data (not committed)")
+    ap.add_argument("--ckpt", default="training/default", help="checkpoint folder (committed)")
+    ap.add_argument("--hold-out", nargs="*", default=["ovule"],
+                    choices=["ovule", "organoid", "synthetic"])
+    ap.add_argument("--only", nargs="*", default=None,
+                    help="train on these volumes only (e.g. organoid_t1), for fine-tuning")
+    ap.add_argument("--init", default="default", help="'default', a .keras file or 'none'")
+    ap.add_argument("--crop", type=int, nargs=3, default=[24, 96, 96])
+    ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--lr", type=float, default=5e-4)
+    ap.add_argument("--membrane-weight", type=float, default=2.0)
+    ap.add_argument("--steps-per-epoch", type=int, default=20)
+    ap.add_argument("--keep-every", type=int, default=5, help="epochs between kept copies")
+    ap.add_argument("--total-steps", type=int, default=4000)
+    ap.add_argument("--until", default=None, help="stop after this UTC time (HH:MM)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--n-synth", type=int, default=16)
+    return ap.parse_args(argv)
 
 
-def make_data(work: Path, n: int) -> list[tuple[str, str, dict]]:
-    from chunkseg.pipeline.normalize import run_normalize
-    from chunkseg.pipeline.synth import run_synth
-
-    pairs = []
-    for i in range(n):
-        params = volume_params(i)
-        d = work / f"synth{i:02d}"
-        if not (d / "norm.ome.zarr").exists():
-            paths = run_synth(d, shape=SHAPE, outputs=("raw", "mask"), overwrite=True,
-                              progress=False, **params)
-            run_normalize(paths["raw"], d / "norm.ome.zarr", percentiles=PERCENTILES,
-                          overwrite=True, progress=False)
-        pairs.append((str(d / "norm.ome.zarr"), str(d / "mask.ome.zarr"), params))
-    return pairs
+def _positions(pair, crop) -> int:
+    return int(np.prod([max(0, n - c + 1) for n, c in zip(pair[0].shape[-3:], crop)]))
 
 
-def predict_volume(model, x8: np.ndarray, factor) -> np.ndarray:
-    """In-memory prediction of a whole small volume (reflect-padded to the pooling grid)."""
-    pad = [(0, (-s) % f) for s, f in zip(x8.shape, factor)]
-    x = np.pad(x8.astype(np.float32) / 255.0, pad, mode="reflect")
-    p = model.predict(x[None, ..., None], verbose=0)[0, ..., 0]
-    return p[tuple(slice(0, s) for s in x8.shape)]
-
-
-def scores(p: np.ndarray, truth: np.ndarray, voxel_size) -> dict:
-    """Voxel scores at threshold 0.5, the best thresholds, AUCs and boundary-tolerant
-    scores (tolerance 1 voxel, 3x3x3), from :mod:`chunkseg.ops.metrics`."""
-    from chunkseg.ops import metrics as m
-
-    thresholds = np.round(np.arange(0.05, 1.0, 0.05), 2)
-    spec = m.EvalSpec.make(thresholds=thresholds, dtype=np.float32, voxel_size=voxel_size,
-                           tolerance=1)
-    stats = m.volume_statistics(p.astype(np.float32), truth.astype(np.uint8), spec)
-    counts = m.confusion_at(stats["hist"], spec.grid, thresholds)
-    s = m.scores_from_counts(**counts)
-    b = m.boundary_scores(stats, spec.grid, thresholds)
-    k = int(np.flatnonzero(thresholds == 0.5)[0])
-    r4 = lambda v: None if v is None or np.isnan(v) else round(float(v), 4)  # noqa: E731
-    out = {"voxels": int(truth.size), "membrane_fraction": r4(truth.mean()),
-           **{name: r4(s[name][k]) for name in ("accuracy", "precision", "recall", "iou",
-                                                "dice")},
-           "best": {key: {"threshold": v["threshold"], "value": r4(v["value"])}
-                    for key, v in m.best_thresholds(thresholds, s).items()},
-           **{key: r4(v) for key, v in m.auc_scores(stats["hist"]).items()},
-           "tolerant_1voxel": {name: r4(b[name][k]) for name in ("precision", "recall", "f1")}}
+def _balanced(groups: dict[str, list], crop) -> list:
+    """Repeat each group's pairs so every group offers about as many crop positions
+    (the sampler draws pairs in proportion to their positions)."""
+    counts = {g: sum(_positions(p, crop) for p in plist) for g, plist in groups.items()}
+    top = max(counts.values())
+    out = []
+    for g, plist in groups.items():
+        out += plist * max(1, round(top / max(counts[g], 1)))
     return out
 
 
-def evaluate(model_path: Path, val_pairs: list) -> dict:
-    from chunkseg.io.store import open_volume
-    from chunkseg.model import load_model, pooling_factor, UNetConfig
-    from chunkseg.ops.normalize import scale_to_uint8
-
-    model, meta = load_model(model_path)
-    factor = pooling_factor(UNetConfig.from_dict(meta["config"]))
-    result: dict = {"synthetic_validation": []}
-    for raw, mask, params in val_pairs:
-        vol = open_volume(raw)
-        x8 = np.asarray(vol.data[0])
-        truth = np.asarray(open_volume(mask).data[0])
-        s = scores(predict_volume(model, x8, factor), truth, vol.voxel_size)
-        result["synthetic_validation"].append({"volume": raw, "params": params, **s})
-    raw_tif, lab_tif = REAL / "ovule_raw.tif", REAL / "ovule_labels.tif"
-    if raw_tif.exists() and lab_tif.exists():
-        import tifffile
-
-        from chunkseg.ops.boundaries import membrane_mask
-
-        raw = tifffile.imread(raw_tif)
-        labels = tifffile.imread(lab_tif)
-        low, high = np.percentile(raw, PERCENTILES)  # what predict computes without a range
-        t0 = time.perf_counter()
-        p = predict_volume(model, scale_to_uint8(raw, low, high), factor)
-        seconds = time.perf_counter() - t0
-        truth = membrane_mask(labels)
-        result["real_ovule"] = {
-            "raw": str(raw_tif.relative_to(ROOT)), "shape": list(raw.shape),
-            "range": [float(low), float(high)],
-            "truth": "chunkseg.ops.boundaries.membrane_mask(labels) (thick, width 1, 0 ignored)",
-            **scores(p, truth, OVULE_VOXEL_SIZE),
-            "predict_seconds": round(seconds, 2),
-        }
-        np.save(model_path.with_name(model_path.stem + "_ovule_probability.npy"),
-                p.astype(np.float16))
-    else:
-        result["real_ovule"] = f"skipped: {raw_tif} not found"
-    return result
+def _pairs(args, work: Path) -> tuple[list, dict]:
+    sources = build_sources(work, args.n_synth)
+    names = {"ovule": ["ovule"], "organoid": [f"organoid_t{t}" for t in range(1, 6)],
+             "synthetic": [f"synth{i:02d}" for i in range(args.n_synth)]
+             + [f"tissue_render{k}" for k in range(3)]}
+    groups, used = {}, {}
+    for src, plist in sources.items():
+        if src in args.hold_out:
+            continue
+        keep = [(p, v) for p, v in zip(plist, names[src]) if args.only is None or v in args.only]
+        for p, v in keep:
+            groups.setdefault("tissue_render" if v.startswith("tissue") else src, []).append(p)
+        if keep:
+            used[src] = {"volumes": [v for _, v in keep], "labels": LABELS_FROM[src]}
+    if not groups:
+        raise SystemExit("no training volume left after --hold-out / --only")
+    return _balanced(groups, args.crop), used
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--work", default="out/default_model", help="data + training folder")
-    parser.add_argument("--out", default="out/default_model/default.keras")
-    parser.add_argument("--epochs", type=int, default=TRAIN["epochs"])
-    parser.add_argument("--steps", type=int, default=TRAIN["steps"])
-    parser.add_argument("--evaluate-only", action="store_true")
-    args = parser.parse_args()
-    work, out = Path(args.work), Path(args.out)
-    work.mkdir(parents=True, exist_ok=True)
+def _model(args, ckpt: Path):
+    import keras
+
+    from chunkseg.model.io import load_model, resolve_model
+    from chunkseg.model.losses import membrane_loss
+    from chunkseg.model.unet import UNetConfig, build_unet
+
+    last = ckpt / "last_train.keras"
+    if last.exists():
+        return keras.models.load_model(last), True
+    model = build_unet(UNetConfig.from_dict(MODEL))
+    if args.init != "none":
+        src, _ = load_model(resolve_model(args.init))
+        model.set_weights(src.get_weights())
+    model.compile(optimizer=keras.optimizers.Adam(args.lr), loss=membrane_loss(
+        args.membrane_weight))
+    return model, False
+
+
+def _metadata(args, used: dict, state: dict) -> dict:
+    from chunkseg.model.unet import UNetConfig, flops_per_voxel, pooling_factor, receptive_field
+    from chunkseg.ops.robust_range import ROBUST_PERCENTILES
+
+    cfg = UNetConfig.from_dict(MODEL)
+    return {
+        "config": cfg.to_dict(),
+        "normalization": {"input": "scale_to_uint8(raw, low, high) / 255",
+                          "method": "robust_percentiles", "percentiles": list(ROBUST_PERCENTILES),
+                          "ignore_zero": True},
+        "voxel_size": None, "crop": list(args.crop),
+        "receptive_field": list(receptive_field(cfg)),
+        "pooling_factor": list(pooling_factor(cfg)), "flops_per_voxel": flops_per_voxel(cfg),
+        "input": "float32 (batch, z, y, x, 1): 8-bit normalised raw / 255",
+        "output": "membrane probability, sigmoid, float32 (batch, z, y, x, 1)",
+        "training": {"sources": used, "held_out": args.hold_out, "init": args.init,
+                     "steps": state["step"], "crop": list(args.crop), "batch": args.batch,
+                     "lr": args.lr, "membrane_weight": args.membrane_weight,
+                     "augment": "flips, y-x quarter turns, intensity (augment_intensity), "
+                                "noise low", "seed": args.seed,
+                     "date": datetime.now(timezone.utc).isoformat(timespec="seconds")},
+    }
+
+
+def _past(until: str | None) -> bool:
+    if not until:
+        return False
+    now = datetime.now(timezone.utc)
+    h, m = (int(v) for v in until.split(":"))
+    return (now.hour, now.minute) >= (h, m)
+
+
+def main(argv=None) -> None:
+    args = _parse(argv)
+    work, ckpt = Path(args.work), Path(args.ckpt)
+    ckpt.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    pairs = make_data(work, 10)
-    train_pairs, val_pairs = pairs[:8], pairs[8:]
-    print(f"data ready in {time.perf_counter() - t0:.0f} s", flush=True)
-    if not args.evaluate_only:
-        from chunkseg.pipeline.train import run_train
+    pairs, used = _pairs(args, work)
+    print(f"data ready in {time.perf_counter() - t0:.0f} s: {len(pairs)} volumes, {used}",
+          flush=True)
+    import keras
 
-        train = {**TRAIN, "epochs": args.epochs, "steps": args.steps}
-        run_train([p[0] for p in train_pairs], [p[1] for p in train_pairs], out=out,
-                  val_raw=[p[0] for p in val_pairs], val_mask=[p[1] for p in val_pairs],
-                  config={"model": MODEL, "train": train}, overwrite=True, verbose=2)
-    result = evaluate(out, val_pairs)
-    result["train_volumes"] = [{"volume": r, "params": p} for r, _, p in train_pairs]
-    (out.with_name(out.stem + "_evaluation.json")).write_text(json.dumps(result, indent=2))
-    print(json.dumps({k: v for k, v in result.items() if k != "train_volumes"}, indent=2))
-    print(f"total {time.perf_counter() - t0:.0f} s")
+    from chunkseg.augment import CropSampler, make_dataset
+    from chunkseg.model.io import save_model
+
+    state_f = ckpt / "state.json"
+    state = json.loads(state_f.read_text()) if state_f.exists() else \
+        {"step": 0, "epoch": 0, "history": [], "args": vars(args)}
+    keras.utils.set_random_seed(args.seed + state["epoch"])
+    model, resumed = _model(args, ckpt)
+    print(("resumed at step %d" % state["step"]) if resumed else "new training", flush=True)
+    sampler = CropSampler(pairs, crop=args.crop, seed=args.seed, membrane_bias=0.6)
+    while state["step"] < args.total_steps and not _past(args.until):
+        ds = make_dataset(sampler, batch=args.batch, augment=True, noise="low",
+                          n=args.steps_per_epoch * args.batch, start=state["step"] * args.batch,
+                          augment_options={"intensity": INTENSITY})
+        t1 = time.perf_counter()
+        hist = model.fit(ds, epochs=1, verbose=0, shuffle=False)
+        sec = time.perf_counter() - t1
+        state["step"] += args.steps_per_epoch
+        state["epoch"] += 1
+        loss = float(hist.history["loss"][-1])
+        vox = args.steps_per_epoch * args.batch * int(np.prod(args.crop))
+        state["history"].append({"step": state["step"], "loss": round(loss, 5),
+                                 "seconds": round(sec, 1), "voxels_per_s": round(vox / sec)})
+        model.save(ckpt / ".last_train.tmp.keras")
+        (ckpt / ".last_train.tmp.keras").replace(ckpt / "last_train.keras")
+        state_f.write_text(json.dumps(state, indent=1))
+        if state["epoch"] % args.keep_every == 0:
+            save_model(model, ckpt / f"step_{state['step']:05d}.keras",
+                       metadata=_metadata(args, used, state))
+        print(f"step {state['step']}: loss {loss:.4f}, {sec:.0f} s "
+              f"({vox / sec:.0f} voxels/s)", flush=True)
+    save_model(model, ckpt / "last.keras", metadata=_metadata(args, used, state))
+    print(f"stopped at step {state['step']} after {time.perf_counter() - t0:.0f} s", flush=True)
 
 
 if __name__ == "__main__":

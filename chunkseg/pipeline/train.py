@@ -239,7 +239,8 @@ def run_train(
                           membrane_bias=opts.membrane_bias, normalization=train_range)
     val_sampler = CropSampler(val_pairs, crop=opts.crop, seed=opts.seed + 1_000_003,
                               membrane_bias=opts.membrane_bias, normalization=val_range)
-    train_ds = make_dataset(sampler, batch=opts.batch, augment=opts.augment, noise=opts.noise)
+    train_ds = make_dataset(sampler, batch=opts.batch, augment=opts.augment, noise=opts.noise,
+                            augment_options={"intensity": opts.intensity})
     val_ds = make_dataset(val_sampler, batch=opts.batch, augment=False,
                           n=opts.val_steps * opts.batch).cache()
 
