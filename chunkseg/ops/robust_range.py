@@ -10,17 +10,46 @@ finite voxels keep the membrane/cytoplasm gap wide on every volume measured.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from chunkseg.errors import ParameterError
-from chunkseg.ops.normalize import check_percentiles
+from chunkseg.ops.normalize import Histogram, check_percentiles, percentiles_from_histogram
 
-__all__ = ["ROBUST_PERCENTILES", "robust_range"]
+__all__ = ["ROBUST_PERCENTILES", "model_percentiles", "range_from_histogram", "robust_range"]
 
 #: default percentiles of the non-zero voxels
 ROBUST_PERCENTILES: tuple[float, float] = (1.0, 99.5)
+
+
+def model_percentiles(record: Mapping[str, Any] | None) -> tuple[tuple[float, float], bool]:
+    """``(percentiles, ignore_zero)`` to compute for an input without a stored range.
+
+    A model trained on robust ranges records ``{"method": "robust_percentiles",
+    "percentiles": [...], "ignore_zero": ...}``; anything else (older models, no model
+    record) gets the default :data:`ROBUST_PERCENTILES` of the non-zero voxels.
+    """
+    if isinstance(record, Mapping) and record.get("method") == "robust_percentiles":
+        low, high = check_percentiles(record.get("percentiles", ROBUST_PERCENTILES))
+        return (low, high), bool(record.get("ignore_zero", True))
+    return ROBUST_PERCENTILES, True
+
+
+def range_from_histogram(hist: Histogram, percentiles: Sequence[float] = ROBUST_PERCENTILES,
+                         *, ignore_zero: bool = True) -> tuple[float, float]:
+    """:func:`robust_range` from a histogram ``(values, counts)`` of the whole volume.
+
+    Equal to :func:`robust_range` of the data for integer histograms (exact values);
+    for binned float histograms, the bin whose value is 0 is the one left out.
+    """
+    values, counts = (np.asarray(a) for a in hist)
+    if ignore_zero and np.any(counts[values != 0] > 0):
+        keep = values != 0
+        values, counts = values[keep], counts[keep]
+    low, high = (float(v) for v in percentiles_from_histogram((values, counts), percentiles))
+    return (low, low + 1.0) if not high > low else (low, high)
 
 
 def robust_range(x: np.ndarray, percentiles: Sequence[float] = ROBUST_PERCENTILES, *,

@@ -263,12 +263,15 @@ def _input_range(vol, info: ModelInfo, client: Any) -> dict[str, Any] | None:
         if isinstance(norm, dict) and "low" in norm and "high" in norm:
             return {"low": float(norm["low"]), "high": float(norm["high"]), "source": source,
                     "method": norm.get("method", "stored")}
-    from chunkseg.engine.stats import percentiles
+    from chunkseg.engine.stats import intensity_histogram
+    from chunkseg.ops.robust_range import model_percentiles, range_from_histogram
 
-    pct = percentiles(vol.data, DEFAULT_PERCENTILES, client=client)
-    low, high = pct["values"]
-    return {"low": float(low), "high": float(high), "source": "computed",
-            "method": f"percentiles {list(DEFAULT_PERCENTILES)} ({pct['method']})"}
+    ps, nonzero = model_percentiles(info.normalization)
+    h = intensity_histogram(vol.data, client=client)
+    low, high = range_from_histogram(h.hist, ps, ignore_zero=nonzero)
+    return {"low": low, "high": high, "source": "computed",
+            "method": f"percentiles {list(ps)} of the {'non-zero ' if nonzero else ''}voxels "
+                      f"({h.method})"}
 
 
 def _to_dtype(p: np.ndarray, dtype: str) -> np.ndarray:
