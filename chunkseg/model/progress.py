@@ -3,8 +3,9 @@
 :class:`TrainingProgress` counts optimizer steps over all epochs (a resumed run starts
 the bar at the steps already done), shows the ETA of the whole training, and adds
 ``train_voxels_per_s`` to each epoch's logs: crop voxels of the training batches over the
-wall time of those batches (validation excluded), so it lands in the history, the CSV log
-and TensorBoard.
+wall time of those batches (validation excluded; the first step of a run, which traces
+and compiles the graph, is not counted), so it lands in the history, the CSV log and
+TensorBoard.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class TrainingProgress(keras.callbacks.Callback):
         self._bar: Any = None
         self._t0 = self._last = 0.0
         self._steps = 0
+        self._warm = False
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         from tqdm.auto import tqdm
@@ -56,7 +58,10 @@ class TrainingProgress(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         self._last = time.perf_counter()
-        self._steps += 1
+        if self._warm:
+            self._steps += 1
+        else:  # the first step traces the graph: start the clock after it
+            self._warm, self._t0 = True, self._last
         seconds = self.train_seconds + self._last - self._t0
         rate = (self.train_steps + self._steps) * self.voxels_per_step / max(seconds, 1e-9)
         self._bar.set_postfix_str(f"loss {float((logs or {}).get('loss', float('nan'))):.4f}, "
