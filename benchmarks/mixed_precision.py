@@ -2,8 +2,9 @@
 
 The same U-Net (the packaged default's architecture) is built twice, once under the
 ``float32`` dtype policy and once under ``mixed_bfloat16`` (bfloat16 compute, float32
-weights), with the same weights.  Rounds alternate between the two so that a change of
-machine load hits both; the table reports the median of the rounds and the ratio.  The
+weights), with the same weights.  Calls alternate one by one between the two (the order
+flipping each round), so that a change of machine load hits both members of a pair; the
+table reports the median time per call and the median of the paired ratios.  The
 bfloat16 probability is also compared with the float32 one (max |difference|).
 
 Usage::
@@ -48,17 +49,21 @@ def _build(policy: str, config, weights=None):
     return model
 
 
-def _timed(fn, n: int) -> float:
-    fn()  # warm-up (graph tracing)
-    t0 = time.perf_counter()
-    for _ in range(n):
-        fn()
-    return (time.perf_counter() - t0) / n
+def _paired(a, b, rounds: int) -> tuple[list[float], list[float]]:
+    """Seconds per call of ``a`` and ``b``, called alternately (after one warm-up each)."""
+    a(), b()
+    ta, tb = [], []
+    for i in range(rounds):
+        for fn, out in ((a, ta), (b, tb)) if i % 2 == 0 else ((b, tb), (a, ta)):
+            t0 = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - t0)
+    return ta, tb
 
 
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=12, help="call pairs per measure")
     p.add_argument("--quick", action="store_true", help="small shapes (a smoke run)")
     p.add_argument("--out", default=str(Path(__file__).parent / "results" / "mixed_precision"))
     args = p.parse_args(argv)
@@ -76,16 +81,17 @@ def main(argv: list[str] | None = None) -> dict:
     bf16 = _build("mixed_bfloat16", config, f32.get_weights())
     p32 = np.asarray(f32.predict_on_batch(x_inf), np.float32)
     p16 = np.asarray(bf16.predict_on_batch(x_inf), np.float32)
-    n_inf, n_tr = (2, 3) if args.quick else (3, 5)
-    times: dict[str, list[float]] = {k: [] for k in ("inf_f32", "inf_bf16", "tr_f32", "tr_bf16")}
-    loads = []
-    for _ in range(args.rounds):
-        loads.append(os.getloadavg()[0])
-        times["inf_f32"].append(_timed(lambda: f32.predict_on_batch(x_inf), n_inf))
-        times["inf_bf16"].append(_timed(lambda: bf16.predict_on_batch(x_inf), n_inf))
-        times["tr_f32"].append(_timed(lambda: f32.train_on_batch(x_tr, y_tr), n_tr))
-        times["tr_bf16"].append(_timed(lambda: bf16.train_on_batch(x_tr, y_tr), n_tr))
+    loads = [os.getloadavg()[0]]
+    times: dict[str, list[float]] = {}
+    times["inf_f32"], times["inf_bf16"] = _paired(lambda: f32.predict_on_batch(x_inf),
+                                                  lambda: bf16.predict_on_batch(x_inf), args.rounds)
+    loads.append(os.getloadavg()[0])
+    times["tr_f32"], times["tr_bf16"] = _paired(lambda: f32.train_on_batch(x_tr, y_tr),
+                                                lambda: bf16.train_on_batch(x_tr, y_tr), args.rounds)
+    loads.append(os.getloadavg()[0])
     med = {k: statistics.median(v) for k, v in times.items()}
+    ratio = {k: statistics.median(a / b for a, b in zip(times[f"{k}_f32"], times[f"{k}_bf16"]))
+             for k in ("inf", "tr")}
     inf_vox, tr_vox = math.prod(tile), batch * math.prod(crop)
     result = {
         "model": config.to_dict(), "tile": list(tile), "crop": list(crop), "batch": batch,
@@ -95,8 +101,8 @@ def main(argv: list[str] | None = None) -> dict:
                                    "mixed_bfloat16": inf_vox / med["inf_bf16"]},
         "training_voxels_per_s": {"float32": tr_vox / med["tr_f32"],
                                   "mixed_bfloat16": tr_vox / med["tr_bf16"]},
-        "inference_speedup": med["inf_f32"] / med["inf_bf16"],
-        "training_speedup": med["tr_f32"] / med["tr_bf16"],
+        "inference_speedup": ratio["inf"],
+        "training_speedup": ratio["tr"],
         "bf16_max_abs_prob_diff": float(np.abs(p32 - p16).max()),
         "hardware": hardware(),
         "cpu_flags": sorted({f for f in open("/proc/cpuinfo").read().split()
@@ -112,8 +118,9 @@ def main(argv: list[str] | None = None) -> dict:
              f"{result['training_speedup']:.2f}x")]
     table = "\n".join("| " + " | ".join(r) + " |" for r in rows)
     note = (f"\nmax |p_bf16 - p_f32| = {result['bf16_max_abs_prob_diff']:.3g}; CPU flags "
-            f"{result['cpu_flags']}; 1-min load {loads} (shared machine); medians of "
-            f"{args.rounds} alternating rounds.\n")
+            f"{result['cpu_flags']}; 1-min load {[round(v, 1) for v in loads]} on "
+            f"{os.cpu_count()} cores (a shared machine); speed: median time per call; ratio: "
+            f"median of {args.rounds} paired calls.\n")
     print(table + note)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
