@@ -8,30 +8,20 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from chunkseg.cli import main
 from chunkseg.errors import InputError, ModelError, ResumeMismatchError
-from chunkseg.io.store import create_image, mark_complete
 from chunkseg.pipeline.train import run_train
 from chunkseg.synth import synth_volume
+from test_train import TINY, _store
 
 keras = pytest.importorskip("keras")
 
-TINY = {"depth": 2, "base_filters": 2, "pools": [[1, 2, 2]]}
 FAST = {"steps": 2, "val_steps": 1, "crop": (8, 16, 16), "batch": 2, "seed": 0,
         "lr_schedule": "constant", "patience": 0, "lr": 5e-3}
-
-
-def _store(path: Path, data: np.ndarray, attrs: dict) -> str:
-    arr = create_image(path, shape=data.shape, dtype=data.dtype, chunks=(1, 8, 16, 16),
-                       shards=False, attrs=attrs, voxel_size=(0.4, 0.1, 0.1))
-    arr[...] = data
-    mark_complete(path)
-    return str(path)
 
 
 @pytest.fixture(scope="module")
