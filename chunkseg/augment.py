@@ -25,7 +25,6 @@ import numpy as np
 
 from chunkseg.errors import (
     DTypeError,
-    InputError,
     InputNotFoundError,
     ParameterError,
     ShapeError,
@@ -127,10 +126,7 @@ def _raw_range(src: _Source, normalization: tuple[float, float] | None) -> tuple
 
 
 def _check_mask(src: _Source) -> None:
-    kind = src.attrs.get("kind")
-    if kind not in (None, "mask"):
-        raise InputError(f"{src.name}: expected a membrane mask (kind 'mask'); found kind {kind!r}"
-                         + (" (run `chunkseg binarize` on labels)" if kind == "labels" else ""))
+    """dtype check only; the values (0/1, ignore value) are checked by ``chunkseg train``."""
     if not (np.issubdtype(src.dtype, np.integer) or src.dtype == np.bool_):
         raise DTypeError(f"{src.name}: expected an integer 0/1 membrane mask; found dtype {src.dtype}")
 
@@ -203,6 +199,10 @@ class CropSampler:
         is used as ``v / 255``.
     timepoints : sequence of int, optional
         Restrict draws to these time points (e.g. to hold some out for validation).
+    ignore_value : int, optional
+        Mask value of unlabelled voxels (not 0 or 1).  Mask crops then keep it (through
+        the augmentations too: they only flip and rotate the mask), and
+        :func:`make_dataset` turns it into a weight of 0.
 
     Pairs are drawn in proportion to their number of crop positions, time points and
     positions uniformly, so every possible crop is equally likely (unbiased draws).
@@ -228,6 +228,7 @@ class CropSampler:
         max_tries: int = 10,
         normalization: tuple[float, float] | None = None,
         timepoints: Sequence[int] | None = None,
+        ignore_value: int | None = None,
     ) -> None:
         pairs = list(pairs)
         if not pairs or any(not isinstance(p, (tuple, list)) or len(p) != 2 for p in pairs):
@@ -244,6 +245,11 @@ class CropSampler:
         self.crop, self.seed = crop, int(seed)
         self.membrane_bias, self.min_membrane = float(membrane_bias), float(min_membrane)
         self.max_tries = int(max_tries)
+        if ignore_value is not None and (not float(ignore_value).is_integer()
+                                         or int(ignore_value) in (0, 1)):
+            raise ParameterError(f"ignore_value must be an integer other than 0 and 1; "
+                                 f"got {ignore_value!r}")
+        self.ignore_value = None if ignore_value is None else int(ignore_value)
         self.raws: list[_Source] = []
         self.masks: list[_Source] = []
         self.ranges: list[tuple[float, float] | None] = []
@@ -292,7 +298,11 @@ class CropSampler:
         return pair, t, corner
 
     def _mask_crop(self, pair: int, t: int, corner: tuple[int, int, int]) -> np.ndarray:
-        return (self.masks[pair].read(t, corner, self.crop) > 0).astype(np.float32)
+        m = self.masks[pair].read(t, corner, self.crop)
+        if self.ignore_value is None:
+            return (m > 0).astype(np.float32)
+        ignored = m == self.ignore_value
+        return np.where(ignored, np.float32(self.ignore_value), m > 0).astype(np.float32)
 
     def sample(self, index: int, *, augment: bool = False, **augment_options: Any) -> Crop:
         """Read (and with ``augment`` augment) crop number ``index``.
@@ -323,7 +333,7 @@ class CropSampler:
         for tries in range(1, (self.max_tries if biased else 1) + 1):
             pair, t, corner = self._position(rng)
             mask = self._mask_crop(pair, t, corner)
-            frac = float(mask.mean())
+            frac = float((mask == 1).mean())
             if best is None or frac > best[3]:
                 best = (pair, t, corner, frac, mask)
             if not biased or frac >= self.min_membrane:
@@ -360,6 +370,9 @@ def make_dataset(
     **sampler_options: Any,
 ):
     """A ``tf.data.Dataset`` of ``(x, y)`` float32 batches ``(batch, z, y, x, 1)``.
+
+    With a sampler's ``ignore_value`` the batches are ``(x, y, w)``: ``y`` is 0 and
+    ``w`` (the Keras sample weight) is 0 where the mask holds the ignore value, else 1.
 
     Parameters
     ----------
@@ -423,15 +436,22 @@ def make_dataset(
                      **{k: v for k, v in options.items() if k != "intensity"})
     shape = (*sampler.crop, 1)
 
+    ignore = sampler.ignore_value
+
     def load(i):
         c = sampler.sample(int(i), augment=augment, **options)
-        return c.raw[..., None], c.mask[..., None]
+        if ignore is None:
+            return c.raw[..., None], c.mask[..., None]
+        known = c.mask != ignore
+        return (c.raw[..., None], (c.mask == 1).astype(np.float32)[..., None],
+                known.astype(np.float32)[..., None])
 
     def read(i):
-        x, y = tf.numpy_function(load, [i], (tf.float32, tf.float32), stateful=False)
-        x.set_shape(shape)
-        y.set_shape(shape)
-        return x, y
+        out = tf.numpy_function(load, [i], (tf.float32,) * (2 if ignore is None else 3),
+                                stateful=False)
+        for a in out:
+            a.set_shape(shape)
+        return tuple(out)
 
     auto = tf.data.AUTOTUNE
     indices = (tf.data.Dataset.counter(int(start)) if n is None

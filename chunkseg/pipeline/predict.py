@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -126,6 +127,9 @@ def run_predict(
     method: str = "unet",
     client: Any = None,
     memory_gib: float | None = None,
+    resample: bool = True,
+    voxel_size: Sequence[float] | None = None,
+    precision: str = "float32",
 ) -> dict[str, Any]:
     """Predict the membrane probability of a volume / time series.
 
@@ -181,6 +185,17 @@ def run_predict(
         (:func:`memory_budget`): a quarter of this machine's RAM per worker
         process (1 GiB to 16 GiB) for the threads scheduler or a LocalCluster on CPU;
         1 GiB with GPUs, a remote ``scheduler`` or a given ``client``.
+    resample : bool
+        Predict at the model's voxel size (metadata ``voxel_size``): each block is
+        resampled to it with its halo (``halo`` then counts model voxels), predicted and
+        resampled back (:mod:`chunkseg.engine.resample_predict`; seam-free as without).
+        Only when some axis differs by more than 10 %; an input without a voxel size is
+        predicted as it is, with a warning line.
+    voxel_size : 3 floats, optional
+        The input's voxel size (µm, z y x) when its metadata lacks or misstates it.
+    precision : {"float32", "bfloat16"}
+        Network compute precision; bfloat16 (:mod:`chunkseg.model.precision`) is faster on
+        CPUs with AVX512-BF16 / AMX and differs by well under one 8-bit grey level.
 
     Returns
     -------
@@ -206,6 +221,7 @@ def run_predict(
     from chunkseg.engine.blocks import write_volume
     from chunkseg.engine.cluster import dashboard_url, get_client
     from chunkseg.engine.predict import ModelSpec, predict_array
+    from chunkseg.engine.resample_predict import predict_array_resampled
     from chunkseg.io.store import create_image, mark_complete, open_volume
     from chunkseg.ops.normalize import scale_to_uint8
 
@@ -226,6 +242,10 @@ def run_predict(
     info = model_info(model)
     if dtype not in OUTPUT_DTYPES:
         raise ParameterError(f"dtype must be one of {OUTPUT_DTYPES}; got {dtype!r}")
+    from chunkseg.model.precision import PRECISIONS
+
+    if precision not in PRECISIONS:
+        raise ParameterError(f"precision must be one of {sorted(PRECISIONS)}; got {precision!r}")
     if blend not in BLEND_MODES:
         raise ParameterError(f"blend must be one of {BLEND_MODES}; got {blend!r}")
     if threshold is not None and not 0.0 <= float(threshold) <= 1.0:
@@ -233,6 +253,13 @@ def run_predict(
     t0, t1 = parse_timepoints(timepoints, vol.shape[0])
     shape = tuple(vol.shape[1:])
     halo_ = resolve_halo(halo, info.receptive)
+    from chunkseg.pipeline.predict_resample import resample_plan
+
+    scale_plan = resample_plan(in_path, vol, info.metadata, enabled=resample,
+                               voxel_size=voxel_size)
+    factor = scale_plan["factor"]
+    if scale_plan["warning"]:
+        print(f"chunkseg predict: warning: {scale_plan['warning']}", file=sys.stderr)
     l_workers, l_threads, tf_threads = _layout(scheduler, workers, threads_per_worker)
     budget = memory_budget(memory_gib, scheduler=scheduler, client=client, workers=l_workers)
     plan = plan_tiles(shape, info, halo=halo_, block=block, tile=tile, batch=batch,
@@ -241,7 +268,8 @@ def run_predict(
     out = Path(out)
     mask_out = Path(mask_out) if mask_out is not None else mask_path_for(out)
     params = dict(halo=list(halo_), block=list(block_), tile=list(tile_), blend=blend,
-                  dtype=dtype, timepoints=[t0, t1], batch_independent=True)
+                  dtype=dtype, timepoints=[t0, t1], batch_independent=True,
+                  resample=list(factor) if factor else None, precision=precision)
     env = {"TF_NUM_INTRAOP_THREADS": str(tf_threads), "TF_NUM_INTEROP_THREADS": "1",
            "TF_CPP_MIN_LOG_LEVEL": "2"} if tf_threads else None
     if client is not None:
@@ -262,15 +290,17 @@ def run_predict(
         create_image(out, shape=(nt, *shape), dtype=dtype, voxel_size=vol.voxel_size,
                      chunks=(1, *_chunks_for(block_)), shards=(1, *block_), attrs=attrs,
                      overwrite=overwrite, resume=resume)
-        spec = ModelSpec(info.path, threads=tf_threads)
+        spec = ModelSpec(info.path, threads=tf_threads, precision=precision)
         frames = []
         for t in range(t0, t1):
             x = vol.data[t]
             if norm is not None:
                 x = x.map_blocks(scale_to_uint8, norm["low"], norm["high"], dtype=np.uint8)
-            p = predict_array(x, spec, block=block_, halo=halo_, tile=tile_, pool=info.pool,
-                              receptive=info.receptive, blend=blend, batch=batch,
-                              scale=1 / 255 if x.dtype == np.uint8 else 1.0)
+            kw = dict(tile=tile_, pool=info.pool, receptive=info.receptive, blend=blend,
+                      batch=batch, scale=1 / 255 if x.dtype == np.uint8 else 1.0)
+            p = predict_array_resampled(x, spec, factor=factor, block=block_, context=halo_,
+                                        **kw) if factor else \
+                predict_array(x, spec, block=block_, halo=halo_, **kw)
             frames.append(p.map_blocks(_to_dtype, dtype, dtype=np.dtype(dtype)))
         t_predict = time.perf_counter()
         report = write_volume(da.stack(frames), out, client=client, resume=resume,
@@ -295,6 +325,8 @@ def run_predict(
             "blend": blend, "workers": n_workers, "threads": n_threads,
             "tf_threads": tf_threads, "dashboard": dashboard_url(client) if client else None,
             "normalization": norm,
+            "resample": {k: v for k, v in scale_plan.items() if k != "warning"},
+            "precision": precision,
         }
         mark_complete(out, summary=summary)
         if threshold is not None:

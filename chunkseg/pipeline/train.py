@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -156,6 +157,9 @@ def run_train(
     mixed_precision: bool = False,
     overwrite: bool = False,
     verbose: int = 1,
+    resume: bool = False,
+    init: PathLike | None = None,
+    ignore_value: int | None = None,
     **train_options: Any,
 ) -> dict[str, Any]:
     """Train a 3D U-Net on (raw, mask) volumes and save the best model with its metadata.
@@ -184,7 +188,19 @@ def run_train(
     overwrite : bool
         Replace an existing ``out``.
     verbose : int
-        0 silent, 1 Keras progress bar per epoch + summary, 2 one line per epoch.
+        0 silent, 1 one progress bar over all steps (ETA, voxels/s) + summary, 2 one
+        line per epoch.
+    resume : bool
+        Continue from ``<stem>_training/checkpoint.npz`` (weights, optimizer state,
+        epoch counter, history), written atomically after every epoch; without one,
+        start afresh.  The data, model and options must be those of the first run
+        (``epochs`` may grow); ``out`` is replaced.
+    init : "default" or path, optional
+        Start from this chunkseg model's weights (fine-tuning); its architecture is used
+        unless ``model_config`` / ``[model]`` ask for one, which must then be equal.
+    ignore_value : int, optional
+        Mask value of unlabelled voxels (sparse labels): excluded from the loss and the
+        metrics.
     **train_options
         Override :class:`TrainOptions` fields (``epochs``, ``steps``, ``crop``, ``batch``,
         ``lr``, ``seed``, ...); None values are ignored.
@@ -202,9 +218,14 @@ def run_train(
                            **{k: (tuple(v) if k == "crop" else v)
                               for k, v in train_options.items() if v is not None}})
     if model_config is None:
-        model_config = cfg["model"]
+        model_config = cfg["model"] or None
     net_cfg = model_config if isinstance(model_config, UNetConfig) else \
-        UNetConfig.from_dict(model_config)
+        UNetConfig.from_dict(model_config or {})
+    if init is not None:
+        from chunkseg.pipeline.train_inputs import init_weights
+
+        net_cfg, init_w, init_record = init_weights(
+            init, None if model_config is None else net_cfg)
     factor = pooling_factor(net_cfg)
     if any(c % f for c, f in zip(opts.crop, factor)):
         raise ParameterError(f"crop {opts.crop} must be a multiple of the model's pooling factor "
@@ -212,7 +233,7 @@ def run_train(
     out = Path(out)
     if out.suffix != ".keras":
         raise ParameterError(f"--out {str(out)!r} must end in '.keras'")
-    if out.exists() and not overwrite:
+    if out.exists() and not (overwrite or resume):
         raise OutputExistsError(f"model file {str(out)!r} exists; pass overwrite=True "
                                 "(--overwrite) to replace it")
     train_pairs = _pairs(raw, mask, "training data")
@@ -225,9 +246,12 @@ def run_train(
 
     from chunkseg.augment import CropSampler, make_dataset
     from chunkseg.model.callbacks import ScalarEventLogger
+    from chunkseg.model.checkpoint import ResumableCheckpoint, restore_checkpoint
     from chunkseg.model.io import save_model
     from chunkseg.model.losses import default_metrics, membrane_loss
     from chunkseg.model.unet import build_unet
+    from chunkseg.model.progress import TrainingProgress
+    from chunkseg.pipeline.train_inputs import check_mask_values, checkpoint_identity, resume_point
     from chunkseg.plots.training import plot_training_curves
 
     computed = _computed_range(train_pairs, normalization)
@@ -236,15 +260,27 @@ def run_train(
     val_range = val_computed or normalization
     how = "given" if normalization is not None else "percentiles" if computed else None
     sampler = CropSampler(train_pairs, crop=opts.crop, seed=opts.seed,
-                          membrane_bias=opts.membrane_bias, normalization=train_range)
+                          membrane_bias=opts.membrane_bias, normalization=train_range,
+                          ignore_value=ignore_value)
     val_sampler = CropSampler(val_pairs, crop=opts.crop, seed=opts.seed + 1_000_003,
-                              membrane_bias=opts.membrane_bias, normalization=val_range)
+                              membrane_bias=opts.membrane_bias, normalization=val_range,
+                              ignore_value=ignore_value)
+    check_mask_values(sampler.masks + (val_sampler.masks if held_out else []),
+                      ignore_value=ignore_value)
+    side = out.with_name(f"{out.stem}_training")
+    identity = checkpoint_identity(
+        model=net_cfg.to_dict(), options=opts.to_dict(), data=_names(train_pairs),
+        validation=_names(val_pairs), extra={"mixed_precision": mixed_precision,
+                                             "ignore_value": ignore_value, "ranges": [
+                                                 train_range, val_range], "init": init and str(init)})
+    state, ckpt = resume_point(side / "checkpoint.npz", identity, resume=resume)
+    start_epoch = int(state.get("epoch", 0))
     train_ds = make_dataset(sampler, batch=opts.batch, augment=opts.augment, noise=opts.noise,
+                            start=start_epoch * opts.steps * opts.batch,
                             augment_options={"intensity": opts.intensity})
     val_ds = make_dataset(val_sampler, batch=opts.batch, augment=False,
                           n=opts.val_steps * opts.batch).cache()
 
-    side = out.with_name(f"{out.stem}_training")
     side.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(opts.seed)
     previous_policy = keras.config.dtype_policy().name
@@ -262,11 +298,16 @@ def run_train(
             loss = membrane_loss(opts.membrane_weight)
             model.compile(optimizer=keras.optimizers.Adam(lr), loss=loss,
                           metrics=default_metrics())
-        best_weights = side / "best.weights.h5"
+            if ckpt is not None:
+                restore_checkpoint(model, ckpt)
+            elif init is not None:
+                model.set_weights(init_w)
+        progress = TrainingProgress(opts.epochs * opts.steps, done_steps=start_epoch * opts.steps,
+                                    voxels_per_step=opts.batch * math.prod(opts.crop),
+                                    show=verbose == 1)
         callbacks: list[Any] = [
-            keras.callbacks.ModelCheckpoint(best_weights, monitor="val_loss",
-                                            save_best_only=True, save_weights_only=True),
-            keras.callbacks.CSVLogger(side / "log.csv"),
+            progress,
+            keras.callbacks.CSVLogger(side / "log.csv", append=ckpt is not None),
             keras.callbacks.TerminateOnNaN(),
             ScalarEventLogger(side / "tensorboard"),
         ]
@@ -277,25 +318,27 @@ def run_train(
             callbacks.append(keras.callbacks.ReduceLROnPlateau(
                 monitor="val_loss", factor=0.5, patience=max(1, opts.patience // 2 or 3),
                 min_lr=opts.lr / 100))
+        checkpoint = ResumableCheckpoint(
+            side / "checkpoint.npz", side / "best.weights.h5", identity=identity, resumed=state,
+            best_weights=None if ckpt is None else ckpt["best"], stateful=callbacks[4:])
+        callbacks.append(checkpoint)
         (side / "config.json").write_text(json.dumps(
             {"model": net_cfg.to_dict(), "train": opts.to_dict(),
              "mixed_precision": mixed_precision}, indent=2))
         t0 = time.perf_counter()
-        hist = model.fit(train_ds, epochs=opts.epochs, steps_per_epoch=opts.steps,
-                         validation_data=val_ds, callbacks=callbacks, verbose=verbose,
-                         shuffle=False)
+        model.fit(train_ds, epochs=opts.epochs, steps_per_epoch=opts.steps,
+                  validation_data=val_ds, callbacks=callbacks, verbose=2 if verbose == 2 else 0,
+                  shuffle=False, initial_epoch=start_epoch)
         seconds = time.perf_counter() - t0
+        steps_done = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
     finally:
         keras.config.set_dtype_policy(previous_policy)
 
-    history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+    history = checkpoint.history
     epochs_run = len(history.get("loss", []))
-    val_losses = history.get("val_loss", [])
-    best_epoch = val_losses.index(min(val_losses)) if val_losses else epochs_run - 1
+    best_epoch = checkpoint.best_epoch
     final = build_unet(net_cfg)  # float32, uncompiled copy of the best weights
-    if best_weights.exists():
-        model.load_weights(best_weights)
-    final.set_weights(model.get_weights())
+    final.set_weights(checkpoint.best_weights or model.get_weights())
     best = {k: v[best_epoch] for k, v in history.items() if len(v) > best_epoch}
     radius, flops = list(receptive_field(net_cfg)), flops_per_voxel(net_cfg)
     metadata = {
@@ -316,6 +359,10 @@ def run_train(
             "options": opts.to_dict(),
             "mixed_precision": mixed_precision,
             "dtype_policy": policy,
+            "init": init_record if init is not None else None,
+            "ignore_value": ignore_value,
+            "steps_done": steps_done,
+            "train_voxels_per_s": round(progress.voxels_per_s, 1),
             "gpus": strategy.num_replicas_in_sync if strategy is not None else 0,
             "epochs_run": epochs_run,
             "best_epoch": best_epoch + 1,
@@ -348,6 +395,9 @@ def run_train(
         "receptive_field": radius,
         "flops_per_voxel": flops,
         "held_out_validation": held_out,
+        "steps_done": steps_done,
+        "resumed_from_epoch": start_epoch,
+        "train_voxels_per_s": round(progress.voxels_per_s, 1),
     }
     if verbose:
         print(format_summary(summary))
@@ -362,9 +412,13 @@ def format_summary(summary: Mapping[str, Any]) -> str:
                          "val_recall") if k in best)
     val = "held-out volumes" if summary["held_out_validation"] else \
         "crops of the training volumes (no --val-raw given)"
+    resumed = f" (resumed after epoch {summary['resumed_from_epoch']})" \
+        if summary.get("resumed_from_epoch") else ""
     return "\n".join([
-        f"trained {summary['epochs_run']} epochs in {summary['seconds']:.0f} s; "
+        f"trained {summary['epochs_run']} epochs in {summary['seconds']:.0f} s{resumed}; "
         f"kept epoch {summary['best_epoch']} (lowest validation loss)",
+        f"  {summary['steps_done']} optimizer steps, "
+        f"{summary['train_voxels_per_s'] / 1e3:.1f} k training voxels/s",
         f"  best: {metrics}",
         f"  validation on: {val}",
         f"  model: {summary['model']} ({summary['parameters']} parameters, receptive field "
