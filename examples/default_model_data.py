@@ -155,7 +155,7 @@ def tissue_renders() -> list[dict]:
     return out
 
 
-def _open_cached(work: Path, name: str, names: list[str]) -> list[tuple[Any, Any]] | None:
+def open_cached(work: Path, name: str, names: list[str]) -> list[tuple[Any, Any]] | None:
     import zarr
 
     dirs = [work / "data" / name / n for n in names]
@@ -174,6 +174,13 @@ def source_pairs(work: Path, name: str, volumes: list[dict]) -> list[tuple[Any, 
     return pairs
 
 
+def validation_pairs(work: Path, n_synth: int = 16) -> list[tuple[Any, Any]]:
+    """Two wide synthetic volumes after the training ones (validation loss only)."""
+    names = [f"synth{n_synth + i:02d}" for i in (0, 1)]
+    return open_cached(work, "validation", names) or source_pairs(
+        work, "validation", synthetic_volumes(2, start=n_synth))
+
+
 def build_sources(work: Path, n_synth: int = 16) -> dict[str, list[tuple[Any, Any]]]:
     """Training pairs of every source: ``{"ovule", "organoid", "synthetic"}`` (cached)."""
     names = {"ovule": ["ovule"], "organoid": [f"organoid_t{t}" for t in range(1, 6)],
@@ -181,5 +188,5 @@ def build_sources(work: Path, n_synth: int = 16) -> dict[str, list[tuple[Any, An
              + [f"tissue_render{k}" for k in range(3)]}
     make = {"ovule": lambda: real_volumes("ovule"), "organoid": lambda: real_volumes("organoid"),
             "synthetic": lambda: synthetic_volumes(n_synth) + tissue_renders()}
-    return {src: _open_cached(work, src, names[src]) or source_pairs(work, src, make[src]())
+    return {src: open_cached(work, src, names[src]) or source_pairs(work, src, make[src]())
             for src in names}
