@@ -270,9 +270,9 @@ def run_train(
     side = out.with_name(f"{out.stem}_training")
     identity = checkpoint_identity(
         model=net_cfg.to_dict(), options=opts.to_dict(), data=_names(train_pairs),
-        validation=_names(val_pairs), extra={"mixed_precision": mixed_precision,
-                                             "ignore_value": ignore_value, "ranges": [
-                                                 train_range, val_range], "init": init and str(init)})
+        validation=_names(val_pairs),
+        extra={"mixed_precision": mixed_precision, "ignore_value": ignore_value,
+               "ranges": [train_range, val_range], "init": init and str(init)})
     state, ckpt = resume_point(side / "checkpoint.npz", identity, resume=resume)
     start_epoch = int(state.get("epoch", 0))
     train_ds = make_dataset(sampler, batch=opts.batch, augment=opts.augment, noise=opts.noise,
@@ -319,7 +319,9 @@ def run_train(
                 min_lr=opts.lr / 100))
         checkpoint = ResumableCheckpoint(
             side / "checkpoint.npz", side / "best.weights.h5", identity=identity, resumed=state,
-            best_weights=None if ckpt is None else ckpt["best"], stateful=callbacks[4:])
+            best_weights=None if ckpt is None else ckpt["best"],
+            stateful=[cb for cb in callbacks if isinstance(
+                cb, (keras.callbacks.EarlyStopping, keras.callbacks.ReduceLROnPlateau))])
         callbacks.append(checkpoint)
         (side / "config.json").write_text(json.dumps(
             {"model": net_cfg.to_dict(), "train": opts.to_dict(),
