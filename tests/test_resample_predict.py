@@ -106,6 +106,7 @@ def test_run_predict_resamples_seam_free(scaled_model, tmp_path, capsys):
                     scheduler="threads", progress=False)
     factor = (1 / 0.6, 0.25 / 0.35, 1.25)
     assert s["resample"]["factor"] == pytest.approx(factor)
+    assert s["resample"]["input_halo"] == list(resampled_halo((9, 9, 9), factor))
     got = np.asarray(open_volume(out).data[0])
     net, _ = load_model(scaled_model)
     ref = predict_resampled_in_memory(vol, net.predict_on_batch, factor=factor, context=9,

@@ -219,7 +219,7 @@ def run_predict(
     from chunkseg.engine.blocks import write_volume
     from chunkseg.engine.cluster import dashboard_url, get_client
     from chunkseg.engine.predict import ModelSpec, predict_array
-    from chunkseg.engine.resample_predict import predict_array_resampled
+    from chunkseg.engine.resample_predict import predict_array_resampled, resampled_halo
     from chunkseg.io.store import create_image, mark_complete, open_volume
     from chunkseg.ops.normalize import scale_to_uint8
 
@@ -323,7 +323,8 @@ def run_predict(
             "blend": blend, "workers": n_workers, "threads": n_threads,
             "tf_threads": tf_threads, "dashboard": dashboard_url(client) if client else None,
             "normalization": norm,
-            "resample": {k: v for k, v in scale_plan.items() if k != "warning"},
+            "resample": {**{k: v for k, v in scale_plan.items() if k != "warning"},
+                         "input_halo": list(resampled_halo(halo_, factor)) if factor else None},
             "precision": precision,
         }
         mark_complete(out, summary=summary)
