@@ -195,7 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     halo = args.halo if args.halo == "auto" else int(args.halo)
 
     from chunkseg.engine.backend import configure_backend
-    from chunkseg.pipeline.predict import model_info, resolve_halo
+    from chunkseg.engine.plan import resolve_halo
+    from chunkseg.model.info import model_info
 
     cores = len(os.sched_getaffinity(0))
     configure_backend(cores)
@@ -224,8 +225,8 @@ def main(argv: list[str] | None = None) -> int:
         bare_t.setdefault(name, []).append(bare_model(model, t, b, args.bare_seconds))
 
     big_plan = _plan_tile(inputs["4x"], info, **kw)
-    tile = big_plan["tile"]
-    bare_on("default", tile, big_plan["batch"])
+    tile = big_plan.tile
+    bare_on("default", tile, big_plan.batch)
     runs["4x"] = run_predict_measured(inputs["4x"], out / "pred_4x.ome.zarr", model, **kw)
     prev = None
     if not args.no_previous:
@@ -236,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
                                         tile=prev_tile, batch=1,
                                         memory_gib=PREVIOUS["memory_gib"])
             bare_on("previous", prev_tile)
-    bare_on("default", tile, big_plan["batch"])
+    bare_on("default", tile, big_plan.batch)
     big = runs["4x"]
     if list(big["tile"]) != list(tile):
         raise RuntimeError(f"predict used tile {big['tile']}, the bare model ran on {tile}")
@@ -258,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         ("machine", "matmul peak GFLOP/s", fmt(peak), f"numpy float32 1024², {cores} cores"),
         ("model", "FLOPs per voxel", fmt(fpv), f"{'trained default' if trained else 'untrained'} "
          f"{info.config.to_dict()}; receptive field {list(info.receptive)}, pool {list(info.pool)}"),
-        ("bare", "voxels/s", fmt(bare), f"tile {list(tile)} batch {big_plan['batch']} (the tile "
+        ("bare", "voxels/s", fmt(bare), f"tile {list(tile)} batch {big_plan.batch} (the tile "
          "predict picks), in memory, mean of before/after"),
         ("bare", "GFLOP/s", fmt(bare * fpv / 1e9), f"{100 * bare * fpv / 1e9 / peak:.0f}% of peak"),
     ]
@@ -327,7 +328,8 @@ def main(argv: list[str] | None = None) -> int:
 def _plan_tile(inp: str, info, *, halo, block, memory_gib, scheduler) -> dict:
     """The block / tile / batch ``run_predict`` will choose for ``inp`` (its own planner)."""
     from chunkseg.io.store import open_volume
-    from chunkseg.pipeline.predict import memory_budget, plan_tiles, resolve_halo
+    from chunkseg.engine.cluster import memory_budget
+    from chunkseg.engine.plan import plan_tiles, resolve_halo
 
     return plan_tiles(tuple(open_volume(inp).shape[1:]), info,
                       halo=resolve_halo(halo, info.receptive), block=block,

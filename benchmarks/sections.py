@@ -146,12 +146,14 @@ def sec_io(ctx: Context) -> dict[str, Any]:
 
 
 def _plan(ctx: Context, shape) -> tuple[Any, tuple, int]:
-    from chunkseg.pipeline.predict import memory_budget, model_info, plan_tiles
+    from chunkseg.engine.cluster import memory_budget
+    from chunkseg.engine.plan import plan_tiles
+    from chunkseg.model.info import model_info
 
     info = model_info(ctx.model())
     # what run_predict plans with the threads scheduler (its default memory budget)
     plan = plan_tiles(shape, info, halo=(10, 10, 10), budget_bytes=memory_budget())
-    return info, plan["tile"], plan["batch"]
+    return info, plan.tile, plan.batch
 
 
 def sec_unet_bare(ctx: Context) -> dict[str, Any]:
@@ -194,7 +196,7 @@ def sec_predict(ctx: Context) -> dict[str, Any]:
 
 def sec_naive(ctx: Context) -> dict[str, Any]:
     """The paper's loop: overlapping sub-volumes in memory, one call each, on the 4× volume."""
-    from chunkseg.pipeline.predict import model_info
+    from chunkseg.model.info import model_info
 
     d = ctx.synth(4)
     res = naive_loop(ctx.model(), d["norm"], model_info(ctx.model()).pool)

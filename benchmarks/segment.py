@@ -38,7 +38,8 @@ from chunkseg.engine.blocks import write_volume
 from chunkseg.engine.segment import segment_array
 from chunkseg.io.store import create_image, mark_complete, open_volume
 from chunkseg.ops.watershed import SegmentParams
-from chunkseg.pipeline.segment import instance_report, run_segment
+from chunkseg.engine.instances import instance_report
+from chunkseg.pipeline.segment import run_segment
 
 REPO = Path(__file__).resolve().parents[1]
 REAL = (REPO / ".." / "shared" / "data" / "real").resolve()

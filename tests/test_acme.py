@@ -154,7 +154,7 @@ def test_params_round_trip_to_dict():
 
 
 def test_run_acme_writes_a_probability_store_equal_to_the_reference(tmp_path):
-    from chunkseg.baseline import run_acme
+    from chunkseg.pipeline.acme import run_acme
     from chunkseg.io.store import open_volume
     from chunkseg.ops.normalize import scale_to_uint8
     from chunkseg.pipeline.synth import run_synth
@@ -199,7 +199,7 @@ def test_cli_predict_method_acme_routes_to_the_baseline(tmp_path, capsys):
         run_predict(paths["raw"], out=tmp_path / "x.ome.zarr", method="hessian")
     with pytest.raises(ParameterError, match="threshold"):
         run_predict(paths["raw"], out=tmp_path / "x.ome.zarr", method="acme", threshold=0.5)
-    from chunkseg.baseline import run_acme
+    from chunkseg.pipeline.acme import run_acme
 
     s = run_acme(paths["raw"], out=tmp_path / "t.ome.zarr", threshold=0.3, scheduler="sync",
                  progress=False)

@@ -147,12 +147,9 @@ def predict(raw, out, model, **kw):
     return run_predict(raw, model=model, out=out, **kw)
 
 
-from chunkseg.pipeline.predict import (  # noqa: E402
-    mask_path_for,
-    model_info,
-    parse_timepoints,
-    run_predict,
-)
+from chunkseg.model.info import model_info  # noqa: E402
+from chunkseg.ops.slices import parse_timepoints  # noqa: E402
+from chunkseg.pipeline.predict import mask_path_for, run_predict  # noqa: E402
 
 
 def test_seamless_halo_auto_equals_whole_volume_pass(raw, tiny_model, tmp_path):
@@ -326,7 +323,7 @@ def test_cli_predict(raw, tiny_model, tmp_path, capsys):
 
 
 def test_demo_end_to_end(tiny_model, tmp_path):
-    from chunkseg.pipeline.demo import run_demo
+    from chunkseg.workflows.demo import run_demo
 
     s = run_demo(tmp_path / "demo", model=tiny_model, shape=(12, 40, 40), timepoints=1,
                  scheduler="threads", progress=False)
@@ -338,7 +335,7 @@ def test_demo_end_to_end(tiny_model, tmp_path):
 
 
 def test_demo_fails_clearly_without_model(tmp_path):
-    from chunkseg.pipeline.demo import run_demo
+    from chunkseg.workflows.demo import run_demo
 
     with pytest.raises(ModelError, match="does not exist"):
         run_demo(tmp_path / "demo", model=tmp_path / "nope.keras", scheduler="threads")

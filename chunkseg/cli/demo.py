@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from chunkseg.pipeline.demo import run_demo
+    from chunkseg.workflows.demo import run_demo
 
     s = run_demo(args.out, model=args.model, timepoints=args.timepoints, seed=args.seed,
                  scheduler=args.scheduler, progress=not args.quiet)

@@ -1,12 +1,17 @@
-"""Where dask work runs: a LocalCluster by default, any scheduler address, or plain threads.
+"""Where dask work runs, and what the machine offers it.
 
-``distributed`` is imported only when a cluster is actually used, so light commands
-(``convert``, ``info``) and tests on the threaded scheduler do not pay for it.
+:func:`get_client` yields a LocalCluster, a client of any scheduler address, or None
+for dask's local schedulers; ``distributed`` is imported only when a cluster is
+actually used, so light commands (``convert``, ``info``) and tests on the threaded
+scheduler do not pay for it.  The machine facts (:func:`cpu_cores`,
+:func:`count_gpus`), the default worker layouts (:func:`model_layout`) and the
+activation memory budget of a network call (:func:`memory_budget`) live here too.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sys
 from collections.abc import Iterator
@@ -15,14 +20,128 @@ from typing import Any
 from chunkseg.engine.memory import MMAP_THRESHOLD
 from chunkseg.errors import ClusterError, ParameterError
 
-__all__ = ["LOCAL_SCHEDULERS", "dashboard_url", "get_client"]
+__all__ = [
+    "LOCAL_SCHEDULERS",
+    "MEMORY_BUDGET",
+    "MEMORY_CEILING",
+    "MEMORY_FRACTION",
+    "count_gpus",
+    "cpu_cores",
+    "dashboard_url",
+    "get_client",
+    "memory_budget",
+    "model_layout",
+    "worker_counts",
+]
 
 #: scheduler names that run on dask's local schedulers without ``distributed``
 LOCAL_SCHEDULERS = ("threads", "sync", "synchronous", "processes")
+#: activation memory per model call where the machine's memory is unknown (remote
+#: cluster, GPU) -- the floor of :func:`memory_budget`
+MEMORY_BUDGET = 1 << 30
+#: share of the machine's physical memory one worker's network call may use by default
+MEMORY_FRACTION = 0.25
+#: ceiling of the default budget (beyond it the tile covers a default block anyway)
+MEMORY_CEILING = 16 << 30
+
+
+def cpu_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
+def count_gpus() -> int:
+    """NVIDIA GPUs visible to this process (``nvidia-smi -L``; 0 without a driver)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None and visible.strip() in ("", "-1"):
+        return 0
+    n = _nvidia_smi_gpus()
+    if visible:
+        n = min(n, len([v for v in visible.split(",") if v.strip()]))
+    return n
+
+
+@functools.lru_cache(maxsize=1)
+def _nvidia_smi_gpus() -> int:
+    """GPUs ``nvidia-smi -L`` lists, asked once per process."""
+    import shutil
+    import subprocess
+
+    if shutil.which("nvidia-smi") is None:
+        return 0
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return 0
+    return sum(1 for line in out.stdout.splitlines() if line.startswith("GPU "))
+
+
+def model_layout(scheduler: str | None, workers: int | None = None,
+                 threads_per_worker: int | None = None) -> tuple[int | None, int | None, int | None]:
+    """LocalCluster workers/threads and backend threads per worker for running a network.
+
+    Default: one worker (one per GPU when there are GPUs) with two dask threads, and
+    the backend's intra-op pool on the worker's share of the cores.  With a
+    ``scheduler`` (no LocalCluster) the given counts pass through and the backend
+    thread count is None.
+    """
+    if scheduler is not None:
+        return workers, threads_per_worker, None
+    workers = workers or max(1, count_gpus())  # one worker per GPU
+    backend_threads = max(1, cpu_cores() // workers)
+    # two dask threads: one in the model (the per-model lock admits one call), one reading
+    # and preparing the next block meanwhile; more would only hold more blocks in memory
+    return workers, threads_per_worker or 2, backend_threads
+
+
+def worker_counts(client: Any) -> tuple[int, int]:
+    """``(workers, threads)`` of a client; ``(1, cpu_cores())`` for local schedulers."""
+    if client is None:
+        return 1, cpu_cores()
+    info = client.scheduler_info()["workers"]
+    return len(info), sum(int(w.get("nthreads", 0)) for w in info.values())
+
+
+def memory_budget(memory_gib: float | None = None, *, scheduler: str | None = "threads",
+                  client: Any = None, workers: int | None = None) -> float:
+    """Activation memory (bytes) one network call may use in a ``run_predict`` run.
+
+    ``memory_gib`` (``--memory``) when given.  Otherwise a quarter of this machine's
+    physical memory (:data:`MEMORY_FRACTION`) shared by the worker processes that run
+    the model at once (each admits one call at a time; ``workers`` of the LocalCluster
+    when ``scheduler`` is None, else one process), between :data:`MEMORY_BUDGET`
+    (1 GiB) and :data:`MEMORY_CEILING` (16 GiB).  Total, not available, memory: the
+    plan (tile, hence the resume fingerprint) must not change with the momentary load.
+    A remote ``scheduler``, a given ``client`` or GPUs (device memory is not host
+    memory) get the 1 GiB floor.
+
+    Examples
+    --------
+    >>> memory_budget(2.0) == 2 * 2**30
+    True
+    >>> memory_budget() >= 1 << 30
+    True
+    """
+    if memory_gib is not None:
+        if not memory_gib > 0:
+            raise ParameterError(f"memory_gib must be > 0; got {memory_gib!r}")
+        return float(memory_gib) * 2**30
+    local = client is None and scheduler in (None, "threads", "sync")
+    if not local or count_gpus():
+        return float(MEMORY_BUDGET)
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return float(MEMORY_BUDGET)
+    processes = (workers or 1) if scheduler is None else 1
+    share = total * MEMORY_FRACTION / max(1, int(processes))
+    return float(min(MEMORY_CEILING, max(MEMORY_BUDGET, share)))
 
 
 def _machine_layout(workers: int | None, threads: int | None) -> tuple[int, int]:
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores = cpu_cores()
     if workers is None and threads is None:
         return 1, cores
     if workers is None:

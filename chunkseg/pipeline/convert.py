@@ -7,8 +7,6 @@ Peak memory is a few z-slabs of the input (one task reads the pages of one
 from __future__ import annotations
 
 import glob
-import hashlib
-import json
 import os
 import time
 from collections.abc import Sequence
@@ -19,8 +17,7 @@ import dask.array as da
 
 from chunkseg.engine.blocks import write_volume
 from chunkseg.errors import InputError, InputNotFoundError, ParameterError
-from chunkseg.io.tiff import DEFAULT_BLOCK
-from chunkseg.ops.slices import compose_dropped, drop_slices
+from chunkseg.io.fingerprint import fingerprint
 from chunkseg.io.store import (
     TIFF_SUFFIXES,
     create_image,
@@ -29,6 +26,8 @@ from chunkseg.io.store import (
     mark_complete,
     open_volume,
 )
+from chunkseg.io.tiff import DEFAULT_BLOCK
+from chunkseg.ops.slices import compose_dropped, drop_slices
 
 __all__ = ["expand_inputs", "open_inputs", "run_convert"]
 
@@ -89,15 +88,6 @@ def open_inputs(
     if channel is not None:
         raise ParameterError("--channel applies to one hyperstack TIFF, not to a series")
     return open_tiff_series(paths, block=block)
-
-
-def _fingerprint(sources: list[str], params: dict[str, Any]) -> str:
-    h = hashlib.sha256()
-    for s in sources:
-        st = os.stat(s)
-        h.update(f"{os.path.abspath(s)}|{st.st_size}|{st.st_mtime_ns}".encode())
-    h.update(json.dumps(params, sort_keys=True, default=str).encode())
-    return h.hexdigest()[:16]
 
 
 def run_convert(
@@ -167,7 +157,7 @@ def run_convert(
         "channel": channel,
         "dropped_slices": dropped,
         "voxel_size_from": "argument" if voxel_size else ("metadata" if meta_voxel else "default"),
-        "fingerprint": _fingerprint(sources, params),
+        "fingerprint": fingerprint(sources, params, shape=data.shape, dtype=data.dtype),
     }
     arr = create_image(out, shape=data.shape, dtype=data.dtype, voxel_size=vs, chunks=chunks,
                        attrs=attrs, overwrite=overwrite, resume=resume)

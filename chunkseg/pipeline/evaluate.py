@@ -12,7 +12,7 @@ Outputs in ``out/``: ``report.json`` (every number), PNG figures (threshold swee
 ECDF, heat map, per time point, training curves when a history is given) and
 ``report.html`` showing them with the parameters and the inputs' provenance.
 Instance metrics of predicted cells (``cells``) against truth instance labels
-(``labels``) come from :func:`chunkseg.pipeline.segment.instance_report`.
+(``labels``) come from :func:`chunkseg.engine.instances.instance_report`.
 """
 
 from __future__ import annotations
@@ -29,7 +29,9 @@ from typing import Any
 import numpy as np
 
 from chunkseg import __version__
+from chunkseg.engine.instances import instance_report
 from chunkseg.engine.reduce import compute, overlap_reduce
+from chunkseg.engine.volumes import membrane_volume
 from chunkseg.errors import DTypeError, InputError, OutputExistsError, ParameterError, ShapeError
 from chunkseg.io.store import open_volume
 from chunkseg.ops.metrics import (
@@ -44,7 +46,7 @@ from chunkseg.ops.metrics import (
     sum_statistics,
     threshold_array,
 )
-from chunkseg.pipeline.predict import parse_timepoints
+from chunkseg.ops.slices import parse_timepoints
 
 __all__ = ["REPORT", "run_evaluate", "summarize"]
 
@@ -115,7 +117,6 @@ def _open_inputs(prob_path, truth, labels, membrane_width, ignore):
         source = {"path": str(truth), "kind": "mask", "attrs": tvol.attrs}
         tdata = tvol.data
     else:
-        from chunkseg.pipeline.binarize import membrane_volume
 
         tvol = open_volume(labels)
         tdata = membrane_volume(tvol.data, width=membrane_width, ignore=ignore, name=str(labels))
@@ -174,7 +175,7 @@ def run_evaluate(
         Membrane mask (0/1).  Either this or ``labels``.
     labels : path-like, optional
         Cell instance labels: the truth mask is derived from them
-        (:func:`chunkseg.pipeline.binarize.membrane_volume`, ``membrane_width``,
+        (:func:`chunkseg.engine.volumes.membrane_volume`, ``membrane_width``,
         ``ignore``) when ``truth`` is not given, and they are the truth of the
         instance metrics when ``cells`` is given.
     cells : path-like, optional
@@ -279,7 +280,6 @@ def run_evaluate(
         "seconds": round(seconds, 3),
     }
     if cells is not None:
-        from chunkseg.pipeline.segment import instance_report
 
         report["instances"] = instance_report(cells, labels, timepoints=(t0 + offset,
                                                                           t1 + offset),

@@ -6,9 +6,6 @@ labels are identical (same ids) for every processing block shape and equal to a
 whole-volume pass.  Output: an OME-Zarr label image (uint32, uint64 if more cells;
 NGFF 0.5 ``image-label`` metadata so napari opens it as labels) and a cell table
 ``<out>/cells.csv`` (t, id, voxels, volume µm³, centroid µm, bounding box voxels).
-
-Also :func:`instance_report`: instance metrics of a label volume against truth,
-accumulated block by block (memory bounded by the number of overlapping cell pairs).
 """
 
 from __future__ import annotations
@@ -24,19 +21,15 @@ import dask
 import numpy as np
 
 from chunkseg.engine.blocks import write_volume
-from chunkseg.engine.reduce import compute
 from chunkseg.engine.segment import Reader, final_labels, remove_work, segment_volume
-from chunkseg.errors import (
-    DTypeError, InputError, OutputExistsError, ResumeMismatchError, ShapeError,
-)
+from chunkseg.errors import DTypeError, InputError, OutputExistsError, ResumeMismatchError
+from chunkseg.io.fingerprint import fingerprint as run_fingerprint
 from chunkseg.io.store import create_image, is_zarr, mark_complete, open_volume, read_attrs
-from chunkseg.ops.instance_metrics import combine_contingency, contingency, instance_scores
 from chunkseg.ops.watershed import SegmentParams
-from chunkseg.pipeline.normalize import input_fingerprint
-from chunkseg.pipeline.predict import parse_timepoints
+from chunkseg.ops.slices import parse_timepoints
 
-__all__ = ["CELL_TABLE", "DEFAULT_BLOCK", "check_probability", "instance_report",
-           "run_segment", "write_cell_table"]
+__all__ = ["CELL_TABLE", "DEFAULT_BLOCK", "check_probability", "run_segment",
+           "write_cell_table"]
 
 #: processing block (z, y, x) when none is given
 DEFAULT_BLOCK = (64, 256, 256)
@@ -197,8 +190,9 @@ def run_segment(
             raise OutputExistsError(f"{path}: output exists; pass overwrite (--overwrite) to "
                                     "replace it or resume (--resume) to continue it")
     block = tuple(min(int(b), s) for b, s in zip(block or DEFAULT_BLOCK, vol.shape[1:]))
-    fingerprint = input_fingerprint(str(prob_path), {**params.to_dict(), "block": block,
-                                                     "timepoints": [t0, t1]})
+    fingerprint = run_fingerprint(prob_path, {**params.to_dict(), "block": block,
+                                              "timepoints": [t0, t1]},
+                                  shape=vol.shape, dtype=vol.dtype)
     if resume and is_zarr(out):  # check before the work phases, not after them
         old = read_attrs(out)
         if old.get("fingerprint") != fingerprint:
@@ -259,70 +253,3 @@ def run_segment(
             "merge_share_with_relabel": round((merge + secs["relabel"]) / total, 4)}
 
 
-def _contingency_task(pred, truth):
-    return contingency(np.asarray(truth), np.asarray(pred))
-
-
-def instance_report(
-    pred_labels_path: str | os.PathLike,
-    truth_labels_path: str | os.PathLike,
-    *,
-    timepoints: Any = None,
-    ious: Sequence[float] = (0.5, 0.75),
-    client: Any = None,
-) -> dict[str, Any]:
-    """Instance metrics of predicted cell labels against truth labels, out of core.
-
-    Truth 0 is *unlabelled* and left out (see :mod:`chunkseg.ops.instance_metrics`).
-    Each time point is scored on its own.  Memory: one block of each volume per
-    task plus the contingency table (pairs of overlapping cells).
-
-    Parameters
-    ----------
-    pred_labels_path, truth_labels_path : path-like
-        Integer label volumes of equal shape (OME-Zarr, Zarr or TIFF).
-    timepoints : "A:B", optional
-        Time points of both volumes to score.
-    ious : sequence of float
-        IoU thresholds of the matching scores (>= 0.5).
-
-    Returns
-    -------
-    dict
-        ``per_timepoint``: list of score dicts (adapted Rand error, VI split / merge,
-        F1 / AP / precision / recall at IoU 0.5, ``matching`` per threshold); the
-        top level repeats the first time point's scores when there is one, else the
-        means of ``f1``, ``ap``, ``adapted_rand_error``, ``vi_split``, ``vi_merge``.
-
-    Raises
-    ------
-    ShapeError, DTypeError
-    """
-    pred, truth = open_volume(pred_labels_path), open_volume(truth_labels_path)
-    for vol, name in ((pred, pred_labels_path), (truth, truth_labels_path)):
-        if vol.dtype.kind not in "iub":
-            raise DTypeError(f"{name}: labels must be integers; got dtype {vol.dtype}")
-    if pred.shape != truth.shape:
-        raise ShapeError(f"{pred_labels_path}: labels shape {pred.shape} differs from the "
-                         f"truth {truth_labels_path} shape {truth.shape}")
-    t0, t1 = parse_timepoints(timepoints, pred.shape[0])
-    p = pred.data[t0:t1]
-    t = truth.data[t0:t1].rechunk(p.chunks)
-    pb, tb = p.to_delayed(), t.to_delayed()
-    task = dask.delayed(_contingency_task, pure=True)
-    keys = list(np.ndindex(*pb.shape))
-    tasks = [task(pb[k], tb[k]) for k in keys]
-    parts = compute(tasks, client)
-    per_t = []
-    for k in range(t1 - t0):
-        table = combine_contingency([r for key, r in zip(keys, parts) if key[0] == k])
-        per_t.append({"t": t0 + k, **instance_scores(table, ious=ious)})
-    out: dict[str, Any] = {"pred": str(pred_labels_path), "truth": str(truth_labels_path),
-                           "timepoints": [t0, t1], "unlabelled": "truth 0 voxels excluded",
-                           "per_timepoint": per_t}
-    if len(per_t) == 1:
-        out.update({k: v for k, v in per_t[0].items() if k != "t"})
-    else:
-        for key in ("f1", "ap", "adapted_rand_error", "vi_split", "vi_merge"):
-            out[key] = float(np.mean([s[key] for s in per_t]))
-    return out

@@ -9,8 +9,6 @@ result does not depend on the chunking, the scheduler or the number of workers.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import time
 from collections.abc import Sequence
@@ -22,6 +20,7 @@ import numpy as np
 
 from chunkseg.engine.blocks import write_grid, write_volume
 from chunkseg.errors import OutputExistsError, ParameterError
+from chunkseg.io.fingerprint import fingerprint
 from chunkseg.io.store import create_image, is_zarr, mark_complete, read_attrs
 from chunkseg.synth import SynthParams, synth_block
 
@@ -69,12 +68,12 @@ def synth_dask(
     norm = da.core.normalize_chunks(tuple(int(c) for c in chunks), shape)
     return da.map_blocks(_block, params, output, dtype, chunks=norm, dtype=dtype,
                          meta=np.empty((0, 0, 0, 0), dtype),
-                         name=f"synth-{output}-{_fingerprint(params, timepoints)}")
+                         name=f"synth-{output}-{_stamp(params, timepoints)}")
 
 
-def _fingerprint(params: SynthParams, timepoints: int) -> str:
-    blob = json.dumps({"params": params.to_dict(), "timepoints": int(timepoints)}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+def _stamp(params: SynthParams, timepoints: int) -> str:
+    """The run fingerprint of a synthetic series (no input files: its parameters)."""
+    return fingerprint(params={"synth": params.to_dict(), "timepoints": int(timepoints)})
 
 
 def run_synth(
@@ -156,14 +155,14 @@ def run_synth(
                 raise OutputExistsError(
                     f"{path}: output exists; pass overwrite (--overwrite) to replace it")
     out_dir.mkdir(parents=True, exist_ok=True)
-    fingerprint = _fingerprint(p, timepoints)
+    stamp = _stamp(p, timepoints)
     full = (timepoints, *p.shape)
     for name, path in paths.items():
         _, dtype, kind = OUTPUTS[name]
-        if resume and is_zarr(path) and _is_complete(path, fingerprint):
+        if resume and is_zarr(path) and _is_complete(path, stamp):
             continue
         attrs = {"kind": kind, "source": [], "synth": p.to_dict(), "seed": p.seed,
-                 "timepoints": timepoints, "fingerprint": fingerprint}
+                 "timepoints": timepoints, "fingerprint": stamp}
         arr = create_image(path, shape=full, dtype=dtype, voxel_size=p.voxel_size,
                            chunks=chunks, attrs=attrs, overwrite=overwrite, resume=resume)
         data = synth_dask(p, name, timepoints=timepoints, chunks=write_grid(arr))

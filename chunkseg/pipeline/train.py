@@ -1,6 +1,6 @@
 """``chunkseg train``: train the 3D U-Net on random augmented crops read from Zarr.
 
-Crops come from :func:`chunkseg.augment.make_dataset` (reads only the crop, applies the
+Crops come from :func:`chunkseg.model.training_data.make_dataset` (reads only the crop, applies the
 paper's augmentations); the network from :func:`chunkseg.model.build_unet`; the loss is
 :class:`chunkseg.model.MembraneLoss` (class-weighted BCE + soft Dice).  Outputs, for
 ``--out model.keras``:
@@ -223,7 +223,7 @@ def run_train(
     require_tensorflow("chunkseg train")  # tf.data pipeline; prediction runs on any backend
     import keras
 
-    from chunkseg.augment import CropSampler, make_dataset
+    from chunkseg.model.training_data import CropSampler, make_dataset
     from chunkseg.model.callbacks import ScalarEventLogger
     from chunkseg.model.io import save_model
     from chunkseg.model.losses import default_metrics, membrane_loss

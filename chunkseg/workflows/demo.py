@@ -100,13 +100,13 @@ def run_demo(
     """
     import tifffile
 
-    from chunkseg.engine.cluster import dashboard_url, get_client
+    from chunkseg.engine.cluster import dashboard_url, get_client, model_layout
     from chunkseg.errors import OutputExistsError
     from chunkseg.io.store import open_volume
+    from chunkseg.model.info import model_info
     from chunkseg.pipeline.convert import run_convert
     from chunkseg.pipeline.evaluate import run_evaluate
-    from chunkseg.pipeline.predict import model_info, run_predict, write_threshold_mask
-    from chunkseg.pipeline.predict_plan import _layout
+    from chunkseg.pipeline.predict import run_predict, write_threshold_mask
     from chunkseg.pipeline.synth import run_synth
 
     t_start = time.perf_counter()
@@ -117,7 +117,7 @@ def run_demo(
             raise OutputExistsError(f"{out}: demo folder exists; pass overwrite (--overwrite)")
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    n_workers, n_threads, tf_threads = _layout(scheduler, workers, None)
+    n_workers, n_threads, tf_threads = model_layout(scheduler, workers, None)
     env = {"TF_NUM_INTRAOP_THREADS": str(tf_threads), "TF_NUM_INTEROP_THREADS": "1",
            "TF_CPP_MIN_LOG_LEVEL": "2"} if tf_threads else None
     session = (contextlib.nullcontext(None) if scheduler in ("threads", "sync") else
