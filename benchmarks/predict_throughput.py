@@ -118,7 +118,7 @@ def seams(model: str, work: Path, trained: bool, shape=(50, 70, 70),
     inp = make_input(work / "in_seams.ome.zarr", shape)
     if not trained:
         model = spread_head(model, work, open_array(inp)[0, :32, :64, :64] / np.float32(255))
-    kw = dict(model=model, scheduler="threads", overwrite=True, progress=False)
+    kw = dict(model=model, overwrite=True, progress=False)
     found = []
     for halo in ("auto", 10):
         ref = run_predict(inp, out=work / "seam_ref.zarr", halo=halo, block=shape, tile=512,
@@ -139,11 +139,15 @@ def seams(model: str, work: Path, trained: bool, shape=(50, 70, 70),
     return found
 
 
-def run_predict_measured(inp: str, out: Path, model: str, **kw) -> dict[str, Any]:
+def run_predict_measured(inp: str, out: Path, model: str, *, cluster: bool = False,
+                         **kw) -> dict[str, Any]:
+    """``run_predict`` with peak memory: threads scheduler, or a LocalCluster (``cluster``)."""
+    from chunkseg.engine.cluster import get_client
     from chunkseg.pipeline.predict import run_predict
 
-    with PeakRSS() as mem:
-        s = run_predict(inp, model=model, out=out, overwrite=True, progress=False, **kw)
+    with PeakRSS() as mem, get_client(None if cluster else "threads", layout="model") as client:
+        s = run_predict(inp, model=model, out=out, overwrite=True, progress=False,
+                        client=client, **kw)
     s["peak_rss_mb"] = round(mem.peak_mb, 1)
     s["rss_increase_mb"] = round(mem.delta_mb, 1)
     return s
@@ -217,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
                             pool=info.pool, context=ctx,
                             bytes_per_voxel=PREVIOUS["bytes_per_voxel"],
                             budget_bytes=PREVIOUS["memory_gib"] * 2**30)
-    kw = dict(halo=halo, scheduler="threads", block=args.block, memory_gib=args.memory)
+    kw = dict(halo=halo, block=args.block, memory_gib=args.memory)
     runs = {"1x": run_predict_measured(inputs["1x"], out / "pred_1x.ome.zarr", model, **kw)}
     bare_t: dict[str, list[float]] = {}
 
@@ -233,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         with previous_call():
             bare_on("previous", prev_tile)
             prev = run_predict_measured(inputs["4x"], out / "pred_prev_4x.ome.zarr", model,
-                                        halo=halo, scheduler="threads", block=PREVIOUS["block"],
+                                        halo=halo, block=PREVIOUS["block"],
                                         tile=prev_tile, batch=1,
                                         memory_gib=PREVIOUS["memory_gib"])
             bare_on("previous", prev_tile)
@@ -248,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.cluster:
         cluster = run_predict_measured(inputs["4x"], out / "pred_cluster.ome.zarr", model,
                                        halo=halo, block=args.block, memory_gib=args.memory,
-                                       scheduler=None)
+                                       cluster=True)
     fpv = info.flops_per_voxel
     seam = [] if args.no_seams else seams(model, out, trained)
 
@@ -325,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _plan_tile(inp: str, info, *, halo, block, memory_gib, scheduler) -> dict:
+def _plan_tile(inp: str, info, *, halo, block, memory_gib):
     """The block / tile / batch ``run_predict`` will choose for ``inp`` (its own planner)."""
     from chunkseg.io.store import open_volume
     from chunkseg.engine.cluster import memory_budget
@@ -333,7 +337,7 @@ def _plan_tile(inp: str, info, *, halo, block, memory_gib, scheduler) -> dict:
 
     return plan_tiles(tuple(open_volume(inp).shape[1:]), info,
                       halo=resolve_halo(halo, info.receptive), block=block,
-                      budget_bytes=memory_budget(memory_gib, scheduler=scheduler))
+                      budget_bytes=memory_budget(memory_gib))
 
 
 if __name__ == "__main__":

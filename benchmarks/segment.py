@@ -91,10 +91,10 @@ def _predict(raw: Path, tmp: Path, name: str, method: str) -> Path | None:
         if method == "unet":
             if not MODEL.is_file():
                 return None
-            run_predict(raw, model=str(MODEL), out=out, halo="auto", scheduler="threads",
+            run_predict(raw, model=str(MODEL), out=out, halo="auto",
                         overwrite=True, progress=False)
         else:
-            run_predict(raw, out=out, method="acme", scheduler="threads", overwrite=True,
+            run_predict(raw, out=out, method="acme", overwrite=True,
                         progress=False)
     except Exception as exc:  # noqa: BLE001 - report, do not stop the benchmark
         print(f"  {name}: {method} prediction failed: {exc!r}")

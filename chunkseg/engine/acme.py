@@ -22,6 +22,7 @@ from typing import Any
 import dask.array as da
 import numpy as np
 
+from chunkseg.engine.geometry import Block
 from chunkseg.engine.plan import DEFAULT_BLOCK
 from chunkseg.errors import ShapeError
 from chunkseg.ops.acme import AcmeParams, acme_halo, acme_score
@@ -50,10 +51,6 @@ def halo_of(voxel_size: Sequence[float], params: AcmeParams | None = None) -> tu
     p = params or AcmeParams()
     return acme_halo(voxel_size, p.sigmas, median_radius=p.median_radius,
                      vote_sigma=p.vote_sigma, truncate=p.truncate)
-
-
-def _starts(chunks: tuple[tuple[int, ...], ...]) -> list[np.ndarray]:
-    return [np.concatenate([[0], np.cumsum(c)[:-1]]).astype(int) for c in chunks]
 
 
 def acme_map(
@@ -102,26 +99,19 @@ def acme_map(
         if len(new[ax]) > 1:
             new[ax] = da.overlap.ensure_minimum_chunksize(h, new[ax])
     data = data.rechunk(tuple(new))
+    # the overlap hands each block its read region (Block.read: an axis held in one
+    # block takes no overlap, its read region is the whole axis); the rest is mirrored
     depth = {ax: (h if len(data.chunks[ax]) > 1 else 0) for ax, h in enumerate(halo, start=lead)}
     depth.update({ax: 0 for ax in range(lead)})
-    starts = _starts(data.chunks)
-    nblocks = data.numblocks
     vs = tuple(float(v) for v in voxel_size)
-    own = data.chunks
+    chunks3 = data.chunks[lead:]
 
     def block_fn(block: np.ndarray, block_id: tuple[int, ...] | None = None) -> np.ndarray:
-        pads, origin, crop = [], [], []
-        for ax, h in enumerate(halo, start=lead):
-            i = block_id[ax]
-            got_lo = depth[ax] if i > 0 else 0
-            got_hi = depth[ax] if i < nblocks[ax] - 1 else 0
-            pads.append((h - got_lo, h - got_hi))
-            origin.append(int(starts[ax][i]) - h)
-            crop.append(slice(h, h + own[ax][i]))
-        out = np.empty(block.shape[:lead] + tuple(s.stop - s.start for s in crop), np.float32)
+        b = Block.of_chunks(block_id[lead:], chunks3, halo)
+        out = np.empty(block.shape[:lead] + b.shape, np.float32)
         for t in np.ndindex(*block.shape[:lead]):
-            vol = np.pad(block[t], pads, mode="symmetric")
-            out[t] = acme_score(vol, voxel_size=vs, origin=origin, params=p)[tuple(crop)]
+            vol = np.pad(block[t], b.missing, mode="symmetric")
+            out[t] = acme_score(vol, voxel_size=vs, origin=b.origin, params=p)[b.padded_crop]
         return out
 
     g = da.overlap.overlap(data, depth=depth, boundary="none")

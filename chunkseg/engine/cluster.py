@@ -15,12 +15,13 @@ import functools
 import os
 import sys
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
 from chunkseg.engine.memory import MMAP_THRESHOLD
 from chunkseg.errors import ClusterError, ParameterError
 
 __all__ = [
+    "LAYOUTS",
     "LOCAL_SCHEDULERS",
     "MEMORY_BUDGET",
     "MEMORY_CEILING",
@@ -28,7 +29,9 @@ __all__ = [
     "count_gpus",
     "cpu_cores",
     "dashboard_url",
+    "backend_env",
     "get_client",
+    "is_local_cluster",
     "memory_budget",
     "model_layout",
     "worker_counts",
@@ -36,6 +39,9 @@ __all__ = [
 
 #: scheduler names that run on dask's local schedulers without ``distributed``
 LOCAL_SCHEDULERS = ("threads", "sync", "synchronous", "processes")
+#: LocalCluster layouts by the kind of work (:func:`get_client`)
+LAYOUTS = ("default", "model", "filters")
+Layout = Literal["default", "model", "filters"]
 #: activation memory per model call where the machine's memory is unknown (remote
 #: cluster, GPU) -- the floor of :func:`memory_budget`
 MEMORY_BUDGET = 1 << 30
@@ -78,22 +84,32 @@ def _nvidia_smi_gpus() -> int:
     return sum(1 for line in out.stdout.splitlines() if line.startswith("GPU "))
 
 
-def model_layout(scheduler: str | None, workers: int | None = None,
-                 threads_per_worker: int | None = None) -> tuple[int | None, int | None, int | None]:
-    """LocalCluster workers/threads and backend threads per worker for running a network.
+def model_layout(workers: int | None = None,
+                 threads_per_worker: int | None = None) -> tuple[int, int, int]:
+    """LocalCluster workers, dask threads and backend threads per worker for a network.
 
     Default: one worker (one per GPU when there are GPUs) with two dask threads, and
-    the backend's intra-op pool on the worker's share of the cores.  With a
-    ``scheduler`` (no LocalCluster) the given counts pass through and the backend
-    thread count is None.
+    the backend's intra-op pool on the worker's share of the cores.
     """
-    if scheduler is not None:
-        return workers, threads_per_worker, None
     workers = workers or max(1, count_gpus())  # one worker per GPU
     backend_threads = max(1, cpu_cores() // workers)
     # two dask threads: one in the model (the per-model lock admits one call), one reading
     # and preparing the next block meanwhile; more would only hold more blocks in memory
     return workers, threads_per_worker or 2, backend_threads
+
+
+def backend_env(threads: int | None) -> dict[str, str] | None:
+    """Worker environment that sizes the network backend's thread pools (None: defaults)."""
+    if not threads:
+        return None
+    return {"TF_NUM_INTRAOP_THREADS": str(int(threads)), "TF_NUM_INTEROP_THREADS": "1",
+            "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+
+def is_local_cluster(client: Any) -> bool:
+    """Whether ``client`` runs on a LocalCluster of this machine (its memory is ours)."""
+    cluster = getattr(client, "cluster", None)
+    return cluster is not None and type(cluster).__name__ == "LocalCluster"
 
 
 def worker_counts(client: Any) -> tuple[int, int]:
@@ -104,18 +120,16 @@ def worker_counts(client: Any) -> tuple[int, int]:
     return len(info), sum(int(w.get("nthreads", 0)) for w in info.values())
 
 
-def memory_budget(memory_gib: float | None = None, *, scheduler: str | None = "threads",
-                  client: Any = None, workers: int | None = None) -> float:
+def memory_budget(memory_gib: float | None = None, *, client: Any = None) -> float:
     """Activation memory (bytes) one network call may use in a ``run_predict`` run.
 
     ``memory_gib`` (``--memory``) when given.  Otherwise a quarter of this machine's
     physical memory (:data:`MEMORY_FRACTION`) shared by the worker processes that run
-    the model at once (each admits one call at a time; ``workers`` of the LocalCluster
-    when ``scheduler`` is None, else one process), between :data:`MEMORY_BUDGET`
-    (1 GiB) and :data:`MEMORY_CEILING` (16 GiB).  Total, not available, memory: the
-    plan (tile, hence the resume fingerprint) must not change with the momentary load.
-    A remote ``scheduler``, a given ``client`` or GPUs (device memory is not host
-    memory) get the 1 GiB floor.
+    the model at once (each admits one call at a time: the workers of a LocalCluster
+    ``client``, else this one process), between :data:`MEMORY_BUDGET` (1 GiB) and
+    :data:`MEMORY_CEILING` (16 GiB).  Total, not available, memory: the plan (tile,
+    hence the resume fingerprint) must not change with the momentary load.  A client
+    of a remote cluster or GPUs (device memory is not host memory) get the 1 GiB floor.
 
     Examples
     --------
@@ -128,16 +142,29 @@ def memory_budget(memory_gib: float | None = None, *, scheduler: str | None = "t
         if not memory_gib > 0:
             raise ParameterError(f"memory_gib must be > 0; got {memory_gib!r}")
         return float(memory_gib) * 2**30
-    local = client is None and scheduler in (None, "threads", "sync")
+    local = client is None or is_local_cluster(client)
     if not local or count_gpus():
         return float(MEMORY_BUDGET)
     try:
         total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
         return float(MEMORY_BUDGET)
-    processes = (workers or 1) if scheduler is None else 1
+    processes = 1 if client is None else len(client.scheduler_info()["workers"])
     share = total * MEMORY_FRACTION / max(1, int(processes))
     return float(min(MEMORY_CEILING, max(MEMORY_BUDGET, share)))
+
+
+def _layout(layout: str, workers: int | None,
+            threads: int | None) -> tuple[int, int, dict[str, str] | None]:
+    """Workers, threads per worker and worker environment of a LocalCluster."""
+    if layout not in LAYOUTS:
+        raise ParameterError(f"layout must be one of {LAYOUTS}; got {layout!r}")
+    if layout == "model":
+        n_workers, n_threads, backend_threads = model_layout(workers, threads)
+        return n_workers, n_threads, backend_env(backend_threads)
+    if layout == "filters" and workers is None and threads is None:
+        return cpu_cores(), 1, None
+    return (*_machine_layout(workers, threads), None)
 
 
 def _machine_layout(workers: int | None, threads: int | None) -> tuple[int, int]:
@@ -169,6 +196,7 @@ def get_client(
     memory_limit: str | None = "auto",
     quiet: bool = False,
     worker_env: dict[str, str] | None = None,
+    layout: Layout = "default",
 ) -> Iterator[Any]:
     """Yield a ``distributed.Client`` (or ``None`` for dask's local schedulers).
 
@@ -192,6 +220,16 @@ def get_client(
     worker_env : dict, optional
         Environment variables for LocalCluster worker processes (e.g. thread counts
         for TensorFlow).
+    layout : {"default", "model", "filters"}
+        The LocalCluster's shape by the work it runs, unless ``workers`` /
+        ``threads_per_worker`` say otherwise: "default" one worker with all cores;
+        "model" :func:`model_layout` (a worker per GPU, two dask threads, the backend's
+        threads on the worker's share of the cores); "filters" one single-threaded
+        worker per core (NumPy/SciPy filters that hold the GIL part of the time).
+
+    This is the one place commands get their cluster from: the command line opens
+    it here and hands the client to the ``run_*`` functions (``client=None`` there:
+    dask's current scheduler, threads by default).
 
     Raises
     ------
@@ -212,10 +250,10 @@ def get_client(
     from distributed import Client, LocalCluster
 
     if scheduler is None:
-        n_workers, n_threads = _machine_layout(workers, threads_per_worker)
+        n_workers, n_threads, layout_env = _layout(layout, workers, threads_per_worker)
         # fixed mmap threshold in workers too (see chunkseg.engine.memory)
         env = {"OMP_NUM_THREADS": "1", "MALLOC_MMAP_THRESHOLD_": str(MMAP_THRESHOLD),
-               **(worker_env or {})}
+               **(layout_env or {}), **(worker_env or {})}
         cluster = LocalCluster(
             n_workers=n_workers,
             threads_per_worker=n_threads,

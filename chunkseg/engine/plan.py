@@ -129,8 +129,9 @@ class UNetScorer:
     blend : str
     budget_bytes : float
         The activation memory the plan was made for.
-    threads : int, optional
-        Backend threads per worker process (None: the backend's default).
+
+    The backend's thread count is the worker's (``TF_NUM_INTRAOP_THREADS`` of a
+    cluster opened with ``layout="model"``, see :class:`~chunkseg.engine.predict.ModelSpec`).
     """
 
     info: ModelInfo
@@ -138,7 +139,6 @@ class UNetScorer:
     halo: tuple[int, int, int]
     blend: str = "gaussian"
     budget_bytes: float = MEMORY_BUDGET
-    threads: int | None = None
 
     name = "unet"
 
@@ -167,12 +167,12 @@ class UNetScorer:
             "tiles": plan.stats["tiles"] * timepoints,
             "memory_gib": round(self.budget_bytes / 2**30, 2),
             "tile_voxels": voxels * timepoints,
-            "redundancy": round(voxels / math.prod(plan.shape), 3), "blend": self.blend, "tf_threads": self.threads,
+            "redundancy": round(voxels / math.prod(plan.shape), 3), "blend": self.blend,
         }
 
     def __call__(self, x: da.Array) -> da.Array:
         """float32 probability of a (t, z, y, x) array (uint8 inputs are read as v / 255)."""
-        spec = ModelSpec(self.info.path, threads=self.threads)
+        spec = ModelSpec(self.info.path)
         scale = 1 / 255 if x.dtype == "uint8" else 1.0
         return da.stack([predict_array(x[i], spec, block=self.plan.block, halo=self.halo,
                                        tile=self.plan.tile, pool=self.info.pool,

@@ -18,7 +18,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from chunkseg.engine.acme import AcmeScorer
-from chunkseg.engine.cluster import cpu_cores, get_client
 from chunkseg.io.store import open_volume
 from chunkseg.ops.acme import AcmeParams
 from chunkseg.ops.slices import parse_timepoints
@@ -38,12 +37,9 @@ def run_acme(
     timepoints: Any = None,
     threshold: float | None = None,
     mask_out: str | os.PathLike | None = None,
-    scheduler: str | None = None,
-    workers: int | None = None,
-    threads_per_worker: int | None = None,
+    client: Any = None,
     resume: bool = False,
     overwrite: bool = False,
-    connect_timeout: float = 10.0,
     progress: bool = True,
 ) -> dict[str, Any]:
     """ACME-style membrane score of a volume / time series (see the module docstring).
@@ -61,11 +57,13 @@ def run_acme(
     compute_block : 3 ints, optional
         Filter block (dask task); default near
         :data:`chunkseg.engine.acme.ACME_BLOCK`, dividing ``block``.
-    dtype, timepoints, threshold, mask_out, scheduler, workers, threads_per_worker,
-    resume, overwrite, connect_timeout, progress
-        As in :func:`chunkseg.pipeline.predict.run_predict`.  Without a scheduler a
-        LocalCluster of one single-threaded worker process per core is used (the
-        filters are NumPy/SciPy code that holds the GIL part of the time).
+    dtype, timepoints, threshold, mask_out, resume, overwrite, progress
+        As in :func:`chunkseg.pipeline.predict.run_predict`.
+    client : distributed.Client, optional
+        Run on this client; None: dask's current scheduler.  The filters are
+        NumPy/SciPy code that holds the GIL part of the time: the command line runs
+        them on one single-threaded worker process per core
+        (:func:`chunkseg.engine.cluster.get_client` with ``layout="filters"``).
 
     Returns
     -------
@@ -77,7 +75,7 @@ def run_acme(
     ------
     ParameterError
         Bad dtype, threshold, time points or filter parameters.
-    InputNotFoundError, FormatError, ShapeError, OutputExistsError, ClusterError
+    InputNotFoundError, FormatError, ShapeError, OutputExistsError
         As for ``run_predict``.
     """
     t_start = time.perf_counter()
@@ -86,13 +84,9 @@ def run_acme(
     t0, t1 = parse_timepoints(timepoints, vol.shape[0])
     scorer = AcmeScorer.plan(vol.shape[1:], vol.voxel_size, params=params, block=block,
                              compute_block=compute_block)
-    if scheduler is None and workers is None and threads_per_worker is None:
-        workers, threads_per_worker = cpu_cores(), 1
-    with get_client(scheduler, workers=workers, threads_per_worker=threads_per_worker,
-                    timeout=connect_timeout) as client:
-        summary = write_probability(in_path, vol, scorer, out=out, timepoints=(t0, t1),
-                                    dtype=dtype, threshold=threshold, mask_out=mask_out,
-                                    client=client, resume=resume, overwrite=overwrite,
-                                    progress=progress)
+    summary = write_probability(in_path, vol, scorer, out=out, timepoints=(t0, t1),
+                                dtype=dtype, threshold=threshold, mask_out=mask_out,
+                                client=client, resume=resume, overwrite=overwrite,
+                                progress=progress)
     summary["seconds"] = round(time.perf_counter() - t_start, 3)
     return summary

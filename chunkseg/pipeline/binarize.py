@@ -30,7 +30,7 @@ __all__ = ["run_binarize"]
 
 def run_binarize(
     labels_path: str | os.PathLike,
-    out_path: str | os.PathLike,
+    out: str | os.PathLike,
     *,
     ignore: Sequence[int] = (0,),
     width: int = 1,
@@ -49,7 +49,7 @@ def run_binarize(
     ----------
     labels_path : path-like
         Integer labels (uint8 .. uint64): chunkseg OME-Zarr, Zarr array or TIFF.
-    out_path : path-like
+    out : path-like
         OME-Zarr to write (``kind = "mask"``).
     ignore : sequence of int
         Label values that are not cells; the paper drops ``0 1``.
@@ -112,13 +112,13 @@ def run_binarize(
              "fingerprint": fingerprint(labels_path, {**params, "dropped": all_dropped,
                                                       "chunks": chunks},
                                         shape=vol.shape, dtype=vol.dtype)}
-    create_image(out_path, shape=data.shape, dtype=np.uint8, voxel_size=voxel_size,
+    create_image(out, shape=data.shape, dtype=np.uint8, voxel_size=voxel_size,
                  chunks=chunks, attrs=attrs, overwrite=overwrite, resume=resume)
-    report = write_volume(mask, out_path, client=client, resume=resume, progress=progress,
+    report = write_volume(mask, out, client=client, resume=resume, progress=progress,
                           desc="binarize")
     seconds = time.perf_counter() - t0
-    mark_complete(out_path, binarize_seconds=round(seconds, 3))
-    return {"input": str(labels_path), "out": str(out_path), "shape": list(data.shape),
+    mark_complete(out, binarize_seconds=round(seconds, 3))
+    return {"input": str(labels_path), "out": str(out), "shape": list(data.shape),
             "labels_dtype": str(data.dtype), **params,
             "halo": halo_for_width(width), "dropped_slices": all_dropped,
             "blocks_written": report.written, "blocks_skipped": report.skipped,

@@ -27,7 +27,7 @@ from chunkseg.io.store import (
     open_volume,
 )
 from chunkseg.io.tiff import DEFAULT_BLOCK
-from chunkseg.ops.slices import compose_dropped, drop_slices
+from chunkseg.ops.slices import compose_dropped, drop_slices as _drop
 
 __all__ = ["expand_inputs", "open_inputs", "run_convert"]
 
@@ -97,7 +97,7 @@ def run_convert(
     voxel_size: Sequence[float] | None = None,
     chunks: Sequence[int] | None = None,
     channel: int | None = None,
-    drop: str | Sequence[int] | None = None,
+    drop_slices: str | Sequence[int] | None = None,
     overwrite: bool = False,
     resume: bool = False,
     client: Any = None,
@@ -119,7 +119,7 @@ def run_convert(
         Chunk shape ``(z, y, x)``; shards are chosen around it (see the README).
     channel : int, optional
         Channel of a multi-channel hyperstack.
-    drop : str or sequence of int, optional
+    drop_slices : str or sequence of int, optional
         Artifact z-slices to remove (``"3,17,40-45"``), recorded in the metadata.
     overwrite, resume : bool
         Replace an existing output / continue an interrupted conversion.
@@ -145,7 +145,7 @@ def run_convert(
     # one read task per output shard: writes need no rechunk, memory is a shard per thread
     block = default_chunks((1, 1 << 30, 1 << 30, 1 << 30), chunks=chunks)[1][1:]
     data, meta_voxel, sources = open_inputs(inputs, channel=channel, block=block)
-    data, dropped = drop_slices(data, drop, name=str(sources[0]))
+    data, dropped = _drop(data, drop_slices, name=str(sources[0]))
     if is_zarr(sources[0]):  # a chunkseg store keeps the slices dropped before it, too
         dropped = compose_dropped(open_volume(sources[0]).attrs.get("dropped_slices") or [],
                                   dropped)

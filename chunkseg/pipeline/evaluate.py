@@ -237,25 +237,9 @@ def run_evaluate(
                          tolerance=tolerance, connectivity=connectivity,
                          mask=prob.attrs.get("kind") == "mask")
     t0, t1 = parse_timepoints(timepoints, prob.shape[0])
-
-    def block_fn(p, t):
-        return block_statistics(p, t, spec)
-
-    parts = []
-    for t in range(t0, t1):
-        p = prob.data[t] if block is None else prob.data[t].rechunk(tuple(int(b) for b in block))
-        parts.append(overlap_reduce(block_fn, [p, tdata[t + offset].rechunk(p.chunks)],
-                                    depths=[spec.halo_prob, spec.halo_truth]))
-    parts_chunks = p.chunks
-    per_t = compute(parts, client)
-    bad = np.sum([s["bad"] for s in per_t], axis=0)
-    if bad[0]:
-        raise InputError(f"{prob_path}: membrane probability must lie in [0, 1]; found {bad[0]} "
-                         f"voxels outside it or NaN")
-    if bad[1]:
-        raise InputError(f"{truth_source['path']}: the truth must be a 0/1 membrane mask; found "
-                         f"{bad[1]} voxels > 1 (pass instance labels as labels= / --labels)")
-    seconds = time.perf_counter() - t_start
+    per_t, used_block = _statistics(prob, tdata, spec, times=(t0, t1), offset=offset,
+                                    block=block, client=client)
+    _check_values(per_t, prob_path, truth_source["path"])
     report: dict[str, Any] = {
         "chunkseg_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -263,24 +247,16 @@ def run_evaluate(
         "inputs": {"probability": {"path": str(prob_path), "dtype": str(prob.dtype),
                                    "shape": list(prob.shape), "attrs": prob.attrs},
                    "truth": truth_source},
-        "parameters": {"timepoints": [t0 + offset, t1 + offset], "thresholds": len(th),
-                       "voxel_size_um": list(spec.voxel_size),
-                       "max_distance_um": spec.max_distance,
-                       "dist_bin_um": float(spec.dist_edges[1] - spec.dist_edges[0]),
-                       "prob_bins": int(spec.prob_edges.size - 1), "tolerance": tolerance,
-                       "connectivity": connectivity,
-                       "halo_truth_voxels": list(spec.halo_truth),
-                       "halo_prob_voxels": list(spec.halo_prob),
-                       "block": [int(c[0]) for c in parts_chunks]},
+        "parameters": {"timepoints": [t0 + offset, t1 + offset], **_parameters(spec, th),
+                       "block": used_block},
         "environment": {"python": platform.python_version(), "machine": platform.machine(),
                         "node": platform.node()},
         "overall": summarize(sum_statistics(per_t), spec, th),
         "per_timepoint": [{"t": t0 + offset + k, **summarize(s, spec, th)}
                           for k, s in enumerate(per_t)],
-        "seconds": round(seconds, 3),
+        "seconds": round(time.perf_counter() - t_start, 3),
     }
     if cells is not None:
-
         report["instances"] = instance_report(cells, labels, timepoints=(t0 + offset,
                                                                           t1 + offset),
                                               client=client)
@@ -292,3 +268,38 @@ def run_evaluate(
         report["figures"] = draw_report(report, out, history=history)
     (out / REPORT).write_text(json.dumps(report, indent=1))
     return report
+
+
+def _statistics(prob, tdata, spec, *, times: tuple[int, int], offset: int, block,
+                client) -> tuple[list[dict[str, Any]], list[int]]:
+    """Per time point, the summed block statistics (one streaming pass); the block used."""
+    def block_fn(p, t):
+        return block_statistics(p, t, spec)
+
+    parts, p = [], None
+    for t in range(*times):
+        p = prob.data[t] if block is None else prob.data[t].rechunk(tuple(int(b) for b in block))
+        parts.append(overlap_reduce(block_fn, [p, tdata[t + offset].rechunk(p.chunks)],
+                                    depths=[spec.halo_prob, spec.halo_truth]))
+    return compute(parts, client), [int(c[0]) for c in p.chunks]
+
+
+def _check_values(per_t: list[dict[str, Any]], prob_path, truth_path) -> None:
+    """Refuse probabilities outside [0, 1] (or NaN) and a truth that is not 0/1."""
+    bad = np.sum([s["bad"] for s in per_t], axis=0)
+    if bad[0]:
+        raise InputError(f"{prob_path}: membrane probability must lie in [0, 1]; found {bad[0]} "
+                         f"voxels outside it or NaN")
+    if bad[1]:
+        raise InputError(f"{truth_path}: the truth must be a 0/1 membrane mask; found "
+                         f"{bad[1]} voxels > 1 (pass instance labels as labels= / --labels)")
+
+
+def _parameters(spec, th: np.ndarray) -> dict[str, Any]:
+    """The scoring parameters of the report."""
+    return {"thresholds": len(th), "voxel_size_um": list(spec.voxel_size),
+            "max_distance_um": spec.max_distance,
+            "dist_bin_um": float(spec.dist_edges[1] - spec.dist_edges[0]),
+            "prob_bins": int(spec.prob_edges.size - 1), "tolerance": spec.tolerance,
+            "connectivity": spec.connectivity, "halo_truth_voxels": list(spec.halo_truth),
+            "halo_prob_voxels": list(spec.halo_prob)}

@@ -52,7 +52,7 @@ def _ranges(h: IntensityHistogram, ps: tuple[float, float], n_t: int, per_timepo
 
 def run_normalize(
     in_path: str | os.PathLike,
-    out_path: str | os.PathLike | None = None,
+    out: str | os.PathLike | None = None,
     *,
     range: Sequence[float] | None = None,  # noqa: A002 - the paper's "RangeIn"
     percentiles: Sequence[float] = DEFAULT_PERCENTILES,
@@ -71,7 +71,7 @@ def run_normalize(
     ----------
     in_path : path-like
         Input volume (chunkseg OME-Zarr, Zarr array or TIFF), any integer or float dtype.
-    out_path : path-like, optional
+    out : path-like, optional
         uint8 OME-Zarr to write.  Without it nothing is written: the percentiles are
         returned (and plotted with ``plot``) so a user can choose a range.
     range : (low, high), optional
@@ -138,14 +138,14 @@ def run_normalize(
         low, high = fixed
     else:
         lows, highs, per_t = _ranges(hist, ps, n_t, per_timepoint, where,
-                                     check=out_path is not None)
+                                     check=out is not None)
         low, high = summary["percentile_values"]
     summary.update(low=low, high=high)
     if per_t:
         summary["per_timepoint"] = per_t
     if plot is not None:
         summary["plot"] = _plot(hist, plot, low, high, None if fixed else ps, in_path)
-    if out_path is None:
+    if out is None:
         summary["seconds"] = round(time.perf_counter() - t0, 3)
         return summary
     normalization = {
@@ -156,22 +156,30 @@ def run_normalize(
         "error_bound": hist.error_bound if hist else None,
         "formula": FORMULA, "source_dtype": str(data.dtype),
     }
+    summary.update(_write(in_path, vol, scale_volume(data, lows, highs), out,
+                          normalization=normalization, dropped=dropped, chunks=chunks,
+                          client=client, resume=resume, overwrite=overwrite,
+                          progress=progress))
+    summary["seconds"] = round(time.perf_counter() - t0, 3)
+    mark_complete(out, normalize_seconds=summary["seconds"])
+    return summary
+
+
+def _write(in_path, vol, scaled, out, *, normalization: dict[str, Any], dropped: list[int],
+           chunks, client, resume: bool, overwrite: bool, progress: bool) -> dict[str, Any]:
+    """Create the uint8 store (range, dropped slices, fingerprint) and write it."""
     all_dropped = compose_dropped(vol.attrs.get("dropped_slices") or [], dropped)
     attrs = {"kind": "normalized", "source": [str(in_path)], "normalization": normalization,
              "dropped_slices": all_dropped,
              "fingerprint": fingerprint(in_path, {"norm": normalization, "dropped": all_dropped,
                                                   "chunks": chunks},
                                         shape=vol.shape, dtype=vol.dtype)}
-    create_image(out_path, shape=data.shape, dtype=np.uint8, voxel_size=vol.voxel_size,
+    create_image(out, shape=scaled.shape, dtype=np.uint8, voxel_size=vol.voxel_size,
                  chunks=chunks, attrs=attrs, overwrite=overwrite, resume=resume)
-    report = write_volume(scale_volume(data, lows, highs), out_path, client=client,
-                          resume=resume, progress=progress, desc="normalize")
-    seconds = time.perf_counter() - t0
-    mark_complete(out_path, normalize_seconds=round(seconds, 3))
-    summary.update(out=str(out_path), blocks_written=report.written,
-                   blocks_skipped=report.skipped, dropped_slices=all_dropped,
-                   seconds=round(seconds, 3))
-    return summary
+    report = write_volume(scaled, out, client=client, resume=resume, progress=progress,
+                          desc="normalize")
+    return {"out": str(out), "blocks_written": report.written,
+            "blocks_skipped": report.skipped, "dropped_slices": all_dropped}
 
 
 def _plot(hist: IntensityHistogram, path, low, high, ps, in_path) -> str:

@@ -23,14 +23,13 @@ network.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 from chunkseg.engine.acme import AcmeScorer
-from chunkseg.engine.cluster import cpu_cores, get_client, memory_budget, model_layout
+from chunkseg.engine.cluster import memory_budget
 from chunkseg.engine.plan import UNetScorer, plan_tiles, resolve_halo
 from chunkseg.errors import ParameterError
 from chunkseg.io.store import Volume, open_volume
@@ -48,32 +47,31 @@ __all__ = ["PREDICT_METHODS", "mask_path_for", "run_predict", "write_threshold_m
 
 #: ``method`` values: the U-Net, or the ACME-style classical baseline
 PREDICT_METHODS = ("unet", "acme")
+PredictMethod = Literal["unet", "acme"]
+BlendMode = Literal["gaussian", "linear", "none"]
+OutputDtype = Literal["float32", "float16", "uint8"]
 
 
 def run_predict(
     in_path: str | os.PathLike,
     *,
-    model: str | os.PathLike = "default",
     out: str | os.PathLike,
+    model: str | os.PathLike = "default",
+    method: PredictMethod = "unet",
     halo: int | str | Sequence[int] = 10,
     block: int | Sequence[int] | None = None,
     tile: int | Sequence[int] | None = None,
     batch: int | None = None,
-    blend: str = "gaussian",
-    dtype: str = "float32",
+    blend: BlendMode = "gaussian",
+    dtype: OutputDtype = "float32",
     timepoints: Any = None,
     threshold: float | None = None,
     mask_out: str | os.PathLike | None = None,
-    scheduler: str | None = None,
-    workers: int | None = None,
-    threads_per_worker: int | None = None,
+    memory_gib: float | None = None,
+    client: Any = None,
     resume: bool = False,
     overwrite: bool = False,
-    connect_timeout: float = 10.0,
     progress: bool = True,
-    method: str = "unet",
-    client: Any = None,
-    memory_gib: float | None = None,
 ) -> dict[str, Any]:
     """Predict the membrane probability of a volume / time series.
 
@@ -81,13 +79,19 @@ def run_predict(
     ----------
     in_path : path
         OME-Zarr / Zarr (t, z, y, x) or (z, y, x), or a TIFF file.
-    model : path or "default"
-        A chunkseg ``.keras`` model.
     out : path
         Output OME-Zarr probability image (same voxel size, selected time points).
+    model : path or "default"
+        A chunkseg ``.keras`` model.
+    method : {"unet", "acme"}
+        ``"acme"``: the classical ACME-style filter baseline instead of the network
+        (:func:`chunkseg.pipeline.acme.run_acme` with its defaults; ``model``,
+        ``halo``, ``tile``, ``batch``, ``blend``, ``memory_gib`` and ``threshold`` do
+        not apply).
     halo : int, 3 ints or "auto"
         Context voxels around each block; "auto" = the model's receptive-field radius,
-        which makes the result equal to a whole-volume pass (seam-free).
+        which makes the result equal to a whole-volume pass (seam-free).  At most the
+        block (and the volume) per axis.
     block : int or 3 ints, optional
         Output block = shard = one task (default
         :data:`chunkseg.engine.plan.DEFAULT_BLOCK`, clipped).
@@ -107,30 +111,20 @@ def run_predict(
         Also write a binary mask ``p >= threshold`` (to ``mask_out``).
     mask_out : path, optional
         Mask store (default :func:`mask_path_for`).
-    scheduler : str, optional
-        None: a LocalCluster sized to the machine; "threads"/"sync": no cluster;
-        "tcp://host:port": an existing dask cluster.
-    workers, threads_per_worker : int, optional
-        LocalCluster layout (default one worker, TensorFlow on all cores).
-    resume, overwrite : bool
-        Continue an interrupted run / replace an existing output.
-    connect_timeout : float
-        Seconds to wait for a remote scheduler.
-    progress : bool
-        Show a progress bar over blocks.
-    method : {"unet", "acme"}
-        ``"acme"``: the classical ACME-style filter baseline instead of the network
-        (:func:`chunkseg.pipeline.acme.run_acme` with its defaults; ``model``,
-        ``halo``, ``tile``, ``batch``, ``blend``, ``memory_gib`` and ``threshold`` do
-        not apply).
-    client : distributed.Client, optional
-        Run on this existing client (``scheduler``/``workers`` are then ignored).
     memory_gib : float, optional
         Activation memory of one network call (GiB); the default tile and batch are the
         cheapest that fit it (:func:`chunkseg.ops.tiling.choose_tile`).  Default
-        (:func:`chunkseg.engine.cluster.memory_budget`): a quarter of this machine's RAM per worker
-        process (1 GiB to 16 GiB) for the threads scheduler or a LocalCluster on CPU;
-        1 GiB with GPUs, a remote ``scheduler`` or a given ``client``.
+        (:func:`chunkseg.engine.cluster.memory_budget`): a quarter of this machine's
+        RAM per worker process (1 GiB to 16 GiB) for the threads scheduler or a
+        LocalCluster on CPU; 1 GiB with GPUs or a remote cluster.
+    client : distributed.Client, optional
+        Run on this client (e.g. from :func:`chunkseg.engine.cluster.get_client`
+        with ``layout="model"``, as the command line does); None: dask's current
+        scheduler (threads by default).
+    resume, overwrite : bool
+        Continue an interrupted run / replace an existing output.
+    progress : bool
+        Show a progress bar over blocks.
 
     Returns
     -------
@@ -148,35 +142,21 @@ def run_predict(
         blend or time points.
     OutputExistsError
         Output exists without ``overwrite`` / ``resume``.
-    ClusterError
-        Scheduler unreachable within ``connect_timeout``.
     """
     t_start = time.perf_counter()
     _check_options(method, blend, dtype, threshold)
     vol = open_volume(in_path)
     t0, t1 = parse_timepoints(timepoints, vol.shape[0])
-    if client is not None:
-        session = contextlib.nullcontext(client)
     if method == "acme":
-        scorer = AcmeScorer.plan(vol.shape[1:], vol.voxel_size, block=block)
-        if client is None and scheduler is None:
-            workers, threads_per_worker = workers or cpu_cores(), threads_per_worker or 1
+        scorer: Any = AcmeScorer.plan(vol.shape[1:], vol.voxel_size, block=block)
     else:
-        layout = model_layout(scheduler, workers, threads_per_worker)
         scorer = _unet_scorer(vol, model, halo=halo, block=block, tile=tile, batch=batch,
-                              blend=blend, memory_gib=memory_gib, scheduler=scheduler,
-                              client=client, layout=layout, timepoints=t1 - t0)
-        workers, threads_per_worker = layout[:2]
-    if client is None:
-        env = ({"TF_NUM_INTRAOP_THREADS": str(scorer.threads), "TF_NUM_INTEROP_THREADS": "1",
-                "TF_CPP_MIN_LOG_LEVEL": "2"} if getattr(scorer, "threads", None) else None)
-        session = get_client(scheduler, workers=workers, threads_per_worker=threads_per_worker,
-                             timeout=connect_timeout, worker_env=env)
-    with session as c:
-        summary = write_probability(in_path, vol, scorer, out=out, timepoints=(t0, t1),
-                                    dtype=dtype, threshold=threshold, mask_out=mask_out,
-                                    client=c, resume=resume, overwrite=overwrite,
-                                    progress=progress)
+                              blend=blend, memory_gib=memory_gib, client=client,
+                              timepoints=t1 - t0)
+    summary = write_probability(in_path, vol, scorer, out=out, timepoints=(t0, t1),
+                                dtype=dtype, threshold=threshold, mask_out=mask_out,
+                                client=client, resume=resume, overwrite=overwrite,
+                                progress=progress)
     summary["seconds"] = round(time.perf_counter() - t_start, 3)
     return summary
 
@@ -193,13 +173,11 @@ def _check_options(method: str, blend: str, dtype: str, threshold: float | None)
 
 
 def _unet_scorer(vol: Volume, model, *, halo, block, tile, batch, blend, memory_gib,
-                 scheduler, client, layout, timepoints: int) -> UNetScorer:
+                 client, timepoints: int) -> UNetScorer:
     """The model's facts, the halo and the tile plan of a U-Net run."""
     info = model_info(model)
     halo_ = resolve_halo(halo, info.receptive)
-    workers, _threads, backend_threads = layout
-    budget = memory_budget(memory_gib, scheduler=scheduler, client=client, workers=workers)
+    budget = memory_budget(memory_gib, client=client)
     plan = plan_tiles(tuple(vol.shape[1:]), info, halo=halo_, block=block, tile=tile,
                       batch=batch, budget_bytes=budget, timepoints=timepoints)
-    return UNetScorer(info, plan, halo_, blend=blend, budget_bytes=budget,
-                      threads=None if client is not None else backend_threads)
+    return UNetScorer(info, plan, halo_, blend=blend, budget_bytes=budget)

@@ -193,42 +193,25 @@ def run_segment(
     fingerprint = run_fingerprint(prob_path, {**params.to_dict(), "block": block,
                                               "timepoints": [t0, t1]},
                                   shape=vol.shape, dtype=vol.dtype)
-    if resume and is_zarr(out):  # check before the work phases, not after them
-        old = read_attrs(out)
-        if old.get("fingerprint") != fingerprint:
-            raise ResumeMismatchError(
-                f"{out}: cannot resume; the input or parameters differ from the first run "
-                f"(fingerprint {old.get('fingerprint')!r}, now {fingerprint!r}). "
-                "Use --overwrite to start again.")
-        if old.get("complete"):
-            return {"input": str(prob_path), "out": str(out), "resumed": "already complete",
-                    "n_cells": old.get("n_cells"), "fingerprint": fingerprint, "writes": {}}
+    done = _resumed(prob_path, out, fingerprint) if resume else None
+    if done is not None:
+        return done
     if overwrite and not resume:
         remove_work(work)
     t_check = time.perf_counter()
     data = check_probability(vol, name=str(prob_path), times=(t0, t1))
     plain = data is vol.data and is_zarr(prob_path)
-    reader = Reader(prob_path) if plain else Reader(data)
     secs = {"check": time.perf_counter() - t_check}
-    res = segment_volume(reader, vol.shape, params, work=work, block=block,
-                         timepoints=range(t0, t1), client=client, progress=progress,
-                         resume=resume, fingerprint=fingerprint)
+    res = segment_volume(Reader(prob_path) if plain else Reader(data), vol.shape, params,
+                         work=work, block=block, timepoints=range(t0, t1), client=client,
+                         progress=progress, resume=resume, fingerprint=fingerprint)
     secs.update(res["seconds"])
-
     t_write = time.perf_counter()
-    n_cells = [int(cells.ids.size) for _, _, cells in res["tables"]]
-    dtype = np.uint32 if max(n_cells, default=0) < np.iinfo(np.uint32).max else np.uint64
-    shape = (t1 - t0, *vol.shape[1:])
     attrs = {"kind": "labels", "source": [str(prob_path)], "segment": params.to_dict(),
              "timepoints": [t0, t1], "block": list(res["block"]), "halo": res["halo"],
              "fingerprint": fingerprint}
-    create_image(out, shape=shape, dtype=dtype, voxel_size=vol.voxel_size, chunks=chunks,
-                 attrs=attrs, overwrite=overwrite, resume=resume)
-    _add_label_metadata(out, str(prob_path))
-    report = write_volume(final_labels(res["flood"], res["tables"], dtype=dtype), out,
-                          client=client, resume=resume, progress=progress,
-                          desc="segment: relabel")
-    writes = {**res["writes"], "relabel": {"written": report.written, "skipped": report.skipped}}
+    labels = _write_labels(prob_path, vol, res, out, attrs=attrs, chunks=chunks,
+                           client=client, resume=resume, overwrite=overwrite, progress=progress)
     secs["relabel"] = time.perf_counter() - t_write
     t_table = time.perf_counter()
     n_rows = write_cell_table(out / CELL_TABLE, res["tables"], range(t0, t1), vol.voxel_size)
@@ -236,17 +219,55 @@ def run_segment(
     if not keep_work:
         remove_work(work)
     total = time.perf_counter() - t_start
+    mark_complete(out, n_cells=labels["n_cells"], segment_seconds=round(total, 3),
+                  cell_table=CELL_TABLE)
+    return {"input": str(prob_path), "out": str(out), "cell_table": str(out / CELL_TABLE),
+            **labels, "timepoints": [t0, t1], "table_rows": n_rows, **params.to_dict(),
+            **_run_facts(res, secs, total), "fingerprint": fingerprint}
+
+
+def _resumed(prob_path, out: Path, fingerprint: str) -> dict[str, Any] | None:
+    """The summary of an output already complete; refuse one of another run."""
+    if not is_zarr(out):  # checked before the work phases, not after them
+        return None
+    old = read_attrs(out)
+    if old.get("fingerprint") != fingerprint:
+        raise ResumeMismatchError(
+            f"{out}: cannot resume; the input or parameters differ from the first run "
+            f"(fingerprint {old.get('fingerprint')!r}, now {fingerprint!r}). "
+            "Use --overwrite to start again.")
+    if old.get("complete"):
+        return {"input": str(prob_path), "out": str(out), "resumed": "already complete",
+                "n_cells": old.get("n_cells"), "fingerprint": fingerprint, "writes": {}}
+    return None
+
+
+def _write_labels(prob_path, vol, res: dict[str, Any], out: Path, *, attrs: dict[str, Any],
+                  chunks, client, resume: bool, overwrite: bool,
+                  progress: bool) -> dict[str, Any]:
+    """The final labels (uint32, uint64 if more cells) and their NGFF label metadata."""
+    n_cells = [int(cells.ids.size) for _, _, cells in res["tables"]]
+    dtype = np.uint32 if max(n_cells, default=0) < np.iinfo(np.uint32).max else np.uint64
+    t0, t1 = attrs["timepoints"]
+    shape = (t1 - t0, *vol.shape[1:])
+    create_image(out, shape=shape, dtype=dtype, voxel_size=vol.voxel_size, chunks=chunks,
+                 attrs=attrs, overwrite=overwrite, resume=resume)
+    _add_label_metadata(out, str(prob_path))
+    report = write_volume(final_labels(res["flood"], res["tables"], dtype=dtype), out,
+                          client=client, resume=resume, progress=progress,
+                          desc="segment: relabel")
+    writes = {**res["writes"], "relabel": {"written": report.written, "skipped": report.skipped}}
+    return {"shape": list(shape), "dtype": np.dtype(dtype).name, "n_cells": n_cells,
+            "writes": writes}
+
+
+def _run_facts(res: dict[str, Any], secs: dict[str, float], total: float) -> dict[str, Any]:
+    """Grid, halo and timing entries of the summary, with the merge's share of the run."""
     # the cross-block merge: face union-find, per-block statistics (CPU seconds summed
     # over tasks, an upper bound of their wall share), the global merge plan
     merge = secs["face_merge"] + secs["stats_merge"] + secs["stats_in_flood_tasks"]
-    mark_complete(out, n_cells=n_cells, segment_seconds=round(total, 3),
-                  cell_table=CELL_TABLE)
-    return {"input": str(prob_path), "out": str(out), "cell_table": str(out / CELL_TABLE),
-            "shape": list(shape), "dtype": np.dtype(dtype).name, "timepoints": [t0, t1],
-            "n_cells": n_cells, "table_rows": n_rows, **params.to_dict(),
-            "block": res["block"], "halo": res["halo"], "blocks": res["blocks"],
+    return {"block": res["block"], "halo": res["halo"], "blocks": res["blocks"],
             "face_pairs": res["face_pairs"], "seed_unions": res["seed_unions"],
-            "writes": writes, "fingerprint": fingerprint,
             "seconds": {k: round(v, 3) for k, v in secs.items()},
             "total_seconds": round(total, 3),
             "merge_seconds": round(merge, 3), "merge_share": round(merge / total, 4),

@@ -77,7 +77,7 @@ def _stamp(params: SynthParams, timepoints: int) -> str:
 
 
 def run_synth(
-    out_dir: str | os.PathLike,
+    out: str | os.PathLike,
     *,
     shape: Sequence[int],
     timepoints: int = 1,
@@ -96,7 +96,7 @@ def run_synth(
 
     Parameters
     ----------
-    out_dir : path-like
+    out : path-like
         Folder receiving ``raw.ome.zarr`` (uint16 camera counts), ``labels.ome.zarr``
         (uint32 cell ids, constant over time per cell) and ``mask.ome.zarr`` (uint8
         membrane mask, the ``binarize`` definition); created if missing.
@@ -147,14 +147,14 @@ def run_synth(
     outputs = tuple(outputs)
     if not outputs or set(outputs) - set(OUTPUTS):
         raise ParameterError(f"outputs must be among {sorted(OUTPUTS)}; got {outputs!r}")
-    out_dir = Path(out_dir)
-    paths = {name: out_dir / OUTPUTS[name][0] for name in outputs}
+    out = Path(out)
+    paths = {name: out / OUTPUTS[name][0] for name in outputs}
     if not (overwrite or resume):
         for path in paths.values():
             if path.exists():
                 raise OutputExistsError(
                     f"{path}: output exists; pass overwrite (--overwrite) to replace it")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     stamp = _stamp(p, timepoints)
     full = (timepoints, *p.shape)
     for name, path in paths.items():
