@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     from chunkseg.engine.predict import ModelSpec, predict_array
     from chunkseg.engine.resample_predict import predict_array_resampled
-    from chunkseg.pipeline.predict import model_info
+    from chunkseg.model.info import model_info
     from chunkseg.synth import synth_volume
 
     info = model_info("default")

@@ -88,7 +88,7 @@ def test_ignored_voxels_change_nothing_in_the_loss():
 def test_sparse_labels_keep_the_ignore_value(pair, tmp_path):
     """Crops keep the ignore value through flips / rotations; the dataset's weight is 0
     there; training with ignore_value runs and records it."""
-    from chunkseg.augment import CropSampler, make_dataset
+    from chunkseg.model.training_data import CropSampler, make_dataset
 
     v = synth_volume((12, 32, 32), seed=4, cell_diameter=1.5)
     sparse = v.mask.astype(np.uint8)
