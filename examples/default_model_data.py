@@ -10,7 +10,7 @@ Sources
     the organoid), labels made by the AUTHORS' NETWORK (LSTree, de Medeiros et al. 2022),
     not by hand; voxel size (2.0, 0.26, 0.26) µm.
 ``synthetic``
-    The wide synthetic domain (:mod:`chunkseg.synth_wide`): Laguerre cells with low
+    The wide synthetic domain (:mod:`chunkseg.synth.wide`): Laguerre cells with low
     membrane/cytoplasm contrast (down to 1.2 : 1), thick and blurred walls, strong z blur,
     nuclei, vesicles, empty background, uneven illumination, depth fall-off, stripes,
     dim and bright cells; plus membrane images rendered from the real cell geometry of
@@ -116,7 +116,7 @@ def real_volumes(name: str) -> list[dict]:
 def synthetic_volumes(n: int, start: int = 0) -> list[dict]:
     """Wide synthetic volumes ``start .. start + n - 1`` (raw uint16, labels, mask)."""
     from chunkseg.synth import SynthParams
-    from chunkseg.synth_wide import WideParams, wide_block
+    from chunkseg.synth.wide import WideParams, wide_block
 
     out = []
     for i in range(start, start + n):
@@ -133,7 +133,7 @@ def tissue_renders() -> list[dict]:
     import tifffile
 
     from chunkseg.ops.boundaries import membrane_mask
-    from chunkseg.synth_wide import render_from_labels
+    from chunkseg.synth.wide import render_from_labels
 
     f = REAL / "tissue_labels.tif"
     if not f.exists():

@@ -1,5 +1,5 @@
 """Augmentations (chunkseg.ops.augment), the crop sampler / tf.data pipeline
-(chunkseg.augment) and ``chunkseg crops``."""
+(chunkseg.model.training_data) and ``chunkseg crops``."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from zarr.abc.store import RangeByteRequest, SuffixByteRequest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chunkseg.augment import CropSampler, make_dataset, to_network_input
+from chunkseg.model.training_data import CropSampler, make_dataset, to_network_input
 from chunkseg.cli import main
 from chunkseg.errors import (
     DTypeError,
@@ -348,10 +348,17 @@ def test_sampler_bad_inputs(tmp_path, pair):
     small = _store(tmp_path / "small.zarr", mask[:, :, :20], chunks=(1, 8, 8, 8))
     with pytest.raises(ShapeError, match="same|expected equal"):
         CropSampler([(raw_path, small)], crop=(4, 8, 8))
+    # the values decide, not the kind: a 0/1 volume stored as labels is a mask; a real
+    # label volume is refused by the value check of ``chunkseg train``
     labels = _store(tmp_path / "labels.zarr", mask.astype(np.uint32), chunks=(1, 8, 8, 8),
                     attrs={"kind": "labels"})
-    with pytest.raises(InputError, match="binarize"):
-        CropSampler([(raw_path, labels)], crop=(4, 8, 8))
+    CropSampler([(raw_path, labels)], crop=(4, 8, 8))
+    cells = _store(tmp_path / "cells.zarr", mask.astype(np.uint32) * 5, chunks=(1, 8, 8, 8),
+                   attrs={"kind": "labels"})
+    from chunkseg.pipeline._train_inputs import check_mask_values
+
+    with pytest.raises(InputError, match="cells.zarr.*binarize"):
+        check_mask_values(CropSampler([(raw_path, cells)], crop=(4, 8, 8)).masks)
     fmask = _store(tmp_path / "fmask.zarr", mask.astype(np.float32), chunks=(1, 8, 8, 8))
     with pytest.raises(DTypeError, match="float32"):
         CropSampler([(raw_path, fmask)], crop=(4, 8, 8))

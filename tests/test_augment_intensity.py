@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import zarr
 
-from chunkseg.augment import CropSampler
+from chunkseg.model.training_data import CropSampler
 from chunkseg.errors import ParameterError
 from chunkseg.ops.augment_intensity import (
     INTENSITY_RANGES,

@@ -27,7 +27,7 @@ def test_bfloat16_prediction_close_to_float32(tmp_path):
     out = {}
     for precision in ("float32", "bfloat16"):
         s = run_predict(raw, model=model, out=tmp_path / f"{precision}.ome.zarr", halo="auto",
-                        scheduler="threads", progress=False, precision=precision)
+                        progress=False, precision=precision)
         assert s["precision"] == precision
         out[precision] = np.asarray(open_volume(tmp_path / f"{precision}.ome.zarr").data)
     diff = np.abs(out["float32"] - out["bfloat16"])
@@ -36,4 +36,4 @@ def test_bfloat16_prediction_close_to_float32(tmp_path):
     assert ((out["float32"] > 0.5) == (out["bfloat16"] > 0.5)).mean() > 0.995
     with pytest.raises(ParameterError, match="precision"):
         run_predict(raw, model=model, out=tmp_path / "x.ome.zarr", precision="float16",
-                    scheduler="threads", progress=False)
+                    progress=False)

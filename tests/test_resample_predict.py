@@ -103,9 +103,10 @@ def test_run_predict_resamples_seam_free(scaled_model, tmp_path, capsys):
     raw = _raw(tmp_path / "raw.ome.zarr", vol[None], (0.6, 0.35, 0.2))
     out = tmp_path / "p.ome.zarr"
     s = run_predict(raw, model=scaled_model, out=out, halo="auto", block=(20, 24, 30),
-                    scheduler="threads", progress=False)
+                    progress=False)
     factor = (1 / 0.6, 0.25 / 0.35, 1.25)
     assert s["resample"]["factor"] == pytest.approx(factor)
+    assert s["resample"]["input_halo"] == list(resampled_halo((9, 9, 9), factor))
     got = np.asarray(open_volume(out).data[0])
     net, _ = load_model(scaled_model)
     ref = predict_resampled_in_memory(vol, net.predict_on_batch, factor=factor, context=9,
@@ -113,7 +114,7 @@ def test_run_predict_resamples_seam_free(scaled_model, tmp_path, capsys):
     assert ref.std() > 0.05  # the output varies, so the tolerance is strict
     np.testing.assert_allclose(got, ref, atol=1e-5)
     plain = run_predict(raw, model=scaled_model, out=tmp_path / "n.ome.zarr", halo="auto",
-                        block=(20, 24, 30), scheduler="threads", progress=False, resample=False)
+                        block=(20, 24, 30), progress=False, resample=False)
     assert plain["resample"]["factor"] is None
     assert not np.allclose(np.asarray(open_volume(tmp_path / "n.ome.zarr").data[0]), got,
                            atol=1e-2)
@@ -122,12 +123,12 @@ def test_run_predict_resamples_seam_free(scaled_model, tmp_path, capsys):
 
     tifffile.imwrite(tmp_path / "bare.tif", vol)
     bare = run_predict(tmp_path / "bare.tif", model=scaled_model, out=tmp_path / "b.ome.zarr",
-                       halo="auto", scheduler="threads", progress=False)
+                       halo="auto", progress=False)
     err = capsys.readouterr().err.strip().splitlines()
     assert bare["resample"]["factor"] is None
     assert len(err) == 1 and "no voxel size" in err[0] and "bare.tif" in err[0]
     given = run_predict(tmp_path / "bare.tif", model=scaled_model, out=tmp_path / "g.ome.zarr",
-                        halo="auto", scheduler="threads", progress=False,
+                        halo="auto", progress=False,
                         voxel_size=(1.05, 0.26, 0.24))
     assert given["resample"]["factor"] is None and given["resample"]["reason"] == \
         "within tolerance"

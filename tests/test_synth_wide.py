@@ -1,4 +1,4 @@
-"""The wide synthetic domain (chunkseg.synth_wide): exact blocks, what each option adds."""
+"""The wide synthetic domain (chunkseg.synth.wide): exact blocks, what each option adds."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from chunkseg.errors import ParameterError
 from chunkseg.ops.boundaries import membrane_mask
 from chunkseg.synth import SynthParams, synth_block
-from chunkseg.synth_wide import WideParams, illumination_field, render_from_labels, wide_block
+from chunkseg.synth.wide import WideParams, illumination_field, render_from_labels, wide_block
 
 P = SynthParams(shape=(14, 30, 33), seed=4, voxel_size=(0.5, 0.15, 0.15), cell_diameter=3.0,
                 cytoplasm=1.0, cell_contrast=0.8, background=True)

@@ -88,7 +88,7 @@ def test_ignored_voxels_change_nothing_in_the_loss():
 def test_sparse_labels_keep_the_ignore_value(pair, tmp_path):
     """Crops keep the ignore value through flips / rotations; the dataset's weight is 0
     there; training with ignore_value runs and records it."""
-    from chunkseg.augment import CropSampler, make_dataset
+    from chunkseg.model.training_data import CropSampler, make_dataset
 
     v = synth_volume((12, 32, 32), seed=4, cell_diameter=1.5)
     sparse = v.mask.astype(np.uint8)
@@ -182,3 +182,23 @@ def test_sigkill_then_resume(pair, tmp_path):
     assert subprocess.run([*cmd, "--resume"], env=env, capture_output=True).returncode == 0
     meta = json.loads((tmp_path / "k_training" / "history.json").read_text())
     assert len(meta["history"]["loss"]) == 40
+
+
+def test_callback_counters_survive_a_resume(tmp_path):
+    """Early-stopping and plateau counters are saved and put back after their reset."""
+    from chunkseg.model.checkpoint import ResumableCheckpoint, _callback_state
+
+    es = keras.callbacks.EarlyStopping(monitor="val_loss", patience=5)
+    plateau = keras.callbacks.ReduceLROnPlateau(monitor="val_loss", patience=3)
+    es.on_train_begin()
+    es.best, es.wait, es.best_epoch = 0.25, 2, 4
+    plateau.best, plateau.wait, plateau.cooldown_counter = 0.25, 1, 0
+    saved = json.loads(json.dumps(_callback_state([es, plateau])))
+    es2 = keras.callbacks.EarlyStopping(monitor="val_loss", patience=5)
+    plateau2 = keras.callbacks.ReduceLROnPlateau(monitor="val_loss", patience=3)
+    ckpt = ResumableCheckpoint(tmp_path / "c.npz", tmp_path / "b.weights.h5", identity={},
+                               resumed={"callbacks": saved}, stateful=[es2, plateau2])
+    for cb in (es2, plateau2, ckpt):  # Keras calls them in list order
+        cb.on_train_begin()
+    assert (es2.best, es2.wait, es2.best_epoch) == (0.25, 2, 4)
+    assert (plateau2.best, plateau2.wait) == (0.25, 1)

@@ -29,6 +29,7 @@ from collections.abc import Callable, Sequence
 import dask.array as da
 import numpy as np
 
+from chunkseg.engine.geometry import Block
 from chunkseg.engine.predict import block_grid, pad_border
 from chunkseg.errors import ParameterError, ShapeError
 from chunkseg.ops.resample import resample, resampled_shape, source_region
@@ -79,8 +80,9 @@ def predict_block_resampled(
     """Predict one haloed input block at the model's voxel size (the ``map_overlap``
     function); ``tiling``: ``tile``, ``pool``, ``blend``, ``crop_context``, ``batch``."""
     loc = block_info[0]["chunk-location"] if block_info else (0, 0, 0)
-    origin = [k * b - h for k, b, h in zip(loc, block_shape, halo)]
-    owned = [(k * b, min((k + 1) * b, n)) for k, b, n in zip(loc, block_shape, shape)]
+    geometry = Block.at(loc, shape=shape, block=block_shape, halo=halo)
+    origin = geometry.origin
+    owned = [(s.start, s.stop) for s in geometry.owned]
     model_shape, needed, wide = _model_window(owned, factor, shape, context)
     clipped = [(max(lo, 0), min(hi, n)) for (lo, hi), n in zip(wide, model_shape)]
     src = source_region(clipped, factor, shape)

@@ -38,8 +38,9 @@ from scipy import ndimage as ndi
 
 from chunkseg.errors import ParameterError
 from chunkseg.ops.boundaries import membrane_mask
-from chunkseg.synth import SynthParams, synth_block
-from chunkseg.synth_render import _poisson, _uniform, seed_base, seeds_at
+from chunkseg.synth.params import SynthParams
+from chunkseg.synth.volume import synth_block
+from chunkseg.synth.render import _poisson, _uniform, seed_base, seeds_at
 
 __all__ = ["WideParams", "illumination_field", "render_from_labels", "wide_block"]
 

@@ -28,7 +28,9 @@ __all__ = ["check_mask_values", "checkpoint_identity", "init_weights", "resume_p
 def _as_dask(src: Any) -> Any:
     import dask.array as da
 
-    arr = da.from_zarr(src.array) if src.is_zarr else src.array
+    arr = src.array
+    if src.is_zarr:  # read whole shards: one task per shard, not per inner chunk
+        arr = da.from_zarr(arr, chunks=getattr(arr, "shards", None) or arr.chunks)
     return arr if arr.ndim == 4 else arr[None]
 
 
