@@ -394,6 +394,7 @@ def test_sampler_draws_across_pairs_and_timepoints(tmp_path, pair):
 # ----------------------------------------------------------------------------- tf.data
 
 
+@pytest.mark.tf
 def test_make_dataset_shapes_dtypes_and_determinism(pair):
     raw_path, mask_path, _, _ = pair
     ds = make_dataset([(raw_path, mask_path)], batch=2, crop=(4, 8, 8), seed=3, n=5,
@@ -417,6 +418,7 @@ def test_make_dataset_shapes_dtypes_and_determinism(pair):
     np.testing.assert_array_equal(x[1, ..., 0], s.sample(1).raw)
 
 
+@pytest.mark.tf
 def test_make_dataset_bad_arguments(pair):
     raw_path, mask_path, _, _ = pair
     s = CropSampler([(raw_path, mask_path)], crop=(4, 8, 8), seed=3)

@@ -146,6 +146,7 @@ def test_series_of_mixed_shapes(tmp_path, capsys):
     assert not (tmp_path / "o.zarr").exists()
 
 
+@pytest.mark.tf
 @pytest.mark.parametrize("kind", ["garbage", "foreign_zip", "plain_keras"])
 def test_corrupt_or_foreign_model(kind, corpus, tmp_path, capsys):
     model = tmp_path / "model.keras"

@@ -374,6 +374,7 @@ def test_resume_refuses_an_input_rewritten_with_the_same_shape(tiny_model, tmp_p
         predict(inp, out, tiny_model, resume=True, **kw)
 
 
+@pytest.mark.cluster
 def test_acme_method_runs_on_the_given_client(raw, tmp_path):
     distributed = pytest.importorskip("distributed")
 
