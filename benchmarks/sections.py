@@ -255,6 +255,8 @@ def sec_scaling(ctx: Context) -> dict[str, Any]:
 
 def sec_workers(ctx: Context) -> dict[str, Any]:
     """LocalCluster with 1 and 2 worker processes (U-Net; ACME too without --quick)."""
+    from chunkseg.engine.cluster import cpu_cores
+
     scale = 1 if ctx.quick else 4
     d = ctx.synth(scale)
     rows, res = [], {}
@@ -262,7 +264,7 @@ def sec_workers(ctx: Context) -> dict[str, Any]:
         for w in (1, 2):
             s = ctx.predict(d["norm"], f"{scale}x_w{w}", method=method,
                             cluster=dict(workers=w,
-                                         threads_per_worker=max(1, (os.cpu_count() or 2) // w)))
+                                         threads_per_worker=max(1, cpu_cores() // w)))
             res[f"{method}_w{w}"] = s
             rows.append((f"{method} LocalCluster {w} worker(s) voxels/s", s["voxels_per_s"],
                          f"{scale}×, {s['threads']} threads in all, peak RSS "

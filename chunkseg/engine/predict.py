@@ -46,7 +46,7 @@ import numpy as np
 from chunkseg.engine.backend import configure_backend, run_model
 from chunkseg.engine.geometry import Block
 from chunkseg.errors import ParameterError, ShapeError
-from chunkseg.ops.tiling import as_triple, predict_tiled, tile_grid
+from chunkseg.ops.tiling import BlendMode, as_triple, predict_tiled, tile_grid
 
 __all__ = [
     "ModelSpec",
@@ -269,7 +269,7 @@ def predict_array(
     tile: int | Sequence[int],
     pool: int | Sequence[int] = 1,
     receptive: int | Sequence[int] | None = None,
-    blend: str = "gaussian",
+    blend: BlendMode = "gaussian",
     batch: int | None = None,
     scale: float = 1.0,
 ) -> da.Array:
