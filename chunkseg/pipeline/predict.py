@@ -34,8 +34,8 @@ from chunkseg.engine.plan import UNetScorer, plan_tiles, resolve_halo
 from chunkseg.errors import ParameterError
 from chunkseg.io.store import Volume, open_volume
 from chunkseg.model.info import model_info
-from chunkseg.ops.slices import parse_timepoints
 from chunkseg.ops.probability import OutputDtype
+from chunkseg.ops.slices import parse_timepoints
 from chunkseg.ops.tiling import BLEND_MODES, BlendMode
 from chunkseg.pipeline._probability import (
     check_outputs,
