@@ -92,8 +92,11 @@ class Context:
 
 
 def _tf():
+    from chunkseg.engine.backend import quiet_import_stderr
+
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
+    with quiet_import_stderr():
+        import tensorflow as tf
 
     return tf
 
