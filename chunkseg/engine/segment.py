@@ -35,7 +35,8 @@ import itertools
 import os
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,16 +46,56 @@ import numpy as np
 
 from chunkseg.engine.blocks import write_volume
 from chunkseg.engine.reduce import compute
+from chunkseg.ops.rag import block_edges
 from chunkseg.ops.segstats import (
-    SegStats, block_stats, combine_stats, contacts, face_pairs, finish_labels, merge_plan,
-    relabel, sum_pair_counts, union_map,
+    SegStats, block_stats, combine_stats, face_pairs, finish_labels, merge_plan, relabel,
+    sum_pair_counts, union_map,
 )
 from chunkseg.ops.watershed import (
     SegmentParams, as_probability, flood, flood_halo, label_seeds, seed_halo, seed_mask,
     segment_block,
 )
 
-__all__ = ["Reader", "final_labels", "remove_work", "segment_array", "segment_volume"]
+__all__ = ["BlockwiseMethod", "Reader", "final_labels", "flood_method", "remove_work",
+           "segment_array", "segment_volume"]
+
+
+@dataclass(frozen=True)
+class BlockwiseMethod:
+    """The rules the blockwise engine runs (module-level callables: they are pickled).
+
+    Attributes
+    ----------
+    seeds : callable
+        ``seeds(prob) -> bool mask`` of a probability block; exact on the block
+        without its ``seed_halo`` margin.
+    seed_halo : tuple of 3 int
+    flood : SegmentParams
+        The bounded flood that grows the seed components.
+    plan : callable
+        ``plan(stats, edges) -> (keys, final ids, cells)``: the global step on the
+        segment statistics and the edge table (:mod:`chunkseg.ops.rag`).
+    """
+
+    seeds: Callable[[np.ndarray], np.ndarray]
+    seed_halo: tuple[int, int, int]
+    flood: SegmentParams
+    plan: Callable[[SegStats, np.ndarray], tuple]
+
+
+def _flood_plan(stats: SegStats, edges: np.ndarray, *, min_voxels: float) -> tuple:
+    return merge_plan(stats, edges[:, :3], min_voxels=min_voxels)
+
+
+def _flood_seeds(prob: np.ndarray, *, params: SegmentParams) -> np.ndarray:
+    return seed_mask(prob, params)
+
+
+def flood_method(params: SegmentParams) -> BlockwiseMethod:
+    """The seeded bounded flood (:mod:`chunkseg.ops.watershed`) as a blockwise method."""
+    return BlockwiseMethod(functools.partial(_flood_seeds, params=params), seed_halo(params),
+                           params, functools.partial(
+                               _flood_plan, min_voxels=params.min_size / params.voxel_volume))
 
 
 class Reader:
@@ -114,10 +155,10 @@ def _extend(region, halo, shape3) -> tuple[tuple[slice, ...], tuple]:
     return tuple(ext), tuple(crop)
 
 
-def _seed_task(read, t, idx, lin, shape3, block, params):
+def _seed_task(read, t, idx, lin, shape3, block, method):
     region = _owned(idx, shape3, block)
-    ext, crop = _extend(region, seed_halo(params), shape3)
-    seeds = seed_mask(as_probability(read(t, ext)), params)[crop]
+    ext, crop = _extend(region, method.seed_halo, shape3)
+    seeds = method.seeds(as_probability(read(t, ext)))[crop]
     lab, _ = label_seeds(seeds)
     out = np.where(lab > 0, (np.uint64(lin + 1) << np.uint64(32)) | lab.astype(np.uint64),
                    np.uint64(0))
@@ -140,27 +181,28 @@ def _face_task(read, t, idx, shape3, block):
 
 def _flood_task(read_prob, read_seeds, t, k, idx, shape3, block, params, keys, roots,
                 stats_dir):
-    """Flood one block; also store its segment statistics and face contacts.
+    """Flood one block; also store its segment statistics and edge table.
 
     The region read is the owned block grown by the flood halo, plus one more voxel on
     the high side, so the owned block *and* its high-side neighbour voxels are exact:
-    the contacts across this block's high faces come from here, with no second read.
+    the edges across this block's high faces come from here, with no second read.
     """
     region = _owned(idx, shape3, block)
     halo = flood_halo(params)
     ext, crop = _extend(region, halo, shape3)
     ext = tuple(slice(e.start, min(s, e.stop + 1)) for e, s in zip(ext, shape3))
     markers = relabel(read_seeds(k, ext), keys, roots)
-    lab = flood(markers.astype(np.uint64), as_probability(read_prob(t, ext)), params)
+    prob = as_probability(read_prob(t, ext))
+    lab = flood(markers.astype(np.uint64), prob, params)
     start = time.perf_counter()
     owned = lab[crop]
     plus = tuple(slice(c.start, min(c.stop + 1, n)) for c, n in zip(crop, lab.shape))
     st = block_stats(owned, offset=[r.start for r in region], shape=shape3)
-    pairs = contacts(lab[plus], owned.shape)
+    edges = block_edges(lab[plus], prob[plus], owned.shape)
     name = _stats_file(stats_dir, k, idx)
     tmp = name.with_suffix(f".tmp{os.getpid()}.npz")
     np.savez(tmp, ids=st.ids, count=st.count, sums=st.sums, lo=st.lo, hi=st.hi,
-             first=st.first, pairs=pairs, seconds=time.perf_counter() - start)
+             first=st.first, edges=edges, seconds=time.perf_counter() - start)
     os.replace(tmp, name)
     return owned[None]
 
@@ -175,7 +217,7 @@ def _load_stats(stats_dir: Path, k: int, grid) -> tuple[SegStats, np.ndarray, fl
     for idx in grid:
         with np.load(_stats_file(stats_dir, k, idx)) as f:
             parts.append(SegStats(f["ids"], f["count"], f["sums"], f["lo"], f["hi"], f["first"]))
-            pairs.append(f["pairs"])
+            pairs.append(f["edges"])
             secs += float(f["seconds"])
     return combine_stats(parts), sum_pair_counts(pairs), secs
 
@@ -205,7 +247,7 @@ def _work_store(path: Path, shape4, block, voxel_size, kind: str, *, resume: boo
 def segment_volume(
     prob: Reader,
     shape: Sequence[int],
-    params: SegmentParams,
+    params: SegmentParams | BlockwiseMethod,
     *,
     work: str | os.PathLike,
     block: Sequence[int] = (64, 256, 256),
@@ -223,7 +265,9 @@ def segment_volume(
         Membrane probability ``(t, z, y, x)`` (float in [0, 1] or uint8).
     shape : sequence of 4 int
         Shape of ``prob``.
-    params : SegmentParams
+    params : SegmentParams or BlockwiseMethod
+        The seeded flood's parameters, or the rules of another method (e.g. the
+        fragments and agglomeration of :mod:`chunkseg.engine.agglomerate`).
     work : path-like
         Folder for the two work stores (created, left for the caller to remove).
     block : sequence of 3 int
@@ -246,7 +290,8 @@ def segment_volume(
     dict
         ``flood`` (path of the provisional-label store, axes t z y x), ``tables``:
         per output time point ``(keys, final ids, cells SegStats)`` to relabel with,
-        ``seconds`` per phase, ``halo`` per phase, ``blocks``, ``face_pairs``,
+        ``seconds`` per phase, ``halo`` per phase, ``blocks``, ``face_pairs``, ``graph``
+        (segments and edges of the global step, summed over time points),
         ``writes``: blocks ``written`` / ``skipped`` of the ``seeds`` and ``flood`` phases.
 
     Raises
@@ -256,6 +301,8 @@ def segment_volume(
     BlockFailedError
         Some seed or flood blocks failed (the others are kept for a resume).
     """
+    method = params if isinstance(params, BlockwiseMethod) else flood_method(params)
+    params = method.flood
     shape3 = tuple(int(s) for s in shape[1:])
     block = tuple(int(min(b, s)) for b, s in zip(block, shape3))
     tps = list(range(int(shape[0]))) if timepoints is None else [int(t) for t in timepoints]
@@ -277,7 +324,7 @@ def segment_volume(
     blocks = {}
     for k, t in enumerate(tps):
         for j, idx in enumerate(grid):
-            blocks[(k, *idx)] = delayed(prob, t, idx, k * len(grid) + j, shape3, block, params)
+            blocks[(k, *idx)] = delayed(prob, t, idx, k * len(grid) + j, shape3, block, method)
     reports = {"seeds": write_volume(_assemble(blocks, gshape, shapes, np.uint64), seeds_path,
                                      client=client, resume=resume, progress=progress,
                                      desc="segment: seeds")}
@@ -307,18 +354,22 @@ def segment_volume(
     secs["flood"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    tables = []
-    min_voxels = params.min_size / params.voxel_volume
-    task_secs = 0.0
+    tables, graph = [], {"nodes": 0, "edges": 0}
+    task_secs = plan_secs = 0.0
     for k in range(len(tps)):
-        stats, pairs, used = _load_stats(stats_dir, k, grid)
+        stats, edges, used = _load_stats(stats_dir, k, grid)
         task_secs += used
-        tables.append(merge_plan(stats, pairs, min_voxels=min_voxels))
+        graph["nodes"] += int(stats.ids.size)
+        graph["edges"] += len(edges)
+        t_plan = time.perf_counter()
+        tables.append(method.plan(stats, edges))
+        plan_secs += time.perf_counter() - t_plan
     secs["stats_merge"] = time.perf_counter() - t0
+    secs["global_plan"] = plan_secs  # part of stats_merge: the step on the whole graph
     secs["stats_in_flood_tasks"] = task_secs  # summed over tasks (CPU seconds, not wall)
     return {"flood": flood_path, "tables": tables, "seconds": secs,
-            "halo": {"seeds": list(seed_halo(params)), "flood": list(flood_halo(params))},
-            "blocks": len(grid) * len(tps), "block": list(block),
+            "halo": {"seeds": list(method.seed_halo), "flood": list(flood_halo(params))},
+            "blocks": len(grid) * len(tps), "block": list(block), "graph": graph,
             "face_pairs": int(sum(len(p) for p in all_pairs)), "seed_unions": int(keys.size),
             "writes": {name: {"written": r.written, "skipped": r.skipped}
                        for name, r in reports.items()}}
