@@ -88,8 +88,8 @@ def test_run_segment_outputs(synth, tmp_path):
 
     v, p = synth
     prob = _store(tmp_path / "p.zarr", np.stack([p, p[:, ::-1].copy()]), chunks=(16, 32, 32))
-    s = run_segment(prob, out=tmp_path / "c.zarr", seed_distance=0.4, min_size=0.3,
-                    block=(13, 40, 27), timepoints="0:2", progress=False)
+    s = run_segment(prob, out=tmp_path / "c.zarr", method="flood", seed_distance=0.4,
+                    min_size=0.3, block=(13, 40, 27), timepoints="0:2", progress=False)
     assert s["dtype"] == "uint32" and s["shape"] == [2, 30, 64, 64]
     assert 0 < s["merge_share"] < 1 and s["n_cells"][0] == s["n_cells"][1]
     vol = open_volume(tmp_path / "c.zarr")
@@ -124,8 +124,8 @@ def test_uint8_and_mask_inputs(synth, tmp_path):
     v, p = synth
     q = np.round(p * 255).astype(np.uint8)
     prob = _store(tmp_path / "p8.zarr", q)
-    s = run_segment(prob, out=tmp_path / "c8.zarr", seed_distance=0.4, min_size=0.3,
-                    progress=False)
+    s = run_segment(prob, out=tmp_path / "c8.zarr", method="flood", seed_distance=0.4,
+                    min_size=0.3, progress=False)
     ref, _ = segment_array(q, PARAMS)
     np.testing.assert_array_equal(open_volume(tmp_path / "c8.zarr").data.compute()[0], ref)
     import zarr
@@ -133,12 +133,13 @@ def test_uint8_and_mask_inputs(synth, tmp_path):
     plain = zarr.create_array(str(tmp_path / "plain.zarr"), shape=q.shape, dtype=q.dtype,
                               chunks=(8, 32, 32))
     plain[:] = q  # a plain 3D Zarr array (no OME metadata: voxel size 1 µm)
-    run_segment(tmp_path / "plain.zarr", out=tmp_path / "cp.zarr", seed_distance=2.0,
-                min_size=2.0, block=(16, 40, 40), progress=False)
+    run_segment(tmp_path / "plain.zarr", out=tmp_path / "cp.zarr", method="flood",
+                seed_distance=2.0, min_size=2.0, block=(16, 40, 40), progress=False)
     ref, _ = segment_array(q, SegmentParams(seed_distance=2.0, min_size=2.0))
     np.testing.assert_array_equal(open_volume(tmp_path / "cp.zarr").data.compute()[0], ref)
     mask = _store(tmp_path / "m.zarr", v.mask, kind="mask")
-    s = run_segment(mask, out=tmp_path / "cm.zarr", seed_distance=0.4, progress=False)
+    s = run_segment(mask, out=tmp_path / "cm.zarr", method="flood", seed_distance=0.4,
+                    progress=False)
     assert s["n_cells"][0] > 50
 
 
@@ -167,6 +168,7 @@ def test_bad_probability(tmp_path):
                     out=tmp_path / "c.zarr", progress=False)
     # the range is checked on the time points segmented, not on the others
     two = np.full((2, 4, 8, 8), 0.2, np.float32)
+    two[:, :, 3] = 0.9  # a wall: a constant probability is refused
     two[1, 0, 0, 0] = 3.0
     series = _store(tmp_path / "t.zarr", two)
     with pytest.raises(InputError, match=r"t\.zarr.*\[0, 1\].*3\.0"):
@@ -177,8 +179,8 @@ def test_bad_probability(tmp_path):
 
 def test_cli(synth, tmp_path, capsys):
     prob = _store(tmp_path / "p.zarr", synth[1][:, :32, :32].copy())
-    assert main(["segment", str(prob), "--out", str(tmp_path / "c.zarr"), "--seed-distance",
-                 "0.4", "--block", "16", "20", "20", "--quiet"]) == 0
+    assert main(["segment", str(prob), "--out", str(tmp_path / "c.zarr"), "--method", "flood",
+                 "--seed-distance", "0.4", "--block", "16", "20", "20", "--quiet"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["n_cells"][0] > 5 and out["block"] == [16, 20, 20]
     assert main(["segment", str(prob), "--out", str(tmp_path / "d.zarr"),
@@ -221,7 +223,7 @@ def test_tiff_probability_input(synth, tmp_path):
     p = synth[1][:, :40, :40].copy()
     tifffile.imwrite(tmp_path / "p.tif", p)
     prm = SegmentParams(seed_distance=2.0, min_size=2.0)  # TIFF without metadata: 1 µm voxels
-    run_segment(tmp_path / "p.tif", out=tmp_path / "c.zarr", seed_distance=2.0, min_size=2.0,
-                block=(16, 24, 24), progress=False)
+    run_segment(tmp_path / "p.tif", out=tmp_path / "c.zarr", method="flood", seed_distance=2.0,
+                min_size=2.0, block=(16, 24, 24), progress=False)
     np.testing.assert_array_equal(open_volume(tmp_path / "c.zarr").data.compute()[0],
                                   segment_array(p, prm)[0])

@@ -12,23 +12,37 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``segment`` sub-command."""
     p = sub.add_parser(
         "segment",
-        help="cell instance labels from a membrane probability (blockwise seeded watershed)",
-        description="Seeded, bounded watershed of a membrane probability, block by block with "
-        "halos and an exact union-find merge across block faces: the labels do not depend on "
-        "the block shape and equal a whole-volume pass. Writes an OME-Zarr label image "
-        "(napari opens it as labels) and a cell table OUT/cells.csv.",
+        help="cell instance labels from a membrane probability (blockwise, chunking-exact)",
+        description="Cells from a membrane probability, block by block with halos and an "
+        "exact merge across block faces: the labels do not depend on the block shape and equal "
+        "a whole-volume pass. Default method 'agglo': fragments (watershed of the distance to "
+        "the boundaries), their region graph with the mean boundary probability over each "
+        "interface, one global agglomeration (mutex watershed). Method 'flood': the seeded, "
+        "bounded watershed. Writes an OME-Zarr label image (napari opens it as labels) and a "
+        "cell table OUT/cells.csv.",
     )
     p.add_argument("input", metavar="PROB", help="membrane probability (OME-Zarr, Zarr or TIFF)")
     p.add_argument("--out", required=True, help="output OME-Zarr label image")
-    p.add_argument("--threshold", type=float, default=0.5,
-                   help="cell interior is p < T (default 0.5; must lie in (0, 1))")
+    p.add_argument("--method", choices=("agglo", "flood"), default="agglo",
+                   help="agglomeration on the fragment graph (default) or seeded flood")
+    p.add_argument("--threshold", type=float,
+                   help="agglo: fragments merge when the mean probability on their interface "
+                   "is below T (default 0.5); flood: cell interior is p < T (default 0.5); "
+                   "must lie in (0, 1)")
     p.add_argument("--min-size", type=float, default=1.0, metavar="V",
-                   help="merge segments smaller than V µm³ into a neighbour (default 1)")
-    p.add_argument("--seed-distance", type=float, default=0.5, metavar="D",
-                   help="seeds lie farther than D µm from any membrane voxel (default 0.5; "
-                   "about 1/8 of the cell diameter works best)")
+                   help="merge cells smaller than V µm³ into a neighbour (default 1)")
+    p.add_argument("--fragment-radius", type=float, metavar="R",
+                   help="agglo: cap of the distance to the boundaries for the fragment seeds, "
+                   "µm (default 1); cells wider than 2 R start from one seed")
+    p.add_argument("--fragment-sigma", type=float, metavar="S",
+                   help="agglo: smoothing of that distance, µm (default 0.3)")
+    p.add_argument("--linkage", choices=("mutex", "average", "single"),
+                   help="agglo: mutex watershed (default), average or single linkage")
+    p.add_argument("--seed-distance", type=float, metavar="D",
+                   help="flood: seeds lie farther than D µm from any membrane voxel (default "
+                   "0.5; about 1/8 of the cell diameter works best)")
     p.add_argument("--reach", type=float, metavar="R",
-                   help="how far cells grow from their seeds through the interior, µm "
+                   help="flood: how far cells grow from their seeds through the interior, µm "
                    "(default 3 D)")
     p.add_argument("--membrane-reach", type=float, metavar="M",
                    help="growth per membrane level, µm (default 0.5)")
@@ -47,8 +61,10 @@ def _run(args: argparse.Namespace) -> int:
 
     with get_client(args.scheduler) as client:
         summary = run_segment(
-            args.input, out=args.out, threshold=args.threshold, min_size=args.min_size,
-            seed_distance=args.seed_distance, reach=args.reach,
+            args.input, out=args.out, method=args.method, threshold=args.threshold,
+            min_size=args.min_size, seed_distance=args.seed_distance, reach=args.reach,
+            fragment_radius=args.fragment_radius, fragment_sigma=args.fragment_sigma,
+            linkage=args.linkage,
             membrane_reach=args.membrane_reach, timepoints=args.timepoints, block=args.block,
             chunks=args.chunks, overwrite=args.overwrite, resume=args.resume, client=client,
             progress=not args.quiet,

@@ -20,16 +20,32 @@ in-memory reference.  Time points are segmented independently.
 from __future__ import annotations
 
 import functools
-
+from collections.abc import Sequence
 import numpy as np
 
-from chunkseg.engine.segment import BlockwiseMethod
-from chunkseg.ops.fragments import fragment_seed_halo, fragment_seeds, fragments
+from chunkseg.engine.segment import BlockwiseMethod, flood_method
+from chunkseg.errors import ParameterError
+from chunkseg.ops.fragments import (
+    FragmentParams, fragment_seed_halo, fragment_seeds, fragments,
+)
 from chunkseg.ops.rag import AggloParams, agglomeration_plan, block_edges
 from chunkseg.ops.segstats import SegStats, block_stats, relabel
-from chunkseg.ops.watershed import as_probability
+from chunkseg.ops.watershed import SegmentParams, as_probability
 
-__all__ = ["agglo_method", "agglomerate_array"]
+__all__ = ["DEFAULT_FRAGMENT_RADIUS", "DEFAULT_FRAGMENT_SIGMA", "DEFAULT_MEMBRANE_REACH",
+           "DEFAULT_THRESHOLD", "METHODS", "agglo_method", "agglomerate_array",
+           "segment_method"]
+
+#: the methods of :func:`segment_method`
+METHODS = ("agglo", "flood")
+#: merge threshold on the mean interface probability
+DEFAULT_THRESHOLD = 0.5
+#: cap of the distance to the boundaries for the fragment seeds, µm
+DEFAULT_FRAGMENT_RADIUS = 1.0
+#: smoothing of that distance, µm
+DEFAULT_FRAGMENT_SIGMA = 0.3
+#: growth of the fragments per membrane level, µm
+DEFAULT_MEMBRANE_REACH = 0.5
 
 
 def _plan(stats: SegStats, edges: np.ndarray, *, params: AggloParams) -> tuple:
@@ -64,3 +80,69 @@ def agglomerate_array(prob: np.ndarray, params: AggloParams) -> tuple[np.ndarray
     keys, final, cells = _plan(block_stats(frag), block_edges(frag, p, frag.shape),
                                params=params)
     return relabel(frag, keys, final).astype(np.uint32), cells
+
+
+def segment_method(
+    method: str,
+    *,
+    voxel_size: Sequence[float],
+    threshold: float | None = None,
+    min_size: float = 1.0,
+    seed_distance: float | None = None,
+    reach: float | None = None,
+    membrane_reach: float | None = None,
+    levels: int = 3,
+    fragment_radius: float | None = None,
+    fragment_sigma: float | None = None,
+    linkage: str | None = None,
+) -> tuple[BlockwiseMethod, SegmentParams | AggloParams]:
+    """The blockwise rules of a segmentation method and its validated parameters.
+
+    Parameters
+    ----------
+    method : {"agglo", "flood"}
+    voxel_size : sequence of 3 float
+        ``(z, y, x)`` µm.
+    threshold : float, optional
+        ``agglo``: merge threshold on the mean interface probability (default
+        :data:`DEFAULT_THRESHOLD`); ``flood``: interior is ``p < threshold`` (0.5).
+    min_size : float
+        µm³; smaller cells (flood: segments) join a neighbour.
+    seed_distance, reach, membrane_reach, levels
+        ``flood`` only (:class:`chunkseg.ops.watershed.SegmentParams`); ``membrane_reach``
+        and ``levels`` also set how far fragments grow into the membranes.
+    fragment_radius, fragment_sigma : float, optional
+        ``agglo`` only: cap and smoothing of the distance to the boundaries, µm
+        (defaults :data:`DEFAULT_FRAGMENT_RADIUS`, :data:`DEFAULT_FRAGMENT_SIGMA`).
+    linkage : {"mutex", "average", "single"}, optional
+        ``agglo`` only (default ``"mutex"``).
+
+    Raises
+    ------
+    ParameterError
+        Unknown method, a value out of range, or an option of the other method.
+    """
+    if method not in METHODS:
+        raise ParameterError(f"method must be one of {METHODS}; got {method!r}")
+    other = ({"seed_distance": seed_distance, "reach": reach} if method == "agglo" else
+             {"fragment_radius": fragment_radius, "fragment_sigma": fragment_sigma,
+              "linkage": linkage})
+    given = [k for k, v in other.items() if v is not None]
+    if given:
+        raise ParameterError(f"{', '.join(given)}: not an option of method {method!r}")
+    if method == "flood":
+        params = SegmentParams(
+            threshold=0.5 if threshold is None else threshold, min_size=min_size,
+            seed_distance=0.5 if seed_distance is None else seed_distance,
+            voxel_size=tuple(voxel_size), reach=reach, membrane_reach=membrane_reach,
+            levels=levels)
+        return flood_method(params), params
+    frag = FragmentParams(
+        radius=DEFAULT_FRAGMENT_RADIUS if fragment_radius is None else fragment_radius,
+        sigma=DEFAULT_FRAGMENT_SIGMA if fragment_sigma is None else fragment_sigma,
+        voxel_size=tuple(voxel_size),
+        membrane_reach=DEFAULT_MEMBRANE_REACH if membrane_reach is None else membrane_reach,
+        levels=levels)
+    params = AggloParams(frag, threshold=DEFAULT_THRESHOLD if threshold is None else threshold,
+                         min_size=min_size, linkage=linkage or "mutex")
+    return agglo_method(params), params

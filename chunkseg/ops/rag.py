@@ -46,8 +46,8 @@ from chunkseg.ops.segstats import (
     SegStats, combine_stats, dense_labels, merge_plan, owned_faces, sum_pair_counts,
 )
 
-__all__ = ["EDGE_BINS", "LINKAGES", "Q", "AggloParams", "agglomeration_plan", "block_edges", "cluster",
-           "contract_edges", "edge_mean", "edge_quantile"]
+__all__ = ["EDGE_BINS", "LINKAGES", "Q", "AggloParams", "agglomeration_plan", "block_edges",
+           "cluster", "contract_edges", "edge_mean", "edge_quantile"]
 
 #: fixed-point scale of the probability in ``psum``
 Q = 1 << 16
@@ -268,5 +268,5 @@ class AggloParams:
 
     def to_dict(self) -> dict:
         """JSON-ready parameters."""
-        return {"method": "agglo", "threshold": self.threshold, "min_size": self.min_size,
+        return {"threshold": self.threshold, "min_size": self.min_size,
                 "linkage": self.linkage, "fragments": self.fragments.to_dict()}

@@ -1,9 +1,13 @@
 """``chunkseg segment``: cell instance labels from a membrane probability, blockwise.
 
-Seeded bounded watershed (:mod:`chunkseg.ops.watershed`) computed block by block with
-halos and merged exactly across block faces (:mod:`chunkseg.engine.segment`): the
-labels are identical (same ids) for every processing block shape and equal to a
-whole-volume pass.  Output: an OME-Zarr label image (uint32, uint64 if more cells;
+Two methods, both computed block by block with halos and merged exactly across block
+faces (:mod:`chunkseg.engine.segment`), so the labels are identical (same ids) for
+every processing block shape and equal to a whole-volume pass:
+
+* ``agglo`` (default): fragments, their region graph with the boundary probability
+  over each whole interface, one global agglomeration (:mod:`chunkseg.engine.agglomerate`);
+* ``flood``: the seeded bounded watershed (:mod:`chunkseg.ops.watershed`).
+  Output: an OME-Zarr label image (uint32, uint64 if more cells;
 NGFF 0.5 ``image-label`` metadata so napari opens it as labels) and a cell table
 ``<out>/cells.csv`` (t, id, voxels, volume µm³, centroid µm, bounding box voxels).
 
@@ -23,6 +27,7 @@ from typing import Any
 import dask
 import numpy as np
 
+from chunkseg.engine.agglomerate import segment_method
 from chunkseg.engine.blocks import write_volume
 from chunkseg.engine.reduce import compute
 from chunkseg.engine.segment import Reader, final_labels, remove_work, segment_volume
@@ -31,7 +36,6 @@ from chunkseg.errors import (
 )
 from chunkseg.io.store import create_image, is_zarr, mark_complete, open_volume, read_attrs
 from chunkseg.ops.instance_metrics import combine_contingency, contingency, instance_scores
-from chunkseg.ops.watershed import SegmentParams
 from chunkseg.pipeline.normalize import input_fingerprint
 from chunkseg.pipeline.predict import parse_timepoints
 
@@ -64,10 +68,15 @@ def check_probability(vol, *, name: str, times: tuple[int, int] | None = None) -
         raise DTypeError(f"{name}: membrane probability must be float in [0, 1] or uint8; "
                          f"got dtype {data.dtype}")
     t0, t1 = times if times is not None else (0, data.shape[0])
+    if data[t0:t1].size == 0:
+        raise InputError(f"{name}: membrane probability is empty; found shape {data.shape}")
     lo, hi = dask.compute(data[t0:t1].min(), data[t0:t1].max())
     if not (lo >= 0 and hi <= 1):  # NaN fails both comparisons
         raise InputError(f"{name}: membrane probability must lie in [0, 1]; found values in "
                          f"[{lo}, {hi}] (NaN if shown)")
+    if lo == hi:
+        raise InputError(f"{name}: membrane probability is constant ({lo}); expected "
+                         "membranes brighter than the cell interiors")
     return data
 
 
@@ -107,12 +116,16 @@ def run_segment(
     prob_path: str | os.PathLike,
     *,
     out: str | os.PathLike,
-    threshold: float = 0.5,
+    method: str = "agglo",
+    threshold: float | None = None,
     min_size: float = 1.0,
-    seed_distance: float = 0.5,
+    seed_distance: float | None = None,
     reach: float | None = None,
     membrane_reach: float | None = None,
     levels: int = 3,
+    fragment_radius: float | None = None,
+    fragment_sigma: float | None = None,
+    linkage: str | None = None,
     timepoints: Any = None,
     block: Sequence[int] | None = None,
     chunks: Sequence[int] | None = None,
@@ -131,14 +144,20 @@ def run_segment(
         0/1 mask store; OME-Zarr, Zarr or TIFF.
     out : path-like
         Output OME-Zarr label image (``kind = "labels"``).
-    threshold : float
-        Foreground (cell interior) is ``p < threshold``; in (0, 1).
+    method : {"agglo", "flood"}
+        ``agglo``: fragments merged on their region graph; ``flood``: seeded flood.
+    threshold : float, optional
+        In (0, 1).  ``agglo``: fragments whose interface has a mean probability below
+        it merge (default :data:`chunkseg.engine.agglomerate.DEFAULT_THRESHOLD`);
+        ``flood``: the cell interior is ``p < threshold`` (default 0.5).
     min_size : float
-        Segments smaller than this many µm³ merge into their main neighbour (>= 0).
-    seed_distance : float
-        Seeds are voxels farther than this many µm from any voxel with ``p >= threshold``.
-    reach, membrane_reach, levels
-        Flood extent (see :class:`chunkseg.ops.watershed.SegmentParams`).
+        Cells (``flood``: segments) smaller than this many µm³ join a neighbour (>= 0).
+    seed_distance, reach, membrane_reach, levels
+        ``flood`` only: seeds lie farther than ``seed_distance`` µm (default 0.5) from
+        any voxel with ``p >= threshold``; flood extent (see
+        :class:`chunkseg.ops.watershed.SegmentParams`).
+    fragment_radius, fragment_sigma, linkage
+        ``agglo`` only: see :func:`chunkseg.engine.agglomerate.segment_method`.
     timepoints : "A:B", optional
         Segment only time points A..B-1 (output time index 0 = A).
     block : sequence of 3 int, optional
@@ -165,7 +184,8 @@ def run_segment(
         Paths, shape, dtype, cells per time point, parameters, halos, seconds per
         phase, ``writes`` (blocks ``written`` / ``skipped`` per phase: ``seeds``,
         ``flood``, ``relabel``), ``fingerprint``, ``merge_share`` (face union-find +
-        segment statistics + merge plan, over the whole run) and
+        segment statistics + merge plan, over the whole run), ``global_share`` (the
+        global step on the segment graph alone), ``graph`` (its nodes and edges) and
         ``merge_share_with_relabel`` (also the final relabelling write, which a
         whole-volume pass needs too).  A resume of a complete output returns only
         ``input``, ``out``, ``resumed``, ``n_cells``, ``fingerprint`` and ``writes``.
@@ -173,9 +193,10 @@ def run_segment(
     Raises
     ------
     ParameterError
-        threshold outside (0, 1), min_size < 0, seed_distance <= 0, bad timepoints.
+        threshold outside (0, 1), min_size < 0, seed_distance <= 0, bad timepoints,
+        an option of the other method.
     DTypeError, InputError
-        Probability not float / uint8, or values outside [0, 1].
+        Probability not float / uint8, values outside [0, 1], empty or constant.
     OutputExistsError
         ``out`` or ``<out>.work`` exists and neither ``overwrite`` nor ``resume`` is given.
     ResumeMismatchError
@@ -186,9 +207,12 @@ def run_segment(
     """
     t_start = time.perf_counter()
     vol = open_volume(prob_path)
-    params = SegmentParams(threshold=threshold, seed_distance=seed_distance,
-                           min_size=min_size, voxel_size=vol.voxel_size, reach=reach,
-                           membrane_reach=membrane_reach, levels=levels)
+    rules, method_params = segment_method(
+        method, voxel_size=vol.voxel_size, threshold=threshold, min_size=min_size,
+        seed_distance=seed_distance, reach=reach, membrane_reach=membrane_reach,
+        levels=levels, fragment_radius=fragment_radius, fragment_sigma=fragment_sigma,
+        linkage=linkage)
+    params = {"method": method, **method_params.to_dict()}
     t0, t1 = parse_timepoints(timepoints, vol.shape[0])
     out = Path(out)
     work = Path(f"{out}.work")
@@ -197,7 +221,7 @@ def run_segment(
             raise OutputExistsError(f"{path}: output exists; pass overwrite (--overwrite) to "
                                     "replace it or resume (--resume) to continue it")
     block = tuple(min(int(b), s) for b, s in zip(block or DEFAULT_BLOCK, vol.shape[1:]))
-    fingerprint = input_fingerprint(str(prob_path), {**params.to_dict(), "block": block,
+    fingerprint = input_fingerprint(str(prob_path), {**params, "block": block,
                                                      "timepoints": [t0, t1]})
     if resume and is_zarr(out):  # check before the work phases, not after them
         old = read_attrs(out)
@@ -216,7 +240,7 @@ def run_segment(
     plain = data is vol.data and is_zarr(prob_path)
     reader = Reader(prob_path) if plain else Reader(data)
     secs = {"check": time.perf_counter() - t_check}
-    res = segment_volume(reader, vol.shape, params, work=work, block=block,
+    res = segment_volume(reader, vol.shape, rules, work=work, block=block,
                          timepoints=range(t0, t1), client=client, progress=progress,
                          resume=resume, fingerprint=fingerprint)
     secs.update(res["seconds"])
@@ -225,7 +249,7 @@ def run_segment(
     n_cells = [int(cells.ids.size) for _, _, cells in res["tables"]]
     dtype = np.uint32 if max(n_cells, default=0) < np.iinfo(np.uint32).max else np.uint64
     shape = (t1 - t0, *vol.shape[1:])
-    attrs = {"kind": "labels", "source": [str(prob_path)], "segment": params.to_dict(),
+    attrs = {"kind": "labels", "source": [str(prob_path)], "segment": params,
              "timepoints": [t0, t1], "block": list(res["block"]), "halo": res["halo"],
              "fingerprint": fingerprint}
     create_image(out, shape=shape, dtype=dtype, voxel_size=vol.voxel_size, chunks=chunks,
@@ -249,13 +273,15 @@ def run_segment(
                   cell_table=CELL_TABLE)
     return {"input": str(prob_path), "out": str(out), "cell_table": str(out / CELL_TABLE),
             "shape": list(shape), "dtype": np.dtype(dtype).name, "timepoints": [t0, t1],
-            "n_cells": n_cells, "table_rows": n_rows, **params.to_dict(),
+            "n_cells": n_cells, "table_rows": n_rows, **params,
             "block": res["block"], "halo": res["halo"], "blocks": res["blocks"],
             "face_pairs": res["face_pairs"], "seed_unions": res["seed_unions"],
+            "graph": res["graph"],
             "writes": writes, "fingerprint": fingerprint,
             "seconds": {k: round(v, 3) for k, v in secs.items()},
             "total_seconds": round(total, 3),
             "merge_seconds": round(merge, 3), "merge_share": round(merge / total, 4),
+            "global_share": round(secs["global_plan"] / total, 4),
             "merge_share_with_relabel": round((merge + secs["relabel"]) / total, 4)}
 
 
