@@ -23,8 +23,8 @@ from chunkseg.ops.watershed import SegmentParams
 from chunkseg.pipeline.segment import run_segment
 
 VS = (0.25, 0.125, 0.125)
-PARAMS = AggloParams(FragmentParams(voxel_size=VS, radius=0.5, sigma=0.15), threshold=0.4,
-                     min_size=0.3)
+PARAMS = AggloParams(FragmentParams(voxel_size=VS, radius=0.5, sigma=0.15, interior_levels=4),
+                     threshold=0.4, min_size=0.3)
 
 
 @pytest.fixture(scope="module")
@@ -167,7 +167,7 @@ def test_run_segment_default_is_agglo(synth, tmp_path):
     _, p = synth
     prob = _store(tmp_path / "p.zarr", p)
     s = run_segment(prob, out=tmp_path / "c.zarr", block=(13, 30, 30), progress=False,
-                    fragment_radius=0.5, fragment_sigma=0.15, threshold=0.4, min_size=0.3)
+                    min_size=0.3)  # the other defaults are those of PARAMS
     assert s["method"] == "agglo" and s["graph"]["edges"] > 100 and read_attrs(
         tmp_path / "c.zarr")["complete"]
     whole, _ = agglomerate_array(p, PARAMS)

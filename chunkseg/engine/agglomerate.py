@@ -32,20 +32,23 @@ from chunkseg.ops.rag import AggloParams, agglomeration_plan, block_edges
 from chunkseg.ops.segstats import SegStats, block_stats, relabel
 from chunkseg.ops.watershed import SegmentParams, as_probability
 
-__all__ = ["DEFAULT_FRAGMENT_RADIUS", "DEFAULT_FRAGMENT_SIGMA", "DEFAULT_MEMBRANE_REACH",
+__all__ = ["DEFAULT_FRAGMENT_RADIUS", "DEFAULT_FRAGMENT_SIGMA", "DEFAULT_INTERIOR_LEVELS",
+           "DEFAULT_MEMBRANE_REACH",
            "DEFAULT_THRESHOLD", "METHODS", "agglo_method", "agglomerate_array",
            "segment_method"]
 
 #: the methods of :func:`segment_method`
 METHODS = ("agglo", "flood")
 #: merge threshold on the mean interface probability
-DEFAULT_THRESHOLD = 0.5
+DEFAULT_THRESHOLD = 0.4
 #: cap of the distance to the boundaries for the fragment seeds, µm
-DEFAULT_FRAGMENT_RADIUS = 1.0
+DEFAULT_FRAGMENT_RADIUS = 0.5
 #: smoothing of that distance, µm
-DEFAULT_FRAGMENT_SIGMA = 0.3
+DEFAULT_FRAGMENT_SIGMA = 0.15
 #: growth of the fragments per membrane level, µm
 DEFAULT_MEMBRANE_REACH = 0.5
+#: interior levels of the fragment flood
+DEFAULT_INTERIOR_LEVELS = 4
 
 
 def _plan(stats: SegStats, edges: np.ndarray, *, params: AggloParams) -> tuple:
@@ -142,7 +145,7 @@ def segment_method(
         sigma=DEFAULT_FRAGMENT_SIGMA if fragment_sigma is None else fragment_sigma,
         voxel_size=tuple(voxel_size),
         membrane_reach=DEFAULT_MEMBRANE_REACH if membrane_reach is None else membrane_reach,
-        levels=levels)
+        levels=levels, interior_levels=DEFAULT_INTERIOR_LEVELS)
     params = AggloParams(frag, threshold=DEFAULT_THRESHOLD if threshold is None else threshold,
                          min_size=min_size, linkage=linkage or "mutex")
     return agglo_method(params), params

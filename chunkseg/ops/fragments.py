@@ -59,6 +59,8 @@ class FragmentParams:
         Growth of the fragments per membrane level (µm, >= 0).
     levels : int
         Membrane levels of the flood.
+    interior_levels : int
+        Interior levels of the flood (the clearest interior is taken first).
     """
 
     boundary: float = 0.5
@@ -67,6 +69,7 @@ class FragmentParams:
     voxel_size: tuple[float, float, float] = (1.0, 1.0, 1.0)
     membrane_reach: float = 0.5
     levels: int = 3
+    interior_levels: int = 1
 
     def __post_init__(self) -> None:
         if not 0.0 < float(self.boundary) < 1.0:
@@ -80,18 +83,20 @@ class FragmentParams:
         # the flood parameters validate voxel_size, membrane_reach and levels
         object.__setattr__(self, "voxel_size", self.flood_params().voxel_size)
         object.__setattr__(self, "levels", int(self.levels))
+        object.__setattr__(self, "interior_levels", int(self.interior_levels))
 
     def flood_params(self) -> SegmentParams:
         """Parameters of the bounded flood that grows the fragments from their seeds."""
         return SegmentParams(threshold=self.boundary, seed_distance=self.radius, min_size=0.0,
                              voxel_size=self.voxel_size, reach=2.0 * self.radius,
-                             membrane_reach=self.membrane_reach, levels=self.levels)
+                             membrane_reach=self.membrane_reach, levels=self.levels,
+                             interior_levels=self.interior_levels)
 
     def to_dict(self) -> dict:
         """JSON-ready parameters."""
         return {"boundary": self.boundary, "radius": self.radius, "sigma": self.sigma,
                 "voxel_size": list(self.voxel_size), "membrane_reach": self.membrane_reach,
-                "levels": self.levels}
+                "levels": self.levels, "interior_levels": self.interior_levels}
 
     def sigmas(self) -> tuple[float, ...]:
         """Gaussian standard deviation per axis, in voxels."""
@@ -126,12 +131,15 @@ def fragment_seeds(prob: np.ndarray, params: FragmentParams) -> np.ndarray:
         raise ShapeError(f"expected a 3D (z, y, x) probability block; got shape {prob.shape}")
     background = prob >= np.float32(params.boundary)
     d2 = capped_sq_distance(background, radius=params.radius, voxel_size=params.voxel_size)
-    dist = np.sqrt(np.minimum(d2, params.radius ** 2)).astype(np.float32)
+    # no boundary in the window: farther than any distance seen in it, so a gap narrower
+    # than the window never joins two plateaus
+    far = sum((math.floor(params.radius / s) * s) ** 2 for s in params.voxel_size) + 1.0
+    dist = np.sqrt(np.where(np.isinf(d2), far, d2)).astype(np.float32)
     if params.sigma > 0:
         dist = ndimage.gaussian_filter(dist, params.sigmas(), mode="nearest",
                                        truncate=_TRUNCATE)
     peak = ndimage.maximum_filter(dist, size=3, mode="nearest")
-    return (dist >= peak) & (d2 > 0) & ~background & ~_touches(background)
+    return (dist >= peak) & ~background & ~_touches(background)
 
 
 def _touches(background: np.ndarray) -> np.ndarray:
