@@ -1,8 +1,9 @@
 """Quality beside speed: the same scores for the U-Net and the ACME-style baseline.
 
 Membrane IoU / boundary F1 come from ``chunkseg evaluate`` (``run_evaluate``), cell
-F1@0.5 from ``chunkseg segment`` (``run_segment``, the shared seeded watershed: ACME's
-``membraneSegmentation`` step) and the segment engineer's instance metrics.
+F1@0.5 from ``chunkseg segment --method flood`` (``run_segment``, the shared seeded
+watershed: ACME's ``membraneSegmentation`` step, at each method's best membrane threshold)
+and the instance metrics.  ``benchmarks/agglomerate.py`` scores the agglomerative default.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ def _scores(ctx, prob: str, mask: str, labels: str, key: str) -> dict[str, Any]:
     thr = out["evaluate"].get("iou", {}).get("threshold")
     thr = 0.5 if thr is None else min(max(float(thr), 0.02), 0.98)
     cells = ctx.work / f"cells_{key}.ome.zarr"
-    out["segment"] = run_segment(prob, out=cells, threshold=thr, overwrite=True, progress=False)
+    out["segment"] = run_segment(prob, out=cells, method="flood", threshold=thr, overwrite=True,
+                                 progress=False)
     out["segment_threshold"] = thr
     out["instances"] = instance_report(cells, labels)
     return out

@@ -21,23 +21,16 @@ from chunkseg.ops.rag import EDGE_BINS, Q, AggloParams, block_edges, cluster, ed
 from chunkseg.ops.segstats import sum_pair_counts
 from chunkseg.ops.watershed import SegmentParams
 from chunkseg.pipeline.segment import run_segment
+from conftest import SEG_VS
 
-VS = (0.25, 0.125, 0.125)
+VS = SEG_VS
 PARAMS = AggloParams(FragmentParams(voxel_size=VS, radius=0.5, sigma=0.15, interior_levels=4),
                      threshold=0.4, min_size=0.3)
 
 
 @pytest.fixture(scope="module")
-def synth():
-    """Small cells (2.5 µm) in a 30 x 64 x 64 volume, most cut by blocks."""
-    from chunkseg.synth import synth_volume
-
-    v = synth_volume((30, 64, 64), seed=7, voxel_size=VS, cell_diameter=2.5, noise=False,
-                     blobs=False)
-    rng = np.random.default_rng(0)
-    p = ndimage.gaussian_filter(v.mask.astype(np.float32), (1.0, 1.5, 1.5))
-    p = np.clip(p / p.max() + rng.normal(0, 0.08, p.shape), 0, 1).astype(np.float32)
-    return v, p
+def synth(seg_synth):
+    return seg_synth
 
 
 def test_agglo_chunking_independence(synth, tmp_path):

@@ -17,21 +17,14 @@ from chunkseg.errors import DTypeError, InputError, OutputExistsError, Parameter
 from chunkseg.io.store import create_image, mark_complete, open_volume, read_attrs
 from chunkseg.ops.watershed import SegmentParams, flood_halo
 from chunkseg.pipeline.segment import CELL_TABLE, run_segment
+from conftest import SEG_VS
 
-VS = (0.25, 0.125, 0.125)
+VS = SEG_VS
 
 
 @pytest.fixture(scope="module")
-def synth():
-    """Small cells (2.5 µm) in a 30 x 64 x 64 volume: ~110 cells, most cut by blocks."""
-    from chunkseg.synth import synth_volume
-
-    v = synth_volume((30, 64, 64), seed=7, voxel_size=VS, cell_diameter=2.5, noise=False,
-                     blobs=False)
-    rng = np.random.default_rng(0)
-    p = ndimage.gaussian_filter(v.mask.astype(np.float32), (1.0, 1.5, 1.5))
-    p = np.clip(p / p.max() + rng.normal(0, 0.08, p.shape), 0, 1).astype(np.float32)
-    return v, p
+def synth(seg_synth):
+    return seg_synth
 
 
 PARAMS = SegmentParams(voxel_size=VS, seed_distance=0.4, min_size=0.3)

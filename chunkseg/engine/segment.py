@@ -3,12 +3,13 @@
 The volume is cut into processing blocks (any shape; they need not divide the
 volume).  Every step is either a bounded-support rule computed on a block plus a
 halo at least as wide as its support, or a merge of mergeable partial results, so
-the labels equal the whole-volume result of :func:`segment_array` voxel for voxel
-(same ids, not only the same partition) for every block shape:
+the labels equal the whole-volume result voxel for voxel (same ids, not only the
+same partition) for every block shape.  The rules are a :class:`BlockwiseMethod`:
+the seeded flood (:func:`flood_method`, in-memory reference :func:`segment_array`)
+or the fragments and agglomeration of :mod:`chunkseg.engine.agglomerate`.
 
-A. **seeds** — per block, read the probability with the seed halo
-   (:func:`chunkseg.ops.watershed.seed_halo`), compute the seed mask of the owned
-   region (exact, see :mod:`chunkseg.ops.watershed`), label its components and give
+A. **seeds** — per block, read the probability with the method's seed halo,
+   compute the seed mask of the owned region (exact), label its components and give
    them block-unique provisional ids ``(block + 1) << 32 | local``; written to a
    work store.
 A2. **face merge** — for every internal block face, read the two facing planes of
@@ -18,14 +19,15 @@ B. **flood** — per block, read seeds (mapped to their roots) and probability w
    the flood halo (:func:`chunkseg.ops.watershed.flood_halo`) and run the bounded
    flood; the owned region is exact by the light-cone argument.  Work store 2.
 C. **statistics** — computed inside each flood task (no second read): sizes / sums /
-   bounding boxes / first voxels of the owned region and its face contacts (the flood
-   region has one extra voxel on the high side, so the neighbour voxel is exact too),
-   saved as small ``.npz`` files, combined globally; small segments merged and cells
-   numbered by their first voxel (:func:`chunkseg.ops.segstats.merge_plan`).
+   bounding boxes / first voxels of the owned region and the edge table of the face
+   pairs it owns (:func:`chunkseg.ops.rag.block_edges`; the flood region has one extra
+   voxel on the high side, so the neighbour voxel is exact too), saved as small
+   ``.npz`` files and summed per time point; then the method's global ``plan`` (small
+   segments merged, or the agglomeration) numbers the cells by their first voxel.
 D. **relabel** — the final ids written with :func:`chunkseg.engine.blocks.write_volume`.
 
-Memory: one block plus halo per task; the driver holds only per-segment tables
-(O(cells)) and the face pairs (O(cells crossing faces)).
+Memory: one block plus halo per task; the driver holds the per-segment tables and
+the edge table of one time point (O(segments + edges)), and the id maps of all.
 """
 
 from __future__ import annotations
@@ -87,13 +89,9 @@ def _flood_plan(stats: SegStats, edges: np.ndarray, *, min_voxels: float) -> tup
     return merge_plan(stats, edges[:, :3], min_voxels=min_voxels)
 
 
-def _flood_seeds(prob: np.ndarray, *, params: SegmentParams) -> np.ndarray:
-    return seed_mask(prob, params)
-
-
 def flood_method(params: SegmentParams) -> BlockwiseMethod:
     """The seeded bounded flood (:mod:`chunkseg.ops.watershed`) as a blockwise method."""
-    return BlockwiseMethod(functools.partial(_flood_seeds, params=params), seed_halo(params),
+    return BlockwiseMethod(functools.partial(seed_mask, params=params), seed_halo(params),
                            params, functools.partial(
                                _flood_plan, min_voxels=params.min_size / params.voxel_volume))
 
