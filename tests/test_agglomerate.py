@@ -94,6 +94,13 @@ def test_cluster_linkages_split_a_leaky_wall():
         cluster(4, index, edges, threshold=0.5, linkage="ward")
 
 
+def test_one_cell_and_no_edges():
+    p = np.full((6, 10, 12), 0.1, np.float32)
+    p[0, 0, :3] = 0.9
+    labels, cells = agglomerate_array(p, PARAMS)
+    assert labels.max() == 1 and cells.count.sum() == (labels > 0).sum() > 0.9 * p.size
+
+
 def gap_volume(cell=(10, 14, 14), grid=(2, 3, 3), wall=2, seed=0):
     """Box cells whose every wall has one square hole of 1, 2 or 3 voxels."""
     rng = np.random.default_rng(seed)

@@ -139,7 +139,8 @@ def test_uint8_and_mask_inputs(synth, tmp_path):
 @pytest.mark.parametrize("kw,err", [({"threshold": 0}, ParameterError),
                                     ({"threshold": 1.2}, ParameterError),
                                     ({"min_size": -1}, ParameterError),
-                                    ({"seed_distance": 0}, ParameterError),
+                                    ({"seed_distance": 0, "method": "flood"}, ParameterError),
+                                    ({"method": "watershed"}, ParameterError),
                                     ({"timepoints": "3:5"}, ParameterError)])
 def test_bad_parameters(synth, tmp_path, kw, err):
     prob = _store(tmp_path / "p.zarr", synth[1][:8, :16, :16].copy())

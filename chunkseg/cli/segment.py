@@ -27,15 +27,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="agglomeration on the fragment graph (default) or seeded flood")
     p.add_argument("--threshold", type=float,
                    help="agglo: fragments merge when the mean probability on their interface "
-                   "is below T (default 0.5); flood: cell interior is p < T (default 0.5); "
+                   "is below T (default 0.4); flood: cell interior is p < T (default 0.5); "
                    "must lie in (0, 1)")
     p.add_argument("--min-size", type=float, default=1.0, metavar="V",
                    help="merge cells smaller than V µm³ into a neighbour (default 1)")
     p.add_argument("--fragment-radius", type=float, metavar="R",
                    help="agglo: cap of the distance to the boundaries for the fragment seeds, "
-                   "µm (default 1); cells wider than 2 R start from one seed")
+                   "µm (default 0.5); cells wider than 2 R start from one seed")
     p.add_argument("--fragment-sigma", type=float, metavar="S",
-                   help="agglo: smoothing of that distance, µm (default 0.3)")
+                   help="agglo: smoothing of that distance, µm (default 0.15)")
     p.add_argument("--linkage", choices=("mutex", "average", "single"),
                    help="agglo: mutex watershed (default), average or single linkage")
     p.add_argument("--seed-distance", type=float, metavar="D",
@@ -45,7 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="flood: how far cells grow from their seeds through the interior, µm "
                    "(default 3 D)")
     p.add_argument("--membrane-reach", type=float, metavar="M",
-                   help="growth per membrane level, µm (default 0.5)")
+                   help="growth per membrane level (flood: of the cells, agglo: of the "
+                   "fragments), µm (default 0.5)")
     p.add_argument("--timepoints", metavar="A:B", help="segment only time points A..B-1")
     p.add_argument("--block", nargs=3, type=int, metavar=("Z", "Y", "X"),
                    help="processing block (default 64 256 256); the result does not depend on it")

@@ -14,8 +14,11 @@ a gap in a wall is narrow, so the distance to the boundaries is small in it.
    support, so the seeds of a block read with :func:`fragment_seed_halo` equal the
    whole-volume seeds.  Connected seed voxels (6-connectivity) form one marker.
 2. **Flood** — the bounded flood of :func:`chunkseg.ops.watershed.flood` from these
-   markers (reach ``2 * radius`` through the interior, then through the membranes),
-   with the flood parameters of :meth:`FragmentParams.flood_params`.
+   markers, with the parameters of :meth:`FragmentParams.flood_params`: through the
+   interior in ``interior_levels`` stages of rising probability (the clearest interior
+   first, so a fragment does not run through a weak spot of a wall before the
+   fragment on the other side has filled its own cell), ``2 * radius`` µm each, then
+   into the membranes.
 
 The blockwise engine (:mod:`chunkseg.engine.segment`) runs both steps block by block,
 exactly as it runs the seeded flood; :func:`fragments` is the in-memory reference.

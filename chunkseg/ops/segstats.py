@@ -185,9 +185,10 @@ def sum_pair_counts(rows: Sequence[np.ndarray]) -> np.ndarray:
 
     Every column after the pair is summed (exact for sums below 2**53).
     """
+    width = rows[0].shape[1] if len(rows) else 3
     rows = [r for r in rows if r.size]
     if not rows:
-        return np.zeros((0, 3), np.uint64)
+        return np.zeros((0, width), np.uint64)
     allr = np.concatenate(rows)
     pairs, inv = np.unique(allr[:, :2], axis=0, return_inverse=True)
     sums = [np.bincount(inv.ravel(), weights=allr[:, c].astype(np.float64), minlength=len(pairs))
