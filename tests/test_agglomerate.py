@@ -164,16 +164,18 @@ def _store(path, arr, voxel_size=VS, kind="probability"):
 
 
 def test_run_segment_default_is_agglo(synth, tmp_path):
+    from chunkseg.io.store import open_volume
+
     _, p = synth
-    prob = _store(tmp_path / "p.zarr", p)
+    q = p[:, ::-1].copy()
+    prob = _store(tmp_path / "p.zarr", np.stack([p, q]))
     s = run_segment(prob, out=tmp_path / "c.zarr", block=(13, 30, 30), progress=False,
                     min_size=0.3)  # the other defaults are those of PARAMS
     assert s["method"] == "agglo" and s["graph"]["edges"] > 100 and read_attrs(
         tmp_path / "c.zarr")["complete"]
-    whole, _ = agglomerate_array(p, PARAMS)
-    from chunkseg.io.store import open_volume
-
-    np.testing.assert_array_equal(open_volume(tmp_path / "c.zarr").data.compute()[0], whole)
+    got = open_volume(tmp_path / "c.zarr").data.compute()
+    for k, vol in enumerate((p, q)):  # each time point on its own
+        np.testing.assert_array_equal(got[k], agglomerate_array(vol, PARAMS)[0])
     with pytest.raises(ParameterError, match="seed_distance"):
         run_segment(prob, out=tmp_path / "d.zarr", seed_distance=0.4, progress=False)
     with pytest.raises(ParameterError, match="linkage"):
