@@ -56,3 +56,18 @@ def seg_synth():
     p = ndimage.gaussian_filter(v.mask.astype(np.float32), (1.0, 1.5, 1.5))
     p = np.clip(p / p.max() + rng.normal(0, 0.08, p.shape), 0, 1).astype(np.float32)
     return v, p
+
+
+def store_volume(path, arr, voxel_size=SEG_VS, kind="probability", chunks=None):
+    """Write a 3D or 4D array as a complete chunkseg OME-Zarr store; returns ``path``."""
+    import dask.array as da
+
+    from chunkseg.engine.blocks import write_volume
+    from chunkseg.io.store import create_image, mark_complete
+
+    arr = arr if arr.ndim == 4 else arr[None]
+    create_image(path, shape=arr.shape, dtype=arr.dtype, voxel_size=voxel_size, chunks=chunks,
+                 attrs={"kind": kind})
+    write_volume(da.from_array(arr), path, progress=False)
+    mark_complete(path)
+    return path

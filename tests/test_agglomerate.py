@@ -4,24 +4,22 @@ from __future__ import annotations
 
 import json
 
-import dask.array as da
 import numpy as np
 import pytest
 from scipy import ndimage
 
 from chunkseg.cli import main
 from chunkseg.engine.agglomerate import agglo_method, agglomerate_array, segment_method
-from chunkseg.engine.blocks import write_volume
 from chunkseg.engine.segment import Reader, final_labels, segment_array, segment_volume
 from chunkseg.errors import InputError, ParameterError
-from chunkseg.io.store import create_image, mark_complete, read_attrs
+from chunkseg.io.store import read_attrs
 from chunkseg.ops.fragments import FragmentParams
 from chunkseg.ops.instance_metrics import contingency, instance_scores
 from chunkseg.ops.rag import EDGE_BINS, Q, AggloParams, block_edges, cluster, edge_mean
 from chunkseg.ops.segstats import sum_pair_counts
 from chunkseg.ops.watershed import SegmentParams
 from chunkseg.pipeline.segment import run_segment
-from conftest import SEG_VS
+from conftest import SEG_VS, store_volume
 
 VS = SEG_VS
 PARAMS = AggloParams(FragmentParams(voxel_size=VS, radius=0.5, sigma=0.15, interior_levels=4),
@@ -154,21 +152,12 @@ def test_gaps_merge_the_flood_not_the_default():
     assert _merges(truth, agglo) == 0 and f_agglo > 0.95
 
 
-def _store(path, arr, voxel_size=VS, kind="probability"):
-    arr = arr if arr.ndim == 4 else arr[None]
-    create_image(path, shape=arr.shape, dtype=arr.dtype, voxel_size=voxel_size,
-                 attrs={"kind": kind})
-    write_volume(da.from_array(arr), path, progress=False)
-    mark_complete(path)
-    return path
-
-
 def test_run_segment_default_is_agglo(synth, tmp_path):
     from chunkseg.io.store import open_volume
 
     _, p = synth
     q = p[:, ::-1].copy()
-    prob = _store(tmp_path / "p.zarr", np.stack([p, q]))
+    prob = store_volume(tmp_path / "p.zarr", np.stack([p, q]))
     s = run_segment(prob, out=tmp_path / "c.zarr", block=(13, 30, 30), progress=False,
                     min_size=0.3)  # the other defaults are those of PARAMS
     assert s["method"] == "agglo" and s["graph"]["edges"] > 100 and read_attrs(
@@ -189,7 +178,7 @@ def test_run_segment_default_is_agglo(synth, tmp_path):
     (np.zeros((4, 0, 8), np.float32), "empty"),
 ])
 def test_bad_probability_agglo(tmp_path, values, message):
-    prob = _store(tmp_path / "p.zarr", values)
+    prob = store_volume(tmp_path / "p.zarr", values)
     with pytest.raises(InputError, match=message):
         run_segment(prob, out=tmp_path / "c.zarr", progress=False)
     assert not (tmp_path / "c.zarr").exists()
@@ -197,17 +186,17 @@ def test_bad_probability_agglo(tmp_path, values, message):
 
 def test_cli_agglo_bad_inputs(tmp_path, capsys):
     p = np.linspace(0, 1, 4 * 8 * 8, dtype=np.float32).reshape(4, 8, 8)
-    prob = _store(tmp_path / "p.zarr", p)
+    prob = store_volume(tmp_path / "p.zarr", p)
     for threshold in ("0", "1", "-0.2", "1.5"):
         assert main(["segment", str(prob), "--out", str(tmp_path / "c.zarr"),
                      "--threshold", threshold, "--quiet"]) == 2
         err = capsys.readouterr().err
         assert "threshold must lie in (0, 1)" in err and len(err.strip().splitlines()) == 1
     p[0, 0, 0] = 1.5
-    bad = _store(tmp_path / "b.zarr", p)
+    bad = store_volume(tmp_path / "b.zarr", p)
     assert main(["segment", str(bad), "--out", str(tmp_path / "c.zarr"), "--quiet"]) == 2
     assert "[0, 1]" in capsys.readouterr().err
-    const = _store(tmp_path / "k.zarr", np.full((4, 8, 8), 0.5, np.float32))
+    const = store_volume(tmp_path / "k.zarr", np.full((4, 8, 8), 0.5, np.float32))
     assert main(["segment", str(const), "--out", str(tmp_path / "c.zarr"), "--quiet"]) == 2
     assert "constant" in capsys.readouterr().err
     assert not (tmp_path / "c.zarr").exists()

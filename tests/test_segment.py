@@ -5,19 +5,17 @@ from __future__ import annotations
 import csv
 import json
 
-import dask.array as da
 import numpy as np
 import pytest
 from scipy import ndimage
 
 from chunkseg.cli import main
-from chunkseg.engine.blocks import write_volume
 from chunkseg.engine.segment import Reader, final_labels, segment_array, segment_volume
 from chunkseg.errors import DTypeError, InputError, OutputExistsError, ParameterError
-from chunkseg.io.store import create_image, mark_complete, open_volume, read_attrs
+from chunkseg.io.store import open_volume, read_attrs
 from chunkseg.ops.watershed import SegmentParams, flood_halo
 from chunkseg.pipeline.segment import CELL_TABLE, run_segment
-from conftest import SEG_VS
+from conftest import SEG_VS, store_volume
 
 VS = SEG_VS
 
@@ -66,21 +64,12 @@ def test_chunking_independence(synth, tmp_path):
     assert _same_partition(a, b)
 
 
-def _store(path, arr, voxel_size=VS, kind="probability", chunks=None):
-    arr = arr if arr.ndim == 4 else arr[None]
-    create_image(path, shape=arr.shape, dtype=arr.dtype, voxel_size=voxel_size, chunks=chunks,
-                 attrs={"kind": kind})
-    write_volume(da.from_array(arr), path, progress=False)
-    mark_complete(path)
-    return path
-
-
 def test_run_segment_outputs(synth, tmp_path):
     import zarr
     from ome_zarr_models.v05.image_label import ImageLabel
 
     v, p = synth
-    prob = _store(tmp_path / "p.zarr", np.stack([p, p[:, ::-1].copy()]), chunks=(16, 32, 32))
+    prob = store_volume(tmp_path / "p.zarr", np.stack([p, p[:, ::-1].copy()]), chunks=(16, 32, 32))
     s = run_segment(prob, out=tmp_path / "c.zarr", method="flood", seed_distance=0.4,
                     min_size=0.3, block=(13, 40, 27), timepoints="0:2", progress=False)
     assert s["dtype"] == "uint32" and s["shape"] == [2, 30, 64, 64]
@@ -116,7 +105,7 @@ def test_run_segment_outputs(synth, tmp_path):
 def test_uint8_and_mask_inputs(synth, tmp_path):
     v, p = synth
     q = np.round(p * 255).astype(np.uint8)
-    prob = _store(tmp_path / "p8.zarr", q)
+    prob = store_volume(tmp_path / "p8.zarr", q)
     s = run_segment(prob, out=tmp_path / "c8.zarr", method="flood", seed_distance=0.4,
                     min_size=0.3, progress=False)
     ref, _ = segment_array(q, PARAMS)
@@ -130,7 +119,7 @@ def test_uint8_and_mask_inputs(synth, tmp_path):
                 seed_distance=2.0, min_size=2.0, block=(16, 40, 40), progress=False)
     ref, _ = segment_array(q, SegmentParams(seed_distance=2.0, min_size=2.0))
     np.testing.assert_array_equal(open_volume(tmp_path / "cp.zarr").data.compute()[0], ref)
-    mask = _store(tmp_path / "m.zarr", v.mask, kind="mask")
+    mask = store_volume(tmp_path / "m.zarr", v.mask, kind="mask")
     s = run_segment(mask, out=tmp_path / "cm.zarr", method="flood", seed_distance=0.4,
                     progress=False)
     assert s["n_cells"][0] > 50
@@ -143,7 +132,7 @@ def test_uint8_and_mask_inputs(synth, tmp_path):
                                     ({"method": "watershed"}, ParameterError),
                                     ({"timepoints": "3:5"}, ParameterError)])
 def test_bad_parameters(synth, tmp_path, kw, err):
-    prob = _store(tmp_path / "p.zarr", synth[1][:8, :16, :16].copy())
+    prob = store_volume(tmp_path / "p.zarr", synth[1][:8, :16, :16].copy())
     with pytest.raises(err):
         run_segment(prob, out=tmp_path / "c.zarr", progress=False, **kw)
     assert not (tmp_path / "c.zarr").exists()
@@ -153,18 +142,18 @@ def test_bad_probability(tmp_path):
     p = np.full((4, 8, 8), 0.2, np.float32)
     p[1, 2, 3] = 1.7
     with pytest.raises(InputError, match=r"p\.zarr.*\[0, 1\].*1\.7"):
-        run_segment(_store(tmp_path / "p.zarr", p), out=tmp_path / "c.zarr", progress=False)
+        run_segment(store_volume(tmp_path / "p.zarr", p), out=tmp_path / "c.zarr", progress=False)
     p[1, 2, 3] = np.nan
     with pytest.raises(InputError):
-        run_segment(_store(tmp_path / "n.zarr", p), out=tmp_path / "c.zarr", progress=False)
+        run_segment(store_volume(tmp_path / "n.zarr", p), out=tmp_path / "c.zarr", progress=False)
     with pytest.raises(DTypeError, match="int16"):
-        run_segment(_store(tmp_path / "i.zarr", np.zeros((4, 8, 8), np.int16)),
+        run_segment(store_volume(tmp_path / "i.zarr", np.zeros((4, 8, 8), np.int16)),
                     out=tmp_path / "c.zarr", progress=False)
     # the range is checked on the time points segmented, not on the others
     two = np.full((2, 4, 8, 8), 0.2, np.float32)
     two[:, :, 3] = 0.9  # a wall: a constant probability is refused
     two[1, 0, 0, 0] = 3.0
-    series = _store(tmp_path / "t.zarr", two)
+    series = store_volume(tmp_path / "t.zarr", two)
     with pytest.raises(InputError, match=r"t\.zarr.*\[0, 1\].*3\.0"):
         run_segment(series, out=tmp_path / "c.zarr", progress=False)
     summary = run_segment(series, out=tmp_path / "c0.zarr", timepoints="0:1", progress=False)
@@ -172,7 +161,7 @@ def test_bad_probability(tmp_path):
 
 
 def test_cli(synth, tmp_path, capsys):
-    prob = _store(tmp_path / "p.zarr", synth[1][:, :32, :32].copy())
+    prob = store_volume(tmp_path / "p.zarr", synth[1][:, :32, :32].copy())
     assert main(["segment", str(prob), "--out", str(tmp_path / "c.zarr"), "--method", "flood",
                  "--seed-distance", "0.4", "--block", "16", "20", "20", "--quiet"]) == 0
     out = json.loads(capsys.readouterr().out)
