@@ -223,7 +223,8 @@ def flood_schedule(params: SegmentParams) -> list[tuple[float, tuple[bool, bool,
     (0, threshold]) for ``reach`` µm each; then ``levels`` stages
     with levels evenly spaced in (threshold, 1] (the last takes every voxel), each
     ``membrane_reach`` µm.  Axis ``a`` is active in an iteration when the front,
-    advancing ``min(voxel_size)`` µm per iteration, crosses a multiple of ``s_a``.
+    advancing ``min(voxel_size)`` µm per iteration over the whole schedule, crosses a
+    multiple of ``s_a`` (so an axis coarser than one stage's reach still grows).
     """
     smin = min(params.voxel_size)
     t = params.threshold
@@ -233,13 +234,15 @@ def flood_schedule(params: SegmentParams) -> list[tuple[float, tuple[bool, bool,
         level = t + (1.0 - t) * k / params.levels if k < params.levels else math.inf
         stages.append((level, params.membrane_reach))
     schedule = []
+    done = 0  # iterations so far: the front's distance runs on across stages
     for level, dist in stages:
         n = int(math.ceil(dist / smin - 1e-9))
-        for i in range(n):
+        for i in range(done, done + n):
             active = tuple(
                 math.floor((i + 1) * smin / s + 1e-9) > math.floor(i * smin / s + 1e-9)
                 for s in params.voxel_size)
             schedule.append((level, active))
+        done += n
     return schedule
 
 
