@@ -206,32 +206,42 @@ def main(argv=None) -> int:
     ap.add_argument("--work", default="agglomerate-work",
                     help="folder for the predictions and outputs (reused when present)")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "agglomerate"))
-    ap.add_argument("--skip-speed", action="store_true")
+    ap.add_argument("--sections", default="quality,speed,global",
+                    help="sections to run; the others are kept from an existing <out>.json")
     args = ap.parse_args(argv)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
+    wanted = set(args.sections.split(","))
+    out = Path(args.out).with_suffix(".json")
+    report = json.loads(out.read_text()) if out.is_file() else {}
     t0 = time.perf_counter()
-    quality = []
-    for src in sources(work):
-        for kind in ("model", "oracle"):
-            quality += quality_rows(src, kind, work)
-            print(_table(quality[-5:], ["source", "probability", "method", *KEYS]), flush=True)
-    speed = [] if args.skip_speed else speed_rows(work)
-    graph = global_rows()
+    if "quality" in wanted:
+        report["quality"] = []
+        for src in sources(work):
+            for kind in ("model", "oracle"):
+                report["quality"] += quality_rows(src, kind, work)
+                print(_table(report["quality"][-5:], ["source", "probability", "method", *KEYS]),
+                      flush=True)
+    if "speed" in wanted:
+        report["speed"] = speed_rows(work)
+    if "global" in wanted:
+        report["global_step"] = global_rows()
+    report.setdefault("load_average", {})[args.sections] = os.getloadavg()
     md = "\n\n".join([
-        _table(quality, ["source", "probability", "method", *KEYS, "identical", "seconds",
-                         "edges_per_mvoxel"]),
-        _table(speed, ["scale", "shape", "method", "voxels_per_s", "peak_rss_mb", "cells",
-                       "nodes_per_mvoxel", "edges_per_mvoxel", "global_share"]),
-        _table(graph, ["edges", "nodes", "linkage", "seconds", "edges_per_s",
-                       "python_bytes_per_edge", "table_bytes_per_edge"])])
+        _table(report.get("quality", []), ["source", "probability", "method", *KEYS,
+                                           "identical", "seconds", "edges_per_mvoxel"]),
+        _table(report.get("speed", []), ["scale", "shape", "method", "voxels_per_s",
+                                         "peak_rss_mb", "cells", "nodes_per_mvoxel",
+                                         "edges_per_mvoxel", "global_share"]),
+        _table(report.get("global_step", []), ["edges", "nodes", "linkage", "seconds",
+                                               "edges_per_s", "python_bytes_per_edge",
+                                               "table_bytes_per_edge"])])
     print(md)
-    report = {"quality": quality, "speed": speed, "global_step": graph, "block": BLOCK,
-              "seconds": time.perf_counter() - t0,
-              "load_average": os.getloadavg(),
-              "hardware": {"machine": platform.machine(), "cpus": os.cpu_count(),
-                           "python": platform.python_version()}}
-    Path(args.out).with_suffix(".json").write_text(json.dumps(report, indent=2, default=str))
+    report.update({"block": BLOCK, "hardware": {"machine": platform.machine(),
+                                                "cpus": os.cpu_count(),
+                                                "python": platform.python_version()}})
+    report.setdefault("seconds", {})[args.sections] = time.perf_counter() - t0
+    out.write_text(json.dumps(report, indent=2, default=str))
     Path(args.out).with_suffix(".md").write_text(md + "\n")
     print(f"wrote {args.out}.json / .md")
     return 0
