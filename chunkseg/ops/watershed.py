@@ -19,10 +19,11 @@ result bit for bit with a finite halo:
    unlabelled voxel whose probability is below the current level takes, at once
    (synchronous update), the label of its labelled face neighbour of lowest ``p``
    (ties: fixed neighbour order −z, +z, −y, +y, −x, +x).  The level rises in stages
-   (:func:`flood_schedule`): first through the foreground (``p < threshold``) for
-   ``reach`` µm, then in ``levels`` steps up to 1 through the membranes, each for
-   ``membrane_reach`` µm.  An axis only takes part in the iterations where the front
-   advances one voxel of that axis in physical units, so growth is isotropic in µm.
+   (:func:`flood_schedule`): first through the foreground (``p < threshold``, in
+   ``interior_levels`` rising steps) for ``reach`` µm each, then in ``levels`` steps
+   up to 1 through the membranes, each for ``membrane_reach`` µm.  An axis only takes
+   part in the iterations where the front, over the whole schedule, advances one
+   voxel of that axis in physical units, so growth is isotropic in µm.
    After ``n`` iterations a voxel depends only on voxels within ``n_a`` steps along
    each axis (the light cone of the automaton), which gives the flood halo
    (:func:`flood_halo`).  The rule compares labels only for equality, never by
