@@ -45,6 +45,7 @@ import dask
 import dask.array as da
 import numpy as np
 
+from chunkseg.defaults import SEGMENT_BLOCK
 from chunkseg.engine.blocks import write_volume
 from chunkseg.engine.geometry import Block, cover, grid_shape
 from chunkseg.engine.reduce import compute
@@ -226,7 +227,7 @@ def segment_volume(
     params: SegmentParams | BlockwiseMethod,
     *,
     work: str | os.PathLike,
-    block: Sequence[int] = (64, 256, 256),
+    block: Sequence[int] = SEGMENT_BLOCK,
     timepoints: Sequence[int] | None = None,
     client: Any = None,
     progress: bool = False,
