@@ -15,7 +15,9 @@ from chunkseg.errors import InputError, ParameterError
 from chunkseg.io.store import read_attrs
 from chunkseg.ops.fragments import FragmentParams
 from chunkseg.ops.instance_metrics import contingency, instance_scores
-from chunkseg.ops.rag import EDGE_BINS, Q, AggloParams, block_edges, cluster, edge_mean
+from chunkseg.ops.rag import (
+    EDGE_BINS, Q, AggloParams, block_edges, cluster, edge_mean, edge_quantile,
+)
 from chunkseg.ops.segstats import sum_pair_counts
 from chunkseg.ops.watershed import SegmentParams
 from chunkseg.pipeline.segment import run_segment
@@ -75,6 +77,10 @@ def test_edge_table_blockwise_equals_whole():
                 parts.append(block_edges(lab[sl], prob[sl], own))
     np.testing.assert_array_equal(sum_pair_counts(parts), whole)
     np.testing.assert_allclose(edge_mean(whole), whole[:, 3] / (2 * Q * whole[:, 2]))
+    for q in (0.5, 0.9):  # the upper edge of the bin where the cumulative count reaches q
+        want = [(np.searchsorted(np.cumsum(r[4:]), np.ceil(q * r[2])) + 1) / EDGE_BINS
+                for r in whole.astype(np.int64)]
+        np.testing.assert_allclose(edge_quantile(whole, q), want)
 
 
 def test_cluster_linkages_split_a_leaky_wall():
