@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from typing import Literal
 import numpy as np
 
 from chunkseg.engine.segment import BlockwiseMethod, flood_method
@@ -28,17 +29,17 @@ from chunkseg.errors import ParameterError
 from chunkseg.ops.fragments import (
     FragmentParams, fragment_seed_halo, fragment_seeds, fragments,
 )
-from chunkseg.ops.rag import AggloParams, agglomeration_plan, block_edges
+from chunkseg.ops.rag import AggloParams, Linkage, agglomeration_plan, block_edges
 from chunkseg.ops.segstats import SegStats, block_stats, relabel
 from chunkseg.ops.watershed import SegmentParams, as_probability
 
 __all__ = ["DEFAULT_FRAGMENT_RADIUS", "DEFAULT_FRAGMENT_SIGMA", "DEFAULT_INTERIOR_LEVELS",
-           "DEFAULT_MEMBRANE_REACH",
-           "DEFAULT_THRESHOLD", "METHODS", "agglo_method", "agglomerate_array",
-           "segment_method"]
+           "DEFAULT_MEMBRANE_REACH", "DEFAULT_THRESHOLD", "METHODS", "SegmentMethod",
+           "agglo_method", "agglomerate_array", "segment_method"]
 
 #: the methods of :func:`segment_method`
-METHODS = ("agglo", "flood")
+SegmentMethod = Literal["agglo", "flood"]
+METHODS: tuple[str, ...] = ("agglo", "flood")
 #: merge threshold on the mean interface probability
 DEFAULT_THRESHOLD = 0.4
 #: cap of the distance to the boundaries for the fragment seeds, µm
@@ -86,7 +87,7 @@ def agglomerate_array(prob: np.ndarray, params: AggloParams) -> tuple[np.ndarray
 
 
 def segment_method(
-    method: str,
+    method: SegmentMethod,
     *,
     voxel_size: Sequence[float],
     threshold: float | None = None,
@@ -97,7 +98,7 @@ def segment_method(
     levels: int = 3,
     fragment_radius: float | None = None,
     fragment_sigma: float | None = None,
-    linkage: str | None = None,
+    linkage: Linkage | None = None,
 ) -> tuple[BlockwiseMethod, SegmentParams | AggloParams]:
     """The blockwise rules of a segmentation method and its validated parameters.
 

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 from scipy.sparse import coo_array
@@ -46,7 +47,7 @@ from chunkseg.ops.segstats import (
     SegStats, combine_stats, dense_labels, merge_plan, owned_faces, sum_pair_counts,
 )
 
-__all__ = ["EDGE_BINS", "LINKAGES", "Q", "AggloParams", "agglomeration_plan", "block_edges",
+__all__ = ["EDGE_BINS", "LINKAGES", "Q", "Linkage", "AggloParams", "agglomeration_plan", "block_edges",
            "cluster", "contract_edges", "edge_mean", "edge_quantile"]
 
 #: fixed-point scale of the probability in ``psum``
@@ -54,7 +55,8 @@ Q = 1 << 16
 #: histogram bins of the interface probability
 EDGE_BINS = 16
 #: the agglomeration rules of :func:`cluster`
-LINKAGES = ("mutex", "average", "single")
+Linkage = Literal["mutex", "average", "single"]
+LINKAGES: tuple[str, ...] = ("mutex", "average", "single")
 
 
 def block_edges(labels: np.ndarray, prob: np.ndarray, owned: Sequence[int], *,
@@ -171,7 +173,7 @@ def _average(n: int, ia: np.ndarray, ib: np.ndarray, faces: np.ndarray, psum: np
 
 
 def cluster(n: int, edges_index: np.ndarray, edges: np.ndarray, *, threshold: float,
-            linkage: str = "mutex") -> np.ndarray:
+            linkage: Linkage = "mutex") -> np.ndarray:
     """Group ``n`` fragments by agglomeration on their region graph.
 
     Parameters
@@ -209,7 +211,7 @@ def cluster(n: int, edges_index: np.ndarray, edges: np.ndarray, *, threshold: fl
 
 
 def agglomeration_plan(stats: SegStats, edges: np.ndarray, *, threshold: float,
-                       min_voxels: float, linkage: str = "mutex"
+                       min_voxels: float, linkage: Linkage = "mutex"
                        ) -> tuple[np.ndarray, np.ndarray, SegStats]:
     """Cells from fragments: ``(fragment ids, final cell id per fragment, cells)``.
 
@@ -249,7 +251,7 @@ class AggloParams:
     fragments: FragmentParams = FragmentParams()
     threshold: float = 0.5
     min_size: float = 1.0
-    linkage: str = "mutex"
+    linkage: Linkage = "mutex"
 
     def __post_init__(self) -> None:
         if not 0.0 < float(self.threshold) < 1.0:

@@ -25,12 +25,13 @@ import dask
 import numpy as np
 
 from chunkseg.defaults import SEGMENT_BLOCK
-from chunkseg.engine.agglomerate import segment_method
+from chunkseg.engine.agglomerate import SegmentMethod, segment_method
 from chunkseg.engine.blocks import write_volume
 from chunkseg.engine.segment import Reader, final_labels, remove_work, segment_volume
 from chunkseg.errors import DTypeError, InputError, OutputExistsError, ResumeMismatchError
 from chunkseg.io.fingerprint import fingerprint as run_fingerprint
 from chunkseg.io.store import create_image, is_zarr, mark_complete, open_volume, read_attrs
+from chunkseg.ops.rag import Linkage
 from chunkseg.ops.slices import parse_timepoints
 
 __all__ = ["CELL_TABLE", "DEFAULT_BLOCK", "check_probability", "run_segment",
@@ -110,7 +111,7 @@ def run_segment(
     prob_path: str | os.PathLike,
     *,
     out: str | os.PathLike,
-    method: str = "agglo",
+    method: SegmentMethod = "agglo",
     threshold: float | None = None,
     min_size: float = 1.0,
     seed_distance: float | None = None,
@@ -119,7 +120,7 @@ def run_segment(
     levels: int = 3,
     fragment_radius: float | None = None,
     fragment_sigma: float | None = None,
-    linkage: str | None = None,
+    linkage: Linkage | None = None,
     timepoints: Any = None,
     block: Sequence[int] | None = None,
     chunks: Sequence[int] | None = None,
