@@ -19,6 +19,7 @@ import dask.array as da
 
 from chunkseg.engine.blocks import write_volume
 from chunkseg.errors import InputError, InputNotFoundError, ParameterError
+from chunkseg.io.hdf5 import split_hdf5_path
 from chunkseg.io.tiff import DEFAULT_BLOCK
 from chunkseg.ops.slices import compose_dropped, drop_slices
 from chunkseg.io.store import (
@@ -31,6 +32,12 @@ from chunkseg.io.store import (
 )
 
 __all__ = ["expand_inputs", "open_inputs", "run_convert"]
+
+
+def _file_of(source: str) -> str:
+    """The file behind an input: ``FILE.h5`` for ``FILE.h5:/dataset``, else the input."""
+    parts = split_hdf5_path(source)
+    return str(parts[0]) if parts else source
 
 
 def expand_inputs(inputs: Sequence[str | os.PathLike]) -> list[str]:
@@ -49,8 +56,8 @@ def expand_inputs(inputs: Sequence[str | os.PathLike]) -> list[str]:
             if not matches:
                 raise InputNotFoundError(f"{item}: the pattern matches no file")
             out.extend(matches)
-        elif not os.path.exists(item):
-            raise InputNotFoundError(f"{item}: no such file or directory")
+        elif not os.path.exists(_file_of(item)):
+            raise InputNotFoundError(f"{_file_of(item)}: no such file or directory")
         else:
             out.append(item)
     if not out:
@@ -72,9 +79,13 @@ def open_inputs(
     sources : list of str
         Input files in the order used (natural order for a series).
     """
+    from chunkseg.io.hdf5 import open_hdf5
     from chunkseg.io.tiff import open_tiff, open_tiff_series
 
     paths = expand_inputs(inputs)
+    if len(paths) == 1 and split_hdf5_path(paths[0]):
+        data, voxel_size = open_hdf5(paths[0], channel=channel, block=block)
+        return data, voxel_size, [paths[0]]
     if len(paths) == 1:
         path = Path(paths[0])
         if is_zarr(path):
@@ -84,8 +95,9 @@ def open_inputs(
             data, voxel_size = open_tiff(path, channel=channel, block=block)
             return data, voxel_size, [str(path)]
     for p in paths:
-        if is_zarr(p):
-            raise InputError(f"{p}: a Zarr store cannot be part of a TIFF time series")
+        if is_zarr(p) or split_hdf5_path(p):
+            raise InputError(f"{p}: expected TIFF files in a time series; found a "
+                             f"{'Zarr store' if is_zarr(p) else 'HDF5 file'}")
     if channel is not None:
         raise ParameterError("--channel applies to one hyperstack TIFF, not to a series")
     return open_tiff_series(paths, block=block)
@@ -94,7 +106,7 @@ def open_inputs(
 def _fingerprint(sources: list[str], params: dict[str, Any]) -> str:
     h = hashlib.sha256()
     for s in sources:
-        st = os.stat(s)
+        st = os.stat(_file_of(s))
         h.update(f"{os.path.abspath(s)}|{st.st_size}|{st.st_mtime_ns}".encode())
     h.update(json.dumps(params, sort_keys=True, default=str).encode())
     return h.hexdigest()[:16]
@@ -120,7 +132,8 @@ def run_convert(
     inputs : path or sequence of paths
         One 3D TIFF, one 4D TIFF (``t z y x``; a hyperstack with channels needs
         ``channel``), several 3D TIFFs or a glob (a time series, ordered naturally),
-        or an existing Zarr array / OME-Zarr image.
+        an HDF5 dataset ``FILE.h5:/dataset`` (3D or 4D; ilastik axistags with a
+        channel axis need ``channel``), or an existing Zarr array / OME-Zarr image.
     out : path-like
         The OME-Zarr group to write.
     voxel_size : sequence of 3 float, optional
