@@ -124,3 +124,18 @@ def test_cli_convert_hdf5(tmp_path, capsys):
     vol = open_volume(tmp_path / "o.zarr")
     np.testing.assert_array_equal(vol.data.compute()[0], x)
     np.testing.assert_allclose(vol.voxel_size, (2.0, 0.26, 0.26))
+
+
+def test_fingerprint_stamps_the_file_and_names_the_dataset(tmp_path):
+    import os
+
+    from chunkseg.io.fingerprint import fingerprint
+
+    d = tmp_path / "d.h5"
+    _write(d, "/a", np.zeros((2, 3, 4), np.uint8))
+    _write(d, "/b", np.zeros((2, 3, 4), np.uint8))
+    fa, fb = fingerprint([f"{d}:/a"]), fingerprint([f"{d}:/b"])
+    assert fa != fb
+    st = os.stat(d)
+    os.utime(d, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # the file was rewritten
+    assert fingerprint([f"{d}:/a"]) != fa
