@@ -9,7 +9,9 @@ paper's augmentations); the network from :func:`chunkseg.model.build_unet`; the 
   metadata (configuration, normalization, voxel size, crop, receptive field, provenance);
 - ``model_training/``: ``history.json``, ``log.csv`` (per epoch), ``tensorboard/``
   event files, ``training_curves.png`` (loss / accuracy / IoU, train vs validation),
-  ``config.json`` (the resolved configuration) and ``best.weights.h5``.
+  ``config.json`` (the resolved configuration), ``best.weights.h5`` and
+  ``checkpoint.npz`` (weights, optimizer state, epoch: what ``resume`` continues from,
+  replaced atomically after every epoch).
 
 Training needs the TensorFlow backend (``tf.data`` input pipeline, ``MirroredStrategy``):
 under ``KERAS_BACKEND=jax`` / ``torch`` :func:`run_train` raises :class:`ParameterError`.
