@@ -139,7 +139,7 @@ def run_predict(
         The input's voxel size (µm, z y x) when its metadata lacks or misstates it.
     precision : {"float32", "bfloat16"}
         Network compute precision; bfloat16 (:mod:`chunkseg.model.precision`) is faster on
-        CPUs with AVX512-BF16 / AMX and differs by a fraction of an 8-bit grey level.
+        CPUs with AVX512-BF16 / AMX (probability 3e-4 off on average, at most 0.014 measured).
 
     Returns
     -------
