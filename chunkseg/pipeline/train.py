@@ -47,7 +47,6 @@ from chunkseg.pipeline._train_data import (
     pairs,
 )
 from chunkseg.pipeline._train_inputs import (
-    check_mask_values,
     checkpoint_identity,
     init_weights,
     resume_point,
@@ -259,8 +258,6 @@ def _samplers(train_pairs, val_pairs, held_out: bool, opts: TrainOptions, normal
     val_sampler = CropSampler(val_pairs, crop=opts.crop, seed=opts.seed + 1_000_003,
                               membrane_bias=opts.membrane_bias, normalization=val_range,
                               ignore_value=ignore_value)
-    check_mask_values(sampler.masks + (val_sampler.masks if held_out else []),
-                      ignore_value=ignore_value)
     return (sampler, val_sampler), [train_range, val_range], how
 
 
