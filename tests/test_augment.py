@@ -348,6 +348,10 @@ def test_sampler_bad_inputs(tmp_path, pair):
     small = _store(tmp_path / "small.zarr", mask[:, :, :20], chunks=(1, 8, 8, 8))
     with pytest.raises(ShapeError, match="same|expected equal"):
         CropSampler([(raw_path, small)], crop=(4, 8, 8))
+    # the values decide, not the kind: a 0/1 volume stored as labels is a mask
+    ones = _store(tmp_path / "ones.zarr", mask.astype(np.uint32), chunks=(1, 8, 8, 8),
+                  attrs={"kind": "labels"})
+    CropSampler([(raw_path, ones)], crop=(4, 8, 8))
     labels = _store(tmp_path / "labels.zarr", mask.astype(np.uint32) * 7, chunks=(1, 8, 8, 8),
                     attrs={"kind": "labels"})
     with pytest.raises(InputError, match=r"0/1 membrane mask; found values in \[0, 7\].*binarize"):

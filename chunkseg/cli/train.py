@@ -44,6 +44,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="train with mixed_float16 on GPUs (mixed_bfloat16 on CPU); the saved "
                    "model is float32")
     p.add_argument("--overwrite", action="store_true", help="replace an existing model file")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from <stem>_training/checkpoint.npz (weights, optimizer state, "
+                   "epoch; written after every epoch) with the same data and options; --epochs "
+                   "may grow. Without a checkpoint: start afresh")
+    p.add_argument("--init", metavar="MODEL",
+                   help="fine-tune: start from the weights of 'default' or a chunkseg .keras "
+                   "model (its architecture unless [model]/--depth/--base-filters ask for one)")
+    p.add_argument("--ignore-value", type=int, metavar="V",
+                   help="mask value of unlabelled voxels (sparse labels): excluded from the "
+                   "loss and the metrics")
     p.add_argument("--quiet", action="store_true", help="one line per epoch, no progress bar")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=_run)
@@ -66,7 +76,8 @@ def _run(args: argparse.Namespace) -> int:
         config=args.config, model_config=model_config,
         normalization=tuple(args.normalization) if args.normalization else None,
         mixed_precision=args.mixed_precision, overwrite=args.overwrite,
-        verbose=2 if args.quiet else 1,
+        verbose=2 if args.quiet else 1, resume=args.resume, init=args.init,
+        ignore_value=args.ignore_value,
         epochs=args.epochs, steps=args.steps, val_steps=args.val_steps,
         crop=tuple(args.crop) if args.crop else None, batch=args.batch, lr=args.lr,
         lr_schedule=args.lr_schedule, patience=args.patience,

@@ -19,6 +19,7 @@ import dask.array as da
 from chunkseg.defaults import PREDICT_BLOCK
 from chunkseg.engine.cluster import MEMORY_BUDGET
 from chunkseg.engine.predict import ModelSpec, check_halo, predict_array, tile_stats
+from chunkseg.engine.resample_predict import predict_array_resampled, resampled_halo
 from chunkseg.errors import ParameterError
 from chunkseg.model.info import ModelInfo
 from chunkseg.ops.tiling import BlendMode, as_triple, choose_batch, choose_tile
@@ -133,6 +134,14 @@ class UNetScorer:
     blend : str
     budget_bytes : float
         The activation memory the plan was made for.
+    precision : {"float32", "bfloat16"}
+        Network compute precision (:mod:`chunkseg.model.precision`).
+    resampling : dict, optional
+        How the input meets the model's voxel size (``factor``: model / input voxel
+        size per axis, or None to predict as it is; see
+        :func:`chunkseg.pipeline._predict_resample.resample_plan`).  With a factor each
+        block is predicted by :func:`chunkseg.engine.resample_predict.predict_array_resampled`
+        and ``halo`` counts model voxels.
 
     The backend's thread count is the worker's (``TF_NUM_INTRAOP_THREADS`` of a
     cluster opened with ``layout="model"``, see :class:`~chunkseg.engine.predict.ModelSpec`).
@@ -143,8 +152,16 @@ class UNetScorer:
     halo: tuple[int, int, int]
     blend: BlendMode = "gaussian"
     budget_bytes: float = MEMORY_BUDGET
+    precision: str = "float32"
+    resampling: dict[str, Any] | None = None
 
     name = "unet"
+
+    @property
+    def factor(self) -> tuple[float, float, float] | None:
+        """Zoom factors to the model's voxel size, or None (no resampling)."""
+        factor = (self.resampling or {}).get("factor")
+        return tuple(factor) if factor else None
 
     @property
     def normalization(self) -> dict[str, Any] | None:
@@ -154,7 +171,9 @@ class UNetScorer:
     def settings(self) -> dict[str, Any]:
         """What the output depends on, besides the input, model, dtype and time points."""
         return dict(halo=list(self.halo), block=list(self.plan.block),
-                    tile=list(self.plan.tile), blend=self.blend, batch_independent=True)
+                    tile=list(self.plan.tile), blend=self.blend, batch_independent=True,
+                    resample=list(self.factor) if self.factor else None,
+                    precision=self.precision)
 
     def attrs(self) -> dict[str, Any]:
         """Output attributes naming the model."""
@@ -172,14 +191,20 @@ class UNetScorer:
             "memory_gib": round(self.budget_bytes / 2**30, 2),
             "tile_voxels": voxels * timepoints,
             "redundancy": round(voxels / math.prod(plan.shape), 3), "blend": self.blend,
+            "precision": self.precision,
+            "resample": {**(self.resampling or {}), "input_halo": list(
+                resampled_halo(self.halo, self.factor)) if self.factor else None},
         }
 
     def __call__(self, x: da.Array) -> da.Array:
         """float32 probability of a (t, z, y, x) array (uint8 inputs are read as v / 255)."""
-        spec = ModelSpec(self.info.path)
-        scale = 1 / 255 if x.dtype == "uint8" else 1.0
-        return da.stack([predict_array(x[i], spec, block=self.plan.block, halo=self.halo,
-                                       tile=self.plan.tile, pool=self.info.pool,
-                                       receptive=self.info.receptive, blend=self.blend,
-                                       batch=self.plan.batch, scale=scale)
+        spec = ModelSpec(self.info.path, precision=self.precision)
+        kw = dict(tile=self.plan.tile, pool=self.info.pool, receptive=self.info.receptive,
+                  blend=self.blend, batch=self.plan.batch,
+                  scale=1 / 255 if x.dtype == "uint8" else 1.0)
+        if self.factor:
+            return da.stack([predict_array_resampled(x[i], spec, factor=self.factor,
+                                                     block=self.plan.block, context=self.halo,
+                                                     **kw) for i in range(x.shape[0])])
+        return da.stack([predict_array(x[i], spec, block=self.plan.block, halo=self.halo, **kw)
                          for i in range(x.shape[0])])

@@ -75,13 +75,17 @@ class ModelSpec:
     threads : int, optional
         Backend intra-op threads for this worker process (default: the dask
         worker's thread count inside a distributed worker, else TensorFlow's default).
+    precision : {"float32", "bfloat16"}
+        Compute precision (:mod:`chunkseg.model.precision`).
     """
 
     path: str
     threads: int | None = None
+    precision: str = "float32"
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        model, _meta, lock = get_model(self.path, threads=self.threads or _worker_threads())
+        model, _meta, lock = get_model(self.path, threads=self.threads or _worker_threads(),
+                                       precision=self.precision)
         with lock:
             return run_model(model, x)
 
@@ -104,16 +108,21 @@ def _worker_threads() -> int | None:
     return int(env) if env.isdigit() and int(env) > 0 else nthreads
 
 
-def get_model(path: str | os.PathLike, *, threads: int | None = None):
-    """The model at ``path``, loaded once per process: ``(model, metadata, lock)``."""
-    key = str(Path(path).resolve())
+def get_model(path: str | os.PathLike, *, threads: int | None = None,
+              precision: str = "float32"):
+    """The model at ``path`` in ``precision``, loaded once per process:
+    ``(model, metadata, lock)``."""
+    path = str(Path(path).resolve())
+    key = path if precision == "float32" else f"{path}#{precision}"
     with _MODELS_LOCK:
         entry = _MODELS.get(key)
         if entry is None:
             configure_backend(threads)
             from chunkseg.model import load_model
+            from chunkseg.model.precision import with_precision
 
-            model, meta = load_model(key)
+            model, meta = load_model(path)
+            model = with_precision(model, meta, precision)
             entry = _MODELS[key] = (model, dict(meta or {}), threading.Lock())
         return entry
 

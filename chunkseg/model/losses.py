@@ -34,7 +34,9 @@ class MembraneLoss(keras.losses.Loss):
 
     Notes
     -----
-    The Dice term is computed over the whole batch (all voxels), the cross-entropy per
+    A ``sample_weight`` of the labels' shape (``loss(y, p, sample_weight=w)``, or the
+    third element of a ``tf.data`` batch in ``fit``) marks voxels with weight 0 as
+    unlabelled: they are left out of both terms (sparse annotations).  The Dice term is computed over the whole batch (all voxels), the cross-entropy per
     voxel; both are reduced to one scalar per batch.
     """
 
@@ -54,14 +56,27 @@ class MembraneLoss(keras.losses.Loss):
         self.dice_weight = float(dice_weight)
         self.smooth = float(smooth)
 
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        """The loss; ``sample_weight`` (the shape of ``y_true``, 0 = ignored voxel) masks
+        voxels out of both terms, so ignored voxels change nothing."""
+        return self.weighted(y_true, y_pred, sample_weight)
+
     def call(self, y_true, y_pred):
+        return self.weighted(y_true, y_pred, None)
+
+    def weighted(self, y_true, y_pred, weight=None):
+        """The loss over the voxels where ``weight`` > 0 (all voxels when None)."""
         y_pred = ops.cast(y_pred, "float32")
         y_true = ops.cast(y_true, "float32")
+        keep = 1.0 if weight is None else ops.cast(ops.reshape(weight, ops.shape(y_true)) > 0,
+                                                   "float32")
         eps = 1e-7
         p = ops.clip(y_pred, eps, 1.0 - eps)
-        w = 1.0 + (self.membrane_weight - 1.0) * y_true
+        y_true = y_true * keep
+        w = (1.0 + (self.membrane_weight - 1.0) * y_true) * keep
         bce = -(y_true * ops.log(p) + (1.0 - y_true) * ops.log(1.0 - p))
-        bce = ops.sum(w * bce) / ops.sum(w)
+        bce = ops.sum(w * bce) / ops.maximum(ops.sum(w), eps)
+        y_pred = y_pred * keep
         inter = ops.sum(y_true * y_pred)
         dice = (2.0 * inter + self.smooth) / (ops.sum(y_true) + ops.sum(y_pred) + self.smooth)
         return self.bce_weight * bce + self.dice_weight * (1.0 - dice)

@@ -125,26 +125,36 @@ def _raw_range(src: _Source, normalization: tuple[float, float] | None) -> tuple
     return low, high
 
 
-def _check_mask(src: _Source) -> None:
-    """A membrane mask is any integer volume of 0s and 1s, whatever wrote it.
+def _check_mask(src: _Source, ignore_value: int | None = None) -> int | None:
+    """A membrane mask is any integer volume of 0s and 1s (and ``ignore_value``), whatever
+    wrote it; returns its number of membrane voxels (None when not read).
 
-    ``binarize`` output (kind ``mask``) is 0/1 by construction; anything else (a mask
-    converted from TIFF, a plain zarr array) has its values checked in one streaming
-    min/max pass.
+    ``binarize`` output (kind ``mask``) is 0/1 by construction and is not read; anything
+    else (a mask converted from TIFF, a plain zarr array, sparse labels) has its values
+    checked in one streaming pass (chunk by chunk; whole shards of a sharded store).
     """
     if not (np.issubdtype(src.dtype, np.integer) or src.dtype == np.bool_):
         raise DTypeError(f"{src.name}: expected an integer 0/1 membrane mask; found dtype {src.dtype}")
     kind = src.attrs.get("kind")
-    if kind == "mask" or src.dtype == np.bool_:
-        return
+    if (kind == "mask" and ignore_value is None) or src.dtype == np.bool_:
+        return None
     import dask.array as da
 
-    data = src.array if isinstance(src.array, da.Array) else da.from_zarr(src.array)
-    low, high = (int(v) for v in da.compute(data.min(), data.max(), scheduler="threads"))
-    if low < 0 or high > 1:
+    data = src.array
+    if not isinstance(data, da.Array):
+        data = da.from_zarr(data, chunks=getattr(data, "shards", None) or data.chunks)
+    allowed = [0, 1] + ([ignore_value] if ignore_value is not None else [])
+    ok = da.isin(data, allowed)
+    bad, ones, low, high = (int(v) for v in da.compute(
+        (~ok).sum(), (data == 1).sum(), data.min(), data.max(), scheduler="threads"))
+    what = "0/1 membrane mask" + (f" (ignore value {ignore_value})" if ignore_value is not None
+                                  else "")
+    if bad:
         hint = " (instance labels: run `chunkseg binarize` on them)" if high > 1 else ""
-        raise InputError(f"{src.name}: expected a 0/1 membrane mask; found values in "
-                         f"[{low}, {high}]" + (f" (kind {kind!r})" if kind else "") + hint)
+        raise InputError(f"{src.name}: expected a {what}; found values in [{low}, {high}]"
+                         + (f" (kind {kind!r})" if kind else "")
+                         + f", {bad} voxels outside {allowed}" + hint)
+    return ones
 
 
 @dataclass(frozen=True)
@@ -215,6 +225,10 @@ class CropSampler:
         is used as ``v / 255``.
     timepoints : sequence of int, optional
         Restrict draws to these time points (e.g. to hold some out for validation).
+    ignore_value : int, optional
+        Mask value of unlabelled voxels (not 0 or 1).  Mask crops then keep it (through
+        the augmentations too: they only flip and rotate the mask), and
+        :func:`make_dataset` turns it into a weight of 0.
 
     Pairs are drawn in proportion to their number of crop positions, time points and
     positions uniformly, so every possible crop is equally likely (unbiased draws).
@@ -240,6 +254,7 @@ class CropSampler:
         max_tries: int = 10,
         normalization: tuple[float, float] | None = None,
         timepoints: Sequence[int] | None = None,
+        ignore_value: int | None = None,
     ) -> None:
         pairs = list(pairs)
         if not pairs or any(not isinstance(p, (tuple, list)) or len(p) != 2 for p in pairs):
@@ -256,9 +271,15 @@ class CropSampler:
         self.crop, self.seed = crop, int(seed)
         self.membrane_bias, self.min_membrane = float(membrane_bias), float(min_membrane)
         self.max_tries = int(max_tries)
+        if ignore_value is not None and (not float(ignore_value).is_integer()
+                                         or int(ignore_value) in (0, 1)):
+            raise ParameterError(f"ignore_value must be an integer other than 0 and 1; "
+                                 f"got {ignore_value!r}")
+        self.ignore_value = None if ignore_value is None else int(ignore_value)
         self.raws: list[_Source] = []
         self.masks: list[_Source] = []
         self.ranges: list[tuple[float, float] | None] = []
+        ones: list[int | None] = []
         for raw_obj, mask_obj in pairs:
             raw, mask = _open_source(raw_obj), _open_source(mask_obj)
             if raw.shape != mask.shape:
@@ -267,10 +288,13 @@ class CropSampler:
             if any(s < c for s, c in zip(raw.shape[1:], crop)):
                 raise ParameterError(f"{raw.name}: volume (z, y, x) {raw.shape[1:]} is smaller than "
                                      f"the crop {crop} in some axis; expected every axis >= crop")
-            _check_mask(mask)
+            ones.append(_check_mask(mask, self.ignore_value))
             self.ranges.append(_raw_range(raw, normalization))
             self.raws.append(raw)
             self.masks.append(mask)
+        if not any(ones) and None not in ones:
+            raise InputError(f"{[m.name for m in self.masks]}: expected membrane masks with at "
+                             "least one membrane voxel (1); found none in any")
         n_t = min(s.shape[0] for s in self.raws)
         if timepoints is None:
             self.timepoints = None
@@ -304,7 +328,11 @@ class CropSampler:
         return pair, t, corner
 
     def _mask_crop(self, pair: int, t: int, corner: tuple[int, int, int]) -> np.ndarray:
-        return (self.masks[pair].read(t, corner, self.crop) > 0).astype(np.float32)
+        m = self.masks[pair].read(t, corner, self.crop)
+        if self.ignore_value is None:
+            return (m > 0).astype(np.float32)
+        ignored = m == self.ignore_value
+        return np.where(ignored, np.float32(self.ignore_value), m > 0).astype(np.float32)
 
     def sample(self, index: int, *, augment: bool = False, **augment_options: Any) -> Crop:
         """Read (and with ``augment`` augment) crop number ``index``.
@@ -332,7 +360,7 @@ class CropSampler:
         for tries in range(1, (self.max_tries if biased else 1) + 1):
             pair, t, corner = self._position(rng)
             mask = self._mask_crop(pair, t, corner)
-            frac = float(mask.mean())
+            frac = float((mask == 1).mean())
             if best is None or frac > best[3]:
                 best = (pair, t, corner, frac, mask)
             if not biased or frac >= self.min_membrane:
@@ -364,6 +392,9 @@ def make_dataset(
     **sampler_options: Any,
 ):
     """A ``tf.data.Dataset`` of ``(x, y)`` float32 batches ``(batch, z, y, x, 1)``.
+
+    With a sampler's ``ignore_value`` the batches are ``(x, y, w)``: ``y`` is 0 and
+    ``w`` (the Keras sample weight) is 0 where the mask holds the ignore value, else 1.
 
     Parameters
     ----------
@@ -423,15 +454,22 @@ def make_dataset(
         draw_augment(np.random.default_rng(0), shape=sampler.crop, **options)
     shape = (*sampler.crop, 1)
 
+    ignore = sampler.ignore_value
+
     def load(i):
         c = sampler.sample(int(i), augment=augment, **options)
-        return c.raw[..., None], c.mask[..., None]
+        if ignore is None:
+            return c.raw[..., None], c.mask[..., None]
+        known = c.mask != ignore
+        return (c.raw[..., None], (c.mask == 1).astype(np.float32)[..., None],
+                known.astype(np.float32)[..., None])
 
     def read(i):
-        x, y = tf.numpy_function(load, [i], (tf.float32, tf.float32), stateful=False)
-        x.set_shape(shape)
-        y.set_shape(shape)
-        return x, y
+        out = tf.numpy_function(load, [i], (tf.float32,) * (2 if ignore is None else 3),
+                                stateful=False)
+        for a in out:
+            a.set_shape(shape)
+        return tuple(out)
 
     auto = tf.data.AUTOTUNE
     indices = (tf.data.Dataset.counter(int(start)) if n is None

@@ -24,6 +24,7 @@ network.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -71,6 +72,9 @@ def run_predict(
     resume: bool = False,
     overwrite: bool = False,
     progress: bool = True,
+    resample: bool = True,
+    voxel_size: Sequence[float] | None = None,
+    precision: str = "float32",
 ) -> dict[str, Any]:
     """Predict the membrane probability of a volume / time series.
 
@@ -124,6 +128,17 @@ def run_predict(
         Continue an interrupted run / replace an existing output.
     progress : bool
         Show a progress bar over blocks.
+    resample : bool
+        Predict at the model's voxel size (metadata ``voxel_size``): each block is
+        resampled to it with its halo (``halo`` then counts model voxels), predicted and
+        resampled back (:mod:`chunkseg.engine.resample_predict`; seam-free as without).
+        Only when some axis differs by more than 10 %; an input without a voxel size is
+        predicted as it is, with a warning line.
+    voxel_size : 3 floats, optional
+        The input's voxel size (µm, z y x) when its metadata lacks or misstates it.
+    precision : {"float32", "bfloat16"}
+        Network compute precision; bfloat16 (:mod:`chunkseg.model.precision`) is faster on
+        CPUs with AVX512-BF16 / AMX (probability 3e-4 off on average, at most 0.014 measured).
 
     Returns
     -------
@@ -151,7 +166,8 @@ def run_predict(
     else:
         scorer = _unet_scorer(vol, model, halo=halo, block=block, tile=tile, batch=batch,
                               blend=blend, memory_gib=memory_gib, client=client,
-                              timepoints=t1 - t0)
+                              timepoints=t1 - t0, precision=precision,
+                              scale=dict(path=in_path, enabled=resample, voxel_size=voxel_size))
     summary = write_probability(in_path, vol, scorer, out=out, timepoints=(t0, t1),
                                 dtype=dtype, threshold=threshold, mask_out=mask_out,
                                 client=client, resume=resume, overwrite=overwrite,
@@ -172,11 +188,22 @@ def _check_options(method: str, blend: str, dtype: str, threshold: float | None)
 
 
 def _unet_scorer(vol: Volume, model, *, halo, block, tile, batch, blend, memory_gib,
-                 client, timepoints: int) -> UNetScorer:
-    """The model's facts, the halo and the tile plan of a U-Net run."""
+                 client, timepoints: int, precision: str, scale: dict) -> UNetScorer:
+    """The model's facts, the halo, the tile plan and the resampling of a U-Net run."""
+    from chunkseg.model.precision import PRECISIONS
+    from chunkseg.pipeline._predict_resample import resample_plan
+
+    if precision not in PRECISIONS:
+        raise ParameterError(f"precision must be one of {sorted(PRECISIONS)}; got {precision!r}")
     info = model_info(model)
+    resampling = resample_plan(scale["path"], vol, info.metadata, enabled=scale["enabled"],
+                               voxel_size=scale["voxel_size"])
+    warning = resampling.pop("warning")
+    if warning:
+        print(f"chunkseg predict: warning: {warning}", file=sys.stderr)
     halo_ = resolve_halo(halo, info.receptive)
     budget = memory_budget(memory_gib, client=client)
     plan = plan_tiles(tuple(vol.shape[1:]), info, halo=halo_, block=block, tile=tile,
                       batch=batch, budget_bytes=budget, timepoints=timepoints)
-    return UNetScorer(info, plan, halo_, blend=blend, budget_bytes=budget)
+    return UNetScorer(info, plan, halo_, blend=blend, budget_bytes=budget, precision=precision,
+                      resampling=resampling)

@@ -9,7 +9,9 @@ paper's augmentations); the network from :func:`chunkseg.model.build_unet`; the 
   metadata (configuration, normalization, voxel size, crop, receptive field, provenance);
 - ``model_training/``: ``history.json``, ``log.csv`` (per epoch), ``tensorboard/``
   event files, ``training_curves.png`` (loss / accuracy / IoU, train vs validation),
-  ``config.json`` (the resolved configuration) and ``best.weights.h5``.
+  ``config.json`` (the resolved configuration), ``best.weights.h5`` and
+  ``checkpoint.npz`` (weights, optimizer state, epoch: what ``resume`` continues from,
+  replaced atomically after every epoch).
 
 Training needs the TensorFlow backend (``tf.data`` input pipeline, ``MirroredStrategy``):
 under ``KERAS_BACKEND=jax`` / ``torch`` :func:`run_train` raises :class:`ParameterError`.
@@ -21,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -42,6 +45,11 @@ from chunkseg.pipeline._train_data import (
     names,
     normalization_record,
     pairs,
+)
+from chunkseg.pipeline._train_inputs import (
+    checkpoint_identity,
+    init_weights,
+    resume_point,
 )
 from chunkseg.pipeline.train_config import TrainOptions, load_train_config
 
@@ -84,6 +92,9 @@ def run_train(
     mixed_precision: bool = False,
     overwrite: bool = False,
     verbose: int = 1,
+    resume: bool = False,
+    init: PathLike | None = None,
+    ignore_value: int | None = None,
     **train_options: Any,
 ) -> dict[str, Any]:
     """Train a 3D U-Net on (raw, mask) volumes and save the best model with its metadata.
@@ -112,7 +123,19 @@ def run_train(
     overwrite : bool
         Replace an existing ``out``.
     verbose : int
-        0 silent, 1 Keras progress bar per epoch + summary, 2 one line per epoch.
+        0 silent, 1 one progress bar over all steps (ETA, voxels/s) + summary, 2 one
+        line per epoch.
+    resume : bool
+        Continue from ``<stem>_training/checkpoint.npz`` (weights, optimizer state,
+        epoch counter, history), written atomically after every epoch; without one,
+        start afresh.  The data, model and options must be those of the first run
+        (``epochs`` and ``patience`` may change); ``out`` is replaced.
+    init : "default" or path, optional
+        Start from this chunkseg model's weights (fine-tuning); its architecture is used
+        unless ``model_config`` / ``[model]`` ask for one, which must then be equal.
+    ignore_value : int, optional
+        Mask value of unlabelled voxels (sparse labels): excluded from the loss and the
+        metrics.
     **train_options
         Override :class:`TrainOptions` fields (``epochs``, ``steps``, ``crop``, ``batch``,
         ``lr``, ``seed``, ...); None values are ignored.
@@ -122,11 +145,11 @@ def run_train(
     dict
         Summary: paths, epochs run, best epoch and its metrics, timings, model facts.
     """
-    opts, net_cfg = _resolve_options(config, model_config, train_options)
+    opts, net_cfg, start = _resolve_options(config, model_config, train_options, init)
     out = Path(out)
     if out.suffix != ".keras":
         raise ParameterError(f"--out {str(out)!r} must end in '.keras'")
-    if out.exists() and not overwrite:
+    if out.exists() and not (overwrite or resume):
         raise OutputExistsError(f"model file {str(out)!r} exists; pass overwrite=True "
                                 "(--overwrite) to replace it")
     train_pairs = pairs(raw, mask, "training data")
@@ -135,25 +158,32 @@ def run_train(
     from chunkseg.engine.backend import require_tensorflow
 
     require_tensorflow("chunkseg train")  # tf.data pipeline; prediction runs on any backend
-    sampler, train_ds, val_ds, how = _datasets(train_pairs, val_pairs, held_out, opts,
-                                               normalization)
+    samplers, ranges, how = _samplers(train_pairs, val_pairs, held_out, opts, normalization,
+                                      ignore_value)
     side = out.with_name(f"{out.stem}_training")
+    _start_point(start, side / "checkpoint.npz", resume=resume, identity=checkpoint_identity(
+        model=net_cfg.to_dict(), options=opts.to_dict(), data=names(train_pairs),
+        validation=names(val_pairs),
+        extra={"mixed_precision": mixed_precision, "ignore_value": ignore_value,
+               "ranges": ranges, "init": init and str(init)}))
+    train_ds, val_ds = _pipelines(samplers, opts, int(start["state"].get("epoch", 0)))
     side.mkdir(parents=True, exist_ok=True)
     (side / "config.json").write_text(json.dumps(
         {"model": net_cfg.to_dict(), "train": opts.to_dict(),
          "mixed_precision": mixed_precision}, indent=2))
     fit = _fit(net_cfg, opts, train_ds, val_ds, side, mixed_precision=mixed_precision,
-               verbose=verbose)
+               verbose=verbose, start=start)
     final, history, best_epoch = _best_model(fit, net_cfg)
     fit["best_epoch"], fit["best"] = best_epoch, {k: v[best_epoch] for k, v in history.items()
                                                   if len(v) > best_epoch}
     from chunkseg.model.io import save_model
     from chunkseg.plots.training import plot_training_curves
 
-    metadata = _metadata(net_cfg, opts, sampler, how, fit, history,
+    metadata = _metadata(net_cfg, opts, samplers[0], how, fit, history,
                          data=names(train_pairs),
                          validation=names(val_pairs) if held_out else None,
-                         mixed_precision=mixed_precision)
+                         mixed_precision=mixed_precision, init=start.get("init"),
+                         ignore_value=ignore_value)
     save_model(final, out, metadata=metadata, overwrite=True)
     (side / "history.json").write_text(json.dumps(
         {"history": history, "best_epoch": best_epoch + 1}, indent=2))
@@ -169,14 +199,18 @@ def run_train(
         "parameters": int(final.count_params()),
         "receptive_field": list(receptive_field(net_cfg)),
         "flops_per_voxel": flops_per_voxel(net_cfg), "held_out_validation": held_out,
+        "steps_done": fit["steps_done"], "resumed_from_epoch": fit["initial_epoch"],
+        "train_voxels_per_s": round(fit["voxels_per_s"], 1),
     }
     if verbose:
         print(format_summary(summary))
     return summary
 
 
-def _resolve_options(config, model_config, train_options: dict[str, Any]):
-    """The training options and the network configuration: file, then arguments."""
+def _resolve_options(config, model_config, train_options: dict[str, Any], init):
+    """The training options, the network configuration (file, then arguments, or the
+    ``init`` model's) and the starting weights (``{"weights", "init"}``, empty without
+    ``init``)."""
     cfg = load_train_config(config)
     unknown = sorted(set(train_options) - {f.name for f in dataclasses.fields(TrainOptions)})
     if unknown:
@@ -185,19 +219,33 @@ def _resolve_options(config, model_config, train_options: dict[str, Any]):
                            **{k: (tuple(v) if k == "crop" else v)
                               for k, v in train_options.items() if v is not None}})
     if model_config is None:
-        model_config = cfg["model"]
+        model_config = cfg["model"] or None
     net_cfg = model_config if isinstance(model_config, UNetConfig) else \
-        UNetConfig.from_dict(model_config)
+        UNetConfig.from_dict(model_config or {})
+    start: dict[str, Any] = {}
+    if init is not None:
+        net_cfg, start["weights"], start["init"] = init_weights(
+            init, None if model_config is None else net_cfg)
     factor = pooling_factor(net_cfg)
     if any(c % f for c, f in zip(opts.crop, factor)):
         raise ParameterError(f"crop {opts.crop} must be a multiple of the model's pooling factor "
                              f"{factor} in every axis")
-    return opts, net_cfg
+    return opts, net_cfg, start
 
 
-def _datasets(train_pairs, val_pairs, held_out: bool, opts: TrainOptions, normalization):
-    """Crop samplers and ``tf.data`` pipelines; how the raw range was found."""
-    from chunkseg.model.training_data import CropSampler, make_dataset
+def _start_point(start: dict[str, Any], path: Path, *, resume: bool,
+                 identity: dict[str, Any]) -> None:
+    """Add to ``start`` the run's ``identity`` and, with ``resume``, the checkpoint's
+    ``state`` and arrays (``checkpoint``; None for a fresh start)."""
+    start["identity"] = identity
+    start["state"], start["checkpoint"] = resume_point(path, identity, resume=resume)
+
+
+def _samplers(train_pairs, val_pairs, held_out: bool, opts: TrainOptions, normalization,
+              ignore_value: int | None):
+    """Crop samplers (training, validation) with checked masks; the raw ranges used; how
+    the range was found."""
+    from chunkseg.model.training_data import CropSampler
 
     computed = computed_range(train_pairs, normalization)
     train_range = computed or normalization
@@ -205,25 +253,42 @@ def _datasets(train_pairs, val_pairs, held_out: bool, opts: TrainOptions, normal
     val_range = val_computed or normalization
     how = "given" if normalization is not None else "percentiles" if computed else None
     sampler = CropSampler(train_pairs, crop=opts.crop, seed=opts.seed,
-                          membrane_bias=opts.membrane_bias, normalization=train_range)
+                          membrane_bias=opts.membrane_bias, normalization=train_range,
+                          ignore_value=ignore_value)
     val_sampler = CropSampler(val_pairs, crop=opts.crop, seed=opts.seed + 1_000_003,
-                              membrane_bias=opts.membrane_bias, normalization=val_range)
-    train_ds = make_dataset(sampler, batch=opts.batch, augment=opts.augment, noise=opts.noise)
+                              membrane_bias=opts.membrane_bias, normalization=val_range,
+                              ignore_value=ignore_value)
+    return (sampler, val_sampler), [train_range, val_range], how
+
+
+def _pipelines(samplers, opts: TrainOptions, start_epoch: int):
+    """``tf.data`` pipelines; training crops continue at ``start_epoch``'s first draw."""
+    from chunkseg.model.training_data import make_dataset
+
+    sampler, val_sampler = samplers
+    train_ds = make_dataset(sampler, batch=opts.batch, augment=opts.augment, noise=opts.noise,
+                            start=start_epoch * opts.steps * opts.batch)
     val_ds = make_dataset(val_sampler, batch=opts.batch, augment=False,
                           n=opts.val_steps * opts.batch).cache()
-    return sampler, train_ds, val_ds, how
+    return train_ds, val_ds
 
 
-def _callbacks(side: Path, opts: TrainOptions, best_weights: Path) -> list[Any]:
-    """Best-weights checkpoint, CSV and TensorBoard logs, NaN stop, early stop, LR schedule."""
+def _callbacks(side: Path, opts: TrainOptions, start: dict[str, Any], verbose: int
+               ) -> list[Any]:
+    """Progress bar, CSV and TensorBoard logs, NaN stop, early stop, LR schedule, and last
+    the resumable checkpoint (best weights included) that saves their counters."""
     import keras
 
     from chunkseg.model.callbacks import ScalarEventLogger
+    from chunkseg.model.checkpoint import ResumableCheckpoint
+    from chunkseg.model.progress import TrainingProgress
 
+    state, ckpt = start["state"], start["checkpoint"]
     callbacks: list[Any] = [
-        keras.callbacks.ModelCheckpoint(best_weights, monitor="val_loss",
-                                        save_best_only=True, save_weights_only=True),
-        keras.callbacks.CSVLogger(side / "log.csv"),
+        TrainingProgress(opts.epochs * opts.steps,
+                         done_steps=int(state.get("epoch", 0)) * opts.steps,
+                         voxels_per_step=opts.batch * math.prod(opts.crop), show=verbose == 1),
+        keras.callbacks.CSVLogger(side / "log.csv", append=ckpt is not None),
         keras.callbacks.TerminateOnNaN(),
         ScalarEventLogger(side / "tensorboard"),
     ]
@@ -234,6 +299,11 @@ def _callbacks(side: Path, opts: TrainOptions, best_weights: Path) -> list[Any]:
         callbacks.append(keras.callbacks.ReduceLROnPlateau(
             monitor="val_loss", factor=0.5, patience=max(1, opts.patience // 2 or 3),
             min_lr=opts.lr / 100))
+    callbacks.append(ResumableCheckpoint(
+        side / "checkpoint.npz", side / "best.weights.h5", identity=start["identity"],
+        resumed=state, best_weights=None if ckpt is None else ckpt["best"],
+        stateful=[cb for cb in callbacks if isinstance(
+            cb, (keras.callbacks.EarlyStopping, keras.callbacks.ReduceLROnPlateau))]))
     return callbacks
 
 
@@ -255,51 +325,55 @@ def _compiled(net_cfg: UNetConfig, opts: TrainOptions):
 
 
 def _fit(net_cfg: UNetConfig, opts: TrainOptions, train_ds, val_ds, side: Path, *,
-         mixed_precision: bool, verbose: int) -> dict[str, Any]:
-    """Train under the dtype policy (restored afterwards), on all GPUs when there are several."""
+         mixed_precision: bool, verbose: int, start: dict[str, Any]) -> dict[str, Any]:
+    """Train under the dtype policy (restored afterwards), on all GPUs when there are
+    several, from the checkpoint, the ``init`` weights or afresh."""
     import keras
+
+    from chunkseg.model.checkpoint import restore_checkpoint
 
     keras.utils.set_random_seed(opts.seed)
     previous_policy = keras.config.dtype_policy().name
     strategy = _strategy(opts.batch)
-    best_weights = side / "best.weights.h5"
+    initial_epoch = int(start["state"].get("epoch", 0))
     try:
         policy = _mixed_policy() if mixed_precision else "float32"
         keras.config.set_dtype_policy(policy)
         scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
         with scope:
             model = _compiled(net_cfg, opts)
+            if start["checkpoint"] is not None:
+                restore_checkpoint(model, start["checkpoint"])
+            elif "weights" in start:
+                model.set_weights(start["weights"])
+        callbacks = _callbacks(side, opts, start, verbose)
         t0 = time.perf_counter()
-        hist = model.fit(train_ds, epochs=opts.epochs, steps_per_epoch=opts.steps,
-                         validation_data=val_ds, callbacks=_callbacks(side, opts, best_weights),
-                         verbose=verbose, shuffle=False)
+        model.fit(train_ds, epochs=opts.epochs, steps_per_epoch=opts.steps,
+                  validation_data=val_ds, callbacks=callbacks, verbose=2 if verbose == 2 else 0,
+                  shuffle=False, initial_epoch=initial_epoch)
         seconds = time.perf_counter() - t0
     finally:
         keras.config.set_dtype_policy(previous_policy)
-    return {"model": model, "history": hist.history, "seconds": seconds, "policy": policy,
-            "best_weights": best_weights,
-            "gpus": strategy.num_replicas_in_sync if strategy is not None else 0}
+    return {"model": model, "checkpoint": callbacks[-1], "seconds": seconds, "policy": policy,
+            "gpus": strategy.num_replicas_in_sync if strategy is not None else 0,
+            "initial_epoch": initial_epoch, "voxels_per_s": callbacks[0].voxels_per_s,
+            "steps_done": int(keras.ops.convert_to_numpy(model.optimizer.iterations))}
 
 
 def _best_model(fit: dict[str, Any], net_cfg: UNetConfig):
     """A float32, uncompiled copy of the best weights; the history; the best epoch (0-based)."""
     from chunkseg.model.unet import build_unet
 
-    history = {k: [float(v) for v in vals] for k, vals in fit["history"].items()}
-    val_losses = history.get("val_loss", [])
-    epochs_run = len(history.get("loss", []))
-    best_epoch = val_losses.index(min(val_losses)) if val_losses else epochs_run - 1
+    checkpoint = fit["checkpoint"]
     final = build_unet(net_cfg)
-    model = fit["model"]
-    if fit["best_weights"].exists():
-        model.load_weights(fit["best_weights"])
-    final.set_weights(model.get_weights())
-    return final, history, best_epoch
+    final.set_weights(checkpoint.best_weights or fit["model"].get_weights())
+    return final, checkpoint.history, checkpoint.best_epoch
 
 
 def _metadata(net_cfg: UNetConfig, opts: TrainOptions, sampler, how, fit: dict[str, Any],
               history: dict[str, list[float]], *, data, validation,
-              mixed_precision: bool) -> dict[str, Any]:
+              mixed_precision: bool, init: dict[str, Any] | None,
+              ignore_value: int | None) -> dict[str, Any]:
     """What the saved model carries: configuration, input scaling, geometry, provenance."""
     import keras
 
@@ -321,6 +395,10 @@ def _metadata(net_cfg: UNetConfig, opts: TrainOptions, sampler, how, fit: dict[s
             "options": opts.to_dict(),
             "mixed_precision": mixed_precision,
             "dtype_policy": fit["policy"],
+            "init": init,
+            "ignore_value": ignore_value,
+            "steps_done": fit["steps_done"],
+            "train_voxels_per_s": round(fit["voxels_per_s"], 1),
             "gpus": fit["gpus"],
             "epochs_run": len(history.get("loss", [])),
             "best_epoch": fit["best_epoch"] + 1,
@@ -342,9 +420,13 @@ def format_summary(summary: Mapping[str, Any]) -> str:
                          "val_recall") if k in best)
     val = "held-out volumes" if summary["held_out_validation"] else \
         "crops of the training volumes (no --val-raw given)"
+    resumed = f" (resumed after epoch {summary['resumed_from_epoch']})" \
+        if summary.get("resumed_from_epoch") else ""
     return "\n".join([
-        f"trained {summary['epochs_run']} epochs in {summary['seconds']:.0f} s; "
+        f"trained {summary['epochs_run']} epochs in {summary['seconds']:.0f} s{resumed}; "
         f"kept epoch {summary['best_epoch']} (lowest validation loss)",
+        f"  {summary['steps_done']} optimizer steps, "
+        f"{summary['train_voxels_per_s'] / 1e3:.1f} k training voxels/s",
         f"  best: {metrics}",
         f"  validation on: {val}",
         f"  model: {summary['model']} ({summary['parameters']} parameters, receptive field "
