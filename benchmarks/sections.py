@@ -288,6 +288,7 @@ def sec_gpu_full(ctx: Context) -> dict[str, Any]:
 
 
 from quality import sec_quality_real, sec_quality_synth  # noqa: E402
+from real_volumes import sec_default_real  # noqa: E402
 
 SECTIONS = [
     ("machine", sec_machine),
@@ -298,6 +299,7 @@ SECTIONS = [
     ("acme", sec_acme),
     ("quality_synth", sec_quality_synth),
     ("quality_real", sec_quality_real),
+    ("default_model_real", sec_default_real),
     ("scaling", sec_scaling),
     ("workers", sec_workers),
     ("gpu_full", sec_gpu_full),

@@ -1,185 +1,173 @@
-"""Train the default model shipped as ``chunkseg/models/default.keras`` (reproducible, seeded).
+"""Train the default model (``chunkseg/models/default.keras``): resumable, seeded.
 
-Steps
------
-1. ``chunkseg synth``: 10 synthetic membrane volumes with varied voxel size (anisotropy
-   1.3-5), cell diameter (2.5-8 µm), size variation, PSF, signal (photon noise), haze and
-   out-of-focus blobs; 8 for training, 2 held out for validation.
-2. ``chunkseg normalize``: each to uint8 between its (0, 99.99) percentiles, the paper's
-   default and what ``chunkseg predict`` computes for an input without a stored range.
-3. ``chunkseg train``: depth-3 U-Net, base 8 filters, pools (1,2,2) then (2,2,2), on
-   augmented 16 x 64 x 64 crops (flips, y-x rotations, intensity, noise presets).
-4. Evaluation of the kept model on the 2 synthetic validation volumes and on the real
-   ovule volume ``../shared/data/real/ovule_raw.tif`` (never trained on; membrane mask
-   from its labels with ``chunkseg.ops.boundaries.membrane_mask``); writes
-   ``evaluation.json`` next to the model.
+Data (:mod:`default_model_data`): the real ovule (hand-drawn labels), the real organoid
+t1..t5 (labels by the authors' network), the wide synthetic domain and renders of the
+real tissue geometry; every raw scaled to uint8 by the default normalization
+(:func:`chunkseg.ops.robust_range.robust_range`).  ``--hold-out`` names the sources kept
+out of training ENTIRELY (default: the ovule, whose hand-drawn labels are the best judge).
+Groups of volumes (each real source, the synthetic generator, the tissue renders) are
+repeated so that each offers about as many crop positions (the sampler draws pairs in
+proportion to their positions).  Validation (model selection by loss): two held-out wide
+synthetic volumes, never a real one.
 
-Run (about 25 min on one CPU core; the shared machine is busy, so one thread)::
+Training: :func:`chunkseg.pipeline.train.run_train` with ``resume=True`` (``chunkseg train
+--resume``): depth-3 U-Net (base 8), initialised from ``--init`` (``chunkseg train
+--init``); random ``24 x 96 x 96`` crops, membrane-biased, augmented with flips, y-x
+rotations, intensity (window / gamma / contrast / offset / 8-bit requantization,
+:mod:`chunkseg.ops.augment_intensity`) and noise; class-weighted BCE + soft Dice; Adam
+at a constant rate.  It runs in chunks of ``--chunk`` epochs; after
+each, ``<ckpt>/snapshots/eNNN.keras`` holds the weights of that moment (for the held-out
+curve) and ``<ckpt>/default_training/checkpoint.npz`` the weights, Adam state and epoch.
+Running the same command again continues where it stopped (a kill loses at most one
+epoch), until ``--epochs`` or the ``--until`` UTC time.
 
-    TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1 \
-        python examples/train_default_model.py --work out/default_model \
-        --out chunkseg/models/default.keras
+Run (one thread; the machine is shared)::
+
+    nice -n 10 env TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1 \\
+        python examples/train_default_model.py --ckpt training/default --until 19:25
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-from chunkseg.ops.normalize import DEFAULT_PERCENTILES as PERCENTILES
-
-ROOT = Path(__file__).resolve().parents[1]
-REAL = ROOT / ".." / "shared" / "data" / "real"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from default_model_data import LABELS_FROM, build_sources, validation_pairs  # noqa: E402
 
 MODEL = {"depth": 3, "base_filters": 8, "pools": [[1, 2, 2], [2, 2, 2]], "kernel_size": 3,
          "dropout": 0.0, "batchnorm": True, "bn_momentum": 0.9}
-TRAIN = {"epochs": 20, "steps": 16, "val_steps": 4, "crop": [16, 64, 64], "batch": 2,
-         "lr": 2e-3, "lr_schedule": "plateau", "patience": 8, "membrane_weight": 2.0,
-         "membrane_bias": 0.5, "noise": "low", "augment": True, "seed": 0}
-SHAPE = (40, 128, 128)
-OVULE_VOXEL_SIZE = (0.235, 0.15, 0.15)  # µm, ../shared/data/README.md
+TRAIN = {"crop": [24, 96, 96], "batch": 1, "steps": 25, "val_steps": 4, "lr": 3e-4,
+         "lr_schedule": "constant", "patience": 0, "membrane_weight": 2.0, "membrane_bias": 0.6,
+         "noise": "low", "augment": True, "intensity": True, "seed": 0}
 
 
-def volume_params(i: int) -> dict:
-    """Synthetic acquisition parameters of volume ``i`` (deterministic, varied)."""
-    rng = np.random.default_rng([2024, i])
-    xy = float(rng.choice([0.1, 0.13, 0.16, 0.2]))
-    z = float(np.round(xy * rng.uniform(1.3, 5.0), 3))
-    psf = float(rng.uniform(0.7, 1.5))
-    return {
-        "seed": 100 + i,
-        "voxel_size": (z, xy, xy),
-        "cell_diameter": float(np.round(rng.uniform(2.5, 8.0), 2)),
-        "size_variation": float(np.round(rng.uniform(0.1, 0.4), 2)),
-        "psf_sigma": (round(0.45 * psf * max(1.0, z / 0.4), 3), round(0.12 * psf, 3),
-                      round(0.12 * psf, 3)),
-        "membrane_photons": float(np.round(np.exp(rng.uniform(np.log(60), np.log(1200))), 1)),
-        "cell_contrast": float(np.round(rng.uniform(0.1, 0.5), 2)),
-        "haze_photons": float(np.round(rng.uniform(5, 60), 1)),
-        "blobs": bool(rng.random() < 0.7),
-    }
+def _parse(argv=None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--work", default="out/default_model", help="cached data (not committed)")
+    ap.add_argument("--ckpt", default="training/default", help="checkpoint folder (committed)")
+    ap.add_argument("--hold-out", nargs="*", default=["ovule"],
+                    choices=["ovule", "organoid", "synthetic"])
+    ap.add_argument("--only", nargs="*", default=None,
+                    help="train on these volumes only (e.g. organoid_t1), for fine-tuning")
+    ap.add_argument("--init", default="default", help="'default', a .keras file or 'none'")
+    ap.add_argument("--crop", type=int, nargs=3, default=TRAIN["crop"])
+    ap.add_argument("--batch", type=int, default=TRAIN["batch"])
+    ap.add_argument("--lr", type=float, default=TRAIN["lr"])
+    ap.add_argument("--membrane-weight", type=float, default=TRAIN["membrane_weight"])
+    ap.add_argument("--steps", type=int, default=TRAIN["steps"], help="steps per epoch")
+    ap.add_argument("--epochs", type=int, default=200, help="total epochs")
+    ap.add_argument("--chunk", type=int, default=8, help="epochs between snapshots")
+    ap.add_argument("--until", default=None, help="stop after this UTC time (HH:MM)")
+    ap.add_argument("--seed", type=int, default=TRAIN["seed"])
+    ap.add_argument("--n-synth", type=int, default=16)
+    return ap.parse_args(argv)
 
 
-def make_data(work: Path, n: int) -> list[tuple[str, str, dict]]:
-    from chunkseg.pipeline.normalize import run_normalize
-    from chunkseg.pipeline.synth import run_synth
-
-    pairs = []
-    for i in range(n):
-        params = volume_params(i)
-        d = work / f"synth{i:02d}"
-        if not (d / "norm.ome.zarr").exists():
-            paths = run_synth(d, shape=SHAPE, outputs=("raw", "mask"), overwrite=True,
-                              progress=False, **params)
-            run_normalize(paths["raw"], d / "norm.ome.zarr", percentiles=PERCENTILES,
-                          overwrite=True, progress=False)
-        pairs.append((str(d / "norm.ome.zarr"), str(d / "mask.ome.zarr"), params))
-    return pairs
+def _positions(pair, crop) -> int:
+    return int(np.prod([max(0, n - c + 1) for n, c in zip(pair[0].shape[-3:], crop)]))
 
 
-def predict_volume(model, x8: np.ndarray, factor) -> np.ndarray:
-    """In-memory prediction of a whole small volume (reflect-padded to the pooling grid)."""
-    pad = [(0, (-s) % f) for s, f in zip(x8.shape, factor)]
-    x = np.pad(x8.astype(np.float32) / 255.0, pad, mode="reflect")
-    p = model.predict(x[None, ..., None], verbose=0)[0, ..., 0]
-    return p[tuple(slice(0, s) for s in x8.shape)]
-
-
-def scores(p: np.ndarray, truth: np.ndarray, voxel_size) -> dict:
-    """Voxel scores at threshold 0.5, the best thresholds, AUCs and boundary-tolerant
-    scores (tolerance 1 voxel, 3x3x3), from :mod:`chunkseg.ops.metrics`."""
-    from chunkseg.ops import metrics as m
-
-    thresholds = np.round(np.arange(0.05, 1.0, 0.05), 2)
-    spec = m.EvalSpec.make(thresholds=thresholds, dtype=np.float32, voxel_size=voxel_size,
-                           tolerance=1)
-    stats = m.volume_statistics(p.astype(np.float32), truth.astype(np.uint8), spec)
-    counts = m.confusion_at(stats["hist"], spec.grid, thresholds)
-    s = m.scores_from_counts(**counts)
-    b = m.boundary_scores(stats, spec.grid, thresholds)
-    k = int(np.flatnonzero(thresholds == 0.5)[0])
-    r4 = lambda v: None if v is None or np.isnan(v) else round(float(v), 4)  # noqa: E731
-    out = {"voxels": int(truth.size), "membrane_fraction": r4(truth.mean()),
-           **{name: r4(s[name][k]) for name in ("accuracy", "precision", "recall", "iou",
-                                                "dice")},
-           "best": {key: {"threshold": v["threshold"], "value": r4(v["value"])}
-                    for key, v in m.best_thresholds(thresholds, s).items()},
-           **{key: r4(v) for key, v in m.auc_scores(stats["hist"]).items()},
-           "tolerant_1voxel": {name: r4(b[name][k]) for name in ("precision", "recall", "f1")}}
+def _balanced(groups: dict[str, list], crop) -> list:
+    """Repeat each group's pairs so every group offers about as many crop positions
+    (the sampler draws pairs in proportion to their positions)."""
+    counts = {g: sum(_positions(p, crop) for p in plist) for g, plist in groups.items()}
+    top = max(counts.values())
+    out = []
+    for g, plist in groups.items():
+        out += plist * max(1, round(top / max(counts[g], 1)))
     return out
 
 
-def evaluate(model_path: Path, val_pairs: list) -> dict:
-    from chunkseg.io.store import open_volume
-    from chunkseg.model import load_model, pooling_factor, UNetConfig
-    from chunkseg.ops.normalize import scale_to_uint8
-
-    model, meta = load_model(model_path)
-    factor = pooling_factor(UNetConfig.from_dict(meta["config"]))
-    result: dict = {"synthetic_validation": []}
-    for raw, mask, params in val_pairs:
-        vol = open_volume(raw)
-        x8 = np.asarray(vol.data[0])
-        truth = np.asarray(open_volume(mask).data[0])
-        s = scores(predict_volume(model, x8, factor), truth, vol.voxel_size)
-        result["synthetic_validation"].append({"volume": raw, "params": params, **s})
-    raw_tif, lab_tif = REAL / "ovule_raw.tif", REAL / "ovule_labels.tif"
-    if raw_tif.exists() and lab_tif.exists():
-        import tifffile
-
-        from chunkseg.ops.boundaries import membrane_mask
-
-        raw = tifffile.imread(raw_tif)
-        labels = tifffile.imread(lab_tif)
-        low, high = np.percentile(raw, PERCENTILES)  # what predict computes without a range
-        t0 = time.perf_counter()
-        p = predict_volume(model, scale_to_uint8(raw, low, high), factor)
-        seconds = time.perf_counter() - t0
-        truth = membrane_mask(labels)
-        result["real_ovule"] = {
-            "raw": str(raw_tif.relative_to(ROOT)), "shape": list(raw.shape),
-            "range": [float(low), float(high)],
-            "truth": "chunkseg.ops.boundaries.membrane_mask(labels) (thick, width 1, 0 ignored)",
-            **scores(p, truth, OVULE_VOXEL_SIZE),
-            "predict_seconds": round(seconds, 2),
-        }
-        np.save(model_path.with_name(model_path.stem + "_ovule_probability.npy"),
-                p.astype(np.float16))
-    else:
-        result["real_ovule"] = f"skipped: {raw_tif} not found"
-    return result
+def _pairs(args, work: Path) -> tuple[list, dict]:
+    sources = build_sources(work, args.n_synth)
+    names = {"ovule": ["ovule"], "organoid": [f"organoid_t{t}" for t in range(1, 6)],
+             "synthetic": [f"synth{i:02d}" for i in range(args.n_synth)]
+             + [f"tissue_render{k}" for k in range(3)]}
+    groups, used = {}, {}
+    for src, plist in sources.items():
+        if src in args.hold_out:
+            continue
+        keep = [(p, v) for p, v in zip(plist, names[src]) if args.only is None or v in args.only]
+        for p, v in keep:
+            groups.setdefault("tissue_render" if v.startswith("tissue") else src, []).append(p)
+        if keep:
+            used[src] = {"volumes": [v for _, v in keep], "labels": LABELS_FROM[src]}
+    if not groups:
+        raise SystemExit("no training volume left after --hold-out / --only")
+    return _balanced(groups, args.crop), used
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--work", default="out/default_model", help="data + training folder")
-    parser.add_argument("--out", default="out/default_model/default.keras")
-    parser.add_argument("--epochs", type=int, default=TRAIN["epochs"])
-    parser.add_argument("--steps", type=int, default=TRAIN["steps"])
-    parser.add_argument("--evaluate-only", action="store_true")
-    args = parser.parse_args()
-    work, out = Path(args.work), Path(args.out)
-    work.mkdir(parents=True, exist_ok=True)
+def _snapshot(ckpt: Path, out: Path, dest: Path) -> None:
+    """Save the checkpoint's current (last) weights as an inference model with ``out``'s
+    metadata and the default normalization record."""
+    from chunkseg.model.checkpoint import read_checkpoint
+    from chunkseg.model.io import load_model, save_model
+
+    model, meta = load_model(out)
+    _, groups = read_checkpoint(ckpt / f"{out.stem}_training" / "checkpoint.npz")
+    model.set_weights(groups["weights"])
+    save_model(model, dest, metadata=_with_normalization(meta))
+
+
+def _with_normalization(meta: dict) -> dict:
+    from chunkseg.ops.robust_range import ROBUST_PERCENTILES
+
+    return {**meta, "normalization": {
+        "input": "scale_to_uint8(raw, low, high) / 255", "method": "robust_percentiles",
+        "percentiles": list(ROBUST_PERCENTILES), "ignore_zero": True,
+        "training_volumes": "each scaled by its own robust range (examples/"
+                            "default_model_data.py)"}}
+
+
+def _past(until: str | None) -> bool:
+    if not until:
+        return False
+    now = datetime.now(timezone.utc)
+    h, m = (int(v) for v in until.split(":"))
+    return (now.hour, now.minute) >= (h, m)
+
+
+def main(argv=None) -> None:
+    args = _parse(argv)
+    work, ckpt = Path(args.work), Path(args.ckpt)
+    (ckpt / "snapshots").mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    pairs = make_data(work, 10)
-    train_pairs, val_pairs = pairs[:8], pairs[8:]
-    print(f"data ready in {time.perf_counter() - t0:.0f} s", flush=True)
-    if not args.evaluate_only:
-        from chunkseg.pipeline.train import run_train
+    pairs, used = _pairs(args, work)
+    val = validation_pairs(work, args.n_synth)
+    print(f"data ready in {time.perf_counter() - t0:.0f} s: {len(pairs)} pairs, {used}",
+          flush=True)
+    from chunkseg.model.io import load_model, save_model
+    from chunkseg.pipeline.train import run_train
 
-        train = {**TRAIN, "epochs": args.epochs, "steps": args.steps}
-        run_train([p[0] for p in train_pairs], [p[1] for p in train_pairs], out=out,
-                  val_raw=[p[0] for p in val_pairs], val_mask=[p[1] for p in val_pairs],
-                  config={"model": MODEL, "train": train}, overwrite=True, verbose=2)
-    result = evaluate(out, val_pairs)
-    result["train_volumes"] = [{"volume": r, "params": p} for r, _, p in train_pairs]
-    (out.with_name(out.stem + "_evaluation.json")).write_text(json.dumps(result, indent=2))
-    print(json.dumps({k: v for k, v in result.items() if k != "train_volumes"}, indent=2))
-    print(f"total {time.perf_counter() - t0:.0f} s")
+    out = ckpt / "default.keras"
+    state_f = ckpt / "default_training" / "history.json"
+    done = len(json.loads(state_f.read_text())["history"]["loss"]) if state_f.exists() else 0
+    train = {**TRAIN, "crop": list(args.crop), "batch": args.batch, "lr": args.lr,
+             "membrane_weight": args.membrane_weight, "steps": args.steps, "seed": args.seed}
+    target = done
+    while target < args.epochs and not _past(args.until):
+        target = min(args.epochs, target + args.chunk)
+        summary = run_train([p[0] for p in pairs], [p[1] for p in pairs], out=out,
+                            val_raw=[p[0] for p in val], val_mask=[p[1] for p in val],
+                            config={"model": MODEL, "train": {**train, "epochs": target}},
+                            init=None if args.init == "none" else args.init, resume=True,
+                            overwrite=True, verbose=0)
+        model, meta = load_model(out)
+        save_model(model, out, metadata=_with_normalization(
+            {**meta, "training": {**meta["training"], "sources": used,
+                                  "held_out": args.hold_out}}))
+        _snapshot(ckpt, out, ckpt / "snapshots" / f"e{summary['epochs_run']:03d}.keras")
+        print(f"epoch {summary['epochs_run']} ({summary['steps_done']} steps): best "
+              f"val_loss {summary['best'].get('val_loss', float('nan')):.4f} at epoch "
+              f"{summary['best_epoch']}; {time.perf_counter() - t0:.0f} s", flush=True)
+    print(f"stopped after {time.perf_counter() - t0:.0f} s", flush=True)
 
 
 if __name__ == "__main__":

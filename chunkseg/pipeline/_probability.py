@@ -1,7 +1,8 @@
 """The steps ``predict`` and ``acme`` share: write a membrane probability image.
 
 Both commands read the same inputs, apply the same intensity scaling (the input's
-stored range, else the model's, else exact percentiles, through ``scale_to_uint8``),
+stored range, else the model's, else exact (1, 99.5) percentiles of the non-zero voxels
+(:mod:`chunkseg.ops.robust_range`), through ``scale_to_uint8``),
 write the same kind of output (an OME-Zarr ``probability`` image, float32 / float16 /
 uint8, shard-aligned through ``write_volume``, resumable) and return the same summary
 keys; they differ only in the *scorer* that maps the scaled (t, z, y, x) array to
@@ -24,12 +25,13 @@ import numpy as np
 from chunkseg.defaults import CHUNKS
 from chunkseg.engine.blocks import write_volume
 from chunkseg.engine.cluster import dashboard_url, worker_counts
-from chunkseg.engine.stats import percentiles
+from chunkseg.engine.stats import intensity_histogram
 from chunkseg.errors import ParameterError
 from chunkseg.io.fingerprint import fingerprint
 from chunkseg.io.store import Volume, create_image, mark_complete, open_array, open_volume
-from chunkseg.ops.normalize import DEFAULT_PERCENTILES, scale_to_uint8
+from chunkseg.ops.normalize import scale_to_uint8
 from chunkseg.ops.probability import OUTPUT_DTYPES, OutputDtype, threshold_block, to_output_dtype
+from chunkseg.ops.robust_range import model_percentiles, range_from_histogram
 
 __all__ = [
     "check_outputs",
@@ -79,10 +81,12 @@ def input_range(vol: Volume, model_range: dict[str, Any] | None,
         if isinstance(norm, dict) and "low" in norm and "high" in norm:
             return {"low": float(norm["low"]), "high": float(norm["high"]), "source": source,
                     "method": norm.get("method", "stored")}
-    pct = percentiles(vol.data, DEFAULT_PERCENTILES, client=client)
-    low, high = pct["values"]
-    return {"low": float(low), "high": float(high), "source": "computed",
-            "method": f"percentiles {list(DEFAULT_PERCENTILES)} ({pct['method']})"}
+    ps, nonzero = model_percentiles(model_range)
+    h = intensity_histogram(vol.data, client=client)
+    low, high = range_from_histogram(h.hist, ps, ignore_zero=nonzero)
+    return {"low": low, "high": high, "source": "computed",
+            "method": f"percentiles {list(ps)} of the {'non-zero ' if nonzero else ''}voxels "
+                      f"({h.method})"}
 
 
 def write_threshold_mask(

@@ -9,7 +9,9 @@ Plan of a run (:func:`run_predict`):
    and batch (both from a memory budget for activations) into a frozen plan
    (:func:`chunkseg.engine.plan.plan_tiles`);
 3. the intensity range: the input's stored ``normalization``, else the model's, else
-   exact percentiles of the input (one streaming pass, recorded in the output);
+   exact (1, 99.5) percentiles of the input's non-zero voxels
+   (:mod:`chunkseg.ops.robust_range`; one streaming pass, recorded in the output;
+   ``chunkseg normalize --percentiles 0 99.99`` first gives the paper's range);
 4. per time point :func:`chunkseg.engine.predict.predict_array` (halo by
    ``map_overlap``, tiles inside), written shard by shard by
    :func:`chunkseg.engine.blocks.write_volume` (progress bar, resumable);

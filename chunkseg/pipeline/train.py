@@ -267,7 +267,8 @@ def _pipelines(samplers, opts: TrainOptions, start_epoch: int):
 
     sampler, val_sampler = samplers
     train_ds = make_dataset(sampler, batch=opts.batch, augment=opts.augment, noise=opts.noise,
-                            start=start_epoch * opts.steps * opts.batch)
+                            start=start_epoch * opts.steps * opts.batch,
+                            augment_options={"intensity": opts.intensity})
     val_ds = make_dataset(val_sampler, batch=opts.batch, augment=False,
                           n=opts.val_steps * opts.batch).cache()
     return train_ds, val_ds

@@ -62,6 +62,10 @@ class TrainOptions:
         Noise augmentation (preset name or values); None: no noise.
     augment : bool
         Flips / rotations / intensity augmentation of training crops.
+    intensity : bool
+        With ``augment``, also window / gamma / contrast / offset / 8-bit requantization
+        (:mod:`chunkseg.ops.augment_intensity`), so the network does not depend on how
+        an input was scaled to 8 bit.
     seed : int
         Seed of weights, crops and augmentations.
     """
@@ -78,6 +82,7 @@ class TrainOptions:
     membrane_bias: float = 0.5
     noise: Any = None
     augment: bool = True
+    intensity: bool = True
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -100,8 +105,9 @@ class TrainOptions:
                                  f"got {self.lr_schedule!r}")
         if not (isinstance(self.membrane_weight, (int, float)) and self.membrane_weight > 0):
             raise ParameterError(f"membrane_weight must be > 0; got {self.membrane_weight!r}")
-        if not isinstance(self.augment, bool):
-            raise ParameterError(f"augment must be true or false; got {self.augment!r}")
+        for key in ("augment", "intensity"):
+            if not isinstance(getattr(self, key), bool):
+                raise ParameterError(f"{key} must be true or false; got {getattr(self, key)!r}")
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

@@ -3,7 +3,8 @@
 :mod:`chunkseg.synth.params` holds the parameters (it imports nothing else of this
 package), :mod:`chunkseg.synth.render` the rendering kernel and
 :mod:`chunkseg.synth.volume` the block and volume generators (the model is described
-there).
+there); :mod:`chunkseg.synth.wide` widens the domain (nuclei, vesicles, illumination,
+stripes) and renders membrane images from real label volumes.
 """
 
 from chunkseg.synth.params import SynthParams
