@@ -56,6 +56,7 @@ def run_acme(
     overwrite: bool = False,
     connect_timeout: float = 10.0,
     progress: bool = True,
+    pyramid: bool = True,
 ) -> dict[str, Any]:
     """ACME-style membrane score of a volume / time series (see the module docstring).
 
@@ -72,7 +73,7 @@ def run_acme(
     compute_block : 3 ints, optional
         Filter block (dask task); default near :data:`ACME_BLOCK`, dividing ``block``.
     dtype, timepoints, threshold, mask_out, scheduler, workers, threads_per_worker,
-    resume, overwrite, connect_timeout, progress
+    resume, overwrite, connect_timeout, progress, pyramid
         As in :func:`chunkseg.pipeline.predict.run_predict`.  Without a scheduler a
         LocalCluster of one single-threaded worker process per core is used (the
         filters are NumPy/SciPy code that holds the GIL part of the time).
@@ -93,7 +94,8 @@ def run_acme(
     from chunkseg.engine.acme import acme_map, halo_of
     from chunkseg.engine.blocks import write_volume
     from chunkseg.engine.cluster import dashboard_url, get_client
-    from chunkseg.io.store import create_image, mark_complete, open_volume
+    from chunkseg.engine.pyramid import finish_image
+    from chunkseg.io.store import create_image, open_volume
     from chunkseg.ops.normalize import scale_to_uint8
     from chunkseg.ops.tiling import as_triple
     from chunkseg.pipeline import predict as pp
@@ -127,7 +129,7 @@ def run_acme(
         nt = t1 - t0
         create_image(out, shape=(nt, *shape), dtype=dtype, voxel_size=vol.voxel_size,
                      chunks=(1, *pp._chunks_for(block_)), shards=(1, *block_), attrs=attrs,
-                     overwrite=overwrite, resume=resume)
+                     overwrite=overwrite, resume=resume, pyramid=pyramid)
         x = vol.data[t0:t1]
         if norm is not None:
             x = x.map_blocks(scale_to_uint8, norm["low"], norm["high"], dtype=np.uint8)
@@ -150,12 +152,12 @@ def run_acme(
             "dashboard": dashboard_url(client) if client else None, "normalization": norm,
             "seconds": round(time.perf_counter() - t_start, 3),
         }
-        mark_complete(out, summary=summary)
+        finish_image(out, client=client, resume=resume, progress=progress, summary=summary)
         if threshold is not None:
             summary["mask"] = pp.write_threshold_mask(
                 out, out=mask_out if mask_out is not None else pp.mask_path_for(out),
                 threshold=float(threshold), client=client, resume=resume, overwrite=overwrite,
-                progress=progress)
+                progress=progress, pyramid=pyramid)
             summary["threshold"] = float(threshold)
     summary["seconds"] = round(time.perf_counter() - t_start, 3)
     return summary

@@ -23,7 +23,8 @@ import numpy as np
 from chunkseg.engine.blocks import write_volume
 from chunkseg.engine.stats import IntensityHistogram, intensity_histogram
 from chunkseg.errors import ParameterError
-from chunkseg.io.store import create_image, mark_complete, open_volume
+from chunkseg.engine.pyramid import finish_image
+from chunkseg.io.store import create_image, open_volume
 from chunkseg.ops.normalize import (
     DEFAULT_PERCENTILES,
     check_percentiles,
@@ -97,6 +98,7 @@ def run_normalize(
     chunks: Sequence[int] | None = None,
     overwrite: bool = False,
     resume: bool = False,
+    pyramid: bool = True,
     client: Any = None,
     progress: bool = True,
 ) -> dict[str, Any]:
@@ -125,6 +127,8 @@ def run_normalize(
         Output chunk shape (z, y, x); default :func:`chunkseg.io.store.default_chunks`.
     overwrite, resume : bool
         Replace an existing output / continue an interrupted one.
+    pyramid : bool
+        Add a multiscale pyramid (levels halved until a plane fits 512 x 512).
     client : distributed.Client, optional
         Cluster to run on; ``None`` uses dask's current scheduler.
     progress : bool
@@ -198,11 +202,13 @@ def run_normalize(
                                                         "dropped": all_dropped,
                                                         "chunks": chunks})}
     create_image(out_path, shape=data.shape, dtype=np.uint8, voxel_size=vol.voxel_size,
-                 chunks=chunks, attrs=attrs, overwrite=overwrite, resume=resume)
+                 chunks=chunks, attrs=attrs, overwrite=overwrite, resume=resume,
+                 pyramid=pyramid)
     report = write_volume(scale_volume(data, lows, highs), out_path, client=client,
                           resume=resume, progress=progress, desc="normalize")
     seconds = time.perf_counter() - t0
-    mark_complete(out_path, normalize_seconds=round(seconds, 3))
+    finish_image(out_path, client=client, resume=resume, progress=progress,
+                 normalize_seconds=round(seconds, 3))
     summary.update(out=str(out_path), blocks_written=report.written,
                    blocks_skipped=report.skipped, dropped_slices=all_dropped,
                    seconds=round(seconds, 3))

@@ -75,13 +75,16 @@ def write_threshold_mask(
     resume: bool = False,
     overwrite: bool = False,
     progress: bool = True,
+    pyramid: bool = True,
 ) -> str:
     """Write the binary mask ``p >= threshold`` of a probability store (same grid).
 
-    uint8 probabilities are read as ``v / 255``.  Returns the mask path.
+    uint8 probabilities are read as ``v / 255``; with ``pyramid`` the mask gets a
+    multiscale pyramid.  Returns the mask path.
     """
     from chunkseg.engine.blocks import write_volume
-    from chunkseg.io.store import create_image, mark_complete, open_array, open_volume
+    from chunkseg.engine.pyramid import finish_image
+    from chunkseg.io.store import create_image, open_array, open_volume
 
     if not 0.0 <= float(threshold) <= 1.0:
         raise ParameterError(f"threshold must be in [0, 1]; got {threshold!r}")
@@ -93,10 +96,11 @@ def write_threshold_mask(
                  attrs={"kind": "mask", "source": [str(prob_path)], "threshold": float(threshold),
                         "fingerprint": _fingerprint(p=prob.attrs.get("fingerprint"),
                                                     t=float(threshold))},
-                 overwrite=overwrite, resume=resume)
+                 overwrite=overwrite, resume=resume, pyramid=pyramid)
     data = prob.data.map_blocks(_threshold, float(threshold), scale, dtype=np.uint8)
     write_volume(data, out, client=client, resume=resume, progress=progress, desc="threshold")
-    mark_complete(out, threshold=float(threshold))
+    finish_image(out, client=client, resume=resume, progress=progress,
+                 threshold=float(threshold))
     return str(out)
 
 
@@ -124,6 +128,7 @@ def run_predict(
     method: str = "unet",
     client: Any = None,
     memory_gib: float | None = None,
+    pyramid: bool = True,
 ) -> dict[str, Any]:
     """Predict the membrane probability of a volume / time series.
 
@@ -163,6 +168,8 @@ def run_predict(
         LocalCluster layout (default one worker, TensorFlow on all cores).
     resume, overwrite : bool
         Continue an interrupted run / replace an existing output.
+    pyramid : bool
+        Add a multiscale pyramid (levels halved until a plane fits 512 x 512).
     connect_timeout : float
         Seconds to wait for a remote scheduler.
     progress : bool
@@ -204,7 +211,8 @@ def run_predict(
     from chunkseg.engine.blocks import write_volume
     from chunkseg.engine.cluster import dashboard_url, get_client
     from chunkseg.engine.predict import ModelSpec, predict_array
-    from chunkseg.io.store import create_image, mark_complete, open_volume
+    from chunkseg.engine.pyramid import finish_image
+    from chunkseg.io.store import create_image, open_volume
     from chunkseg.ops.normalize import scale_to_uint8
 
     if method not in PREDICT_METHODS:
@@ -218,7 +226,8 @@ def run_predict(
         return run_acme(in_path, out=out, block=block, dtype=dtype, timepoints=timepoints,
                         scheduler=scheduler, workers=workers,
                         threads_per_worker=threads_per_worker, resume=resume,
-                        overwrite=overwrite, connect_timeout=connect_timeout, progress=progress)
+                        overwrite=overwrite, connect_timeout=connect_timeout, progress=progress,
+                        pyramid=pyramid)
     t_start = time.perf_counter()
     vol = open_volume(in_path)
     info = model_info(model)
@@ -259,7 +268,7 @@ def run_predict(
         nt = t1 - t0
         create_image(out, shape=(nt, *shape), dtype=dtype, voxel_size=vol.voxel_size,
                      chunks=(1, *_chunks_for(block_)), shards=(1, *block_), attrs=attrs,
-                     overwrite=overwrite, resume=resume)
+                     overwrite=overwrite, resume=resume, pyramid=pyramid)
         spec = ModelSpec(info.path, threads=tf_threads)
         frames = []
         for t in range(t0, t1):
@@ -294,10 +303,11 @@ def run_predict(
             "tf_threads": tf_threads, "dashboard": dashboard_url(client) if client else None,
             "normalization": norm,
         }
-        mark_complete(out, summary=summary)
+        finish_image(out, client=client, resume=resume, progress=progress, summary=summary)
         if threshold is not None:
             write_threshold_mask(out, out=mask_out, threshold=float(threshold), client=client,
-                                 resume=resume, overwrite=overwrite, progress=progress)
+                                 resume=resume, overwrite=overwrite, progress=progress,
+                                 pyramid=pyramid)
             summary["mask"] = str(mask_out)
             summary["threshold"] = float(threshold)
     summary["seconds"] = round(time.perf_counter() - t_start, 3)
