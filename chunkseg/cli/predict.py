@@ -68,7 +68,7 @@ def _run(args: argparse.Namespace) -> int:
         scheduler=args.scheduler, workers=args.workers,
         threads_per_worker=args.threads_per_worker, resume=args.resume,
         overwrite=args.overwrite, progress=not args.quiet, method=args.method,
-        memory_gib=args.memory,
+        memory_gib=args.memory, pyramid=args.pyramid,
     )
     print(json.dumps(summary, indent=2))
     return 0

@@ -16,10 +16,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Seeded, bounded watershed of a membrane probability, block by block with "
         "halos and an exact union-find merge across block faces: the labels do not depend on "
         "the block shape and equal a whole-volume pass. Writes an OME-Zarr label image "
-        "(napari opens it as labels) and a cell table OUT/cells.csv.",
+        "(napari opens it as labels), on its own or inside the raw image (--labels-in), and a "
+        "cell table cells.csv beside the labels.",
     )
     p.add_argument("input", metavar="PROB", help="membrane probability (OME-Zarr, Zarr or TIFF)")
-    p.add_argument("--out", required=True, help="output OME-Zarr label image")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--out", help="output OME-Zarr label image of its own")
+    where.add_argument("--labels-in", metavar="IMAGE",
+                       help="write the labels inside this OME-Zarr image (same shape, e.g. the "
+                       "raw) as IMAGE/labels/NAME, where napari shows them over the image")
+    p.add_argument("--label-name", default="cells", metavar="NAME",
+                   help="name of the label image inside --labels-in (default cells)")
     p.add_argument("--threshold", type=float, default=0.5,
                    help="cell interior is p < T (default 0.5; must lie in (0, 1))")
     p.add_argument("--min-size", type=float, default=1.0, metavar="V",
@@ -47,10 +54,12 @@ def _run(args: argparse.Namespace) -> int:
 
     with get_client(args.scheduler) as client:
         summary = run_segment(
-            args.input, out=args.out, threshold=args.threshold, min_size=args.min_size,
+            args.input, out=args.out, labels_in=args.labels_in, label_name=args.label_name,
+            threshold=args.threshold, min_size=args.min_size,
             seed_distance=args.seed_distance, reach=args.reach,
             membrane_reach=args.membrane_reach, timepoints=args.timepoints, block=args.block,
-            chunks=args.chunks, overwrite=args.overwrite, resume=args.resume, client=client,
+            chunks=args.chunks, overwrite=args.overwrite, resume=args.resume,
+            pyramid=args.pyramid, client=client,
             progress=not args.quiet,
         )
     print(json.dumps(summary, indent=2))

@@ -29,9 +29,11 @@ from chunkseg.engine.segment import Reader, final_labels, remove_work, segment_v
 from chunkseg.errors import (
     DTypeError, InputError, OutputExistsError, ResumeMismatchError, ShapeError,
 )
-from chunkseg.io.store import create_image, is_zarr, mark_complete, open_volume, read_attrs
+from chunkseg.engine.pyramid import finish_image
+from chunkseg.io.store import check_resume_pyramid, create_image, is_zarr, open_volume, read_attrs
 from chunkseg.ops.instance_metrics import combine_contingency, contingency, instance_scores
 from chunkseg.ops.watershed import SegmentParams
+from chunkseg.pipeline.label_image import describe_labels, label_output
 from chunkseg.pipeline.normalize import input_fingerprint
 from chunkseg.pipeline.predict import parse_timepoints
 
@@ -92,21 +94,12 @@ def write_cell_table(path: str | os.PathLike, tables: list, times: Sequence[int]
     return rows
 
 
-def _add_label_metadata(path: Path, source: str) -> None:
-    import zarr
-
-    group = zarr.open_group(str(path), mode="r+")
-    ome = dict(group.attrs["ome"])
-    ome["image-label"] = {"version": "0.5",
-                          "colors": [{"label-value": 0, "rgba": [0, 0, 0, 0]}],
-                          "source": {"image": os.path.relpath(source, path)}}
-    group.attrs["ome"] = ome
-
-
 def run_segment(
     prob_path: str | os.PathLike,
     *,
-    out: str | os.PathLike,
+    out: str | os.PathLike | None = None,
+    labels_in: str | os.PathLike | None = None,
+    label_name: str = "cells",
     threshold: float = 0.5,
     min_size: float = 1.0,
     seed_distance: float = 0.5,
@@ -118,6 +111,7 @@ def run_segment(
     chunks: Sequence[int] | None = None,
     overwrite: bool = False,
     resume: bool = False,
+    pyramid: bool = True,
     client: Any = None,
     progress: bool = True,
     keep_work: bool = False,
@@ -129,8 +123,13 @@ def run_segment(
     prob_path : path-like
         Membrane probability (t, z, y, x): float in [0, 1], uint8 (``v / 255``) or a
         0/1 mask store; OME-Zarr, Zarr or TIFF.
-    out : path-like
-        Output OME-Zarr label image (``kind = "labels"``).
+    out : path-like, optional
+        Output OME-Zarr label image (``kind = "labels"``) of its own.
+    labels_in : path-like, optional
+        Instead of ``out``: write the labels inside this image (same shape) as
+        ``<labels_in>/labels/<label_name>``, listed in its NGFF ``labels`` group.
+    label_name : str
+        Name of the label image inside ``labels_in``.
     threshold : float
         Foreground (cell interior) is ``p < threshold``; in (0, 1).
     min_size : float
@@ -152,6 +151,8 @@ def run_segment(
         the seed, flood and relabel blocks not yet done are computed.  The input (path,
         modification time), every parameter, ``timepoints`` and ``block`` must equal
         the first run's.  An output already complete is left as it is.
+    pyramid : bool
+        Add a multiscale pyramid (levels halved until a plane fits 512 x 512).
     client : distributed.Client, optional
         Cluster; ``None`` runs on dask's current scheduler.
     progress : bool
@@ -190,7 +191,7 @@ def run_segment(
                            min_size=min_size, voxel_size=vol.voxel_size, reach=reach,
                            membrane_reach=membrane_reach, levels=levels)
     t0, t1 = parse_timepoints(timepoints, vol.shape[0])
-    out = Path(out)
+    out = label_output(out, labels_in, label_name, shape=(t1 - t0, *vol.shape[1:]))
     work = Path(f"{out}.work")
     for path in (out, work):
         if path.exists() and not (overwrite or resume):
@@ -206,6 +207,7 @@ def run_segment(
                 f"{out}: cannot resume; the input or parameters differ from the first run "
                 f"(fingerprint {old.get('fingerprint')!r}, now {fingerprint!r}). "
                 "Use --overwrite to start again.")
+        check_resume_pyramid(out, pyramid)
         if old.get("complete"):
             return {"input": str(prob_path), "out": str(out), "resumed": "already complete",
                     "n_cells": old.get("n_cells"), "fingerprint": fingerprint, "writes": {}}
@@ -229,8 +231,7 @@ def run_segment(
              "timepoints": [t0, t1], "block": list(res["block"]), "halo": res["halo"],
              "fingerprint": fingerprint}
     create_image(out, shape=shape, dtype=dtype, voxel_size=vol.voxel_size, chunks=chunks,
-                 attrs=attrs, overwrite=overwrite, resume=resume)
-    _add_label_metadata(out, str(prob_path))
+                 attrs=attrs, overwrite=overwrite, resume=resume, pyramid=pyramid)
     report = write_volume(final_labels(res["flood"], res["tables"], dtype=dtype), out,
                           client=client, resume=resume, progress=progress,
                           desc="segment: relabel")
@@ -239,14 +240,16 @@ def run_segment(
     t_table = time.perf_counter()
     n_rows = write_cell_table(out / CELL_TABLE, res["tables"], range(t0, t1), vol.voxel_size)
     secs["cell_table"] = time.perf_counter() - t_table
+    describe_labels(out, source=prob_path, image=labels_in, times=range(t0, t1),
+                    ids=[cells.ids for _, _, cells in res["tables"]], table=out / CELL_TABLE)
     if not keep_work:
         remove_work(work)
     total = time.perf_counter() - t_start
     # the cross-block merge: face union-find, per-block statistics (CPU seconds summed
     # over tasks, an upper bound of their wall share), the global merge plan
     merge = secs["face_merge"] + secs["stats_merge"] + secs["stats_in_flood_tasks"]
-    mark_complete(out, n_cells=n_cells, segment_seconds=round(total, 3),
-                  cell_table=CELL_TABLE)
+    finish_image(out, client=client, resume=resume, progress=progress, n_cells=n_cells,
+                 segment_seconds=round(total, 3), cell_table=CELL_TABLE)
     return {"input": str(prob_path), "out": str(out), "cell_table": str(out / CELL_TABLE),
             "shape": list(shape), "dtype": np.dtype(dtype).name, "timepoints": [t0, t1],
             "n_cells": n_cells, "table_rows": n_rows, **params.to_dict(),
