@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from chunkseg.io.multiscale import levels_info
 from chunkseg.io.store import is_zarr, open_array, open_volume
 
 __all__ = ["format_info", "volume_info"]
@@ -25,8 +26,9 @@ def volume_info(path: str | os.PathLike) -> dict[str, Any]:
     dict
         ``path``, ``format``, ``shape`` (t z y x), ``dtype``, ``chunks``, ``shards``,
         ``voxel_size`` (µm, z y x), ``timepoints``, ``bytes_uncompressed``,
-        ``bytes_on_disk``, ``compression_ratio``, ``complete`` and the chunkseg
-        attributes.
+        ``bytes_on_disk``, ``compression_ratio``, ``complete``, the multiscale
+        ``levels`` (path, shape, chunks, scale, translation; level 0 alone for a
+        plain array or TIFF) and the chunkseg attributes.
     """
     path = Path(path)
     vol = open_volume(path, require_complete=False)
@@ -45,6 +47,7 @@ def volume_info(path: str | os.PathLike) -> dict[str, Any]:
             shards=list(arr.shards) if arr.shards else None,
             complete=bool(vol.attrs.get("complete", True)),
             attributes=vol.attrs,
+            levels=levels_info(path) if vol.attrs else [],
         )
     else:  # open_volume opens nothing but Zarr and TIFF
         info.update(format="tiff", chunks=[c[0] for c in vol.data.chunks], shards=None,
@@ -76,6 +79,10 @@ def format_info(info: dict[str, Any]) -> str:
         + (f", ratio {info['compression_ratio']}" if info["compression_ratio"] else ""),
         f"complete     {'yes' if info['complete'] else 'NO (interrupted or failed run)'}",
     ]
+    for lv in info.get("levels") or []:
+        shift = f" translation {lv['translation']}" if lv["translation"] else ""
+        lines.append(f"level {lv['path']:<6} shape {lv['shape']} chunks {lv['chunks']} "
+                     f"scale {lv['scale']}{shift}")
     for key, value in sorted(info.get("attributes", {}).items()):
         if key not in ("complete",):
             lines.append(f"  {key}: {value}")
