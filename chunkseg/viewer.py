@@ -17,7 +17,7 @@ import numpy as np
 __all__ = ["open_layers", "save_screenshot"]
 
 #: colour maps of the images after the first (which stays grey), blended additively
-OVERLAY_COLORMAPS = ("magenta", "green", "cyan", "yellow")
+OVERLAY_COLORMAPS = ("green", "magenta", "cyan", "yellow")
 
 
 def open_layers(viewer: Any, *paths: str | os.PathLike, contour: int = 1) -> list[Any]:
@@ -35,7 +35,8 @@ def open_layers(viewer: Any, *paths: str | os.PathLike, contour: int = 1) -> lis
     Returns
     -------
     list of napari layers
-        In the order added; labels are made visible (napari-ome-zarr hides them).
+        In the order opened; labels are made visible (napari-ome-zarr hides them)
+        and drawn on top.
     """
     from napari.layers import Labels
 
@@ -47,11 +48,24 @@ def open_layers(viewer: Any, *paths: str | os.PathLike, contour: int = 1) -> lis
             layer.visible = True
             if isinstance(layer, Labels):
                 layer.contour = int(contour)
-            elif k > 0:
+                continue
+            layer.contrast_limits = _plane_range(layer)
+            if k > 0:
                 layer.colormap = next(overlays, "gray")
                 layer.blending = "additive"
+                layer.opacity = 0.5
         layers.extend(added)
+    for layer in [lay for lay in layers if isinstance(lay, Labels)]:  # outlines on top
+        viewer.layers.move(viewer.layers.index(layer), len(viewer.layers))
     return layers
+
+
+def _plane_range(layer: Any, percentiles: tuple[float, float] = (1.0, 99.5)) -> list[float]:
+    """Contrast limits from the middle plane of the coarsest level (a small read)."""
+    data = layer.data[-1] if layer.multiscale else layer.data
+    plane = np.asarray(data[(0,) * (data.ndim - 3) + (data.shape[-3] // 2,)], np.float64)
+    low, high = np.percentile(plane, percentiles)
+    return [float(low), float(high if high > low else low + 1)]
 
 
 def save_screenshot(
