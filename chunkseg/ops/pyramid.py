@@ -122,11 +122,20 @@ def _windows(
         yield view, valid
 
 
+def _accumulator(dtype: np.dtype) -> np.dtype:
+    """Sum type: float32 holds sums of up to 256 16-bit values exactly; wider types take float64."""
+    if dtype == np.bool_ or (np.issubdtype(dtype, np.integer) and dtype.itemsize <= 2):
+        return np.dtype(np.float32)
+    return np.dtype(np.float32 if dtype == np.float32 else np.float64)
+
+
 def downsample_mean(block: np.ndarray, factors: Sequence[int]) -> np.ndarray:
     """Mean of each window of ``factors`` voxels, in the block's dtype.
 
     Integer means are rounded to the nearest integer (halves to even); edge
-    windows average only the voxels they hold.
+    windows average only the voxels they hold.  Sums are exact for integers up to
+    16 bits and 32 bits (float32 / float64 accumulators); float32 blocks are summed in
+    float32.
 
     Parameters
     ----------
@@ -146,16 +155,21 @@ def downsample_mean(block: np.ndarray, factors: Sequence[int]) -> np.ndarray:
     array([[2, 5]], dtype=uint8)
     """
     factors = _check(block, factors)
-    total = np.zeros(level_shape(block.shape, factors), np.float64)
-    count = np.zeros(total.shape, np.float64)
-    for view, valid in _windows(block, factors):
-        if valid is None:
-            total += view
-            count += 1
-        else:
-            total += np.where(valid, view, 0)
-            count += valid
-    total /= count
+    acc = _accumulator(block.dtype)
+    pad = [(0, -n % f) for n, f in zip(block.shape, factors)]
+    x = np.pad(block, pad) if any(p for _, p in pad) else block  # zeros add nothing
+    total = np.zeros(level_shape(block.shape, factors), acc)
+    for offsets in itertools.product(*(range(f) for f in factors)):
+        total += x[tuple(slice(o, None, f) for o, f in zip(offsets, factors))]
+    full = 1
+    for axis, (n, f, m) in enumerate(zip(block.shape, factors, total.shape)):
+        if n % f == 0:
+            full *= f
+            continue
+        count = np.full(m, f, acc)
+        count[-1] = n % f  # the last window holds the remainder
+        total /= count.reshape([-1 if a == axis else 1 for a in range(block.ndim)])
+    total /= full
     if np.issubdtype(block.dtype, np.integer):
         np.rint(total, out=total)
     return total.astype(block.dtype)
