@@ -5,21 +5,28 @@
 
 Needs the extra ``viewer`` (``pip install ".[viewer]"``) and a display (``xvfb-run -a``
 on a headless machine).  The cells go inside the raw (``raw.ome.zarr/labels/cells``),
-so napari-ome-zarr shows them over it; the probability is overlaid in green.
+so napari-ome-zarr shows them over it; the probability is overlaid in green.  The
+commands run in their own processes (as from a shell): napari and TensorFlow do not
+share one process well.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 from pathlib import Path
 
 
+def chunkseg(*args: str) -> dict:
+    """Run one chunkseg command in a fresh process; return its JSON summary."""
+    out = subprocess.run([sys.executable, "-m", "chunkseg", *map(str, args)], check=True,
+                         capture_output=True, text=True).stdout
+    return json.loads(out)
+
+
 def main(argv: list[str] | None = None) -> int:
-    from chunkseg.pipeline.convert import run_convert
-    from chunkseg.pipeline.predict import run_predict
-    from chunkseg.pipeline.segment import run_segment
     from chunkseg.viewer import save_screenshot
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -31,9 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     raw, prob = out / "raw.ome.zarr", out / "prob.ome.zarr"
-    run_convert(args.tiff, raw, overwrite=True, progress=False)
-    run_predict(raw, out=prob, scheduler="threads", overwrite=True, progress=False)
-    seg = run_segment(prob, labels_in=raw, overwrite=True, progress=False)
+    chunkseg("convert", args.tiff, "--out", raw, "--overwrite")
+    chunkseg("predict", raw, "--out", prob, "--scheduler", "threads", "--overwrite", "--quiet")
+    seg = chunkseg("segment", prob, "--labels-in", raw, "--overwrite", "--quiet")
     _, layers = save_screenshot([raw, prob], args.png, size=tuple(args.size), contour=2)
     print(json.dumps({"cells": seg["n_cells"], "labels": seg["out"], "png": args.png,
                       "layers": layers}, indent=2))

@@ -212,3 +212,17 @@ def test_info_lists_the_levels(tmp_path, capsys):
     assert main(["info", str(raw), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert [lv["path"] for lv in info["levels"]] == ["0", "1"]
+
+
+def test_segment_resume_with_the_other_pyramid_choice_stops_before_work(tmp_path, capsys):
+    labels = tmp_path / "labels.tif"
+    tifffile.imwrite(labels, np.repeat(np.arange(1, 5, dtype=np.uint16), 6)[None, :, None]
+                     .repeat(4, 0).repeat(10, 2))
+    mask, cells = tmp_path / "mask.ome.zarr", tmp_path / "cells.ome.zarr"
+    assert main(["binarize", str(labels), "--out", str(mask)]) == 0
+    assert main(["segment", str(mask), "--out", str(cells), "--quiet", "--no-pyramid"]) == 0
+    capsys.readouterr()
+    assert main(["segment", str(mask), "--out", str(cells), "--quiet", "--resume"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--no-pyramid" in err and str(cells) in err, err
+    assert read_attrs(cells)["complete"] is True  # the finished output is left as it was
