@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from chunkseg.errors import FormatError, ParameterError, ShapeError
-from chunkseg.io.store import is_zarr, open_array
+from chunkseg.io.store import is_zarr, open_volume
 
 __all__ = [
     "LABELS_GROUP",
@@ -57,6 +57,8 @@ def label_image_path(image: str | os.PathLike, name: str, *, shape: Sequence[int
     ------
     FormatError
         ``image`` is not an OME-Zarr image group.
+    IncompleteStoreError
+        ``image`` is a chunkseg store never marked complete.
     ShapeError
         The labels' shape differs from the image's.
     ParameterError
@@ -69,8 +71,8 @@ def label_image_path(image: str | os.PathLike, name: str, *, shape: Sequence[int
     if not (is_zarr(image) and (image / "0" / "zarr.json").is_file()):
         raise FormatError(f"{image}: expected an OME-Zarr image group (with level '0') to "
                           "hold the labels; found none")
-    found = tuple(open_array(image).shape)
-    if found[-len(shape):] != tuple(int(s) for s in shape) or len(found) != len(shape):
+    found = tuple(open_volume(image, verify=False).shape)
+    if found != tuple(int(s) for s in shape):
         raise ShapeError(f"{image}: labels inside an image need its shape; expected "
                          f"{tuple(shape)} (the labels), found {found} (the image)")
     return image / LABELS_GROUP / name
