@@ -34,8 +34,8 @@ _LAZY: dict[str, str] = {
     "parse_slices": "chunkseg.ops.slices",
     "run_normalize": "chunkseg.pipeline.normalize",
     "run_binarize": "chunkseg.pipeline.binarize",
-    "CropSampler": "chunkseg.augment",
-    "make_dataset": "chunkseg.augment",
+    "CropSampler": "chunkseg.model.training_data",
+    "make_dataset": "chunkseg.model.training_data",
     "run_crops": "chunkseg.pipeline.crops",
     "synth_volume": "chunkseg.synth",
     "run_synth": "chunkseg.pipeline.synth",
@@ -48,9 +48,9 @@ _LAZY: dict[str, str] = {
     "run_report_training": "chunkseg.pipeline.report_training",
     "run_segment": "chunkseg.pipeline.segment",
     "run_predict": "chunkseg.pipeline.predict",
-    "run_demo": "chunkseg.pipeline.demo",
-    "run_acme": "chunkseg.baseline",
-    "instance_report": "chunkseg.pipeline.segment",
+    "run_demo": "chunkseg.workflows.demo",
+    "run_acme": "chunkseg.pipeline.acme",
+    "instance_report": "chunkseg.engine.instances",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -27,7 +27,7 @@ def chunkseg(*args: str) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from chunkseg.viewer import save_screenshot
+    from chunkseg.plots.viewer import save_screenshot
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("tiff", help="one 3D TIFF stack")

@@ -1,5 +1,5 @@
 """Augmentations (chunkseg.ops.augment), the crop sampler / tf.data pipeline
-(chunkseg.augment) and ``chunkseg crops``."""
+(chunkseg.model.training_data) and ``chunkseg crops``."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from zarr.abc.store import RangeByteRequest, SuffixByteRequest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chunkseg.augment import CropSampler, make_dataset, to_network_input
+from chunkseg.model.training_data import CropSampler, make_dataset, to_network_input
 from chunkseg.cli import main
 from chunkseg.errors import (
     DTypeError,

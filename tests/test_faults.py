@@ -97,7 +97,7 @@ def test_killed_worker_run_still_finishes_identically(raw, tiny_model, tmp_path)
                                   dashboard_address=None, env=env) as cluster, \
             distributed.Client(cluster) as client:
         # the clean run on the same workers (TensorFlow's sums depend on its thread count)
-        run_predict(raw, out=reference, scheduler=cluster.scheduler_address, **kw)
+        run_predict(raw, out=reference, client=client, **kw)
         out = tmp_path / "lost.zarr"
         killed: dict[str, int] = {}
 
@@ -111,7 +111,7 @@ def test_killed_worker_run_still_finishes_identically(raw, tiny_model, tmp_path)
 
         th = threading.Thread(target=assassin, daemon=True)
         th.start()
-        summary = run_predict(raw, out=out, scheduler=cluster.scheduler_address, **kw)
+        summary = run_predict(raw, out=out, client=client, **kw)
         th.join(timeout=5)
     assert killed, "no worker was killed during the run"
     assert summary["blocks_written"] == N_BLOCKS

@@ -142,17 +142,13 @@ def raw(tmp_path_factory):
 
 
 def predict(raw, out, model, **kw):
-    kw.setdefault("scheduler", "threads")
     kw.setdefault("progress", False)
     return run_predict(raw, model=model, out=out, **kw)
 
 
-from chunkseg.pipeline.predict import (  # noqa: E402
-    mask_path_for,
-    model_info,
-    parse_timepoints,
-    run_predict,
-)
+from chunkseg.model.info import model_info  # noqa: E402
+from chunkseg.ops.slices import parse_timepoints  # noqa: E402
+from chunkseg.pipeline.predict import mask_path_for, run_predict  # noqa: E402
 
 
 def test_seamless_halo_auto_equals_whole_volume_pass(raw, tiny_model, tmp_path):
@@ -295,17 +291,24 @@ def test_bad_input_errors(raw, tiny_model, tmp_path):
     assert not out.exists()
 
 
-def test_unreachable_scheduler_fails_fast(raw, tiny_model, tmp_path):
+def test_unreachable_scheduler_fails_fast(raw, tiny_model, tmp_path, capsys):
     import socket
+
+    from chunkseg.cli import main
+    from chunkseg.engine.cluster import get_client
 
     with socket.socket() as s:  # a free port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     start = time.perf_counter()
     with pytest.raises(ClusterError, match="could not reach the dask scheduler"):
-        run_predict(raw, model=tiny_model, out=tmp_path / "o.zarr",
-                    scheduler=f"tcp://127.0.0.1:{port}", connect_timeout=2, progress=False)
+        with get_client(f"tcp://127.0.0.1:{port}", timeout=2):
+            pass
     assert time.perf_counter() - start < 30
+    code = main(["predict", str(raw), "--model", str(tiny_model), "--out",
+                 str(tmp_path / "o.zarr"), "--scheduler", f"tcp://127.0.0.1:{port}"])
+    assert code == 2 and "could not reach the dask scheduler" in capsys.readouterr().err
+    assert not (tmp_path / "o.zarr").exists()
 
 
 def test_cli_predict(raw, tiny_model, tmp_path, capsys):
@@ -326,10 +329,10 @@ def test_cli_predict(raw, tiny_model, tmp_path, capsys):
 
 
 def test_demo_end_to_end(tiny_model, tmp_path):
-    from chunkseg.pipeline.demo import run_demo
+    from chunkseg.workflows.demo import run_demo
 
     s = run_demo(tmp_path / "demo", model=tiny_model, shape=(12, 40, 40), timepoints=1,
-                 scheduler="threads", progress=False)
+                 progress=False)
     for key in ("raw", "probability", "mask", "truth", "report"):
         assert Path(s[key]).exists(), key
     assert all(Path(p).is_file() and p.endswith(".png") for p in s["pngs"])
@@ -338,8 +341,8 @@ def test_demo_end_to_end(tiny_model, tmp_path):
 
 
 def test_demo_fails_clearly_without_model(tmp_path):
-    from chunkseg.pipeline.demo import run_demo
+    from chunkseg.workflows.demo import run_demo
 
     with pytest.raises(ModelError, match="does not exist"):
-        run_demo(tmp_path / "demo", model=tmp_path / "nope.keras", scheduler="threads")
+        run_demo(tmp_path / "demo", model=tmp_path / "nope.keras")
     assert not (tmp_path / "demo").exists()

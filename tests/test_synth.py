@@ -49,8 +49,8 @@ def test_blockwise_equals_whole_exactly(blocks, background):
 
 @pytest.mark.parametrize("patch", ["sub_shape", "margin", "slabs"])
 def test_sub_boxes_and_candidate_fallback_are_exact(monkeypatch, patch):
-    import chunkseg.synth as synth
-    import chunkseg.synth_render as render
+    import chunkseg.synth.render as render
+    import chunkseg.synth.volume as synth
 
     p = SynthParams((9, 40, 40), seed=2, blob_density=30.0, background=True)
     whole = synth_block(p)

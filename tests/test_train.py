@@ -199,7 +199,8 @@ def test_plot_training_curves(tmp_path):
 def test_normalization_record_and_computed_range(tmp_path, pairs):
     from types import SimpleNamespace
 
-    from chunkseg.pipeline.train import _computed_range, _normalization_record
+    from chunkseg.pipeline._train_data import computed_range as _computed_range
+    from chunkseg.pipeline._train_data import normalization_record as _normalization_record
 
     v = synth_volume((12, 32, 32), seed=10, cell_diameter=1.5)
     bare = _store(tmp_path / "bare.ome.zarr", v.raw[None], {"kind": "raw"})

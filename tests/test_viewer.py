@@ -91,7 +91,7 @@ def run(tmp_path_factory):
 def test_napari_opens_raw_probability_and_cells(display, run, tmp_path):
     raw, prob = run
     png = tmp_path / "shot.png"
-    code = ("import json; from chunkseg.viewer import save_screenshot; "
+    code = ("import json; from chunkseg.plots.viewer import save_screenshot; "
             f"im, layers = save_screenshot([{str(raw)!r}, {str(prob)!r}], {str(png)!r}, "
             "size=(300, 200)); print('RESULT', json.dumps({'layers': layers, "
             "'shape': im.shape, 'std': float(im[..., :3].std())}))")

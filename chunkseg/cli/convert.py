@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from chunkseg.cli._options import add_output_options, add_scheduler_option
+from chunkseg.cli._options import add_output_options, add_scheduler_option, cluster
 import json
 
 
@@ -30,13 +30,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from chunkseg.engine.cluster import get_client
     from chunkseg.pipeline.convert import run_convert
 
-    with get_client(args.scheduler) as client:
+    with cluster(args) as client:
         summary = run_convert(
             args.inputs, args.out, voxel_size=args.voxel_size, chunks=args.chunks,
-            channel=args.channel, drop=args.drop_slices, overwrite=args.overwrite,
+            channel=args.channel, drop_slices=args.drop_slices, overwrite=args.overwrite,
             resume=args.resume, pyramid=args.pyramid, client=client,
         )
     print(json.dumps(summary, indent=2))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from chunkseg.cli._options import add_output_options, add_scheduler_option
+from chunkseg.cli._options import add_output_options, add_scheduler_option, cluster
 
 
 def _halo(value: str) -> str | int:
@@ -61,14 +61,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     from chunkseg.pipeline.predict import run_predict
 
-    summary = run_predict(
-        args.input, model=args.model, out=args.out, halo=args.halo, block=args.block,
-        tile=args.tile, batch=args.batch, blend=args.blend, dtype=args.dtype,
-        timepoints=args.timepoints, threshold=args.threshold, mask_out=args.mask_out,
-        scheduler=args.scheduler, workers=args.workers,
-        threads_per_worker=args.threads_per_worker, resume=args.resume,
-        overwrite=args.overwrite, progress=not args.quiet, method=args.method,
-        memory_gib=args.memory, pyramid=args.pyramid,
-    )
+    with cluster(args, layout="filters" if args.method == "acme" else "model") as client:
+        summary = run_predict(
+            args.input, model=args.model, out=args.out, halo=args.halo, block=args.block,
+            tile=args.tile, batch=args.batch, blend=args.blend, dtype=args.dtype,
+            timepoints=args.timepoints, threshold=args.threshold, mask_out=args.mask_out,
+            client=client, resume=args.resume, overwrite=args.overwrite,
+            progress=not args.quiet, method=args.method, memory_gib=args.memory,
+            pyramid=args.pyramid,
+        )
     print(json.dumps(summary, indent=2))
     return 0

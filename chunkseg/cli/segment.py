@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from chunkseg.cli._options import add_output_options, add_scheduler_option
+from chunkseg.cli._options import add_output_options, add_scheduler_option, cluster
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -49,10 +49,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from chunkseg.engine.cluster import get_client
     from chunkseg.pipeline.segment import run_segment
 
-    with get_client(args.scheduler) as client:
+    with cluster(args) as client:
         summary = run_segment(
             args.input, out=args.out, labels_in=args.labels_in, label_name=args.label_name,
             threshold=args.threshold, min_size=args.min_size,

@@ -44,6 +44,7 @@ import dask.array as da
 import numpy as np
 
 from chunkseg.engine.backend import configure_backend, run_model
+from chunkseg.engine.geometry import Block
 from chunkseg.errors import ParameterError, ShapeError
 from chunkseg.ops.tiling import as_triple, predict_tiled, tile_grid
 
@@ -85,15 +86,21 @@ class ModelSpec:
 
 
 def _worker_threads() -> int | None:
-    """Threads of the dask worker this runs in (None outside a distributed worker)."""
+    """Backend threads inside a dask worker (None outside one).
+
+    The worker's ``TF_NUM_INTRAOP_THREADS`` when its cluster set it
+    (:func:`chunkseg.engine.cluster.backend_env`), else the worker's thread count.
+    """
     if "distributed" not in sys.modules:
         return None
     try:
         from distributed import get_worker
 
-        return int(get_worker().state.nthreads)
+        nthreads = int(get_worker().state.nthreads)
     except (ValueError, AttributeError):
         return None
+    env = os.environ.get("TF_NUM_INTRAOP_THREADS", "")
+    return int(env) if env.isdigit() and int(env) > 0 else nthreads
 
 
 def get_model(path: str | os.PathLike, *, threads: int | None = None):
@@ -171,15 +178,19 @@ def predict_block(
     crop_context: bool,
     batch: int | None,
     scale: float,
+    volume_shape: Sequence[int] | None = None,
     block_info: dict | None = None,
 ) -> np.ndarray:
     """Predict one haloed block (the ``map_overlap`` block function).
 
     The block's position in the volume comes from dask's ``block_info``: block ``k``
-    along an axis starts at volume coordinate ``k * B - halo``.
+    along an axis owns ``[k * B, (k + 1) * B)`` and its haloed input (mirrored at the
+    volume's faces) starts at :attr:`chunkseg.engine.geometry.Block.origin`
+    ``k * B - halo``.
     """
     loc = block_info[0]["chunk-location"] if block_info else (0, 0, 0)
-    origin = [k * b - h for k, b, h in zip(loc, block_shape, halo)]
+    origin = Block.at(loc, shape=volume_shape or block_shape, block=block_shape,
+                      halo=halo).origin
     x = block.astype(np.float32, copy=False) * np.float32(scale) if scale != 1 else block
     out, _ = predict_tiled(
         np.asarray(x, dtype=np.float32), predictor, tile=tile, context=context, pool=pool,
@@ -291,5 +302,6 @@ def predict_array(
         dtype=np.float32, meta=np.empty((0, 0, 0), np.float32),
         predictor=predictor, block_shape=block, halo=halo, tile=tile, context=context,
         pool=pool, blend=blend, crop_context=crop, batch=batch, scale=scale,
+        volume_shape=shape,
     )
     return out[tuple(slice(h, h + n) for h, n in zip(halo, shape))]

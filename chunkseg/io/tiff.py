@@ -112,11 +112,24 @@ def tiff_info(path: str | os.PathLike, *, channel: int | None = None) -> TiffInf
     ShapeError
         Not 3D or 4D after channel selection.
     """
-    import tifffile
-
     path = Path(path)
     if not path.is_file():
         raise InputNotFoundError(f"{path}: no such file")
+    axes, sshape, dtype, paged, voxel_size = _read_header(path)
+    if dtype.kind not in "uif" or dtype.itemsize > 8:
+        raise DTypeError(f"{path}: expected integer or float voxels; got dtype {dtype}")
+    if axes.endswith("S"):
+        raise ShapeError(f"{path}: RGB / interleaved multi-sample TIFFs are not supported "
+                         f"(axes {axes!r}); expected grey-level planes")
+    caxis = axes.find("C") if "C" in axes else None
+    shape = _tzyx_shape(path, axes, sshape, caxis, channel)
+    return TiffInfo(str(path), shape, dtype, axes, sshape, caxis, voxel_size, paged)
+
+
+def _read_header(path: Path) -> tuple[str, tuple[int, ...], np.dtype, bool, Any]:
+    """Axes, series shape, dtype, one-page-per-plane and voxel size; truncation refused."""
+    import tifffile
+
     size = path.stat().st_size
     try:
         with tifffile.TiffFile(path) as tif:
@@ -151,12 +164,12 @@ def tiff_info(path: str | os.PathLike, *, channel: int | None = None) -> TiffInf
             f"{path}: truncated TIFF: image data should end at byte {end}, "
             f"the file has {size} bytes"
         )
-    if dtype.kind not in "uif" or dtype.itemsize > 8:
-        raise DTypeError(f"{path}: expected integer or float voxels; got dtype {dtype}")
-    caxis = axes.find("C") if "C" in axes else None
-    if axes.endswith("S"):
-        raise ShapeError(f"{path}: RGB / interleaved multi-sample TIFFs are not supported "
-                         f"(axes {axes!r}); expected grey-level planes")
+    return axes, sshape, dtype, paged, voxel_size
+
+
+def _tzyx_shape(path: Path, axes: str, sshape: tuple[int, ...], caxis: int | None,
+                channel: int | None) -> tuple[int, int, int, int]:
+    """The (t, z, y, x) shape once ``channel`` is chosen; a bad channel refused."""
     shape = list(sshape)
     if caxis is not None:
         if channel is None:
@@ -178,7 +191,7 @@ def tiff_info(path: str | os.PathLike, *, channel: int | None = None) -> TiffInf
             f"{path}: expected a 3D (z, y, x) or 4D (t, z, y, x) image; got shape "
             f"{tuple(sshape)} with axes {axes!r}"
         )
-    return TiffInfo(str(path), tuple(shape), dtype, axes, sshape, caxis, voxel_size, paged)
+    return tuple(shape)
 
 
 def _plane_indices(info: TiffInfo, t: int, z0: int, z1: int, channel: int | None) -> list[int]:

@@ -7,8 +7,6 @@ Peak memory is a few z-slabs of the input (one task reads the pages of one
 from __future__ import annotations
 
 import glob
-import hashlib
-import json
 import os
 import time
 from collections.abc import Sequence
@@ -20,8 +18,7 @@ import dask.array as da
 from chunkseg.engine.blocks import write_volume
 from chunkseg.engine.pyramid import finish_image
 from chunkseg.errors import InputError, InputNotFoundError, ParameterError
-from chunkseg.io.tiff import DEFAULT_BLOCK
-from chunkseg.ops.slices import compose_dropped, drop_slices
+from chunkseg.io.fingerprint import fingerprint
 from chunkseg.io.store import (
     TIFF_SUFFIXES,
     create_image,
@@ -29,6 +26,8 @@ from chunkseg.io.store import (
     is_zarr,
     open_volume,
 )
+from chunkseg.io.tiff import DEFAULT_BLOCK
+from chunkseg.ops.slices import compose_dropped, drop_slices as _drop
 
 __all__ = ["expand_inputs", "open_inputs", "run_convert"]
 
@@ -91,15 +90,6 @@ def open_inputs(
     return open_tiff_series(paths, block=block)
 
 
-def _fingerprint(sources: list[str], params: dict[str, Any]) -> str:
-    h = hashlib.sha256()
-    for s in sources:
-        st = os.stat(s)
-        h.update(f"{os.path.abspath(s)}|{st.st_size}|{st.st_mtime_ns}".encode())
-    h.update(json.dumps(params, sort_keys=True, default=str).encode())
-    return h.hexdigest()[:16]
-
-
 def run_convert(
     inputs: Sequence[str | os.PathLike] | str | os.PathLike,
     out: str | os.PathLike,
@@ -107,7 +97,7 @@ def run_convert(
     voxel_size: Sequence[float] | None = None,
     chunks: Sequence[int] | None = None,
     channel: int | None = None,
-    drop: str | Sequence[int] | None = None,
+    drop_slices: str | Sequence[int] | None = None,
     overwrite: bool = False,
     resume: bool = False,
     pyramid: bool = True,
@@ -130,7 +120,7 @@ def run_convert(
         Chunk shape ``(z, y, x)``; shards are chosen around it (see the README).
     channel : int, optional
         Channel of a multi-channel hyperstack.
-    drop : str or sequence of int, optional
+    drop_slices : str or sequence of int, optional
         Artifact z-slices to remove (``"3,17,40-45"``), recorded in the metadata.
     overwrite, resume : bool
         Replace an existing output / continue an interrupted conversion.
@@ -158,7 +148,7 @@ def run_convert(
     # one read task per output shard: writes need no rechunk, memory is a shard per thread
     block = default_chunks((1, 1 << 30, 1 << 30, 1 << 30), chunks=chunks)[1][1:]
     data, meta_voxel, sources = open_inputs(inputs, channel=channel, block=block)
-    data, dropped = drop_slices(data, drop, name=str(sources[0]))
+    data, dropped = _drop(data, drop_slices, name=str(sources[0]))
     if is_zarr(sources[0]):  # a chunkseg store keeps the slices dropped before it, too
         dropped = compose_dropped(open_volume(sources[0]).attrs.get("dropped_slices") or [],
                                   dropped)
@@ -170,7 +160,7 @@ def run_convert(
         "channel": channel,
         "dropped_slices": dropped,
         "voxel_size_from": "argument" if voxel_size else ("metadata" if meta_voxel else "default"),
-        "fingerprint": _fingerprint(sources, params),
+        "fingerprint": fingerprint(sources, params, shape=data.shape, dtype=data.dtype),
     }
     arr = create_image(out, shape=data.shape, dtype=data.dtype, voxel_size=vs, chunks=chunks,
                        attrs=attrs, overwrite=overwrite, resume=resume, pyramid=pyramid)

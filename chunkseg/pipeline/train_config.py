@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from chunkseg.augment import DEFAULT_CROP
+from chunkseg.model.training_data import DEFAULT_CROP
 from chunkseg.errors import ParameterError
 from chunkseg.model.unet import UNetConfig
 
