@@ -13,6 +13,8 @@ import os
 import shutil
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -39,12 +41,17 @@ def display():
     xvfb = shutil.which("Xvfb")
     if xvfb is None:
         pytest.skip("no display (DISPLAY unset) and no Xvfb to make one (apt-get install xvfb)")
-    read, write = os.pipe()
-    proc = subprocess.Popen([xvfb, "-displayfd", str(write), "-screen", "0", "1024x768x24",
-                             "-nolisten", "tcp"], pass_fds=(write,), stderr=subprocess.DEVNULL)
-    os.close(write)
-    number = os.read(read, 32).decode().strip()
-    os.close(read)
+    number = next(n for n in range(142, 400) if not Path(f"/tmp/.X{n}-lock").exists())
+    proc = subprocess.Popen([xvfb, f":{number}", "-screen", "0", "1024x768x24", "-nolisten",
+                             "tcp"], stderr=subprocess.DEVNULL)
+    socket = Path(f"/tmp/.X11-unix/X{number}")
+    for _ in range(100):  # the display is ready once its socket exists
+        if socket.exists() or proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    if not socket.exists():
+        proc.kill()
+        pytest.skip(f"Xvfb did not start a display :{number}")
     try:
         yield f":{number}"
     finally:
