@@ -212,6 +212,9 @@ def test_info_lists_the_levels(tmp_path, capsys):
     assert main(["info", str(raw), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert [lv["path"] for lv in info["levels"]] == ["0", "1"]
+    level0 = sum(f.stat().st_size for f in (raw / "0").rglob("*") if f.is_file())
+    assert info["compression_ratio"] == round(info["bytes_uncompressed"] / level0, 3)
+    assert info["bytes_on_disk"] > level0  # the whole store, pyramid included
 
 
 def test_segment_resume_with_the_other_pyramid_choice_stops_before_work(tmp_path, capsys):

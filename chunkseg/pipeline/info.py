@@ -26,9 +26,9 @@ def volume_info(path: str | os.PathLike) -> dict[str, Any]:
     dict
         ``path``, ``format``, ``shape`` (t z y x), ``dtype``, ``chunks``, ``shards``,
         ``voxel_size`` (µm, z y x), ``timepoints``, ``bytes_uncompressed``,
-        ``bytes_on_disk``, ``compression_ratio``, ``complete``, the multiscale
-        ``levels`` (path, shape, chunks, scale, translation; level 0 alone for a
-        plain array or TIFF) and the chunkseg attributes.
+        ``bytes_on_disk`` (all levels), ``compression_ratio`` (level 0's),
+        ``complete``, the multiscale ``levels`` of a chunkseg store (path, shape, chunks,
+        scale, translation) and the chunkseg attributes.
     """
     path = Path(path)
     vol = open_volume(path, require_complete=False)
@@ -54,10 +54,11 @@ def volume_info(path: str | os.PathLike) -> dict[str, Any]:
                     complete=True, attributes={})
     raw = vol.data.size * vol.dtype.itemsize
     disk = _disk_bytes(path)
+    base = _disk_bytes(path / "0") if info.get("levels") else disk
     info.update(
         bytes_uncompressed=int(raw),
         bytes_on_disk=int(disk),
-        compression_ratio=round(raw / disk, 3) if disk else None,
+        compression_ratio=round(raw / base, 3) if base else None,
     )
     return info
 
