@@ -183,6 +183,12 @@ def test_every_writing_command_builds_the_pyramid(tmp_path, capsys):
     thr = write_threshold_mask(norm, out=tmp_path / "thr.ome.zarr", threshold=0.5,
                                progress=False)
     assert _levels(thr)[1] == [1, 3, 265, 11]
+    prob = tmp_path / "prob.ome.zarr"  # predict's writer; the filter scorer needs no network
+    assert main(["predict", str(raw), "--out", str(prob), "--method", "acme", "--quiet",
+                 "--scheduler", "threads"]) == 0
+    group = zarr.open_group(str(prob))
+    np.testing.assert_allclose(group["1"][:], downsample_mean(group["0"][:], (1, 1, 2, 2)),
+                               rtol=1e-6)
     capsys.readouterr()
 
 
