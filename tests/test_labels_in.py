@@ -58,8 +58,10 @@ def test_labels_written_inside_the_image(raw_and_mask, capsys):
     assert read_attrs(cells)["complete"] is True
     group = zarr.open_group(str(cells))
     np.testing.assert_array_equal(group["1"][:], downsample_mode(group["0"][:], (1, 1, 2, 2)))
-    # the raw is untouched and still opens as before
+    # the raw is untouched and still opens as before; info names its labels
     assert open_volume(raw).shape == (1, 3, 530, 21)
+    assert main(["info", str(raw)]) == 0
+    assert "labels       cells" in capsys.readouterr().out
 
 
 def test_labels_in_refuses_another_shape_and_both_outputs(raw_and_mask, tmp_path, capsys):

@@ -9,6 +9,7 @@ ome-zarr-py and the other NGFF viewers open the image and show its labels over i
 from __future__ import annotations
 
 import colorsys
+import json
 import os
 import re
 from collections.abc import Sequence
@@ -25,6 +26,7 @@ __all__ = [
     "MAX_LABEL_ENTRIES",
     "label_colors",
     "label_image_path",
+    "label_names",
     "register_label",
     "write_image_label",
 ]
@@ -88,6 +90,17 @@ def register_label(image: str | os.PathLike, name: str) -> None:
     if name not in names:
         names.append(name)
     group.attrs["ome"] = {**ome, "version": "0.5", "labels": names}
+
+
+def label_names(image: str | os.PathLike) -> list[str]:
+    """The label images listed in ``<image>/labels`` (empty when it has none)."""
+    node = Path(image) / LABELS_GROUP / "zarr.json"
+    if not node.is_file():
+        return []
+    try:
+        return list(json.loads(node.read_text())["attributes"]["ome"]["labels"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise FormatError(f"{node}: expected NGFF 'ome.labels' metadata; got {exc!r}") from exc
 
 
 def label_colors(ids: Sequence[int] | np.ndarray) -> list[dict[str, Any]]:

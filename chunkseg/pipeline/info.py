@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from chunkseg.io.labels import label_names
 from chunkseg.io.multiscale import levels_info
 from chunkseg.io.store import is_zarr, open_array, open_volume
 
@@ -28,7 +29,7 @@ def volume_info(path: str | os.PathLike) -> dict[str, Any]:
         ``voxel_size`` (µm, z y x), ``timepoints``, ``bytes_uncompressed``,
         ``bytes_on_disk`` (all levels), ``compression_ratio`` (level 0's),
         ``complete``, the multiscale ``levels`` of a chunkseg store (path, shape, chunks,
-        scale, translation) and the chunkseg attributes.
+        scale, translation), the ``labels`` images inside it and the chunkseg attributes.
     """
     path = Path(path)
     vol = open_volume(path, require_complete=False)
@@ -48,6 +49,7 @@ def volume_info(path: str | os.PathLike) -> dict[str, Any]:
             complete=bool(vol.attrs.get("complete", True)),
             attributes=vol.attrs,
             levels=levels_info(path) if vol.attrs else [],
+            labels=label_names(path),
         )
     else:  # open_volume opens nothing but Zarr and TIFF
         info.update(format="tiff", chunks=[c[0] for c in vol.data.chunks], shards=None,
@@ -84,6 +86,8 @@ def format_info(info: dict[str, Any]) -> str:
         shift = f" translation {lv['translation']}" if lv["translation"] else ""
         lines.append(f"level {lv['path']:<6} shape {lv['shape']} chunks {lv['chunks']} "
                      f"scale {lv['scale']}{shift}")
+    if info.get("labels"):
+        lines.append(f"labels       {', '.join(info['labels'])} (in {info['path']}/labels)")
     for key, value in sorted(info.get("attributes", {}).items()):
         if key not in ("complete",):
             lines.append(f"  {key}: {value}")
