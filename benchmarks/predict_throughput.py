@@ -199,10 +199,11 @@ def main(argv: list[str] | None = None) -> int:
     halo = args.halo if args.halo == "auto" else int(args.halo)
 
     from chunkseg.engine.backend import configure_backend
+    from chunkseg.engine.cluster import cpu_cores
     from chunkseg.engine.plan import resolve_halo
     from chunkseg.model.info import model_info
 
-    cores = len(os.sched_getaffinity(0))
+    cores = cpu_cores()
     configure_backend(cores)
     peak = matmul_peak()
     model, trained = model_or_untrained(out, args.model)

@@ -92,8 +92,11 @@ class Context:
 
 
 def _tf():
+    from chunkseg.engine.backend import quiet_import_stderr
+
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
+    with quiet_import_stderr():
+        import tensorflow as tf
 
     return tf
 
@@ -255,6 +258,8 @@ def sec_scaling(ctx: Context) -> dict[str, Any]:
 
 def sec_workers(ctx: Context) -> dict[str, Any]:
     """LocalCluster with 1 and 2 worker processes (U-Net; ACME too without --quick)."""
+    from chunkseg.engine.cluster import cpu_cores
+
     scale = 1 if ctx.quick else 4
     d = ctx.synth(scale)
     rows, res = [], {}
@@ -262,7 +267,7 @@ def sec_workers(ctx: Context) -> dict[str, Any]:
         for w in (1, 2):
             s = ctx.predict(d["norm"], f"{scale}x_w{w}", method=method,
                             cluster=dict(workers=w,
-                                         threads_per_worker=max(1, (os.cpu_count() or 2) // w)))
+                                         threads_per_worker=max(1, cpu_cores() // w)))
             res[f"{method}_w{w}"] = s
             rows.append((f"{method} LocalCluster {w} worker(s) voxels/s", s["voxels_per_s"],
                          f"{scale}×, {s['threads']} threads in all, peak RSS "

@@ -190,6 +190,7 @@ def test_cli_convert_and_info(tmp_path, capsys):
     assert "output exists" in capsys.readouterr().err
 
 
+@pytest.mark.subprocess
 def test_cli_light_commands_do_not_import_tensorflow(tmp_path):
     tifffile.imwrite(tmp_path / "s.tif", _vol(np.uint8, shape=(2, 6, 5)))
     code = (
@@ -201,6 +202,7 @@ def test_cli_light_commands_do_not_import_tensorflow(tmp_path):
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
 
 
+@pytest.mark.subprocess
 def test_cli_version_and_help():
     out = subprocess.run([sys.executable, "-m", "chunkseg", "--version"], capture_output=True,
                          text=True, check=True).stdout

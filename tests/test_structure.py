@@ -197,3 +197,29 @@ def test_no_function_body_over_60_lines():
 def test_package_root_holds_only_init_main_errors_defaults():
     files = {p.name for p in ROOT.glob("*.py")}
     assert files <= ROOT_MODULES and {"__init__.py", "__main__.py", "errors.py"} <= files
+
+
+#: commands that run no dask work: no client to take
+NO_DASK_COMMANDS = {"run_train": "tf.data", "run_crops": "a thread pool of crop reads",
+                    "run_report_training": "one figure from a JSON history"}
+
+
+def test_every_dask_command_takes_client_none_and_opens_no_cluster():
+    seen = set()
+    for path in [*sorted((ROOT / "pipeline").glob("*.py")), ROOT / "workflows" / "demo.py"]:
+        tree = ast.parse(path.read_text())
+        for node in tree.body:
+            if not (isinstance(node, ast.FunctionDef) and node.name.startswith("run_")):
+                continue
+            seen.add(node.name)
+            kw = dict(zip([a.arg for a in node.args.kwonlyargs], node.args.kw_defaults))
+            if node.name in NO_DASK_COMMANDS:
+                assert "client" not in kw, node.name
+                continue
+            assert "client" in kw and isinstance(kw["client"], ast.Constant) \
+                and kw["client"].value is None, f"{node.name} must take client=None"
+            assert "scheduler" not in kw, f"{node.name}: the CLI opens clusters, not run_*"
+        calls = {n.func.id if isinstance(n.func, ast.Name) else getattr(n.func, "attr", "")
+                 for n in ast.walk(tree) if isinstance(n, ast.Call)}
+        assert not calls & {"get_client", "LocalCluster", "Client"}, path.name
+    assert {"run_predict", "run_acme", "run_demo", "run_segment"} <= seen

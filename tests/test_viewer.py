@@ -29,7 +29,7 @@ from chunkseg.engine.blocks import write_volume  # noqa: E402
 from chunkseg.engine.pyramid import finish_image  # noqa: E402
 from chunkseg.io.store import create_image  # noqa: E402
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.timeout(300), pytest.mark.subprocess]
 
 
 @pytest.fixture(scope="module")

@@ -16,17 +16,18 @@ from typing import Any
 
 import dask.array as da
 
+from chunkseg.defaults import PREDICT_BLOCK
 from chunkseg.engine.cluster import MEMORY_BUDGET
-from chunkseg.engine.predict import ModelSpec, predict_array, tile_stats
+from chunkseg.engine.predict import ModelSpec, check_halo, predict_array, tile_stats
 from chunkseg.errors import ParameterError
 from chunkseg.model.info import ModelInfo
-from chunkseg.ops.tiling import as_triple, choose_batch, choose_tile
+from chunkseg.ops.tiling import BlendMode, as_triple, choose_batch, choose_tile
 
 __all__ = ["DEFAULT_BLOCK", "TilePlan", "UNetScorer", "plan_tiles", "resolve_halo"]
 
 #: output block (= shard, = dask task) shape of a prediction when none is given;
 #: clipped to the volume
-DEFAULT_BLOCK = (128, 256, 256)
+DEFAULT_BLOCK = PREDICT_BLOCK
 
 
 @dataclass(frozen=True)
@@ -85,9 +86,12 @@ def plan_tiles(shape: Sequence[int], info: ModelInfo, *, halo: Sequence[int],
     Raises
     ------
     ParameterError
-        Tile x batch above the model's ``max_call_voxels``.
+        A halo larger than the block or the volume
+        (:func:`chunkseg.engine.predict.check_halo`); tile x batch above the model's
+        ``max_call_voxels``.
     """
     block_ = tuple(min(b, s) for b, s in zip(as_triple(block or DEFAULT_BLOCK, "block"), shape))
+    check_halo(halo, block_, shape)  # before any work, whatever the block came from
     tile_ = _tile_for(block_, tile, halo, info, budget_bytes)
     stats = tile_stats(shape, block=block_, halo=halo, tile=tile_, pool=info.pool,
                        receptive=info.receptive)
@@ -137,7 +141,7 @@ class UNetScorer:
     info: ModelInfo
     plan: TilePlan
     halo: tuple[int, int, int]
-    blend: str = "gaussian"
+    blend: BlendMode = "gaussian"
     budget_bytes: float = MEMORY_BUDGET
 
     name = "unet"

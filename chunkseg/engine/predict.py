@@ -46,11 +46,12 @@ import numpy as np
 from chunkseg.engine.backend import configure_backend, run_model
 from chunkseg.engine.geometry import Block
 from chunkseg.errors import ParameterError, ShapeError
-from chunkseg.ops.tiling import as_triple, predict_tiled, tile_grid
+from chunkseg.ops.tiling import BlendMode, as_triple, predict_tiled, tile_grid
 
 __all__ = [
     "ModelSpec",
     "block_grid",
+    "check_halo",
     "get_model",
     "pad_border",
     "predict_array",
@@ -207,12 +208,7 @@ def _plan(shape, block, halo, tile, pool, receptive):
     pool = as_triple(pool, "pool")
     halo = as_triple(halo, "halo", minimum=0)
     block = tuple(min(b, s) for b, s in zip(as_triple(block, "block"), shape))
-    too_big = [(h, b, s) for h, b, s in zip(halo, block, shape) if h > b and b < s]
-    if too_big:
-        raise ParameterError(
-            f"halo {halo} is larger than the block {block}: expected halo <= block per axis "
-            "(use a bigger --block or a smaller --halo)"
-        )
+    check_halo(halo, block, shape)
     tile = as_triple(tile, "tile")
     if any(t % p for t, p in zip(tile, pool)):
         raise ParameterError(
@@ -225,6 +221,25 @@ def _plan(shape, block, halo, tile, pool, receptive):
         crop = all(h >= r for h, r in zip(halo, receptive))
         context = tuple(min(h, r) for h, r in zip(halo, receptive))
     return shape, block, halo, tile, pool, context, crop
+
+
+def check_halo(halo: Sequence[int], block: Sequence[int], shape: Sequence[int]) -> None:
+    """Refuse a halo larger than the block (clipped to the volume) on any axis.
+
+    A wider halo adds no context a block could use, only mirrored copies of the volume
+    to predict: the work grows with the halo, not with the data.
+
+    Raises
+    ------
+    ParameterError
+        ``halo > min(block, shape)`` on some axis.
+    """
+    clipped = tuple(min(int(b), int(s)) for b, s in zip(block, shape))
+    if any(int(h) > b for h, b in zip(halo, clipped)):
+        raise ParameterError(
+            f"halo {tuple(int(h) for h in halo)} is larger than the block {clipped} (the block "
+            f"clipped to the volume {tuple(int(s) for s in shape)}): expected halo <= block "
+            "per axis (use a smaller --halo, or a bigger --block where the volume allows)")
 
 
 def tile_stats(shape, *, block, halo, tile, pool=1, receptive=None) -> dict[str, int]:
@@ -254,7 +269,7 @@ def predict_array(
     tile: int | Sequence[int],
     pool: int | Sequence[int] = 1,
     receptive: int | Sequence[int] | None = None,
-    blend: str = "gaussian",
+    blend: BlendMode = "gaussian",
     batch: int | None = None,
     scale: float = 1.0,
 ) -> da.Array:

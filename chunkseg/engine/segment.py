@@ -43,6 +43,7 @@ import dask
 import dask.array as da
 import numpy as np
 
+from chunkseg.defaults import SEGMENT_BLOCK
 from chunkseg.engine.blocks import write_volume
 from chunkseg.engine.geometry import Block, cover, grid_shape
 from chunkseg.engine.reduce import compute
@@ -187,7 +188,7 @@ def segment_volume(
     params: SegmentParams,
     *,
     work: str | os.PathLike,
-    block: Sequence[int] = (64, 256, 256),
+    block: Sequence[int] = SEGMENT_BLOCK,
     timepoints: Sequence[int] | None = None,
     client: Any = None,
     progress: bool = False,

@@ -14,7 +14,7 @@ import dask.array as da
 import numpy as np
 
 from chunkseg.errors import DTypeError, ParameterError, ShapeError
-from chunkseg.ops.boundaries import check_width, halo_for_width, membrane_mask
+from chunkseg.ops.boundaries import MaskMode, check_width, halo_for_width, membrane_mask
 from chunkseg.ops.normalize import check_range, scale_to_uint8
 
 __all__ = ["membrane_volume", "scale_volume"]
@@ -57,7 +57,7 @@ def membrane_volume(
     *,
     width: int = 1,
     ignore: Iterable[int] = (0,),
-    mode: str = "thick",
+    mode: MaskMode = "thick",
     name: str = "",
 ) -> da.Array:
     """Lazy membrane mask (uint8 0/1) of a (t, z, y, x) label dask array.

@@ -29,6 +29,7 @@ import dask.array as da
 import numpy as np
 
 from chunkseg import __version__
+from chunkseg.defaults import CHUNKS, SHARDS
 from chunkseg.errors import (
     FormatError,
     IncompleteStoreError,
@@ -57,8 +58,8 @@ __all__ = [
     "ome_metadata",
 ]
 
-DEFAULT_CHUNKS: tuple[int, int, int, int] = (1, 32, 256, 256)
-DEFAULT_SHARDS: tuple[int, int, int, int] = (1, 64, 512, 512)
+DEFAULT_CHUNKS: tuple[int, int, int, int] = CHUNKS
+DEFAULT_SHARDS: tuple[int, int, int, int] = SHARDS
 AXES = ("t", "z", "y", "x")
 ARRAY_NAME = "0"
 TIFF_SUFFIXES = (".tif", ".tiff")

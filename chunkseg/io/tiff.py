@@ -20,10 +20,11 @@ from typing import Any
 import dask.array as da
 import numpy as np
 
+from chunkseg.defaults import READ_BLOCK
 from chunkseg.errors import DTypeError, FormatError, InputNotFoundError, ParameterError, ShapeError
 
 #: default ``(z, y, x)`` extent of one read task: the default shard shape
-DEFAULT_BLOCK = (64, 512, 512)
+DEFAULT_BLOCK = READ_BLOCK
 
 __all__ = ["DEFAULT_BLOCK", "TiffInfo", "natural_key", "open_tiff", "open_tiff_series", "tiff_info"]
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 
-__all__ = ["OUTPUT_DTYPES", "threshold_block", "to_output_dtype"]
+__all__ = ["OUTPUT_DTYPES", "OutputDtype", "threshold_block", "to_output_dtype"]
 
 #: output dtypes of a probability image (uint8 stores round(255 p))
 OUTPUT_DTYPES = ("uint8", "float16", "float32")
+OutputDtype = Literal["uint8", "float16", "float32"]
 
 
 def to_output_dtype(p: np.ndarray, dtype: str) -> np.ndarray:

@@ -21,6 +21,7 @@ from typing import Any
 import dask.array as da
 import numpy as np
 
+from chunkseg.defaults import CHUNKS
 from chunkseg.engine.blocks import write_volume
 from chunkseg.engine.cluster import dashboard_url, worker_counts
 from chunkseg.engine.stats import percentiles
@@ -29,7 +30,7 @@ from chunkseg.io.fingerprint import fingerprint
 from chunkseg.engine.pyramid import finish_image
 from chunkseg.io.store import Volume, create_image, open_array, open_volume
 from chunkseg.ops.normalize import DEFAULT_PERCENTILES, scale_to_uint8
-from chunkseg.ops.probability import OUTPUT_DTYPES, threshold_block, to_output_dtype
+from chunkseg.ops.probability import OUTPUT_DTYPES, OutputDtype, threshold_block, to_output_dtype
 
 __all__ = [
     "check_outputs",
@@ -61,9 +62,9 @@ def mask_path_for(out: str | os.PathLike) -> Path:
 
 
 def shard_chunks(block: Sequence[int]) -> tuple[int, ...]:
-    """Zarr chunks dividing the block (the shard): near 32 x 256 x 256."""
+    """Zarr chunks dividing the block (the shard): near the default chunks."""
     out = []
-    for b, want in zip(block, (32, 256, 256)):
+    for b, want in zip(block, CHUNKS[1:]):
         c = max(d for d in range(1, min(b, want) + 1) if b % d == 0)
         out.append(c if c * 4 >= min(b, want) else b)
     return tuple(out)
@@ -140,7 +141,7 @@ def write_probability(
     *,
     out: str | os.PathLike,
     timepoints: tuple[int, int],
-    dtype: str,
+    dtype: OutputDtype,
     threshold: float | None = None,
     mask_out: str | os.PathLike | None = None,
     client: Any = None,

@@ -20,6 +20,7 @@ from typing import Any
 from chunkseg.engine.acme import AcmeScorer
 from chunkseg.io.store import open_volume
 from chunkseg.ops.acme import AcmeParams
+from chunkseg.ops.probability import OutputDtype
 from chunkseg.ops.slices import parse_timepoints
 from chunkseg.pipeline._probability import check_outputs, write_probability
 
@@ -33,7 +34,7 @@ def run_acme(
     params: AcmeParams | dict | None = None,
     block: int | Sequence[int] | None = None,
     compute_block: Sequence[int] | None = None,
-    dtype: str = "float32",
+    dtype: OutputDtype = "float32",
     timepoints: Any = None,
     threshold: float | None = None,
     mask_out: str | os.PathLike | None = None,

@@ -23,7 +23,7 @@ from chunkseg.errors import ShapeError
 from chunkseg.io.fingerprint import fingerprint
 from chunkseg.engine.pyramid import finish_image
 from chunkseg.io.store import create_image, open_volume
-from chunkseg.ops.boundaries import halo_for_width
+from chunkseg.ops.boundaries import MaskMode, halo_for_width
 from chunkseg.ops.slices import compose_dropped, drop_slices as _drop
 
 __all__ = ["run_binarize"]
@@ -35,7 +35,7 @@ def run_binarize(
     *,
     ignore: Sequence[int] = (0,),
     width: int = 1,
-    mode: str = "thick",
+    mode: MaskMode = "thick",
     drop_slices: str | Sequence[int] | None = None,
     like: str | os.PathLike | None = None,
     chunks: Sequence[int] | None = None,

@@ -33,6 +33,7 @@ from chunkseg.engine.instances import instance_report
 from chunkseg.engine.reduce import compute, overlap_reduce
 from chunkseg.engine.volumes import membrane_volume
 from chunkseg.errors import DTypeError, InputError, OutputExistsError, ParameterError, ShapeError
+from chunkseg.io.jsonable import jsonable
 from chunkseg.io.store import open_volume
 from chunkseg.ops.metrics import (
     EvalSpec,
@@ -52,20 +53,6 @@ __all__ = ["REPORT", "run_evaluate", "summarize"]
 
 #: name of the JSON report inside ``out``
 REPORT = "report.json"
-
-
-def _jsonable(a: Any) -> Any:
-    if isinstance(a, dict):
-        return {k: _jsonable(v) for k, v in a.items()}
-    if isinstance(a, (list, tuple)):
-        return [_jsonable(v) for v in a]
-    if isinstance(a, np.ndarray):
-        return _jsonable(a.tolist())
-    if isinstance(a, (np.integer,)):
-        return int(a)
-    if isinstance(a, (float, np.floating)):
-        return None if not np.isfinite(a) else float(a)
-    return a
 
 
 def _at(sweep: dict[str, np.ndarray], thresholds: np.ndarray, t: float) -> dict[str, Any]:
@@ -261,7 +248,7 @@ def run_evaluate(
                                                                           t1 + offset),
                                               client=client)
     out.mkdir(parents=True, exist_ok=True)
-    report = _jsonable(report)
+    report = jsonable(report)
     if figures:
         from chunkseg.plots.evaluation import draw_report
 

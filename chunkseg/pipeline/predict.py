@@ -34,8 +34,9 @@ from chunkseg.engine.plan import UNetScorer, plan_tiles, resolve_halo
 from chunkseg.errors import ParameterError
 from chunkseg.io.store import Volume, open_volume
 from chunkseg.model.info import model_info
+from chunkseg.ops.probability import OutputDtype
 from chunkseg.ops.slices import parse_timepoints
-from chunkseg.ops.tiling import BLEND_MODES
+from chunkseg.ops.tiling import BLEND_MODES, BlendMode
 from chunkseg.pipeline._probability import (
     check_outputs,
     mask_path_for,
@@ -48,8 +49,6 @@ __all__ = ["PREDICT_METHODS", "mask_path_for", "run_predict", "write_threshold_m
 #: ``method`` values: the U-Net, or the ACME-style classical baseline
 PREDICT_METHODS = ("unet", "acme")
 PredictMethod = Literal["unet", "acme"]
-BlendMode = Literal["gaussian", "linear", "none"]
-OutputDtype = Literal["float32", "float16", "uint8"]
 
 
 def run_predict(

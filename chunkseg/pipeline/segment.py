@@ -20,6 +20,7 @@ from typing import Any
 import dask
 import numpy as np
 
+from chunkseg.defaults import SEGMENT_BLOCK
 from chunkseg.engine.blocks import write_volume
 from chunkseg.engine.segment import Reader, final_labels, remove_work, segment_volume
 from chunkseg.errors import DTypeError, InputError, OutputExistsError, ResumeMismatchError
@@ -34,7 +35,7 @@ __all__ = ["CELL_TABLE", "DEFAULT_BLOCK", "check_probability", "run_segment",
            "write_cell_table"]
 
 #: processing block (z, y, x) when none is given
-DEFAULT_BLOCK = (64, 256, 256)
+DEFAULT_BLOCK = SEGMENT_BLOCK
 #: name of the cell table inside the output store
 CELL_TABLE = "cells.csv"
 
