@@ -20,7 +20,8 @@ import numpy as np
 from chunkseg.engine.blocks import write_volume
 from chunkseg.io.multiscale import create_level, level_grid, write_multiscales
 from chunkseg.io.store import mark_complete, open_array, open_volume, read_attrs
-from chunkseg.ops.pyramid import DEFAULT_PLANE, downsample, level_factors, level_shape
+from chunkseg.defaults import PYRAMID_PLANE
+from chunkseg.ops.pyramid import downsample, level_factors, level_shape
 
 __all__ = ["LABEL_KINDS", "build_pyramid", "finish_image", "pyramid_method"]
 
@@ -47,7 +48,7 @@ def build_pyramid(
     path: str | os.PathLike,
     *,
     method: str,
-    plane: int = DEFAULT_PLANE,
+    plane: int = PYRAMID_PLANE,
     client: Any = None,
     resume: bool = False,
     progress: bool = True,
@@ -104,7 +105,7 @@ def finish_image(
     client: Any = None,
     resume: bool = False,
     progress: bool = True,
-    plane: int = DEFAULT_PLANE,
+    plane: int = PYRAMID_PLANE,
     **extra: Any,
 ) -> list[dict[str, Any]]:
     """Build the store's pyramid (when it was created with ``pyramid=True``), then mark it complete.

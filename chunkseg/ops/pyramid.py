@@ -22,10 +22,10 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
+from chunkseg.defaults import PYRAMID_PLANE
 from chunkseg.errors import ParameterError
 
 __all__ = [
-    "DEFAULT_PLANE",
     "PYRAMID_METHODS",
     "downsample",
     "downsample_mean",
@@ -34,7 +34,6 @@ __all__ = [
     "level_shape",
 ]
 
-DEFAULT_PLANE = 512
 #: a voxel is near isotropic (z joins the downsampling) when z spacing < this x y spacing
 ISOTROPY = math.sqrt(2.0)
 
@@ -43,7 +42,7 @@ def level_factors(
     shape: Sequence[int],
     voxel_size: Sequence[float],
     *,
-    plane: int = DEFAULT_PLANE,
+    plane: int = PYRAMID_PLANE,
 ) -> list[tuple[int, int, int]]:
     """Factors ``(fz, fy, fx)`` of each level below level 0, relative to the level above.
 
