@@ -427,8 +427,8 @@ def open_volume(
     Parameters
     ----------
     path : path-like
-        A chunkseg OME-Zarr group, any Zarr v3 array or OME-Zarr image group, or a
-        TIFF file (3D → t = 1, 4D t z y x).
+        A chunkseg OME-Zarr group, any Zarr v3 array or OME-Zarr image group, a
+        TIFF file (3D → t = 1, 4D t z y x), or an HDF5 dataset ``FILE.h5:/dataset``.
     require_complete : bool
         Refuse a chunkseg store that was never marked complete.
     verify : bool
@@ -443,6 +443,11 @@ def open_volume(
     ------
     InputNotFoundError, FormatError, ShapeError, IncompleteStoreError
     """
+    from chunkseg.io.hdf5 import open_hdf5, split_hdf5_path
+
+    if split_hdf5_path(path):
+        data, voxel_size = open_hdf5(path)
+        return Volume(data, voxel_size or (1.0, 1.0, 1.0), {}, str(path))
     path = Path(path)
     if not path.exists():
         raise InputNotFoundError(f"{path}: no such file or directory")
