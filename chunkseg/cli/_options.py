@@ -11,8 +11,9 @@ __all__ = ["add_output_options", "add_scheduler_option", "cluster"]
 
 
 def add_output_options(p: argparse.ArgumentParser, *, chunks: bool = True,
-                       resume: bool = True) -> None:
-    """``--chunks Z Y X``, ``--overwrite`` and ``--resume`` for a command writing a store."""
+                       resume: bool = True, pyramid: bool = True) -> None:
+    """``--chunks Z Y X``, ``--overwrite``, ``--resume`` and ``--no-pyramid`` for a command
+    writing a store (``args.pyramid`` is False with ``--no-pyramid``)."""
     if chunks:
         p.add_argument("--chunks", nargs=3, type=int, metavar=("Z", "Y", "X"),
                        help="output chunk shape (default 32 256 256; shards 64 512 512)")
@@ -21,6 +22,11 @@ def add_output_options(p: argparse.ArgumentParser, *, chunks: bool = True,
         p.add_argument("--resume", action="store_true",
                        help="continue an interrupted run: compute only the blocks not yet done "
                        "(same input and parameters required)")
+    if pyramid:
+        p.add_argument("--no-pyramid", dest="pyramid", action="store_false",
+                       help="write full resolution only: no multiscale pyramid (by default "
+                       "levels halved in y, x (and z when near isotropic) until a plane fits "
+                       "512 x 512, for viewers)")
 
 
 def add_scheduler_option(p: argparse.ArgumentParser, *, cluster: bool = False) -> None:

@@ -36,7 +36,7 @@ def _run(args: argparse.Namespace) -> int:
         summary = run_convert(
             args.inputs, args.out, voxel_size=args.voxel_size, chunks=args.chunks,
             channel=args.channel, drop_slices=args.drop_slices, overwrite=args.overwrite,
-            resume=args.resume, client=client,
+            resume=args.resume, pyramid=args.pyramid, client=client,
         )
     print(json.dumps(summary, indent=2))
     return 0

@@ -78,6 +78,7 @@ def _run(args: argparse.Namespace) -> int:
             client=client, resume=args.resume, overwrite=args.overwrite,
             progress=not args.quiet, method=args.method, memory_gib=args.memory,
             resample=args.resample, voxel_size=args.voxel_size, precision=args.precision,
+            pyramid=args.pyramid,
         )
     print(json.dumps(summary, indent=2))
     return 0

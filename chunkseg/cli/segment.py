@@ -19,10 +19,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         "the boundaries), their region graph with the mean boundary probability over each "
         "interface, one global agglomeration (mutex watershed). Method 'flood': the seeded, "
         "bounded watershed. Writes an OME-Zarr label image (napari opens it as labels) and a "
-        "cell table OUT/cells.csv.",
+        "cell table cells.csv beside the labels; on its own (--out) or inside the raw image (--labels-in).",
     )
     p.add_argument("input", metavar="PROB", help="membrane probability (OME-Zarr, Zarr or TIFF)")
-    p.add_argument("--out", required=True, help="output OME-Zarr label image")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--out", help="output OME-Zarr label image of its own")
+    where.add_argument("--labels-in", metavar="IMAGE",
+                       help="write the labels inside this OME-Zarr image (same shape, e.g. the "
+                       "raw) as IMAGE/labels/NAME, where napari shows them over the image")
+    p.add_argument("--label-name", default="cells", metavar="NAME",
+                   help="name of the label image inside --labels-in (default cells)")
     p.add_argument("--method", choices=("agglo", "flood"), default="agglo",
                    help="agglomeration on the fragment graph (default) or seeded flood")
     p.add_argument("--threshold", type=float,
@@ -61,12 +67,13 @@ def _run(args: argparse.Namespace) -> int:
 
     with cluster(args) as client:
         summary = run_segment(
-            args.input, out=args.out, method=args.method, threshold=args.threshold,
+            args.input, out=args.out, labels_in=args.labels_in, label_name=args.label_name, method=args.method, threshold=args.threshold,
             min_size=args.min_size, seed_distance=args.seed_distance, reach=args.reach,
             fragment_radius=args.fragment_radius, fragment_sigma=args.fragment_sigma,
             linkage=args.linkage,
             membrane_reach=args.membrane_reach, timepoints=args.timepoints, block=args.block,
-            chunks=args.chunks, overwrite=args.overwrite, resume=args.resume, client=client,
+            chunks=args.chunks, overwrite=args.overwrite, resume=args.resume,
+            pyramid=args.pyramid, client=client,
             progress=not args.quiet,
         )
     print(json.dumps(summary, indent=2))

@@ -16,6 +16,7 @@ from typing import Any
 import dask.array as da
 
 from chunkseg.engine.blocks import write_volume
+from chunkseg.engine.pyramid import finish_image
 from chunkseg.errors import InputError, InputNotFoundError, ParameterError
 from chunkseg.io.fingerprint import fingerprint
 from chunkseg.io.hdf5 import split_hdf5_path
@@ -24,7 +25,6 @@ from chunkseg.io.store import (
     create_image,
     default_chunks,
     is_zarr,
-    mark_complete,
     open_volume,
 )
 from chunkseg.io.tiff import DEFAULT_BLOCK
@@ -112,6 +112,7 @@ def run_convert(
     drop_slices: str | Sequence[int] | None = None,
     overwrite: bool = False,
     resume: bool = False,
+    pyramid: bool = True,
     client: Any = None,
     progress: bool = True,
 ) -> dict[str, Any]:
@@ -136,6 +137,8 @@ def run_convert(
         Artifact z-slices to remove (``"3,17,40-45"``), recorded in the metadata.
     overwrite, resume : bool
         Replace an existing output / continue an interrupted conversion.
+    pyramid : bool
+        Add a multiscale pyramid (levels halved until a plane fits 512 x 512).
     client : distributed.Client, optional
         Cluster to run on; ``None`` uses dask's threaded scheduler.
     progress : bool
@@ -173,11 +176,12 @@ def run_convert(
         "fingerprint": fingerprint(sources, params, shape=data.shape, dtype=data.dtype),
     }
     arr = create_image(out, shape=data.shape, dtype=data.dtype, voxel_size=vs, chunks=chunks,
-                       attrs=attrs, overwrite=overwrite, resume=resume)
+                       attrs=attrs, overwrite=overwrite, resume=resume, pyramid=pyramid)
     report = write_volume(data, out, client=client, resume=resume, progress=progress, desc="convert")
     seconds = time.perf_counter() - t0
     nbytes = data.size * data.dtype.itemsize
-    mark_complete(out, convert_seconds=round(seconds, 3))
+    finish_image(out, client=client, resume=resume, progress=progress,
+                 convert_seconds=round(seconds, 3))
     return {
         "out": str(out),
         "shape": list(data.shape),

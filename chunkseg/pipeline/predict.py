@@ -77,6 +77,7 @@ def run_predict(
     resample: bool = True,
     voxel_size: Sequence[float] | None = None,
     precision: str = "float32",
+    pyramid: bool = True,
 ) -> dict[str, Any]:
     """Predict the membrane probability of a volume / time series.
 
@@ -128,6 +129,8 @@ def run_predict(
         scheduler (threads by default).
     resume, overwrite : bool
         Continue an interrupted run / replace an existing output.
+    pyramid : bool
+        Add a multiscale pyramid (levels halved until a plane fits 512 x 512).
     progress : bool
         Show a progress bar over blocks.
     resample : bool
@@ -173,7 +176,7 @@ def run_predict(
     summary = write_probability(in_path, vol, scorer, out=out, timepoints=(t0, t1),
                                 dtype=dtype, threshold=threshold, mask_out=mask_out,
                                 client=client, resume=resume, overwrite=overwrite,
-                                progress=progress)
+                                progress=progress, pyramid=pyramid)
     summary["seconds"] = round(time.perf_counter() - t_start, 3)
     return summary
 

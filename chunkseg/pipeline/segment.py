@@ -30,9 +30,11 @@ from chunkseg.engine.blocks import write_volume
 from chunkseg.engine.segment import Reader, final_labels, remove_work, segment_volume
 from chunkseg.errors import DTypeError, InputError, OutputExistsError, ResumeMismatchError
 from chunkseg.io.fingerprint import fingerprint as run_fingerprint
-from chunkseg.io.store import create_image, is_zarr, mark_complete, open_volume, read_attrs
+from chunkseg.engine.pyramid import finish_image
+from chunkseg.io.store import check_resume_pyramid, create_image, is_zarr, open_volume, read_attrs
 from chunkseg.ops.rag import Linkage
 from chunkseg.ops.slices import parse_timepoints
+from chunkseg.pipeline.label_image import describe_labels, label_output
 
 __all__ = ["CELL_TABLE", "DEFAULT_BLOCK", "check_probability", "run_segment",
            "write_cell_table"]
@@ -96,21 +98,12 @@ def write_cell_table(path: str | os.PathLike, tables: list, times: Sequence[int]
     return rows
 
 
-def _add_label_metadata(path: Path, source: str) -> None:
-    import zarr
-
-    group = zarr.open_group(str(path), mode="r+")
-    ome = dict(group.attrs["ome"])
-    ome["image-label"] = {"version": "0.5",
-                          "colors": [{"label-value": 0, "rgba": [0, 0, 0, 0]}],
-                          "source": {"image": os.path.relpath(source, path)}}
-    group.attrs["ome"] = ome
-
-
 def run_segment(
     prob_path: str | os.PathLike,
     *,
-    out: str | os.PathLike,
+    out: str | os.PathLike | None = None,
+    labels_in: str | os.PathLike | None = None,
+    label_name: str = "cells",
     method: SegmentMethod = "agglo",
     threshold: float | None = None,
     min_size: float = 1.0,
@@ -126,6 +119,7 @@ def run_segment(
     chunks: Sequence[int] | None = None,
     overwrite: bool = False,
     resume: bool = False,
+    pyramid: bool = True,
     client: Any = None,
     progress: bool = True,
     keep_work: bool = False,
@@ -137,8 +131,13 @@ def run_segment(
     prob_path : path-like
         Membrane probability (t, z, y, x): float in [0, 1], uint8 (``v / 255``) or a
         0/1 mask store; OME-Zarr, Zarr or TIFF.
-    out : path-like
-        Output OME-Zarr label image (``kind = "labels"``).
+    out : path-like, optional
+        Output OME-Zarr label image (``kind = "labels"``) of its own.
+    labels_in : path-like, optional
+        Instead of ``out``: write the labels inside this image (same shape) as
+        ``<labels_in>/labels/<label_name>``, listed in its NGFF ``labels`` group.
+    label_name : str
+        Name of the label image inside ``labels_in``.
     method : {"agglo", "flood"}
         ``agglo``: fragments merged on their region graph; ``flood``: seeded flood.
     threshold : float, optional
@@ -166,6 +165,8 @@ def run_segment(
         the seed, flood and relabel blocks not yet done are computed.  The input (path,
         modification time), every parameter, ``timepoints`` and ``block`` must equal
         the first run's.  An output already complete is left as it is.
+    pyramid : bool
+        Add a multiscale pyramid (levels halved until a plane fits 512 x 512).
     client : distributed.Client, optional
         Cluster; ``None`` runs on dask's current scheduler.
     progress : bool
@@ -209,7 +210,7 @@ def run_segment(
         linkage=linkage)
     params = {"method": method, **method_params.to_dict()}
     t0, t1 = parse_timepoints(timepoints, vol.shape[0])
-    out = Path(out)
+    out = label_output(out, labels_in, label_name, shape=(t1 - t0, *vol.shape[1:]))
     work = Path(f"{out}.work")
     for path in (out, work):
         if path.exists() and not (overwrite or resume):
@@ -219,7 +220,7 @@ def run_segment(
     fingerprint = run_fingerprint(prob_path, {**params, "block": block,
                                               "timepoints": [t0, t1]},
                                   shape=vol.shape, dtype=vol.dtype)
-    done = _resumed(prob_path, out, fingerprint) if resume else None
+    done = _resumed(prob_path, out, fingerprint, pyramid) if resume else None
     if done is not None:
         return done
     if overwrite and not resume:
@@ -236,23 +237,26 @@ def run_segment(
     attrs = {"kind": "labels", "source": [str(prob_path)], "segment": params,
              "timepoints": [t0, t1], "block": list(res["block"]), "halo": res["halo"],
              "fingerprint": fingerprint}
-    labels = _write_labels(prob_path, vol, res, out, attrs=attrs, chunks=chunks,
-                           client=client, resume=resume, overwrite=overwrite, progress=progress)
+    labels = _write_labels(vol, res, out, attrs=attrs, chunks=chunks, client=client,
+                           resume=resume, overwrite=overwrite, progress=progress,
+                           pyramid=pyramid)
     secs["relabel"] = time.perf_counter() - t_write
     t_table = time.perf_counter()
     n_rows = write_cell_table(out / CELL_TABLE, res["tables"], range(t0, t1), vol.voxel_size)
     secs["cell_table"] = time.perf_counter() - t_table
+    describe_labels(out, source=prob_path, image=labels_in, times=range(t0, t1),
+                    ids=[cells.ids for _, _, cells in res["tables"]], table=out / CELL_TABLE)
     if not keep_work:
         remove_work(work)
     total = time.perf_counter() - t_start
-    mark_complete(out, n_cells=labels["n_cells"], segment_seconds=round(total, 3),
-                  cell_table=CELL_TABLE)
+    finish_image(out, client=client, resume=resume, progress=progress,
+                 n_cells=labels["n_cells"], segment_seconds=round(total, 3), cell_table=CELL_TABLE)
     return {"input": str(prob_path), "out": str(out), "cell_table": str(out / CELL_TABLE),
             **labels, "timepoints": [t0, t1], "table_rows": n_rows, **params,
             **_run_facts(res, secs, total), "fingerprint": fingerprint}
 
 
-def _resumed(prob_path, out: Path, fingerprint: str) -> dict[str, Any] | None:
+def _resumed(prob_path, out: Path, fingerprint: str, pyramid: bool) -> dict[str, Any] | None:
     """The summary of an output already complete; refuse one of another run."""
     if not is_zarr(out):  # checked before the work phases, not after them
         return None
@@ -262,23 +266,23 @@ def _resumed(prob_path, out: Path, fingerprint: str) -> dict[str, Any] | None:
             f"{out}: cannot resume; the input or parameters differ from the first run "
             f"(fingerprint {old.get('fingerprint')!r}, now {fingerprint!r}). "
             "Use --overwrite to start again.")
+    check_resume_pyramid(out, pyramid)
     if old.get("complete"):
         return {"input": str(prob_path), "out": str(out), "resumed": "already complete",
                 "n_cells": old.get("n_cells"), "fingerprint": fingerprint, "writes": {}}
     return None
 
 
-def _write_labels(prob_path, vol, res: dict[str, Any], out: Path, *, attrs: dict[str, Any],
-                  chunks, client, resume: bool, overwrite: bool,
-                  progress: bool) -> dict[str, Any]:
-    """The final labels (uint32, uint64 if more cells) and their NGFF label metadata."""
+def _write_labels(vol, res: dict[str, Any], out: Path, *, attrs: dict[str, Any], chunks,
+                  client, resume: bool, overwrite: bool, progress: bool,
+                  pyramid: bool) -> dict[str, Any]:
+    """The final labels (uint32, uint64 if more cells)."""
     n_cells = [int(cells.ids.size) for _, _, cells in res["tables"]]
     dtype = np.uint32 if max(n_cells, default=0) < np.iinfo(np.uint32).max else np.uint64
     t0, t1 = attrs["timepoints"]
     shape = (t1 - t0, *vol.shape[1:])
     create_image(out, shape=shape, dtype=dtype, voxel_size=vol.voxel_size, chunks=chunks,
-                 attrs=attrs, overwrite=overwrite, resume=resume)
-    _add_label_metadata(out, str(prob_path))
+                 attrs=attrs, overwrite=overwrite, resume=resume, pyramid=pyramid)
     report = write_volume(final_labels(res["flood"], res["tables"], dtype=dtype), out,
                           client=client, resume=resume, progress=progress,
                           desc="segment: relabel")
