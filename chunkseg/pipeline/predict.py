@@ -201,7 +201,7 @@ def run_predict(
     """
     import dask.array as da
 
-    from chunkseg.engine.blocks import write_volume
+    from chunkseg.engine.blocks import Series, write_volume
     from chunkseg.engine.cluster import dashboard_url, get_client
     from chunkseg.engine.predict import ModelSpec, predict_array
     from chunkseg.io.store import create_image, mark_complete, open_volume
@@ -261,18 +261,22 @@ def run_predict(
                      chunks=(1, *_chunks_for(block_)), shards=(1, *block_), attrs=attrs,
                      overwrite=overwrite, resume=resume)
         spec = ModelSpec(info.path, threads=tf_threads)
-        frames = []
-        for t in range(t0, t1):
-            x = vol.data[t]
-            if norm is not None:
-                x = x.map_blocks(scale_to_uint8, norm["low"], norm["high"], dtype=np.uint8)
-            p = predict_array(x, spec, block=block_, halo=halo_, tile=tile_, pool=info.pool,
-                              receptive=info.receptive, blend=blend, batch=batch,
-                              scale=1 / 255 if x.dtype == np.uint8 else 1.0)
-            frames.append(p.map_blocks(_to_dtype, dtype, dtype=np.dtype(dtype)))
+
+        def frames(a: int, b: int) -> da.Array:  # graphs built per time point
+            out_frames = []
+            for t in range(t0 + a, t0 + b):
+                x = vol.data[t]
+                if norm is not None:
+                    x = x.map_blocks(scale_to_uint8, norm["low"], norm["high"], dtype=np.uint8)
+                p = predict_array(x, spec, block=block_, halo=halo_, tile=tile_,
+                                  pool=info.pool, receptive=info.receptive, blend=blend,
+                                  batch=batch, scale=1 / 255 if x.dtype == np.uint8 else 1.0)
+                out_frames.append(p.map_blocks(_to_dtype, dtype, dtype=np.dtype(dtype)))
+            return da.stack(out_frames)
+
         t_predict = time.perf_counter()
-        report = write_volume(da.stack(frames), out, client=client, resume=resume,
-                              progress=progress, desc="predict")
+        report = write_volume(Series((nt, *shape), np.dtype(dtype), frames), out,
+                              client=client, resume=resume, progress=progress, desc="predict")
         predict_seconds = time.perf_counter() - t_predict
         n_workers, n_threads = _workers(client)
         voxels = int(nt * math.prod(shape))
