@@ -27,7 +27,7 @@ from chunkseg.engine.predict import (
     ModelSpec,
     block_grid,
     get_model,
-    pad_border,
+    mirror_region,
     predict_array,
     tile_stats,
 )
@@ -59,11 +59,22 @@ def fake_net(x: np.ndarray) -> np.ndarray:
 
 @settings(max_examples=25, deadline=None)
 @given(shape=st.tuples(*(st.integers(1, 9),) * 3), width=st.tuples(*(st.integers(0, 20),) * 3),
-       chunk=st.integers(2, 5))
-def test_pad_border_equals_numpy_symmetric_for_any_width(shape, width, chunk):
+       data=st.data())
+def test_mirror_region_equals_numpy_symmetric_for_any_width(shape, width, data):
     a = np.arange(np.prod(shape)).reshape(shape)
-    got = pad_border(da.from_array(a, chunks=chunk), width).compute(scheduler="sync")
-    np.testing.assert_array_equal(got, np.pad(a, [(w, w) for w in width], mode="symmetric"))
+    start = [data.draw(st.integers(-w, n + w - 1)) for n, w in zip(shape, width)]
+    stop = [data.draw(st.integers(s + 1, n + w)) for s, n, w in zip(start, shape, width)]
+    reads = []
+
+    def read(region):
+        reads.append(region)
+        return a[region]
+
+    got = mirror_region(read, shape, start, stop)
+    ref = np.pad(a, [(w, w) for w in width], mode="symmetric")
+    np.testing.assert_array_equal(
+        got, ref[tuple(slice(s + w, e + w) for s, e, w in zip(start, stop, width))])
+    assert len(reads) == 1  # one read of the bounding box
 
 
 def test_block_grid():

@@ -100,6 +100,10 @@ class Series:
             return darr
         return cls(tuple(darr.shape), darr.dtype, lambda a, b: darr[a:b])
 
+    def to_dask(self) -> da.Array:
+        """The whole series as one dask array (for small series and tests)."""
+        return da.concatenate([self.slab(t, t + 1) for t in range(self.shape[0])])
+
 
 @functools.lru_cache(maxsize=16)
 def _open_for_write(array_path: str):

@@ -43,8 +43,8 @@ import dask
 import dask.array as da
 import numpy as np
 
-from chunkseg.engine.blocks import write_volume
-from chunkseg.engine.reduce import compute
+from chunkseg.engine.blocks import Series, write_volume
+from chunkseg.engine.submit import compute_windowed
 from chunkseg.ops.segstats import (
     SegStats, block_stats, combine_stats, contacts, face_pairs, finish_labels, merge_plan,
     relabel, sum_pair_counts, union_map,
@@ -184,7 +184,7 @@ def _assemble(blocks: dict, grid_shape: Sequence[int], shapes: dict, dtype) -> d
     """One dask array (t, z, y, x) from delayed blocks indexed ``(t, bz, by, bx)``."""
     def nest(prefix: tuple, depth: int):
         if depth == len(grid_shape):
-            return da.from_delayed(blocks[prefix], shape=shapes[prefix], dtype=dtype)
+            return da.from_delayed(blocks[prefix], shape=shapes[prefix[1:]], dtype=dtype)
         return [nest(prefix + (i,), depth + 1) for i in range(grid_shape[depth])]
 
     return da.block(nest((), 0))
@@ -264,8 +264,8 @@ def segment_volume(
     shape4 = (len(tps), *shape3)
     grid = _grid(shape3, block)
     gshape = (len(tps), *(-(-s // b) for s, b in zip(shape3, block)))
-    shapes = {(k, *idx): (1, *(r.stop - r.start for r in _owned(idx, shape3, block)))
-              for k in range(len(tps)) for idx in grid}
+    shapes = {idx: (1, *(r.stop - r.start for r in _owned(idx, shape3, block)))
+              for idx in grid}
     secs: dict[str, float] = {}
 
     t0 = time.perf_counter()
@@ -273,12 +273,15 @@ def segment_volume(
                               voxel_size=params.voxel_size, resume=resume,
                               fingerprint=fingerprint)
     seeds_path = store(work / "seeds.zarr", kind="seeds")
-    delayed = dask.delayed(_seed_task, pure=True)
-    blocks = {}
-    for k, t in enumerate(tps):
-        for j, idx in enumerate(grid):
-            blocks[(k, *idx)] = delayed(prob, t, idx, k * len(grid) + j, shape3, block, params)
-    reports = {"seeds": write_volume(_assemble(blocks, gshape, shapes, np.uint64), seeds_path,
+    seed = dask.delayed(_seed_task, pure=True)
+
+    def seed_slab(a: int, b: int) -> da.Array:  # graphs built per time point
+        blocks = {(k - a, *idx): seed(prob, tps[k], idx, k * len(grid) + j, shape3, block,
+                                      params)
+                  for k in range(a, b) for j, idx in enumerate(grid)}
+        return _assemble(blocks, (b - a, *gshape[1:]), shapes, np.uint64)
+
+    reports = {"seeds": write_volume(Series(shape4, np.uint64, seed_slab), seeds_path,
                                      client=client, resume=resume, progress=progress,
                                      desc="segment: seeds")}
     secs["seeds"] = time.perf_counter() - t0
@@ -286,22 +289,31 @@ def segment_volume(
     t0 = time.perf_counter()
     seeds = Reader(seeds_path)
     face = dask.delayed(_face_task, pure=True)
-    parts = compute([face(seeds, k, idx, shape3, block)
-                     for k in range(len(tps)) for idx in grid], client)
-    all_pairs = [p for part in parts for p in part]
-    keys, roots = union_map(all_pairs)
+    parts = compute_windowed((face(seeds, k, idx, shape3, block)
+                              for k in range(len(tps)) for idx in grid), client=client)
+    # seed ids are unique per block and time point: one union-find per time point
+    maps = [union_map([p for part in parts[k * len(grid):(k + 1) * len(grid)] for p in part])
+            for k in range(len(tps))]
+    n_pairs = sum(len(p) for part in parts for p in part)
+    del parts
     secs["face_merge"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     flood_path = store(work / "flood.zarr", kind="flood")
     fl = dask.delayed(_flood_task, pure=True)
-    keys_d, roots_d = dask.delayed(keys), dask.delayed(roots)
     stats_dir = work / "stats"
     stats_dir.mkdir(exist_ok=True)
-    blocks = {(k, *idx): fl(prob, seeds, t, k, idx, shape3, block, params, keys_d, roots_d,
-                            str(stats_dir))
-              for k, t in enumerate(tps) for idx in grid}
-    reports["flood"] = write_volume(_assemble(blocks, gshape, shapes, np.uint64), flood_path,
+
+    def flood_slab(a: int, b: int) -> da.Array:
+        blocks = {}
+        for k in range(a, b):
+            keys_d, roots_d = dask.delayed(maps[k][0]), dask.delayed(maps[k][1])
+            for idx in grid:
+                blocks[(k - a, *idx)] = fl(prob, seeds, tps[k], k, idx, shape3, block, params,
+                                           keys_d, roots_d, str(stats_dir))
+        return _assemble(blocks, (b - a, *gshape[1:]), shapes, np.uint64)
+
+    reports["flood"] = write_volume(Series(shape4, np.uint64, flood_slab), flood_path,
                                     client=client, resume=resume, progress=progress,
                                     desc="segment: flood")
     secs["flood"] = time.perf_counter() - t0
@@ -319,21 +331,27 @@ def segment_volume(
     return {"flood": flood_path, "tables": tables, "seconds": secs,
             "halo": {"seeds": list(seed_halo(params)), "flood": list(flood_halo(params))},
             "blocks": len(grid) * len(tps), "block": list(block),
-            "face_pairs": int(sum(len(p) for p in all_pairs)), "seed_unions": int(keys.size),
+            "face_pairs": int(n_pairs), "seed_unions": int(sum(m[0].size for m in maps)),
             "writes": {name: {"written": r.written, "skipped": r.skipped}
                        for name, r in reports.items()}}
 
 
-def final_labels(flood_path: str, tables: list, *, dtype=np.uint32) -> da.Array:
-    """Lazy final labels ``(t, z, y, x)``: the provisional labels mapped through ``tables``."""
+def final_labels(flood_path: str, tables: list, *, dtype=np.uint32) -> Series:
+    """Lazy final labels ``(t, z, y, x)``: the provisional labels mapped through ``tables``.
+
+    A :class:`~chunkseg.engine.blocks.Series`: the tasks of time point ``k`` carry only
+    ``tables[k]``.
+    """
     arr = da.from_zarr(_open(flood_path))
 
-    def fn(block, block_info=None):
-        k = block_info[0]["chunk-location"][0]
-        keys, final, _ = tables[k]
-        return relabel(block, keys, final).astype(dtype)
+    def slab(a: int, b: int) -> da.Array:
+        parts = []
+        for k in range(a, b):
+            keys, final, _ = tables[k]
+            parts.append(arr[k : k + 1].map_blocks(relabel, keys, final, dtype=arr.dtype))
+        return da.concatenate(parts).astype(dtype)
 
-    return arr.map_blocks(fn, dtype=dtype)
+    return Series(tuple(arr.shape), np.dtype(dtype), slab)
 
 
 def remove_work(work: str | os.PathLike) -> None:
