@@ -29,7 +29,8 @@ from typing import Any
 import numpy as np
 
 from chunkseg import __version__
-from chunkseg.engine.reduce import compute, overlap_reduce
+from chunkseg.engine.reduce import overlap_reduce
+from chunkseg.engine.submit import compute_windowed
 from chunkseg.errors import DTypeError, InputError, OutputExistsError, ParameterError, ShapeError
 from chunkseg.io.store import open_volume
 from chunkseg.ops.metrics import (
@@ -240,13 +241,17 @@ def run_evaluate(
     def block_fn(p, t):
         return block_statistics(p, t, spec)
 
-    parts = []
-    for t in range(t0, t1):
+    def frame(t: int):
         p = prob.data[t] if block is None else prob.data[t].rechunk(tuple(int(b) for b in block))
-        parts.append(overlap_reduce(block_fn, [p, tdata[t + offset].rechunk(p.chunks)],
-                                    depths=[spec.halo_prob, spec.halo_truth]))
-    parts_chunks = p.chunks
-    per_t = compute(parts, client)
+        return p
+
+    def part(t: int):  # one graph per time point, submitted in a sliding window
+        p = frame(t)
+        return overlap_reduce(block_fn, [p, tdata[t + offset].rechunk(p.chunks)],
+                              depths=[spec.halo_prob, spec.halo_truth])
+
+    parts_chunks = frame(t0).chunks
+    per_t = compute_windowed((part(t) for t in range(t0, t1)), client=client)
     bad = np.sum([s["bad"] for s in per_t], axis=0)
     if bad[0]:
         raise InputError(f"{prob_path}: membrane probability must lie in [0, 1]; found {bad[0]} "

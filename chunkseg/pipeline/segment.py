@@ -24,7 +24,8 @@ import dask
 import numpy as np
 
 from chunkseg.engine.blocks import write_volume
-from chunkseg.engine.reduce import compute
+from chunkseg.engine.stats import fold
+from chunkseg.engine.submit import compute_windowed
 from chunkseg.engine.segment import Reader, final_labels, remove_work, segment_volume
 from chunkseg.errors import (
     DTypeError, InputError, OutputExistsError, ResumeMismatchError, ShapeError,
@@ -64,11 +65,18 @@ def check_probability(vol, *, name: str, times: tuple[int, int] | None = None) -
         raise DTypeError(f"{name}: membrane probability must be float in [0, 1] or uint8; "
                          f"got dtype {data.dtype}")
     t0, t1 = times if times is not None else (0, data.shape[0])
-    lo, hi = dask.compute(data[t0:t1].min(), data[t0:t1].max())
+    pairs = (dask.delayed(np.array)([data[t].min(), data[t].max()]) for t in range(t0, t1))
+    (lo, hi), _ = fold(pairs, _min_max)  # one time point at a time
     if not (lo >= 0 and hi <= 1):  # NaN fails both comparisons
         raise InputError(f"{name}: membrane probability must lie in [0, 1]; found values in "
                          f"[{lo}, {hi}] (NaN if shown)")
     return data
+
+
+def _min_max(parts: Sequence[np.ndarray]) -> np.ndarray:
+    """Smallest minimum and largest maximum of ``[min, max]`` pairs (NaN propagates)."""
+    a = np.stack(parts)
+    return np.array([np.min(a[:, 0]), np.max(a[:, 1])])
 
 
 def write_cell_table(path: str | os.PathLike, tables: list, times: Sequence[int],
@@ -306,17 +314,16 @@ def instance_report(
         raise ShapeError(f"{pred_labels_path}: labels shape {pred.shape} differs from the "
                          f"truth {truth_labels_path} shape {truth.shape}")
     t0, t1 = parse_timepoints(timepoints, pred.shape[0])
-    p = pred.data[t0:t1]
-    t = truth.data[t0:t1].rechunk(p.chunks)
-    pb, tb = p.to_delayed(), t.to_delayed()
     task = dask.delayed(_contingency_task, pure=True)
-    keys = list(np.ndindex(*pb.shape))
-    tasks = [task(pb[k], tb[k]) for k in keys]
-    parts = compute(tasks, client)
-    per_t = []
-    for k in range(t1 - t0):
-        table = combine_contingency([r for key, r in zip(keys, parts) if key[0] == k])
-        per_t.append({"t": t0 + k, **instance_scores(table, ious=ious)})
+
+    def timepoint(t: int):  # one graph per time point, submitted in a sliding window
+        p = pred.data[t]
+        pb, tb = p.to_delayed().ravel(), truth.data[t].rechunk(p.chunks).to_delayed().ravel()
+        return dask.delayed(combine_contingency)([task(a, b) for a, b in zip(pb, tb)])
+
+    tables = compute_windowed((timepoint(t) for t in range(t0, t1)), client=client)
+    per_t = [{"t": t0 + k, **instance_scores(table, ious=ious)}
+             for k, table in enumerate(tables)]
     out: dict[str, Any] = {"pred": str(pred_labels_path), "truth": str(truth_labels_path),
                            "timepoints": [t0, t1], "unlabelled": "truth 0 voxels excluded",
                            "per_timepoint": per_t}
