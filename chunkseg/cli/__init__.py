@@ -27,6 +27,7 @@ COMMANDS: list[str] = [
     "crops",
     "train",
     "predict",
+    "plan",
     "segment",
     "benchmark",
     "evaluate",
