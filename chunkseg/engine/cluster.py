@@ -50,6 +50,7 @@ def get_client(
     memory_limit: str | None = "auto",
     quiet: bool = False,
     worker_env: dict[str, str] | None = None,
+    dashboard_address: str | None = None,
 ) -> Iterator[Any]:
     """Yield a ``distributed.Client`` (or ``None`` for dask's local schedulers).
 
@@ -73,6 +74,9 @@ def get_client(
     worker_env : dict, optional
         Environment variables for LocalCluster worker processes (e.g. thread counts
         for TensorFlow).
+    dashboard_address : str, optional
+        Where the LocalCluster serves its dask dashboard, e.g. ``":8787"`` or
+        ``"0.0.0.0:8787"`` (default ``":0"``: any free port, printed to stderr).
 
     Raises
     ------
@@ -102,7 +106,7 @@ def get_client(
             threads_per_worker=n_threads,
             processes=True,
             memory_limit=memory_limit,
-            dashboard_address=":0",
+            dashboard_address=dashboard_address or ":0",
             env=env,
         )
         client = Client(cluster)

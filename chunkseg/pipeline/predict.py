@@ -66,6 +66,11 @@ __all__ = [
 ]
 
 
+def _time_frame(p: np.ndarray, dtype: str) -> np.ndarray:
+    """A predicted block in the output dtype, with a leading time axis."""
+    return _to_dtype(p, dtype)[None]
+
+
 def write_threshold_mask(
     prob_path: str | os.PathLike,
     *,
@@ -124,6 +129,7 @@ def run_predict(
     method: str = "unet",
     client: Any = None,
     memory_gib: float | None = None,
+    dashboard_address: str | None = None,
 ) -> dict[str, Any]:
     """Predict the membrane probability of a volume / time series.
 
@@ -179,6 +185,8 @@ def run_predict(
         (:func:`memory_budget`): a quarter of this machine's RAM per worker
         process (1 GiB to 16 GiB) for the threads scheduler or a LocalCluster on CPU;
         1 GiB with GPUs, a remote ``scheduler`` or a given ``client``.
+    dashboard_address : str, optional
+        Where a LocalCluster started here serves the dask dashboard (``":8787"``).
 
     Returns
     -------
@@ -200,6 +208,7 @@ def run_predict(
         Scheduler unreachable within ``connect_timeout``.
     """
     import dask.array as da
+    from dask.base import tokenize
 
     from chunkseg.engine.blocks import Series, write_volume
     from chunkseg.engine.cluster import dashboard_url, get_client
@@ -247,7 +256,8 @@ def run_predict(
         session = contextlib.nullcontext(client)
     else:
         session = get_client(scheduler, workers=l_workers, threads_per_worker=l_threads,
-                             timeout=connect_timeout, worker_env=env)
+                             timeout=connect_timeout, worker_env=env,
+                             dashboard_address=dashboard_address)
     with session as client:
         norm = _input_range(vol, info, client)
         fingerprint = _fingerprint(input=str(Path(in_path).resolve()), shape=vol.shape,
@@ -262,17 +272,21 @@ def run_predict(
                      overwrite=overwrite, resume=resume)
         spec = ModelSpec(info.path, threads=tf_threads)
 
-        def frames(a: int, b: int) -> da.Array:  # graphs built per time point
-            out_frames = []
-            for t in range(t0 + a, t0 + b):
-                x = vol.data[t]
-                if norm is not None:
-                    x = x.map_blocks(scale_to_uint8, norm["low"], norm["high"], dtype=np.uint8)
-                p = predict_array(x, spec, block=block_, halo=halo_, tile=tile_,
-                                  pool=info.pool, receptive=info.receptive, blend=blend,
-                                  batch=batch, scale=1 / 255 if x.dtype == np.uint8 else 1.0)
-                out_frames.append(p.map_blocks(_to_dtype, dtype, dtype=np.dtype(dtype)))
-            return da.stack(out_frames)
+        def frame(t: int) -> da.Array:  # one time point's graph, built when submitted
+            x = vol.data[t]
+            if norm is not None:
+                x = x.map_blocks(scale_to_uint8, norm["low"], norm["high"], dtype=np.uint8)
+            p = predict_array(x, spec, block=block_, halo=halo_, tile=tile_, pool=info.pool,
+                              receptive=info.receptive, blend=blend, batch=batch,
+                              scale=1 / 255 if x.dtype == np.uint8 else 1.0)
+            # one task per block, named for the dashboard: predict-network-t0042-...
+            return p.map_blocks(_time_frame, dtype, new_axis=0, chunks=((1,), *p.chunks),
+                                dtype=np.dtype(dtype),
+                                name=f"predict-network-t{t:04d}-{tokenize(p.name, dtype)}")
+
+        def frames(a: int, b: int) -> da.Array:
+            parts = [frame(t) for t in range(t0 + a, t0 + b)]
+            return parts[0] if len(parts) == 1 else da.concatenate(parts)
 
         t_predict = time.perf_counter()
         report = write_volume(Series((nt, *shape), np.dtype(dtype), frames), out,
