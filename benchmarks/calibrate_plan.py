@@ -37,7 +37,7 @@ FULL = (251, 1024, 1024)
 
 def network(calls: int) -> dict:
     """Throughput of the default model on the tile/batch planned for a full time point."""
-    from benchmarks.load import LoadProbe
+    from load import LoadProbe
     from chunkseg.engine.cluster import LOCAL_SCHEDULERS  # noqa: F401 (light import check)
     from chunkseg.engine.predict import ModelSpec
     from chunkseg.pipeline.predict_plan import memory_budget, model_info, plan_tiles, \
@@ -75,7 +75,7 @@ def overhead(n_t: int = 40) -> dict:
     import dask
     import dask.array as da
 
-    from benchmarks.load import LoadProbe
+    from load import LoadProbe
     from chunkseg.engine.blocks import Series, write_volume
     from chunkseg.engine.predict import predict_array
     from chunkseg.io.store import create_image, open_volume
@@ -102,7 +102,7 @@ def overhead(n_t: int = 40) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from benchmarks.load import machine
+    from load import machine
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=2)
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))
+    sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
     t0 = time.perf_counter()
     code = main()
     print(f"calibrated in {time.perf_counter() - t0:.0f} s; {math.nan if code else 'ok'}")

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from benchmarks.common import hardware
+from common import hardware  # benchmarks/ is on sys.path (as in run.py)
 
 __all__ = ["CPU_FRACTION", "LOAD_FRACTION", "LoadProbe", "machine", "measure_quietly"]
 

@@ -84,7 +84,7 @@ def child(argv: list[str], out: str) -> None:
 
 def measure(command: str, inputs: dict[str, Path], out: Path) -> dict:
     """One child run of ``command``; its JSON line plus the load around it."""
-    from benchmarks.load import LoadProbe
+    from load import LoadProbe
 
     argv = argv_for(command, inputs, out)
     with LoadProbe() as probe:
@@ -98,7 +98,7 @@ def measure(command: str, inputs: dict[str, Path], out: Path) -> dict:
 
 def run(short: int, long: int, commands: list[str]) -> dict:
     """Measure every command at both lengths; rows and the flatness verdicts."""
-    from benchmarks.load import machine
+    from load import machine
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="series-scaling-") as tmp:
@@ -160,6 +160,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    HERE = Path(__file__).resolve().parent
+    sys.path[:0] = [str(HERE.parent), str(HERE)]
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     main()
