@@ -119,18 +119,22 @@ def test_compute_windowed_keeps_order_and_raises():
 
 
 @pytest.mark.slow
-def test_four_workers_equal_one_worker(series, tmp_path):
+def test_four_workers_equal_one_worker(tmp_path):
     distributed = pytest.importorskip("distributed")
     from chunkseg.pipeline.normalize import run_normalize
     from chunkseg.pipeline.segment import run_segment
 
+    raw = tmp_path / "raw.zarr"
+    data = np.random.default_rng(6).integers(0, 4000, (24, *SHAPE), dtype=np.uint16)
+    create_image(raw, shape=data.shape, dtype=data.dtype, chunks=SHAPE)[:] = data
+    mark_complete(raw)
     outs = {}
     for n in (1, 4):
         with distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
                                       dashboard_address=None) as cluster, \
                 distributed.Client(cluster) as client:
             norm = tmp_path / f"n{n}.zarr"
-            run_normalize(series, norm, client=client, progress=False)
+            run_normalize(raw, norm, client=client, progress=False)
             prob = tmp_path / f"p{n}.zarr"
             create_image(prob, shape=(6, 20, 24, 22), dtype=np.float32,
                          attrs={"kind": "probability"})

@@ -5,7 +5,8 @@ One pass over the data: every chunk is reduced to a small value histogram
 (``fan_in`` at a time), one graph per time point; time points run in a sliding window
 and their histograms are folded as they finish (:func:`fold`), so memory is a few chunks
 plus a few histograms whatever the volume size or series length.  Percentiles then
-come from the summed histogram and equal ``numpy.percentile`` of the whole array *exactly* for integer data.
+come from the summed histogram and equal ``numpy.percentile`` of the whole array
+*exactly* for integer data.
 
 Float data take two passes: (1) minimum, maximum and the count of NaN/Inf (any
 non-finite voxel is an error); (2) a histogram of ``bins`` equal bins spanning

@@ -45,6 +45,18 @@ def default_window(client: Any = None) -> int:
     return max(4, 2 * int(threads))
 
 
+def _default_client() -> Any:
+    """The distributed client dask would use for ``compute`` now, else None.
+
+    A ``distributed.Client`` made default (``Client()`` without ``set_as_default=False``)
+    takes over ``dask.compute`` unless a local scheduler is configured; it then gets the
+    sliding window too, and the local schedulers' callbacks (which it would not run)
+    are not relied on.
+    """
+    owner = getattr(dask.base.get_scheduler(), "__self__", None)
+    return owner if type(owner).__name__ == "Client" and hasattr(owner, "compute") else None
+
+
 def run_windowed(
     groups: Iterable[Group],
     on_done: Callable[[Any, Any], None],
@@ -77,6 +89,7 @@ def run_windowed(
     failed, error : list of tags, str or None
         Tags of the tasks that still failed, and the last error seen.
     """
+    client = client if client is not None else _default_client()
     window = window or default_window(client)
     runner = _distributed if client is not None else _local
     return runner(iter(groups), on_done, client, window, retries, strict)
@@ -141,12 +154,16 @@ def _local_batch(batch: Group, on_done, retries: int, failed: list, strict: bool
 
     try:
         with Callback(posttask=posttask):
-            dask.compute(*(d for _, d in batch))
-        return None
+            results = dask.compute(*(d for _, d in batch))
     except Exception as exc:  # noqa: BLE001 - isolate the failing tasks below
         if strict:
             raise
         error = repr(exc)
+    else:
+        for (tag, d), result in zip(batch, results):  # any the callback did not see
+            if d.key not in finished:
+                on_done(tag, result)
+        return None
     for tag, d in batch:
         if d.key in finished:
             continue

@@ -164,8 +164,10 @@ def plan_run(
                                      float(cal["worker_runtime_bytes"])),
         "voxels_per_s_per_worker": v, "block_overhead_s": overhead,
         "throughput_source": "given" if voxels_per_s else
-        f"calibration {cal['measured']} ({cal['machine']['cpu']}, "
-        f"{cal['machine']['usable_cores']} cores)",
+        f"calibrated {cal['measured'][:10]} on {cal['machine']['cpu']}, "
+        f"{cal['machine']['usable_cores']} cores"
+        + (", from CPU time: the machine was loaded"
+           if cal.get("network", {}).get("estimated_from_cpu_time") else ""),
         "expected_hours": round(one_worker_s / int(workers) / 3600, 4),
     }
     if target_hours is not None:
