@@ -38,17 +38,17 @@ FULL = (251, 1024, 1024)
 def network(calls: int) -> dict:
     """Throughput of the default model on the tile/batch planned for a full time point."""
     from load import LoadProbe
-    from chunkseg.engine.cluster import LOCAL_SCHEDULERS  # noqa: F401 (light import check)
+    from chunkseg.engine.cluster import memory_budget
+    from chunkseg.engine.plan import plan_tiles, resolve_halo
     from chunkseg.engine.predict import ModelSpec
-    from chunkseg.pipeline.predict_plan import memory_budget, model_info, plan_tiles, \
-        resolve_halo
+    from chunkseg.model.info import model_info
 
     info = model_info("default")
     halo = resolve_halo(10, info.receptive)
-    plan = plan_tiles(FULL, info, halo=halo, budget_bytes=memory_budget(None, scheduler=None))
+    plan = plan_tiles(FULL, info, halo=halo, budget_bytes=memory_budget(None))
     threads = len(__import__("os").sched_getaffinity(0))
     spec = ModelSpec(info.path, threads=threads)
-    x = np.random.default_rng(0).random((plan["batch"], *plan["tile"], 1), dtype=np.float32)
+    x = np.random.default_rng(0).random((plan.batch, *plan.tile, 1), dtype=np.float32)
     import psutil
 
     spec(np.zeros((1, 16, 16, 16, 1), np.float32))  # load the backend and the model
@@ -59,7 +59,7 @@ def network(calls: int) -> dict:
             spec(x)
     voxels = calls * x[..., 0].size
     wall_v, cpu_v = voxels / probe.wall, voxels * threads / max(probe.cpu, 1e-9)
-    return {"tile": list(plan["tile"]), "batch": plan["batch"], "threads": threads,
+    return {"tile": list(plan.tile), "batch": plan.batch, "threads": threads,
             "calls": calls, "wall_voxels_per_s": round(wall_v), "cpu_voxels_per_s": round(cpu_v),
             "network_voxels_per_s": round(cpu_v if probe.loaded else wall_v),
             "estimated_from_cpu_time": probe.loaded, "probe": probe.summary(),

@@ -4,7 +4,6 @@ measurements both ``run.py`` and ``predict_throughput.py`` take (model, bare net
 from __future__ import annotations
 
 import math
-import os
 import platform
 import threading
 import time
@@ -86,7 +85,9 @@ def hardware(gpus: list[str] | None = None) -> dict[str, Any]:
     import numpy
     import psutil
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    from chunkseg.engine.cluster import cpu_cores
+
+    cores = cpu_cores()
     out = {
         "cpu": _cpu_model(), "cores": cores, "ram_gib": round(psutil.virtual_memory().total / 2**30, 1),
         "platform": platform.platform(), "python": platform.python_version(),

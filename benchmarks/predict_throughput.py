@@ -118,7 +118,7 @@ def seams(model: str, work: Path, trained: bool, shape=(50, 70, 70),
     inp = make_input(work / "in_seams.ome.zarr", shape)
     if not trained:
         model = spread_head(model, work, open_array(inp)[0, :32, :64, :64] / np.float32(255))
-    kw = dict(model=model, scheduler="threads", overwrite=True, progress=False)
+    kw = dict(model=model, overwrite=True, progress=False)
     found = []
     for halo in ("auto", 10):
         ref = run_predict(inp, out=work / "seam_ref.zarr", halo=halo, block=shape, tile=512,
@@ -139,11 +139,15 @@ def seams(model: str, work: Path, trained: bool, shape=(50, 70, 70),
     return found
 
 
-def run_predict_measured(inp: str, out: Path, model: str, **kw) -> dict[str, Any]:
+def run_predict_measured(inp: str, out: Path, model: str, *, cluster: bool = False,
+                         **kw) -> dict[str, Any]:
+    """``run_predict`` with peak memory: threads scheduler, or a LocalCluster (``cluster``)."""
+    from chunkseg.engine.cluster import get_client
     from chunkseg.pipeline.predict import run_predict
 
-    with PeakRSS() as mem:
-        s = run_predict(inp, model=model, out=out, overwrite=True, progress=False, **kw)
+    with PeakRSS() as mem, get_client(None if cluster else "threads", layout="model") as client:
+        s = run_predict(inp, model=model, out=out, overwrite=True, progress=False,
+                        client=client, **kw)
     s["peak_rss_mb"] = round(mem.peak_mb, 1)
     s["rss_increase_mb"] = round(mem.delta_mb, 1)
     return s
@@ -195,9 +199,11 @@ def main(argv: list[str] | None = None) -> int:
     halo = args.halo if args.halo == "auto" else int(args.halo)
 
     from chunkseg.engine.backend import configure_backend
-    from chunkseg.pipeline.predict import model_info, resolve_halo
+    from chunkseg.engine.cluster import cpu_cores
+    from chunkseg.engine.plan import resolve_halo
+    from chunkseg.model.info import model_info
 
-    cores = len(os.sched_getaffinity(0))
+    cores = cpu_cores()
     configure_backend(cores)
     peak = matmul_peak()
     model, trained = model_or_untrained(out, args.model)
@@ -216,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
                             pool=info.pool, context=ctx,
                             bytes_per_voxel=PREVIOUS["bytes_per_voxel"],
                             budget_bytes=PREVIOUS["memory_gib"] * 2**30)
-    kw = dict(halo=halo, scheduler="threads", block=args.block, memory_gib=args.memory)
+    kw = dict(halo=halo, block=args.block, memory_gib=args.memory)
     runs = {"1x": run_predict_measured(inputs["1x"], out / "pred_1x.ome.zarr", model, **kw)}
     bare_t: dict[str, list[float]] = {}
 
@@ -224,19 +230,19 @@ def main(argv: list[str] | None = None) -> int:
         bare_t.setdefault(name, []).append(bare_model(model, t, b, args.bare_seconds))
 
     big_plan = _plan_tile(inputs["4x"], info, **kw)
-    tile = big_plan["tile"]
-    bare_on("default", tile, big_plan["batch"])
+    tile = big_plan.tile
+    bare_on("default", tile, big_plan.batch)
     runs["4x"] = run_predict_measured(inputs["4x"], out / "pred_4x.ome.zarr", model, **kw)
     prev = None
     if not args.no_previous:
         with previous_call():
             bare_on("previous", prev_tile)
             prev = run_predict_measured(inputs["4x"], out / "pred_prev_4x.ome.zarr", model,
-                                        halo=halo, scheduler="threads", block=PREVIOUS["block"],
+                                        halo=halo, block=PREVIOUS["block"],
                                         tile=prev_tile, batch=1,
                                         memory_gib=PREVIOUS["memory_gib"])
             bare_on("previous", prev_tile)
-    bare_on("default", tile, big_plan["batch"])
+    bare_on("default", tile, big_plan.batch)
     big = runs["4x"]
     if list(big["tile"]) != list(tile):
         raise RuntimeError(f"predict used tile {big['tile']}, the bare model ran on {tile}")
@@ -247,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.cluster:
         cluster = run_predict_measured(inputs["4x"], out / "pred_cluster.ome.zarr", model,
                                        halo=halo, block=args.block, memory_gib=args.memory,
-                                       scheduler=None)
+                                       cluster=True)
     fpv = info.flops_per_voxel
     seam = [] if args.no_seams else seams(model, out, trained)
 
@@ -258,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
         ("machine", "matmul peak GFLOP/s", fmt(peak), f"numpy float32 1024², {cores} cores"),
         ("model", "FLOPs per voxel", fmt(fpv), f"{'trained default' if trained else 'untrained'} "
          f"{info.config.to_dict()}; receptive field {list(info.receptive)}, pool {list(info.pool)}"),
-        ("bare", "voxels/s", fmt(bare), f"tile {list(tile)} batch {big_plan['batch']} (the tile "
+        ("bare", "voxels/s", fmt(bare), f"tile {list(tile)} batch {big_plan.batch} (the tile "
          "predict picks), in memory, mean of before/after"),
         ("bare", "GFLOP/s", fmt(bare * fpv / 1e9), f"{100 * bare * fpv / 1e9 / peak:.0f}% of peak"),
     ]
@@ -324,14 +330,15 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _plan_tile(inp: str, info, *, halo, block, memory_gib, scheduler) -> dict:
+def _plan_tile(inp: str, info, *, halo, block, memory_gib):
     """The block / tile / batch ``run_predict`` will choose for ``inp`` (its own planner)."""
     from chunkseg.io.store import open_volume
-    from chunkseg.pipeline.predict import memory_budget, plan_tiles, resolve_halo
+    from chunkseg.engine.cluster import memory_budget
+    from chunkseg.engine.plan import plan_tiles, resolve_halo
 
     return plan_tiles(tuple(open_volume(inp).shape[1:]), info,
                       halo=resolve_halo(halo, info.receptive), block=block,
-                      budget_bytes=memory_budget(memory_gib, scheduler=scheduler))
+                      budget_bytes=memory_budget(memory_gib))
 
 
 if __name__ == "__main__":

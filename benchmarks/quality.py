@@ -24,7 +24,7 @@ def _need(module: str, name: str):
 def _scores(ctx, prob: str, mask: str, labels: str, key: str) -> dict[str, Any]:
     """Evaluate (when available), then segment at the method's best membrane threshold."""
     run_segment = _need("chunkseg.pipeline.segment", "run_segment")
-    instance_report = _need("chunkseg.pipeline.segment", "instance_report")
+    instance_report = _need("chunkseg.engine.instances", "instance_report")
     out: dict[str, Any] = {}
     try:
         run_evaluate = _need("chunkseg.pipeline.evaluate", "run_evaluate")

@@ -73,17 +73,23 @@ class Context:
             self.model_path, self.trained = model_or_untrained(self.work)
         return self.model_path
 
-    def predict(self, inp: str, key: Any, *, method: str = "unet", **kw: Any) -> dict[str, Any]:
-        """``run_predict`` (threads scheduler unless given) with peak memory, cached by key."""
+    def predict(self, inp: str, key: Any, *, method: str = "unet",
+                cluster: dict[str, Any] | None = None, **kw: Any) -> dict[str, Any]:
+        """``run_predict`` with peak memory, cached by key: on the threads scheduler, or on
+        a LocalCluster of the method's layout with ``cluster`` (workers, threads)."""
         if (method, key) not in self.runs:
+            from chunkseg.engine.cluster import get_client
             from chunkseg.pipeline.predict import run_predict
 
-            kw.setdefault("scheduler", "threads")
             if method == "unet":
                 kw.setdefault("model", self.model())
             out = self.work / f"pred_{method}_{key}.ome.zarr"
-            with PeakRSS() as mem:
-                s = run_predict(inp, out=out, method=method, overwrite=True, progress=False, **kw)
+            layout = "filters" if method == "acme" else "model"
+            with PeakRSS() as mem, get_client(
+                    None if cluster is not None else "threads", layout=layout,
+                    **(cluster or {})) as client:
+                s = run_predict(inp, out=out, method=method, overwrite=True, progress=False,
+                                client=client, **kw)
             s["peak_rss_mb"] = round(mem.peak_mb, 1)
             s["rss_increase_mb"] = round(mem.delta_mb, 1)
             self.runs[(method, key)] = s
@@ -91,8 +97,11 @@ class Context:
 
 
 def _tf():
+    from chunkseg.engine.backend import quiet_import_stderr
+
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
+    with quiet_import_stderr():
+        import tensorflow as tf
 
     return tf
 
@@ -151,12 +160,14 @@ def sec_io(ctx: Context) -> dict[str, Any]:
 
 
 def _plan(ctx: Context, shape) -> tuple[Any, tuple, int]:
-    from chunkseg.pipeline.predict import memory_budget, model_info, plan_tiles
+    from chunkseg.engine.cluster import memory_budget
+    from chunkseg.engine.plan import plan_tiles
+    from chunkseg.model.info import model_info
 
     info = model_info(ctx.model())
     # what run_predict plans with the threads scheduler (its default memory budget)
     plan = plan_tiles(shape, info, halo=(10, 10, 10), budget_bytes=memory_budget())
-    return info, plan["tile"], plan["batch"]
+    return info, plan.tile, plan.batch
 
 
 def sec_unet_bare(ctx: Context) -> dict[str, Any]:
@@ -199,7 +210,7 @@ def sec_predict(ctx: Context) -> dict[str, Any]:
 
 def sec_naive(ctx: Context) -> dict[str, Any]:
     """The paper's loop: overlapping sub-volumes in memory, one call each, on the 4× volume."""
-    from chunkseg.pipeline.predict import model_info
+    from chunkseg.model.info import model_info
 
     d = ctx.synth(4)
     res = naive_loop(ctx.model(), d["norm"], model_info(ctx.model()).pool)
@@ -259,13 +270,16 @@ def sec_scaling(ctx: Context) -> dict[str, Any]:
 
 def sec_workers(ctx: Context) -> dict[str, Any]:
     """LocalCluster with 1 and 2 worker processes (U-Net; ACME too without --quick)."""
+    from chunkseg.engine.cluster import cpu_cores
+
     scale = 1 if ctx.quick else 4
     d = ctx.synth(scale)
     rows, res = [], {}
     for method in ("unet",) if ctx.quick else ("unet", "acme"):
         for w in (1, 2):
-            s = ctx.predict(d["norm"], f"{scale}x_w{w}", method=method, scheduler=None,
-                            workers=w, threads_per_worker=max(1, (os.cpu_count() or 2) // w))
+            s = ctx.predict(d["norm"], f"{scale}x_w{w}", method=method,
+                            cluster=dict(workers=w,
+                                         threads_per_worker=max(1, cpu_cores() // w)))
             res[f"{method}_w{w}"] = s
             rows.append((f"{method} LocalCluster {w} worker(s) voxels/s", s["voxels_per_s"],
                          f"{scale}×, {s['threads']} threads in all, peak RSS "
@@ -279,7 +293,7 @@ def sec_gpu_full(ctx: Context) -> dict[str, Any]:
     if not ctx.gpus:
         raise Skip("no GPU on this machine (the full 251×1024×1024 volume runs only on one)")
     d = ctx.synth(0)
-    s = ctx.predict(d["norm"], "paper", scheduler=None, workers=1)
+    s = ctx.predict(d["norm"], "paper", cluster=dict(workers=1))
     return {**s, "rows": [("full 251×1024×1024 volume end to end", f"{s['seconds']:.0f} s",
                            f"paper: {PAPER_UNET_S / PAPER_VOLUMES:.0f} s per volume (Titan V); "
                            f"{s['voxels_per_s']:,.0f} voxels/s")]}

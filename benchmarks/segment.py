@@ -38,7 +38,8 @@ from chunkseg.engine.blocks import write_volume
 from chunkseg.engine.segment import segment_array
 from chunkseg.io.store import create_image, mark_complete, open_volume
 from chunkseg.ops.watershed import SegmentParams
-from chunkseg.pipeline.segment import instance_report, run_segment
+from chunkseg.engine.instances import instance_report
+from chunkseg.pipeline.segment import run_segment
 
 REPO = Path(__file__).resolve().parents[1]
 REAL = (REPO / ".." / "shared" / "data" / "real").resolve()
@@ -90,10 +91,10 @@ def _predict(raw: Path, tmp: Path, name: str, method: str) -> Path | None:
         if method == "unet":
             if not MODEL.is_file():
                 return None
-            run_predict(raw, model=str(MODEL), out=out, halo="auto", scheduler="threads",
+            run_predict(raw, model=str(MODEL), out=out, halo="auto",
                         overwrite=True, progress=False)
         else:
-            run_predict(raw, out=out, method="acme", scheduler="threads", overwrite=True,
+            run_predict(raw, out=out, method="acme", overwrite=True,
                         progress=False)
     except Exception as exc:  # noqa: BLE001 - report, do not stop the benchmark
         print(f"  {name}: {method} prediction failed: {exc!r}")

@@ -1,7 +1,8 @@
 """chunkseg: out-of-core 3D U-Net membrane segmentation for light-sheet time series.
 
 The public API is imported lazily so that ``import chunkseg`` stays light (no
-TensorFlow, no ``distributed``).  Each name below maps to the module that owns it.
+TensorFlow, no ``distributed``).  Each name below maps to the module that owns it;
+``__init__.pyi`` states the same imports for type checkers (a test keeps the two equal).
 
 Examples
 --------
@@ -33,8 +34,8 @@ _LAZY: dict[str, str] = {
     "parse_slices": "chunkseg.ops.slices",
     "run_normalize": "chunkseg.pipeline.normalize",
     "run_binarize": "chunkseg.pipeline.binarize",
-    "CropSampler": "chunkseg.augment",
-    "make_dataset": "chunkseg.augment",
+    "CropSampler": "chunkseg.model.training_data",
+    "make_dataset": "chunkseg.model.training_data",
     "run_crops": "chunkseg.pipeline.crops",
     "synth_volume": "chunkseg.synth",
     "run_synth": "chunkseg.pipeline.synth",
@@ -47,9 +48,19 @@ _LAZY: dict[str, str] = {
     "run_report_training": "chunkseg.pipeline.report_training",
     "run_segment": "chunkseg.pipeline.segment",
     "run_predict": "chunkseg.pipeline.predict",
-    "run_demo": "chunkseg.pipeline.demo",
-    "run_acme": "chunkseg.baseline",
-    "instance_report": "chunkseg.pipeline.segment",
+    "run_demo": "chunkseg.workflows.demo",
+    "run_acme": "chunkseg.pipeline.acme",
+    "instance_report": "chunkseg.engine.instances",
+    "write_threshold_mask": "chunkseg.pipeline.predict",
+    # array level: the same computations on a dask (or NumPy) array, no stores
+    "predict_array": "chunkseg.engine.predict",
+    "ModelSpec": "chunkseg.engine.predict",
+    "model_info": "chunkseg.model.info",
+    "plan_tiles": "chunkseg.engine.plan",
+    "acme_map": "chunkseg.engine.acme",
+    "segment_array": "chunkseg.engine.segment",
+    "scale_volume": "chunkseg.engine.volumes",
+    "membrane_volume": "chunkseg.engine.volumes",
 }
 
 __all__ = ["__version__", *_LAZY]

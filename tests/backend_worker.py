@@ -11,7 +11,7 @@ Writes into ``OUT_DIR``:
 - ``shared.npy`` / ``roundtrip.npy``: a random-weights model (``--shared``, built and
   saved first with ``--build``) on :func:`small_input`, before and after a
   ``save_model`` / ``load_model`` round trip under this backend;
-- ``chunked.npy`` / ``whole.npy``: ``run_predict(scheduler="threads")`` of that model on a
+- ``chunked.npy`` / ``whole.npy``: ``run_predict`` (threads scheduler) of that model on a
   tiny synthetic volume with ``halo="auto"`` in odd blocks, and as one whole-volume tile;
 - ``result.json``: the backend, ``run_train``'s error under a non-TensorFlow backend,
   the summary of the chunked run.
@@ -112,7 +112,7 @@ def _predict_volume(out: Path, model: Path) -> dict:
                  attrs={"kind": "raw"}, overwrite=True)
     write_volume(da.from_array(vol.raw[None], chunks=(1, 9, 16, 16)), raw, progress=False)
     mark_complete(raw)
-    kw = dict(model=model, halo="auto", scheduler="threads", progress=False, overwrite=True)
+    kw = dict(model=model, halo="auto", progress=False, overwrite=True)
     whole = run_predict(raw, out=out / "whole.zarr", block=VOLUME_SHAPE, tile=64, **kw)
     assert whole["tiles"] == 1, whole
     summary = run_predict(raw, out=out / "chunked.zarr", block=(10, 12, 11), tile=24, **kw)

@@ -1,8 +1,17 @@
-"""Shared fixtures: the real data folder and small helpers."""
+"""Shared fixtures: the real data folder and small helpers; the test markers.
+
+Markers (registered in ``pyproject.toml``): ``tf`` (imports TensorFlow / Keras: a model
+is built, loaded or trained), ``cluster`` (starts a ``distributed`` cluster),
+``subprocess`` (runs a child Python), ``slow``.  Tests that use a model fixture, and
+whole modules about the network, are marked ``tf`` here; the rest carry their marks.
+``pytest -m "not tf"`` tests the NumPy / dask layers and fails a test that imports
+TensorFlow without the mark.
+"""
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +21,37 @@ os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "2")
 os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
 
 REPO = Path(__file__).resolve().parents[1]
+#: fixtures that build or load a network
+TF_FIXTURES = {"tiny_model", "inputs"}
+#: test modules about the network itself
+TF_MODULES = {"test_model", "test_train", "test_backends", "test_distributed"}
+#: test modules that start distributed clusters in every test
+CLUSTER_MODULES = {"test_distributed"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        module = item.module.__name__.rpartition(".")[2]
+        if module in TF_MODULES or TF_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.tf)
+        if module in CLUSTER_MODULES:
+            item.add_marker(pytest.mark.cluster)
+    # slow tests run only when -m names them (so -m "not tf" stays fast as well)
+    if "slow" not in (config.option.markexpr or ""):
+        slow = [item for item in items if item.get_closest_marker("slow")]
+        if slow:
+            config.hook.pytest_deselected(items=slow)
+            items[:] = [item for item in items if not item.get_closest_marker("slow")]
+
+
+@pytest.fixture(autouse=True)
+def _tensorflow_only_in_tf_tests(request):
+    """Under ``-m "not tf"``: fail the test that imported TensorFlow without the mark."""
+    before = "tensorflow" in sys.modules
+    yield
+    expr = request.config.option.markexpr or ""
+    if "not tf" in expr and not before and "tensorflow" in sys.modules:
+        pytest.fail(f"{request.node.nodeid} imports TensorFlow; mark it tf")
 REAL_DATA = (REPO / ".." / "shared" / "data" / "real").resolve()
 
 

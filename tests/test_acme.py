@@ -154,7 +154,7 @@ def test_params_round_trip_to_dict():
 
 
 def test_run_acme_writes_a_probability_store_equal_to_the_reference(tmp_path):
-    from chunkseg.baseline import run_acme
+    from chunkseg.pipeline.acme import run_acme
     from chunkseg.io.store import open_volume
     from chunkseg.ops.normalize import scale_to_uint8
     from chunkseg.pipeline.synth import run_synth
@@ -162,7 +162,7 @@ def test_run_acme_writes_a_probability_store_equal_to_the_reference(tmp_path):
     paths = run_synth(tmp_path / "s", shape=(10, 40, 44), seed=3, progress=False)
     out = tmp_path / "acme.ome.zarr"
     small = SMALL.to_dict()
-    s = run_acme(paths["raw"], out=out, params=small, scheduler="sync", progress=False,
+    s = run_acme(paths["raw"], out=out, params=small, progress=False,
                  block=(10, 20, 44), compute_block=(5, 20, 22))
     assert s["method"] == "acme" and s["voxels"] == 10 * 40 * 44 and s["blocks_written"] == 2
     vol = open_volume(out)
@@ -172,11 +172,11 @@ def test_run_acme_writes_a_probability_store_equal_to_the_reference(tmp_path):
     ref = acme_score_reference(scale_to_uint8(raw, norm["low"], norm["high"]),
                                voxel_size=vol.voxel_size, params=SMALL)
     np.testing.assert_allclose(vol.data[0].compute(), ref, rtol=0, atol=1e-6)
-    again = run_acme(paths["raw"], out=out, params=small, scheduler="sync", progress=False,
+    again = run_acme(paths["raw"], out=out, params=small, progress=False,
                      block=(10, 20, 44), compute_block=(5, 20, 22), resume=True)
     assert again["blocks_skipped"] == 2 and again["blocks_written"] == 0
     with pytest.raises(ParameterError, match="dtype"):
-        run_acme(paths["raw"], out=tmp_path / "x.ome.zarr", dtype="int8", scheduler="sync")
+        run_acme(paths["raw"], out=tmp_path / "x.ome.zarr", dtype="int8")
 
 
 def test_cli_predict_method_acme_routes_to_the_baseline(tmp_path, capsys):
@@ -199,9 +199,9 @@ def test_cli_predict_method_acme_routes_to_the_baseline(tmp_path, capsys):
         run_predict(paths["raw"], out=tmp_path / "x.ome.zarr", method="hessian")
     with pytest.raises(ParameterError, match="threshold"):
         run_predict(paths["raw"], out=tmp_path / "x.ome.zarr", method="acme", threshold=0.5)
-    from chunkseg.baseline import run_acme
+    from chunkseg.pipeline.acme import run_acme
 
-    s = run_acme(paths["raw"], out=tmp_path / "t.ome.zarr", threshold=0.3, scheduler="sync",
+    s = run_acme(paths["raw"], out=tmp_path / "t.ome.zarr", threshold=0.3,
                  progress=False)
     mask = open_volume(s["mask"]).data.compute()
     score = open_volume(tmp_path / "t.ome.zarr").data.compute()

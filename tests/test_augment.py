@@ -1,5 +1,5 @@
 """Augmentations (chunkseg.ops.augment), the crop sampler / tf.data pipeline
-(chunkseg.augment) and ``chunkseg crops``."""
+(chunkseg.model.training_data) and ``chunkseg crops``."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from zarr.abc.store import RangeByteRequest, SuffixByteRequest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chunkseg.augment import CropSampler, make_dataset, to_network_input
+from chunkseg.model.training_data import CropSampler, make_dataset, to_network_input
 from chunkseg.cli import main
 from chunkseg.errors import (
     DTypeError,
@@ -29,7 +29,7 @@ from chunkseg.errors import (
     ShapeError,
 )
 from chunkseg.engine.blocks import write_volume
-from chunkseg.io.store import create_image, mark_complete
+from chunkseg.io.store import create_image, mark_complete, read_attrs
 from chunkseg.ops.augment import (
     NOISE_PRESETS,
     AugmentParams,
@@ -348,9 +348,9 @@ def test_sampler_bad_inputs(tmp_path, pair):
     small = _store(tmp_path / "small.zarr", mask[:, :, :20], chunks=(1, 8, 8, 8))
     with pytest.raises(ShapeError, match="same|expected equal"):
         CropSampler([(raw_path, small)], crop=(4, 8, 8))
-    labels = _store(tmp_path / "labels.zarr", mask.astype(np.uint32), chunks=(1, 8, 8, 8),
+    labels = _store(tmp_path / "labels.zarr", mask.astype(np.uint32) * 7, chunks=(1, 8, 8, 8),
                     attrs={"kind": "labels"})
-    with pytest.raises(InputError, match="binarize"):
+    with pytest.raises(InputError, match=r"0/1 membrane mask; found values in \[0, 7\].*binarize"):
         CropSampler([(raw_path, labels)], crop=(4, 8, 8))
     fmask = _store(tmp_path / "fmask.zarr", mask.astype(np.float32), chunks=(1, 8, 8, 8))
     with pytest.raises(DTypeError, match="float32"):
@@ -394,6 +394,7 @@ def test_sampler_draws_across_pairs_and_timepoints(tmp_path, pair):
 # ----------------------------------------------------------------------------- tf.data
 
 
+@pytest.mark.tf
 def test_make_dataset_shapes_dtypes_and_determinism(pair):
     raw_path, mask_path, _, _ = pair
     ds = make_dataset([(raw_path, mask_path)], batch=2, crop=(4, 8, 8), seed=3, n=5,
@@ -417,6 +418,7 @@ def test_make_dataset_shapes_dtypes_and_determinism(pair):
     np.testing.assert_array_equal(x[1, ..., 0], s.sample(1).raw)
 
 
+@pytest.mark.tf
 def test_make_dataset_bad_arguments(pair):
     raw_path, mask_path, _, _ = pair
     s = CropSampler([(raw_path, mask_path)], crop=(4, 8, 8), seed=3)
@@ -497,3 +499,21 @@ def test_sampler_on_real_ovule_membranes(tmp_path, real_data):
         for c in crops[:3]:
             assert c.raw.shape == c.mask.shape == (8, 32, 32) and 0 <= c.raw.min() <= c.raw.max() <= 1
     assert mean[1.0] > mean[0.0]
+
+
+def test_converted_tiff_mask_is_a_mask(tmp_path, pair):
+    """A 0/1 mask converted from TIFF (kind 'raw') trains: values decide, not provenance."""
+    from chunkseg.pipeline.convert import run_convert
+
+    raw_path, _, _, mask = pair
+    tifffile.imwrite(tmp_path / "mask.tif", mask, imagej=True, metadata={"axes": "TZYX"})
+    conv = run_convert(tmp_path / "mask.tif", tmp_path / "converted.ome.zarr", progress=False)
+    assert read_attrs(conv["out"])["kind"] == "raw"
+    s = CropSampler([(raw_path, conv["out"])], crop=(4, 8, 8), seed=3)
+    c = s.sample(0)
+    sl = (c.t, *(slice(o, o + n) for o, n in zip(c.corner, s.crop)))
+    np.testing.assert_array_equal(c.mask, mask[sl])
+    tifffile.imwrite(tmp_path / "bad.tif", mask * 2, imagej=True, metadata={"axes": "TZYX"})
+    bad = run_convert(tmp_path / "bad.tif", tmp_path / "bad.ome.zarr", progress=False)
+    with pytest.raises(InputError, match=r"found values in \[0, 2\] \(kind 'raw'\)"):
+        CropSampler([(raw_path, bad["out"])], crop=(4, 8, 8))

@@ -3,7 +3,7 @@
 Each backend runs in its own subprocess (``KERAS_BACKEND`` is fixed when Keras is
 imported) doing :mod:`backend_worker`: load the packaged default model and predict a
 fixed seeded input; load a random-weights model, ``save_model`` / ``load_model`` it
-again, predict; ``run_predict(scheduler="threads")`` of a tiny synthetic volume in odd
+again, predict; ``run_predict`` (threads scheduler) of a tiny synthetic volume in odd
 blocks with ``halo="auto"`` and as one whole-volume tile; ``chunkseg train`` must refuse
 a non-TensorFlow backend with a :class:`ChunksegError`.
 

@@ -146,6 +146,7 @@ def test_series_of_mixed_shapes(tmp_path, capsys):
     assert not (tmp_path / "o.zarr").exists()
 
 
+@pytest.mark.tf
 @pytest.mark.parametrize("kind", ["garbage", "foreign_zip", "plain_keras"])
 def test_corrupt_or_foreign_model(kind, corpus, tmp_path, capsys):
     model = tmp_path / "model.keras"
@@ -175,6 +176,19 @@ def test_halo_larger_than_block(corpus, tmp_path, capsys, tiny_model):
                     "--block", 8, 8, 8, "--halo", 12, "--scheduler", "threads", "--quiet")
     assert code == 2 and "halo" in err and "block" in err
     assert_nothing_complete(tmp_path / "p.zarr")
+
+
+@pytest.mark.timeout(120)
+def test_halo_larger_than_the_volume_refused_before_any_work(tmp_path, capsys, tiny_model):
+    # no --block: the default block is clipped to the 16 x 32 x 32 volume
+    raw = _zarr(tmp_path / "small.ome.zarr", np.ones((1, 16, 32, 32), np.uint16) * 7)
+    out = tmp_path / "p.ome.zarr"
+    code, err = run(capsys, "predict", raw, "--out", out, "--model", tiny_model,
+                    "--halo", 999, "--scheduler", "threads", "--quiet")
+    assert code == 2
+    assert "halo (999, 999, 999) is larger than the block (16, 32, 32)" in err
+    assert "volume (16, 32, 32)" in err
+    assert not out.exists()  # refused before the output (or any pass over the input)
 
 
 def test_read_only_output_directory(corpus, tmp_path, capsys, monkeypatch):

@@ -87,7 +87,8 @@ from chunkseg.cli import main  # noqa: E402
 from chunkseg.engine.blocks import write_volume  # noqa: E402
 from chunkseg.errors import ShapeError  # noqa: E402
 from chunkseg.io.store import create_image, mark_complete, open_volume, read_attrs  # noqa: E402
-from chunkseg.pipeline.binarize import membrane_volume, run_binarize  # noqa: E402
+from chunkseg.engine.volumes import membrane_volume  # noqa: E402
+from chunkseg.pipeline.binarize import run_binarize  # noqa: E402
 
 ODD = (1, 17, 23, 29)  # much smaller than a cell of the real tissue (~40 voxels across)
 

@@ -190,6 +190,7 @@ def test_cli_convert_and_info(tmp_path, capsys):
     assert "output exists" in capsys.readouterr().err
 
 
+@pytest.mark.subprocess
 def test_cli_light_commands_do_not_import_tensorflow(tmp_path):
     tifffile.imwrite(tmp_path / "s.tif", _vol(np.uint8, shape=(2, 6, 5)))
     code = (
@@ -201,6 +202,7 @@ def test_cli_light_commands_do_not_import_tensorflow(tmp_path):
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
 
 
+@pytest.mark.subprocess
 def test_cli_version_and_help():
     out = subprocess.run([sys.executable, "-m", "chunkseg", "--version"], capture_output=True,
                          text=True, check=True).stdout
@@ -221,14 +223,14 @@ def test_convert_memory_bounded_400mb(tmp_path):
 def test_drop_slices_recorded(tmp_path):
     x = _vol(np.uint16, shape=(12, 8, 9))
     tifffile.imwrite(tmp_path / "s.tif", x)
-    run_convert(tmp_path / "s.tif", tmp_path / "o.zarr", drop="1,5-7", progress=False)
+    run_convert(tmp_path / "s.tif", tmp_path / "o.zarr", drop_slices="1,5-7", progress=False)
     vol = open_volume(tmp_path / "o.zarr")
     np.testing.assert_array_equal(vol.data.compute()[0], x[[0, 2, 3, 4, 8, 9, 10, 11]])
     assert vol.attrs["dropped_slices"] == [1, 5, 6, 7]
     # converting that store again keeps the acquisition's numbering: its slice 0 is x[0]
-    run_convert(tmp_path / "o.zarr", tmp_path / "o2.zarr", drop="0,4", progress=False)
+    run_convert(tmp_path / "o.zarr", tmp_path / "o2.zarr", drop_slices="0,4", progress=False)
     again = open_volume(tmp_path / "o2.zarr")
     np.testing.assert_array_equal(again.data.compute()[0], x[[2, 3, 4, 9, 10, 11]])
     assert again.attrs["dropped_slices"] == [0, 1, 5, 6, 7, 8]
     with pytest.raises(ParameterError, match="s.tif"):
-        run_convert(tmp_path / "s.tif", tmp_path / "p.zarr", drop="3,40", progress=False)
+        run_convert(tmp_path / "s.tif", tmp_path / "p.zarr", drop_slices="3,40", progress=False)

@@ -91,11 +91,14 @@ def test_predict_on_scheduler_and_two_workers_equals_local_cluster(cluster, inpu
 
     raw, model = inputs
     kw = dict(model=model, halo="auto", block=(12, 12, 12), tile=32, progress=False)
-    remote = run_predict(raw, out=tmp_path / "remote.zarr", scheduler=cluster, **kw)
+    from chunkseg.engine.cluster import get_client
+
+    with get_client(cluster) as client:
+        remote = run_predict(raw, out=tmp_path / "remote.zarr", client=client, **kw)
     assert remote["workers"] == 2 and remote["threads"] == 2
     assert remote["blocks_written"] == remote["blocks"] == 2 * 2 * 2 * 2
-    local = run_predict(raw, out=tmp_path / "local.zarr", scheduler=None, workers=1,
-                        threads_per_worker=2, **kw)
+    with get_client(None, workers=1, threads_per_worker=2, layout="model") as client:
+        local = run_predict(raw, out=tmp_path / "local.zarr", client=client, **kw)
     assert local["workers"] == 1 and local["dashboard"]
     a = open_array(tmp_path / "remote.zarr")[:]
     b = open_array(tmp_path / "local.zarr")[:]

@@ -46,6 +46,7 @@ def _bits(path: Path) -> np.ndarray:
     return open_array(path)[:].view(np.uint32)
 
 
+@pytest.mark.subprocess
 def test_sigkill_then_resume_is_identical_and_redoes_nothing(raw, tiny_model, tmp_path):
     clean = tmp_path / "clean.zarr"
     subprocess.run(_predict_cmd(raw, clean, tiny_model), check=True, capture_output=True)
@@ -86,6 +87,7 @@ def test_resume_refuses_other_parameters(raw, tiny_model, tmp_path, capsys):
     assert code == 2 and "differ from the first run" in capsys.readouterr().err
 
 
+@pytest.mark.cluster
 def test_killed_worker_run_still_finishes_identically(raw, tiny_model, tmp_path):
     distributed = pytest.importorskip("distributed")
     from chunkseg.pipeline.predict import run_predict
@@ -97,7 +99,7 @@ def test_killed_worker_run_still_finishes_identically(raw, tiny_model, tmp_path)
                                   dashboard_address=None, env=env) as cluster, \
             distributed.Client(cluster) as client:
         # the clean run on the same workers (TensorFlow's sums depend on its thread count)
-        run_predict(raw, out=reference, scheduler=cluster.scheduler_address, **kw)
+        run_predict(raw, out=reference, client=client, **kw)
         out = tmp_path / "lost.zarr"
         killed: dict[str, int] = {}
 
@@ -111,7 +113,7 @@ def test_killed_worker_run_still_finishes_identically(raw, tiny_model, tmp_path)
 
         th = threading.Thread(target=assassin, daemon=True)
         th.start()
-        summary = run_predict(raw, out=out, scheduler=cluster.scheduler_address, **kw)
+        summary = run_predict(raw, out=out, client=client, **kw)
         th.join(timeout=5)
     assert killed, "no worker was killed during the run"
     assert summary["blocks_written"] == N_BLOCKS

@@ -13,7 +13,7 @@ from chunkseg.io.store import create_image, mark_complete
 from chunkseg.ops.instance_metrics import (
     combine_contingency, contingency, instance_scores, match_scores,
 )
-from chunkseg.pipeline.segment import instance_report
+from chunkseg.engine.instances import instance_report
 
 
 def _pair(seed=0, shape=(10, 24, 20)):

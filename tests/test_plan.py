@@ -43,7 +43,7 @@ def test_plan_of_a_real_input_matches_the_predict_run(tiny_model, tmp_path):
     mark_complete(path)
     kw = dict(model=tiny_model, halo="auto", block=(16, 24, 24), memory_gib=0.05)
     plan = plan_run(path, **kw)
-    run = run_predict(path, out=tmp_path / "p.zarr", scheduler="sync", progress=False, **kw)
+    run = run_predict(path, out=tmp_path / "p.zarr", progress=False, **kw)
     assert plan["shape"] == [2, 20, 40, 36] and plan["dtype"] == "uint16"
     for key in ("block", "tile", "batch", "halo", "blocks", "tiles"):
         assert plan[key] == run[key], key

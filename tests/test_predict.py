@@ -36,6 +36,7 @@ from chunkseg.errors import (
     ModelError,
     OutputExistsError,
     ParameterError,
+    ResumeMismatchError,
     ShapeError,
 )
 from chunkseg.io.store import create_image, mark_complete, open_array, open_volume, read_attrs
@@ -125,6 +126,8 @@ def test_predict_array_errors():
     x = da.zeros((20, 20, 20), chunks=10)
     with pytest.raises(ParameterError, match="halo .* is larger than the block"):
         predict_array(x, fake_net, block=5, halo=6, tile=16, pool=P)
+    with pytest.raises(ParameterError, match=r"larger than the block \(8, 8, 8\) .* volume"):
+        predict_array(da.zeros((8, 8, 8), chunks=8), fake_net, block=20, halo=9, tile=16, pool=P)
     with pytest.raises(ParameterError, match="multiple of the model's pooling factor"):
         predict_array(x, fake_net, block=10, halo=3, tile=(16, 18, 16), pool=P)
     with pytest.raises(ShapeError, match="3D"):
@@ -154,17 +157,13 @@ def raw(tmp_path_factory):
 
 
 def predict(raw, out, model, **kw):
-    kw.setdefault("scheduler", "threads")
     kw.setdefault("progress", False)
     return run_predict(raw, model=model, out=out, **kw)
 
 
-from chunkseg.pipeline.predict import (  # noqa: E402
-    mask_path_for,
-    model_info,
-    parse_timepoints,
-    run_predict,
-)
+from chunkseg.model.info import model_info  # noqa: E402
+from chunkseg.ops.slices import parse_timepoints  # noqa: E402
+from chunkseg.pipeline.predict import mask_path_for, run_predict  # noqa: E402
 
 
 def test_seamless_halo_auto_equals_whole_volume_pass(raw, tiny_model, tmp_path):
@@ -308,17 +307,24 @@ def test_bad_input_errors(raw, tiny_model, tmp_path):
     assert not out.exists()
 
 
-def test_unreachable_scheduler_fails_fast(raw, tiny_model, tmp_path):
+def test_unreachable_scheduler_fails_fast(raw, tiny_model, tmp_path, capsys):
     import socket
+
+    from chunkseg.cli import main
+    from chunkseg.engine.cluster import get_client
 
     with socket.socket() as s:  # a free port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     start = time.perf_counter()
     with pytest.raises(ClusterError, match="could not reach the dask scheduler"):
-        run_predict(raw, model=tiny_model, out=tmp_path / "o.zarr",
-                    scheduler=f"tcp://127.0.0.1:{port}", connect_timeout=2, progress=False)
+        with get_client(f"tcp://127.0.0.1:{port}", timeout=2):
+            pass
     assert time.perf_counter() - start < 30
+    code = main(["predict", str(raw), "--model", str(tiny_model), "--out",
+                 str(tmp_path / "o.zarr"), "--scheduler", f"tcp://127.0.0.1:{port}"])
+    assert code == 2 and "could not reach the dask scheduler" in capsys.readouterr().err
+    assert not (tmp_path / "o.zarr").exists()
 
 
 def test_cli_predict(raw, tiny_model, tmp_path, capsys):
@@ -339,10 +345,10 @@ def test_cli_predict(raw, tiny_model, tmp_path, capsys):
 
 
 def test_demo_end_to_end(tiny_model, tmp_path):
-    from chunkseg.pipeline.demo import run_demo
+    from chunkseg.workflows.demo import run_demo
 
     s = run_demo(tmp_path / "demo", model=tiny_model, shape=(12, 40, 40), timepoints=1,
-                 scheduler="threads", progress=False)
+                 progress=False)
     for key in ("raw", "probability", "mask", "truth", "report"):
         assert Path(s[key]).exists(), key
     assert all(Path(p).is_file() and p.endswith(".png") for p in s["pngs"])
@@ -351,8 +357,61 @@ def test_demo_end_to_end(tiny_model, tmp_path):
 
 
 def test_demo_fails_clearly_without_model(tmp_path):
-    from chunkseg.pipeline.demo import run_demo
+    from chunkseg.workflows.demo import run_demo
 
     with pytest.raises(ModelError, match="does not exist"):
-        run_demo(tmp_path / "demo", model=tmp_path / "nope.keras", scheduler="threads")
+        run_demo(tmp_path / "demo", model=tmp_path / "nope.keras")
     assert not (tmp_path / "demo").exists()
+
+
+def _normalized(path, data):
+    """A uint8 8-bit-normalised store (predict reads it as is: no range in the fingerprint)."""
+    arr = create_image(path, shape=data.shape, dtype=np.uint8, voxel_size=(2.0, 0.5, 0.5),
+                       attrs={"kind": "normalized"}, overwrite=True)
+    arr[:] = data
+    mark_complete(path)
+    return path
+
+
+def test_resume_refuses_an_input_rewritten_with_the_same_shape(tiny_model, tmp_path):
+    rng = np.random.default_rng(5)
+    shape = (1, 12, 16, 16)
+    inp = _normalized(tmp_path / "in.ome.zarr", rng.integers(0, 255, shape, dtype=np.uint8))
+    out = tmp_path / "p.ome.zarr"
+    kw = dict(halo=2, block=(12, 16, 16))
+    predict(inp, out, tiny_model, **kw)
+    assert predict(inp, out, tiny_model, resume=True, **kw)["blocks_skipped"] == 1
+    time.sleep(0.05)  # file times have a coarse clock; a real rewrite comes later anyway
+    _normalized(inp, rng.integers(0, 255, shape, dtype=np.uint8))  # same path, shape, dtype
+    with pytest.raises(ResumeMismatchError, match="fingerprint"):
+        predict(inp, out, tiny_model, resume=True, **kw)
+
+
+@pytest.mark.cluster
+def test_acme_method_runs_on_the_given_client(raw, tmp_path):
+    distributed = pytest.importorskip("distributed")
+
+    with distributed.Client(n_workers=1, threads_per_worker=1, processes=False,
+                            dashboard_address=":0") as client:
+        s = run_predict(raw, out=tmp_path / "acme.ome.zarr", method="acme", client=client,
+                        timepoints="0:1", progress=False)
+        assert s["dashboard"] == client.dashboard_link
+        assert (s["workers"], s["threads"]) == (1, 1)
+
+
+@pytest.mark.subprocess
+def test_command_line_hides_tensorflow_start_up_log(raw, tiny_model, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TF_CPP")}
+    out = tmp_path / "p.ome.zarr"
+    done = subprocess.run(
+        [sys.executable, "-m", "chunkseg", "predict", str(raw), "--model", str(tiny_model),
+         "--out", str(out), "--timepoints", "0:1", "--scheduler", "threads", "--quiet"],
+        capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["out"] == str(out)
+    for banner in ("oneDNN", "absl::InitializeLog", "cpu_feature_guard", "port.cc"):
+        assert banner not in done.stderr, done.stderr

@@ -114,6 +114,7 @@ def test_parallel_writes_are_shard_aligned_and_complete(tmp_path):
     np.testing.assert_array_equal(got, x)
 
 
+@pytest.mark.cluster
 def test_parallel_writes_on_distributed_workers(tmp_path):
     distributed = pytest.importorskip("distributed")
     x = np.random.default_rng(2).integers(1, 255, size=(2, 24, 40, 40), dtype=np.uint8)

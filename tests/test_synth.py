@@ -24,9 +24,15 @@ def test_types_and_determinism():
 
 
 def test_cached_volume_is_a_copy():
+    """Writing into a returned volume changes neither the cache nor the next call."""
     a = synth_volume(SHAPE, seed=5)
-    a.raw[:] = 0
-    assert synth_volume(SHAPE, seed=5).raw.max() > 0
+    fresh = synth_block(SynthParams(SHAPE, seed=5))  # uncached, the reference
+    for k in ("raw", "labels", "mask"):
+        getattr(a, k)[...] = 7
+    b = synth_volume(SHAPE, seed=5)
+    for k in ("raw", "labels", "mask"):
+        np.testing.assert_array_equal(getattr(b, k), fresh[k], err_msg=k)
+        assert not np.shares_memory(getattr(b, k), getattr(a, k)), k
 
 
 @pytest.mark.parametrize("blocks, background", [((7, 13, 29), False), ((11, 31, 17), True)])
@@ -49,8 +55,8 @@ def test_blockwise_equals_whole_exactly(blocks, background):
 
 @pytest.mark.parametrize("patch", ["sub_shape", "margin", "slabs"])
 def test_sub_boxes_and_candidate_fallback_are_exact(monkeypatch, patch):
-    import chunkseg.synth as synth
-    import chunkseg.synth_render as render
+    import chunkseg.synth.render as render
+    import chunkseg.synth.volume as synth
 
     p = SynthParams((9, 40, 40), seed=2, blob_density=30.0, background=True)
     whole = synth_block(p)

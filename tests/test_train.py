@@ -199,7 +199,8 @@ def test_plot_training_curves(tmp_path):
 def test_normalization_record_and_computed_range(tmp_path, pairs):
     from types import SimpleNamespace
 
-    from chunkseg.pipeline.train import _computed_range, _normalization_record
+    from chunkseg.pipeline._train_data import computed_range as _computed_range
+    from chunkseg.pipeline._train_data import normalization_record as _normalization_record
 
     v = synth_volume((12, 32, 32), seed=10, cell_diameter=1.5)
     bare = _store(tmp_path / "bare.ome.zarr", v.raw[None], {"kind": "raw"})
@@ -219,3 +220,40 @@ def test_normalization_record_and_computed_range(tmp_path, pairs):
     rec = _normalization_record(SimpleNamespace(raws=[u8, src], ranges=[None, None]), None)
     assert rec["ranges"] == [[5.0, 9.0], None] and "low" not in rec
     assert rec["method"] == ["range", "unknown"]
+
+
+def test_train_config_reads_toml_without_tomllib(tmp_path, monkeypatch):
+    """Python 3.10 has no tomllib: the config is read with its backport tomli."""
+    import sys
+
+    pytest.importorskip("tomli")
+    monkeypatch.setitem(sys.modules, "tomllib", None)  # `import tomllib` fails as on 3.10
+    good = tmp_path / "good.toml"
+    good.write_text("[train]\nepochs = 3\n[model]\ndepth = 2\n")
+    cfg = load_train_config(good)
+    assert cfg["train"] == {"epochs": 3} and cfg["model"] == {"depth": 2}
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[train\n")
+    with pytest.raises(FormatError, match="bad.toml.*not valid TOML"):
+        load_train_config(bad)
+
+
+def test_cli_trains_on_a_mask_converted_from_tiff(pairs, tmp_path, capsys):
+    """What the README tells users: convert the TIFF mask, then train on it."""
+    import tifffile
+
+    from chunkseg.io.store import open_volume, read_attrs
+
+    mask = np.asarray(open_volume(pairs[0][1]).data)
+    tifffile.imwrite(tmp_path / "mask.tif", mask[0])
+    assert main(["convert", str(tmp_path / "mask.tif"), "--out",
+                 str(tmp_path / "mask.ome.zarr")]) == 0
+    assert read_attrs(tmp_path / "mask.ome.zarr")["kind"] == "raw"
+    capsys.readouterr()
+    out = tmp_path / "m.keras"
+    code = main(["train", "--raw", pairs[0][0], "--mask", str(tmp_path / "mask.ome.zarr"),
+                 "--out", str(out), "--epochs", "1", "--steps", "1", "--val-steps", "1",
+                 "--batch", "1", "--crop", "8", "16", "16", "--depth", "2",
+                 "--base-filters", "2", "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    assert out.is_file()

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
 from chunkseg import __version__
 from chunkseg.errors import ChunksegError
 
-__all__ = ["COMMANDS", "build_parser", "main"]
+__all__ = ["COMMANDS", "TF_LOG_LEVEL", "build_parser", "main"]
 
 #: command modules under chunkseg.cli, in the order ``--help`` lists them
 COMMANDS: list[str] = [
@@ -50,8 +51,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: TensorFlow's C++ log level on the command line: errors only, no start-up banner
+#: (oneDNN, CPU features); a value the user set wins
+TF_LOG_LEVEL = "2"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``chunkseg`` console script; returns the exit status."""
+    # before anything can import TensorFlow (it reads this once, at import)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", TF_LOG_LEVEL)
     from chunkseg.engine.memory import limit_fragmentation
 
     parser = build_parser()

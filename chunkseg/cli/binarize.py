@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from chunkseg.cli._options import add_output_options, add_scheduler_option
+from chunkseg.cli._options import add_output_options, add_scheduler_option, cluster
 import json
 
 
@@ -37,10 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from chunkseg.engine.cluster import get_client
     from chunkseg.pipeline.binarize import run_binarize
 
-    with get_client(args.scheduler) as client:
+    with cluster(args) as client:
         summary = run_binarize(
             args.labels, args.out, ignore=args.ignore, width=args.width, mode=args.mode,
             drop_slices=args.drop_slices, like=args.like, chunks=args.chunks,

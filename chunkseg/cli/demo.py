@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from chunkseg.cli._options import add_scheduler_option
+from chunkseg.cli._options import add_scheduler_option, cluster
 import json
 import sys
 
@@ -29,10 +29,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from chunkseg.pipeline.demo import run_demo
+    from chunkseg.workflows.demo import run_demo
 
-    s = run_demo(args.out, model=args.model, timepoints=args.timepoints, seed=args.seed,
-                 scheduler=args.scheduler, progress=not args.quiet)
+    with cluster(args, layout="model") as client:
+        s = run_demo(args.out, model=args.model, timepoints=args.timepoints, seed=args.seed,
+                     client=client, progress=not args.quiet)
     lines = [
         "",
         "chunkseg demo finished in {:.0f} s".format(s["seconds"]),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from chunkseg.cli._options import add_output_options, add_scheduler_option
+from chunkseg.cli._options import add_output_options, add_scheduler_option, cluster
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -59,10 +59,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from chunkseg.engine.cluster import get_client
     from chunkseg.pipeline.evaluate import run_evaluate
 
-    with get_client(args.scheduler) as client:
+    with cluster(args) as client:
         rep = run_evaluate(
             args.input, out=args.out, truth=args.truth, labels=args.labels, cells=args.cells,
             timepoints=args.timepoints, thresholds=args.thresholds,

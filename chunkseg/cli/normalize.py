@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from chunkseg.cli._options import add_output_options, add_scheduler_option
+from chunkseg.cli._options import add_output_options, add_scheduler_option, cluster
 from chunkseg.ops.normalize import DEFAULT_PERCENTILES
 
 
@@ -40,10 +40,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from chunkseg.engine.cluster import get_client
     from chunkseg.pipeline.normalize import run_normalize
 
-    with get_client(args.scheduler) as client:
+    with cluster(args) as client:
         summary = run_normalize(
             args.input, args.out, range=args.range, percentiles=args.percentiles,
             per_timepoint=args.per_timepoint, plot=args.plot, drop_slices=args.drop_slices,

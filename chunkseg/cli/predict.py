@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from chunkseg.cli._options import add_output_options, add_scheduler_option
+from chunkseg.cli._options import add_output_options, add_scheduler_option, cluster
 
 
 def _halo(value: str) -> str | int:
@@ -17,11 +17,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "predict",
         help="membrane probability of a volume / time series with a 3D U-Net, chunk by chunk",
-        description="Predict membrane probability block by block (each block read with a halo, "
-        "tiles inside each block, batched; time points submitted in a sliding window), on a "
-        "LocalCluster sized to this machine or any dask cluster. With --halo auto (the model's "
-        "receptive-field radius) the output equals a single whole-volume pass: no seams. "
-        "Input: OME-Zarr/Zarr (t z y x or z y x) or TIFF.",
+        description="Predict membrane probability block by block (dask map_overlap with a halo, "
+        "tiles inside each block, batched), on a LocalCluster sized to this machine or any dask "
+        "cluster. With --halo auto (the model's receptive-field radius) the output equals a "
+        "single whole-volume pass: no seams. Input: OME-Zarr/Zarr (t z y x or z y x) or TIFF.",
     )
     p.add_argument("input", metavar="IN", help="input OME-Zarr / Zarr store or TIFF file")
     p.add_argument("--out", required=True, help="output OME-Zarr probability image")
@@ -52,9 +51,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="also write a binary mask p >= T (to --mask-out)")
     p.add_argument("--mask-out", help="mask store (default: OUT with suffix _mask)")
     add_scheduler_option(p, cluster=True)
-    p.add_argument("--dashboard-address", metavar="[HOST]:PORT",
-                   help="serve the LocalCluster's dask dashboard here, e.g. :8787 (default: a "
-                   "free port, printed at the start; a remote --scheduler serves its own)")
     p.add_argument("--workers", type=int, help="LocalCluster worker processes (default 1)")
     p.add_argument("--threads-per-worker", type=int, help="LocalCluster threads per worker")
     add_output_options(p, chunks=False)
@@ -65,14 +61,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     from chunkseg.pipeline.predict import run_predict
 
-    summary = run_predict(
-        args.input, model=args.model, out=args.out, halo=args.halo, block=args.block,
-        tile=args.tile, batch=args.batch, blend=args.blend, dtype=args.dtype,
-        timepoints=args.timepoints, threshold=args.threshold, mask_out=args.mask_out,
-        scheduler=args.scheduler, workers=args.workers,
-        threads_per_worker=args.threads_per_worker, resume=args.resume,
-        overwrite=args.overwrite, progress=not args.quiet, method=args.method,
-        memory_gib=args.memory, dashboard_address=args.dashboard_address,
-    )
+    with cluster(args, layout="filters" if args.method == "acme" else "model") as client:
+        summary = run_predict(
+            args.input, model=args.model, out=args.out, halo=args.halo, block=args.block,
+            tile=args.tile, batch=args.batch, blend=args.blend, dtype=args.dtype,
+            timepoints=args.timepoints, threshold=args.threshold, mask_out=args.mask_out,
+            client=client, resume=args.resume, overwrite=args.overwrite,
+            progress=not args.quiet, method=args.method, memory_gib=args.memory,
+        )
     print(json.dumps(summary, indent=2))
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from chunkseg.cli._options import add_output_options, add_scheduler_option
+from chunkseg.cli._options import add_output_options, add_scheduler_option, cluster
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -42,10 +42,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from chunkseg.engine.cluster import get_client
     from chunkseg.pipeline.segment import run_segment
 
-    with get_client(args.scheduler) as client:
+    with cluster(args) as client:
         summary = run_segment(
             args.input, out=args.out, threshold=args.threshold, min_size=args.min_size,
             seed_distance=args.seed_distance, reach=args.reach,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from chunkseg.cli._options import add_output_options, add_scheduler_option
+from chunkseg.cli._options import add_output_options, add_scheduler_option, cluster
 import json
 
 
@@ -36,10 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from chunkseg.engine.cluster import get_client
     from chunkseg.pipeline.synth import run_synth
 
-    with get_client(args.scheduler) as client:
+    with cluster(args) as client:
         paths = run_synth(
             args.out, shape=args.shape, timepoints=args.timepoints, seed=args.seed,
             voxel_size=args.voxel_size, chunks=args.chunks, blobs=not args.no_blobs,

@@ -12,9 +12,11 @@ Training (``chunkseg train``) stays TensorFlow-only (``tf.data`` input pipeline,
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -24,6 +26,7 @@ from chunkseg.errors import ParameterError
 __all__ = [
     "configure_backend",
     "keras_backend",
+    "quiet_import_stderr",
     "require_tensorflow",
     "run_model",
 ]
@@ -48,11 +51,38 @@ def _worker_index() -> int | None:
 def keras_backend() -> str:
     """Name of the Keras backend this process runs ("tensorflow", "jax", "torch", ...).
 
-    Imports Keras (which imports the backend), so call it where the network is needed.
+    Imports Keras (which imports the backend), so call it where the network is needed;
+    the first import is quiet (:func:`quiet_import_stderr`).
     """
-    import keras
+    with quiet_import_stderr():
+        import keras
 
     return str(keras.backend.backend())
+
+
+@contextlib.contextmanager
+def quiet_import_stderr() -> Iterator[None]:
+    """Silence native writes to stderr while Keras and its backend are first imported.
+
+    TensorFlow's start-up banner (oneDNN, CPU features) is logged by absl before its
+    log threshold is set up, so ``TF_CPP_MIN_LOG_LEVEL`` does not hide it.  When that
+    variable asks for quiet (>= 1, the command line's default) file descriptor 2 points
+    to ``/dev/null`` for the import; Python exceptions are raised after it is restored.
+    """
+    quiet = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0").strip() not in ("", "0")
+    if not quiet or "keras" in sys.modules:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def configure_backend(threads: int | None = None) -> str:

@@ -40,12 +40,14 @@ import dask.array as da
 import numpy as np
 
 from chunkseg.engine.backend import configure_backend, run_model
+from chunkseg.engine.geometry import Block
 from chunkseg.errors import ParameterError, ShapeError
-from chunkseg.ops.tiling import as_triple, predict_tiled, tile_grid
+from chunkseg.ops.tiling import BlendMode, as_triple, predict_tiled, tile_grid
 
 __all__ = [
     "ModelSpec",
     "block_grid",
+    "check_halo",
     "get_model",
     "mirror_region",
     "predict_array",
@@ -81,15 +83,21 @@ class ModelSpec:
 
 
 def _worker_threads() -> int | None:
-    """Threads of the dask worker this runs in (None outside a distributed worker)."""
+    """Backend threads inside a dask worker (None outside one).
+
+    The worker's ``TF_NUM_INTRAOP_THREADS`` when its cluster set it
+    (:func:`chunkseg.engine.cluster.backend_env`), else the worker's thread count.
+    """
     if "distributed" not in sys.modules:
         return None
     try:
         from distributed import get_worker
 
-        return int(get_worker().state.nthreads)
+        nthreads = int(get_worker().state.nthreads)
     except (ValueError, AttributeError):
         return None
+    env = os.environ.get("TF_NUM_INTRAOP_THREADS", "")
+    return int(env) if env.isdigit() and int(env) > 0 else nthreads
 
 
 def get_model(path: str | os.PathLike, *, threads: int | None = None):
@@ -189,12 +197,7 @@ def _plan(shape, block, halo, tile, pool, receptive):
     pool = as_triple(pool, "pool")
     halo = as_triple(halo, "halo", minimum=0)
     block = tuple(min(b, s) for b, s in zip(as_triple(block, "block"), shape))
-    too_big = [(h, b, s) for h, b, s in zip(halo, block, shape) if h > b and b < s]
-    if too_big:
-        raise ParameterError(
-            f"halo {halo} is larger than the block {block}: expected halo <= block per axis "
-            "(use a bigger --block or a smaller --halo)"
-        )
+    check_halo(halo, block, shape)
     tile = as_triple(tile, "tile")
     if any(t % p for t, p in zip(tile, pool)):
         raise ParameterError(
@@ -207,6 +210,25 @@ def _plan(shape, block, halo, tile, pool, receptive):
         crop = all(h >= r for h, r in zip(halo, receptive))
         context = tuple(min(h, r) for h, r in zip(halo, receptive))
     return shape, block, halo, tile, pool, context, crop
+
+
+def check_halo(halo: Sequence[int], block: Sequence[int], shape: Sequence[int]) -> None:
+    """Refuse a halo larger than the block (clipped to the volume) on any axis.
+
+    A wider halo adds no context a block could use, only mirrored copies of the volume
+    to predict: the work grows with the halo, not with the data.
+
+    Raises
+    ------
+    ParameterError
+        ``halo > min(block, shape)`` on some axis.
+    """
+    clipped = tuple(min(int(b), int(s)) for b, s in zip(block, shape))
+    if any(int(h) > b for h, b in zip(halo, clipped)):
+        raise ParameterError(
+            f"halo {tuple(int(h) for h in halo)} is larger than the block {clipped} (the block "
+            f"clipped to the volume {tuple(int(s) for s in shape)}): expected halo <= block "
+            "per axis (use a smaller --halo, or a bigger --block where the volume allows)")
 
 
 def tile_stats(shape, *, block, halo, tile, pool=1, receptive=None) -> dict[str, int]:
@@ -236,7 +258,7 @@ def predict_array(
     tile: int | Sequence[int],
     pool: int | Sequence[int] = 1,
     receptive: int | Sequence[int] | None = None,
-    blend: str = "gaussian",
+    blend: BlendMode = "gaussian",
     batch: int | None = None,
     scale: float = 1.0,
 ) -> da.Array:
@@ -288,10 +310,8 @@ def predict_array(
 
 def _predict_owned(*, read, shape, block, halo, block_info=None, **kw) -> np.ndarray:
     """One output block: read it with its halo (mirrored at the border), predict, crop."""
-    info = block_info[None]
-    origin = [k * b - h for k, b, h in zip(info["chunk-location"], block, halo)]
-    stop = [k * b + c + h for k, b, c, h in zip(info["chunk-location"], block,
-                                                 info["chunk-shape"], halo)]
-    out = predict_block(mirror_region(read, shape, origin, stop), origin=origin, **kw)
-    return out[tuple(slice(h, h + c) for h, c in zip(halo, info["chunk-shape"]))]
+    blk = Block.at(block_info[None]["chunk-location"], shape=shape, block=block, halo=halo)
+    stop = [o.stop + h for o, h in zip(blk.owned, halo)]
+    out = predict_block(mirror_region(read, shape, blk.origin, stop), origin=blk.origin, **kw)
+    return out[blk.padded_crop]
 

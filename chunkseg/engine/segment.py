@@ -31,11 +31,11 @@ Memory: one block plus halo per task; the driver holds only per-segment tables
 from __future__ import annotations
 
 import functools
-import itertools
 import os
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,9 @@ import dask
 import dask.array as da
 import numpy as np
 
+from chunkseg.defaults import SEGMENT_BLOCK
 from chunkseg.engine.blocks import Series, write_volume
+from chunkseg.engine.geometry import Block, cover, grid_shape
 from chunkseg.engine.submit import compute_windowed
 from chunkseg.ops.segstats import (
     SegStats, block_stats, combine_stats, contacts, face_pairs, finish_labels, merge_plan,
@@ -95,29 +97,9 @@ def segment_array(prob: np.ndarray, params: SegmentParams) -> tuple[np.ndarray, 
                          min_voxels=params.min_size / params.voxel_volume)
 
 
-def _grid(shape3: Sequence[int], block: Sequence[int]) -> list[tuple[int, ...]]:
-    return list(itertools.product(*(range(-(-s // b)) for s, b in zip(shape3, block))))
-
-
-def _owned(idx, shape3, block) -> tuple[slice, ...]:
-    return tuple(slice(i * b, min((i + 1) * b, s)) for i, b, s in zip(idx, block, shape3))
-
-
-def _extend(region, halo, shape3) -> tuple[tuple[slice, ...], tuple]:
-    """Region grown by ``halo`` (clipped); also the owned region's slices inside it."""
-    ext, crop = [], []
-    for r, h, s in zip(region, halo, shape3):
-        lo = max(0, r.start - h)
-        hi = min(s, r.stop + h)
-        ext.append(slice(lo, hi))
-        crop.append(slice(r.start - lo, r.stop - lo))
-    return tuple(ext), tuple(crop)
-
-
 def _seed_task(read, t, idx, lin, shape3, block, params):
-    region = _owned(idx, shape3, block)
-    ext, crop = _extend(region, seed_halo(params), shape3)
-    seeds = seed_mask(as_probability(read(t, ext)), params)[crop]
+    b = Block.at(idx, shape=shape3, block=block, halo=seed_halo(params))
+    seeds = seed_mask(as_probability(read(t, b.read)), params)[b.crop]
     lab, _ = label_seeds(seeds)
     out = np.where(lab > 0, (np.uint64(lin + 1) << np.uint64(32)) | lab.astype(np.uint64),
                    np.uint64(0))
@@ -125,7 +107,7 @@ def _seed_task(read, t, idx, lin, shape3, block, params):
 
 
 def _face_task(read, t, idx, shape3, block):
-    region = _owned(idx, shape3, block)
+    region = Block.at(idx, shape=shape3, block=block).owned
     pairs = []
     for axis in range(3):
         stop = region[axis].stop
@@ -146,16 +128,14 @@ def _flood_task(read_prob, read_seeds, t, k, idx, shape3, block, params, keys, r
     the high side, so the owned block *and* its high-side neighbour voxels are exact:
     the contacts across this block's high faces come from here, with no second read.
     """
-    region = _owned(idx, shape3, block)
-    halo = flood_halo(params)
-    ext, crop = _extend(region, halo, shape3)
-    ext = tuple(slice(e.start, min(s, e.stop + 1)) for e, s in zip(ext, shape3))
+    b = Block.at(idx, shape=shape3, block=block, halo=flood_halo(params))
+    ext = tuple(slice(e.start, min(s, e.stop + 1)) for e, s in zip(b.read, shape3))
     markers = relabel(read_seeds(k, ext), keys, roots)
     lab = flood(markers.astype(np.uint64), as_probability(read_prob(t, ext)), params)
     start = time.perf_counter()
-    owned = lab[crop]
-    plus = tuple(slice(c.start, min(c.stop + 1, n)) for c, n in zip(crop, lab.shape))
-    st = block_stats(owned, offset=[r.start for r in region], shape=shape3)
+    owned = lab[b.crop]
+    plus = tuple(slice(c.start, min(c.stop + 1, n)) for c, n in zip(b.crop, lab.shape))
+    st = block_stats(owned, offset=[r.start for r in b.owned], shape=shape3)
     pairs = contacts(lab[plus], owned.shape)
     name = _stats_file(stats_dir, k, idx)
     tmp = name.with_suffix(f".tmp{os.getpid()}.npz")
@@ -184,7 +164,7 @@ def _assemble(blocks: dict, grid_shape: Sequence[int], shapes: dict, dtype) -> d
     """One dask array (t, z, y, x) from delayed blocks indexed ``(t, bz, by, bx)``."""
     def nest(prefix: tuple, depth: int):
         if depth == len(grid_shape):
-            return da.from_delayed(blocks[prefix], shape=shapes[prefix[1:]], dtype=dtype)
+            return da.from_delayed(blocks[prefix], shape=shapes[prefix], dtype=dtype)
         return [nest(prefix + (i,), depth + 1) for i in range(grid_shape[depth])]
 
     return da.block(nest((), 0))
@@ -208,7 +188,7 @@ def segment_volume(
     params: SegmentParams,
     *,
     work: str | os.PathLike,
-    block: Sequence[int] = (64, 256, 256),
+    block: Sequence[int] = SEGMENT_BLOCK,
     timepoints: Sequence[int] | None = None,
     client: Any = None,
     progress: bool = False,
@@ -261,79 +241,125 @@ def segment_volume(
     tps = list(range(int(shape[0]))) if timepoints is None else [int(t) for t in timepoints]
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
-    shape4 = (len(tps), *shape3)
-    grid = _grid(shape3, block)
-    gshape = (len(tps), *(-(-s // b) for s, b in zip(shape3, block)))
-    shapes = {idx: (1, *(r.stop - r.start for r in _owned(idx, shape3, block)))
-              for idx in grid}
+    run = _Run(prob, shape3, block, tuple(tps), params, client=client, progress=progress,
+               resume=resume, store=functools.partial(
+                   _work_store, shape4=(len(tps), *shape3), block=block,
+                   voxel_size=params.voxel_size, resume=resume, fingerprint=fingerprint))
     secs: dict[str, float] = {}
-
     t0 = time.perf_counter()
-    store = functools.partial(_work_store, shape4=shape4, block=block,
-                              voxel_size=params.voxel_size, resume=resume,
-                              fingerprint=fingerprint)
-    seeds_path = store(work / "seeds.zarr", kind="seeds")
-    seed = dask.delayed(_seed_task, pure=True)
-
-    def seed_slab(a: int, b: int) -> da.Array:  # graphs built per time point
-        blocks = {(k - a, *idx): seed(prob, tps[k], idx, k * len(grid) + j, shape3, block,
-                                      params)
-                  for k in range(a, b) for j, idx in enumerate(grid)}
-        return _assemble(blocks, (b - a, *gshape[1:]), shapes, np.uint64)
-
-    reports = {"seeds": write_volume(Series(shape4, np.uint64, seed_slab), seeds_path,
-                                     client=client, resume=resume, progress=progress,
-                                     desc="segment: seeds")}
+    reports: dict[str, Any] = {}
+    seeds_path, reports["seeds"] = _seed_phase(run, work / "seeds.zarr")
     secs["seeds"] = time.perf_counter() - t0
-
     t0 = time.perf_counter()
     seeds = Reader(seeds_path)
-    face = dask.delayed(_face_task, pure=True)
-    parts = compute_windowed((face(seeds, k, idx, shape3, block)
-                              for k in range(len(tps)) for idx in grid), client=client)
-    # seed ids are unique per block and time point: one union-find per time point
-    maps = [union_map([p for part in parts[k * len(grid):(k + 1) * len(grid)] for p in part])
-            for k in range(len(tps))]
-    n_pairs = sum(len(p) for part in parts for p in part)
-    del parts
+    maps, n_pairs = _face_phase(run, seeds)
     secs["face_merge"] = time.perf_counter() - t0
-
     t0 = time.perf_counter()
-    flood_path = store(work / "flood.zarr", kind="flood")
-    fl = dask.delayed(_flood_task, pure=True)
     stats_dir = work / "stats"
-    stats_dir.mkdir(exist_ok=True)
-
-    def flood_slab(a: int, b: int) -> da.Array:
-        blocks = {}
-        for k in range(a, b):
-            keys_d, roots_d = dask.delayed(maps[k][0]), dask.delayed(maps[k][1])
-            for idx in grid:
-                blocks[(k - a, *idx)] = fl(prob, seeds, tps[k], k, idx, shape3, block, params,
-                                           keys_d, roots_d, str(stats_dir))
-        return _assemble(blocks, (b - a, *gshape[1:]), shapes, np.uint64)
-
-    reports["flood"] = write_volume(Series(shape4, np.uint64, flood_slab), flood_path,
-                                    client=client, resume=resume, progress=progress,
-                                    desc="segment: flood")
+    flood_path, reports["flood"] = _flood_phase(run, seeds, maps, work / "flood.zarr",
+                                                stats_dir)
     secs["flood"] = time.perf_counter() - t0
-
     t0 = time.perf_counter()
-    tables = []
-    min_voxels = params.min_size / params.voxel_volume
-    task_secs = 0.0
-    for k in range(len(tps)):
-        stats, pairs, used = _load_stats(stats_dir, k, grid)
-        task_secs += used
-        tables.append(merge_plan(stats, pairs, min_voxels=min_voxels))
+    tables, task_secs = _stats_phase(run, stats_dir)
     secs["stats_merge"] = time.perf_counter() - t0
     secs["stats_in_flood_tasks"] = task_secs  # summed over tasks (CPU seconds, not wall)
     return {"flood": flood_path, "tables": tables, "seconds": secs,
             "halo": {"seeds": list(seed_halo(params)), "flood": list(flood_halo(params))},
-            "blocks": len(grid) * len(tps), "block": list(block),
-            "face_pairs": int(n_pairs), "seed_unions": int(sum(m[0].size for m in maps)),
+            "blocks": len(run.grid) * len(tps), "block": list(block),
+            "face_pairs": n_pairs, "seed_unions": int(sum(m[0].size for m in maps)),
             "writes": {name: {"written": r.written, "skipped": r.skipped}
                        for name, r in reports.items()}}
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What every phase of :func:`segment_volume` needs: input, grid, options."""
+
+    prob: Reader
+    shape3: tuple[int, int, int]
+    block: tuple[int, int, int]
+    tps: tuple[int, ...]
+    params: SegmentParams
+    client: Any
+    progress: bool
+    resume: bool
+    store: Callable[..., str]
+
+    @property
+    def grid(self) -> list[tuple[int, ...]]:
+        """Block indices of one time point, in C order."""
+        return [b.index for b in cover(self.shape3, self.block)]
+
+    def write(self, blocks_of: Callable[[int], dict], path: str, desc: str):
+        """Write the blocks ``blocks_of(k)`` (delayed, keyed by block index) of every time
+        point ``k``; each time point's graph is built only when it is submitted."""
+        shapes = {(0, *b.index): (1, *b.shape) for b in cover(self.shape3, self.block)}
+        gshape = grid_shape(self.shape3, self.block)
+
+        def slab(a: int, b: int) -> da.Array:
+            parts = [_assemble({(0, *i): d for i, d in blocks_of(k).items()}, (1, *gshape),
+                               shapes, np.uint64) for k in range(a, b)]
+            return parts[0] if len(parts) == 1 else da.concatenate(parts)
+
+        return write_volume(Series((len(self.tps), *self.shape3), np.uint64, slab), path,
+                            client=self.client, resume=self.resume, progress=self.progress,
+                            desc=desc)
+
+
+def _seed_phase(run: _Run, path: Path) -> tuple[str, Any]:
+    """A: block-unique provisional seed ids, written to a work store."""
+    seeds_path = run.store(path, kind="seeds")
+    task = dask.delayed(_seed_task, pure=True)
+    grid = run.grid
+
+    def blocks_of(k: int) -> dict:
+        return {idx: task(run.prob, run.tps[k], idx, k * len(grid) + j, run.shape3, run.block,
+                          run.params) for j, idx in enumerate(grid)}
+
+    return seeds_path, run.write(blocks_of, seeds_path, "segment: seeds")
+
+
+def _face_phase(run: _Run, seeds: Reader) -> tuple[list, int]:
+    """A2: the seed ids touching across block faces, resolved by union-find.
+
+    Seed ids are unique per block and time point and faces join blocks of one time
+    point only: one union-find per time point, ``(keys, roots)`` each; the face tasks
+    run in a sliding window.
+    """
+    face = dask.delayed(_face_task, pure=True)
+    grid = run.grid
+    parts = compute_windowed((face(seeds, k, idx, run.shape3, run.block)
+                              for k in range(len(run.tps)) for idx in grid), client=run.client)
+    maps = [union_map([p for part in parts[k * len(grid):(k + 1) * len(grid)] for p in part])
+            for k in range(len(run.tps))]
+    return maps, int(sum(len(p) for part in parts for p in part))
+
+
+def _flood_phase(run: _Run, seeds: Reader, maps: list, path: Path,
+                 stats_dir: Path) -> tuple[str, Any]:
+    """B + C: the bounded flood per block, its statistics saved beside it; the tasks of
+    time point ``k`` carry only its seed map ``maps[k]``."""
+    flood_path = run.store(path, kind="flood")
+    task = dask.delayed(_flood_task, pure=True)
+    stats_dir.mkdir(exist_ok=True)
+
+    def blocks_of(k: int) -> dict:
+        keys_d, roots_d = dask.delayed(maps[k][0]), dask.delayed(maps[k][1])
+        return {idx: task(run.prob, seeds, run.tps[k], k, idx, run.shape3, run.block,
+                          run.params, keys_d, roots_d, str(stats_dir)) for idx in run.grid}
+
+    return flood_path, run.write(blocks_of, flood_path, "segment: flood")
+
+
+def _stats_phase(run: _Run, stats_dir: Path) -> tuple[list, float]:
+    """C: combine the block statistics; the merge plan of each time point."""
+    tables, task_secs = [], 0.0
+    min_voxels = run.params.min_size / run.params.voxel_volume
+    for k in range(len(run.tps)):
+        stats, pairs, used = _load_stats(stats_dir, k, run.grid)
+        task_secs += used
+        tables.append(merge_plan(stats, pairs, min_voxels=min_voxels))
+    return tables, task_secs
 
 
 def final_labels(flood_path: str, tables: list, *, dtype=np.uint32) -> Series:

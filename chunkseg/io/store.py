@@ -29,6 +29,7 @@ import dask.array as da
 import numpy as np
 
 from chunkseg import __version__
+from chunkseg.defaults import CHUNKS, SHARDS
 from chunkseg.errors import (
     FormatError,
     IncompleteStoreError,
@@ -56,8 +57,8 @@ __all__ = [
     "ome_metadata",
 ]
 
-DEFAULT_CHUNKS: tuple[int, int, int, int] = (1, 32, 256, 256)
-DEFAULT_SHARDS: tuple[int, int, int, int] = (1, 64, 512, 512)
+DEFAULT_CHUNKS: tuple[int, int, int, int] = CHUNKS
+DEFAULT_SHARDS: tuple[int, int, int, int] = SHARDS
 AXES = ("t", "z", "y", "x")
 ARRAY_NAME = "0"
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -403,8 +404,8 @@ def open_volume(
     Parameters
     ----------
     path : path-like
-        A chunkseg OME-Zarr group, any Zarr v3 array or OME-Zarr image group, or a
-        TIFF file (3D → t = 1, 4D t z y x).
+        A chunkseg OME-Zarr group, any Zarr v3 array or OME-Zarr image group, a
+        TIFF file (3D → t = 1, 4D t z y x), or an HDF5 dataset ``FILE.h5:/dataset``.
     require_complete : bool
         Refuse a chunkseg store that was never marked complete.
     verify : bool
@@ -419,6 +420,11 @@ def open_volume(
     ------
     InputNotFoundError, FormatError, ShapeError, IncompleteStoreError
     """
+    from chunkseg.io.hdf5 import open_hdf5, split_hdf5_path
+
+    if split_hdf5_path(path):
+        data, voxel_size = open_hdf5(path)
+        return Volume(data, voxel_size or (1.0, 1.0, 1.0), {}, str(path))
     path = Path(path)
     if not path.exists():
         raise InputNotFoundError(f"{path}: no such file or directory")

@@ -10,6 +10,7 @@ shards) in exchange for memory bounded by a shard.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
@@ -20,10 +21,12 @@ from typing import Any
 import dask.array as da
 import numpy as np
 
+from chunkseg.defaults import READ_BLOCK
 from chunkseg.errors import DTypeError, FormatError, InputNotFoundError, ParameterError, ShapeError
+from chunkseg.io.lazy import block_reader_array
 
 #: default ``(z, y, x)`` extent of one read task: the default shard shape
-DEFAULT_BLOCK = (64, 512, 512)
+DEFAULT_BLOCK = READ_BLOCK
 
 __all__ = ["DEFAULT_BLOCK", "TiffInfo", "natural_key", "open_tiff", "open_tiff_series", "tiff_info"]
 
@@ -112,11 +115,24 @@ def tiff_info(path: str | os.PathLike, *, channel: int | None = None) -> TiffInf
     ShapeError
         Not 3D or 4D after channel selection.
     """
-    import tifffile
-
     path = Path(path)
     if not path.is_file():
         raise InputNotFoundError(f"{path}: no such file")
+    axes, sshape, dtype, paged, voxel_size = _read_header(path)
+    if dtype.kind not in "uif" or dtype.itemsize > 8:
+        raise DTypeError(f"{path}: expected integer or float voxels; got dtype {dtype}")
+    if axes.endswith("S"):
+        raise ShapeError(f"{path}: RGB / interleaved multi-sample TIFFs are not supported "
+                         f"(axes {axes!r}); expected grey-level planes")
+    caxis = axes.find("C") if "C" in axes else None
+    shape = _tzyx_shape(path, axes, sshape, caxis, channel)
+    return TiffInfo(str(path), shape, dtype, axes, sshape, caxis, voxel_size, paged)
+
+
+def _read_header(path: Path) -> tuple[str, tuple[int, ...], np.dtype, bool, Any]:
+    """Axes, series shape, dtype, one-page-per-plane and voxel size; truncation refused."""
+    import tifffile
+
     size = path.stat().st_size
     try:
         with tifffile.TiffFile(path) as tif:
@@ -151,12 +167,12 @@ def tiff_info(path: str | os.PathLike, *, channel: int | None = None) -> TiffInf
             f"{path}: truncated TIFF: image data should end at byte {end}, "
             f"the file has {size} bytes"
         )
-    if dtype.kind not in "uif" or dtype.itemsize > 8:
-        raise DTypeError(f"{path}: expected integer or float voxels; got dtype {dtype}")
-    caxis = axes.find("C") if "C" in axes else None
-    if axes.endswith("S"):
-        raise ShapeError(f"{path}: RGB / interleaved multi-sample TIFFs are not supported "
-                         f"(axes {axes!r}); expected grey-level planes")
+    return axes, sshape, dtype, paged, voxel_size
+
+
+def _tzyx_shape(path: Path, axes: str, sshape: tuple[int, ...], caxis: int | None,
+                channel: int | None) -> tuple[int, int, int, int]:
+    """The (t, z, y, x) shape once ``channel`` is chosen; a bad channel refused."""
     shape = list(sshape)
     if caxis is not None:
         if channel is None:
@@ -178,7 +194,7 @@ def tiff_info(path: str | os.PathLike, *, channel: int | None = None) -> TiffInf
             f"{path}: expected a 3D (z, y, x) or 4D (t, z, y, x) image; got shape "
             f"{tuple(sshape)} with axes {axes!r}"
         )
-    return TiffInfo(str(path), tuple(shape), dtype, axes, sshape, caxis, voxel_size, paged)
+    return tuple(shape)
 
 
 def _plane_indices(info: TiffInfo, t: int, z0: int, z1: int, channel: int | None) -> list[int]:
@@ -226,21 +242,9 @@ def _lazy(info: TiffInfo, channel: int | None, block: tuple[int, int, int]) -> d
     """A dask array over the TIFF, one task per ``block``-sized region of each time point."""
     from dask.base import tokenize
 
-    shape = info.shape
-    chunks = ((1,) * shape[0], *(
-        tuple(min(b, n - s) for s in range(0, n, b)) for b, n in zip(block, shape[1:])
-    ))
-    name = "read-tiff-" + tokenize(info, channel, block)
-    dsk = {}
-    for t in range(shape[0]):
-        for iz, z0 in enumerate(range(0, shape[1], block[0])):
-            for iy, y0 in enumerate(range(0, shape[2], block[1])):
-                for ix, x0 in enumerate(range(0, shape[3], block[2])):
-                    region = (slice(z0, min(z0 + block[0], shape[1])),
-                              slice(y0, min(y0 + block[1], shape[2])),
-                              slice(x0, min(x0 + block[2], shape[3])))
-                    dsk[(name, t, iz, iy, ix)] = (_read_block, info.path, info, channel, t, region)
-    return da.Array(dsk, name, chunks, dtype=info.dtype)
+    read = functools.partial(_read_block, info.path, info, channel)
+    return block_reader_array(read, info.shape, info.dtype, block,
+                              token="read-tiff-" + tokenize(info, channel, block))
 
 
 def open_tiff(

@@ -23,6 +23,11 @@ _LAZY: dict[str, str] = {
     "read_metadata": "chunkseg.model.io",
     "resolve_model": "chunkseg.model.io",
     "DEFAULT_MODEL": "chunkseg.model.io",
+    "ModelInfo": "chunkseg.model.info",
+    "model_info": "chunkseg.model.info",
+    "Crop": "chunkseg.model.training_data",
+    "CropSampler": "chunkseg.model.training_data",
+    "make_dataset": "chunkseg.model.training_data",
 }
 
 __all__ = list(_LAZY)

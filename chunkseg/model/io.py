@@ -21,6 +21,7 @@ from typing import Any
 
 from chunkseg import __version__
 from chunkseg.errors import ModelError, OutputExistsError
+from chunkseg.io.jsonable import jsonable
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -54,21 +55,9 @@ def resolve_model(model: str | os.PathLike[str] = "default") -> Path:
 
 def _jsonable(value: Any, key: str) -> Any:
     try:
-        return json.loads(json.dumps(value, default=_default))
-    except (TypeError, ValueError) as exc:
+        return jsonable(value)
+    except TypeError as exc:
         raise ModelError(f"model metadata {key!r} is not JSON-serialisable: {exc}") from None
-
-
-def _default(obj: Any) -> Any:
-    if hasattr(obj, "tolist"):  # numpy scalars and arrays
-        return obj.tolist()
-    if hasattr(obj, "to_dict"):  # UNetConfig
-        return obj.to_dict()
-    if isinstance(obj, (set, frozenset, tuple)):
-        return list(obj)
-    if isinstance(obj, os.PathLike):
-        return os.fspath(obj)
-    raise TypeError(f"cannot serialise {type(obj).__name__}")
 
 
 def save_model(model: Any, path: str | os.PathLike[str], *, metadata: Mapping[str, Any],

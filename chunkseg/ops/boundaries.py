@@ -25,15 +25,17 @@ exactly the in-memory result.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Literal
 
 import numpy as np
 from scipy import ndimage as ndi
 
 from chunkseg.errors import DTypeError, ParameterError
 
-__all__ = ["MODES", "check_width", "footprint_for_width", "halo_for_width", "membrane_mask"]
+__all__ = ["MODES", "MaskMode", "check_width", "footprint_for_width", "halo_for_width", "membrane_mask"]
 
 MODES = ("thick", "inner")
+MaskMode = Literal["thick", "inner"]
 _EXACT_IN_FLOAT64 = 2**53
 
 
@@ -76,7 +78,7 @@ def membrane_mask(
     *,
     width: int = 1,
     ignore: Iterable[int] = (0,),
-    mode: str = "thick",
+    mode: MaskMode = "thick",
 ) -> np.ndarray:
     """Binary membrane mask (uint8 0/1) of a label image.
 

@@ -1,4 +1,5 @@
-"""Artifact z-slices: parse ``"3,17,40-45"`` and drop those slices from a (t, z, y, x) array.
+"""Index specs: artifact z-slices (``"3,17,40-45"``, dropped from a (t, z, y, x) array)
+and time-point ranges (``"A:B"``, :func:`parse_timepoints`).
 
 The paper deletes slices with artifacts from raw image and mask before training; the
 same spec applied to raw and labels keeps them aligned.  Slice indices are 0-based z
@@ -12,7 +13,7 @@ from typing import Any
 
 from chunkseg.errors import ParameterError, ShapeError
 
-__all__ = ["compose_dropped", "drop_slices", "keep_indices", "parse_slices"]
+__all__ = ["compose_dropped", "drop_slices", "keep_indices", "parse_slices", "parse_timepoints"]
 
 
 def _parse_token(token: str, where: str) -> list[int]:
@@ -124,3 +125,36 @@ def compose_dropped(previous: Sequence[int], new: Sequence[int]) -> list[int]:
     # the original slices that remained, up to the last one ``new`` names
     remaining = keep_indices(previous, max(new) + 1 + len(set(previous)))
     return sorted(set(previous) | {remaining[i] for i in new})
+
+
+def parse_timepoints(spec: Any, n: int) -> tuple[int, int]:
+    """``"A:B"``, ``"A"``, ``(A, B)`` or None -> a half-open range inside ``[0, n)``.
+
+    Examples
+    --------
+    >>> parse_timepoints("1:3", 5), parse_timepoints(None, 5), parse_timepoints("2", 5)
+    ((1, 3), (0, 5), (2, 3))
+    """
+    if spec is None:
+        return 0, n
+    try:
+        if isinstance(spec, str):
+            parts = spec.split(":")
+            if len(parts) == 1:
+                a = int(parts[0])
+                a, b = a, a + 1
+            elif len(parts) == 2:
+                a = int(parts[0]) if parts[0].strip() else 0
+                b = int(parts[1]) if parts[1].strip() else n
+            else:
+                raise ValueError
+        elif isinstance(spec, int):
+            a, b = spec, spec + 1
+        else:
+            a, b = (int(v) for v in spec)
+    except (TypeError, ValueError):
+        raise ParameterError(f"timepoints must look like A:B (e.g. 0:10); got {spec!r}") from None
+    if not 0 <= a < b <= n:
+        raise ParameterError(f"timepoints {a}:{b} must satisfy 0 <= A < B <= {n} "
+                             f"(the input has {n} time points)")
+    return a, b

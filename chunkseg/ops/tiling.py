@@ -35,7 +35,7 @@ import itertools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -43,6 +43,7 @@ from chunkseg.errors import ParameterError, ShapeError
 
 __all__ = [
     "BLEND_MODES",
+    "BlendMode",
     "TileGrid",
     "as_triple",
     "blend_weights",
@@ -57,6 +58,7 @@ __all__ = [
 
 Triple = tuple[int, int, int]
 BLEND_MODES = ("gaussian", "linear", "none")
+BlendMode = Literal["gaussian", "linear", "none"]
 #: smallest blend weight relative to the tile centre (avoids 0/0 at block borders)
 MIN_WEIGHT = 1e-3
 
@@ -230,7 +232,7 @@ def _profile(n: int, mode: str) -> np.ndarray:
 def blend_weights(
     tile: int | Sequence[int],
     *,
-    mode: str = "gaussian",
+    mode: BlendMode = "gaussian",
     crop_before: Sequence[int] = (0, 0, 0),
     crop_after: Sequence[int] = (0, 0, 0),
 ) -> np.ndarray:
@@ -353,7 +355,7 @@ def predict_tiled(
     context: int | Sequence[int],
     pool: int | Sequence[int] = 1,
     origin: Sequence[int] = (0, 0, 0),
-    blend: str = "gaussian",
+    blend: BlendMode = "gaussian",
     crop_context: bool = True,
     batch: int | None = None,
     pad_mode: str = "symmetric",

@@ -12,70 +12,29 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-import dask.array as da
 import numpy as np
 
 from chunkseg.engine.blocks import write_volume
-from chunkseg.errors import DTypeError, ShapeError
+from chunkseg.engine.volumes import membrane_volume
+from chunkseg.errors import ShapeError
+from chunkseg.io.fingerprint import fingerprint
 from chunkseg.io.store import create_image, mark_complete, open_volume
-from chunkseg.ops.boundaries import check_width, halo_for_width, membrane_mask
+from chunkseg.ops.boundaries import MaskMode, halo_for_width
 from chunkseg.ops.slices import compose_dropped, drop_slices as _drop
-from chunkseg.pipeline.normalize import input_fingerprint
 
-__all__ = ["membrane_volume", "run_binarize"]
-
-
-def _mask_tblock(block: np.ndarray, *, width: int, ignore: tuple[int, ...], mode: str) -> np.ndarray:
-    out = np.empty(block.shape, np.uint8)
-    for i in range(block.shape[0]):  # time points are independent volumes
-        out[i] = membrane_mask(block[i], width=width, ignore=ignore, mode=mode)
-    return out
-
-
-def membrane_volume(
-    labels: da.Array,
-    *,
-    width: int = 1,
-    ignore: Iterable[int] = (0,),
-    mode: str = "thick",
-    name: str = "",
-) -> da.Array:
-    """Lazy membrane mask (uint8 0/1) of a (t, z, y, x) label dask array.
-
-    Equals ``membrane_mask`` applied to each whole time point in memory.
-
-    Raises
-    ------
-    DTypeError
-        Float (or other non-integer) labels.
-    """
-    where = f"{name}: " if name else ""
-    if labels.dtype.kind not in "iub":
-        raise DTypeError(
-            f"{where}labels must be integers (uint8 .. uint64); got dtype {labels.dtype}"
-        )
-    if labels.ndim != 4:
-        raise ShapeError(f"{where}expected 4D (t, z, y, x) labels; got shape {labels.shape}")
-    width = check_width(width)
-    membrane_mask(np.zeros((1, 1, 1), labels.dtype), width=width, ignore=ignore, mode=mode)
-    halo = halo_for_width(width)
-    return labels.map_overlap(
-        _mask_tblock, depth={0: 0, 1: halo, 2: halo, 3: halo}, boundary="none",
-        dtype=np.uint8, meta=np.empty((0, 0, 0, 0), np.uint8),
-        width=width, ignore=tuple(int(v) for v in ignore), mode=mode,
-    )
+__all__ = ["run_binarize"]
 
 
 def run_binarize(
     labels_path: str | os.PathLike,
-    out_path: str | os.PathLike,
+    out: str | os.PathLike,
     *,
     ignore: Sequence[int] = (0,),
     width: int = 1,
-    mode: str = "thick",
+    mode: MaskMode = "thick",
     drop_slices: str | Sequence[int] | None = None,
     like: str | os.PathLike | None = None,
     chunks: Sequence[int] | None = None,
@@ -90,7 +49,7 @@ def run_binarize(
     ----------
     labels_path : path-like
         Integer labels (uint8 .. uint64): chunkseg OME-Zarr, Zarr array or TIFF.
-    out_path : path-like
+    out : path-like
         OME-Zarr to write (``kind = "mask"``).
     ignore : sequence of int
         Label values that are not cells; the paper drops ``0 1``.
@@ -150,15 +109,16 @@ def run_binarize(
     params = {"ignore": sorted(int(v) for v in ignore), "width": int(width), "mode": mode}
     attrs = {"kind": "mask", "source": [str(labels_path)], "binarize": params,
              "halo": halo_for_width(width), "dropped_slices": all_dropped,
-             "fingerprint": input_fingerprint(str(labels_path), {**params, "dropped": all_dropped,
-                                                            "chunks": chunks})}
-    create_image(out_path, shape=data.shape, dtype=np.uint8, voxel_size=voxel_size,
+             "fingerprint": fingerprint(labels_path, {**params, "dropped": all_dropped,
+                                                      "chunks": chunks},
+                                        shape=vol.shape, dtype=vol.dtype)}
+    create_image(out, shape=data.shape, dtype=np.uint8, voxel_size=voxel_size,
                  chunks=chunks, attrs=attrs, overwrite=overwrite, resume=resume)
-    report = write_volume(mask, out_path, client=client, resume=resume, progress=progress,
+    report = write_volume(mask, out, client=client, resume=resume, progress=progress,
                           desc="binarize")
     seconds = time.perf_counter() - t0
-    mark_complete(out_path, binarize_seconds=round(seconds, 3))
-    return {"input": str(labels_path), "out": str(out_path), "shape": list(data.shape),
+    mark_complete(out, binarize_seconds=round(seconds, 3))
+    return {"input": str(labels_path), "out": str(out), "shape": list(data.shape),
             "labels_dtype": str(data.dtype), **params,
             "halo": halo_for_width(width), "dropped_slices": all_dropped,
             "blocks_written": report.written, "blocks_skipped": report.skipped,

@@ -1,4 +1,4 @@
-"""``chunkseg convert``: TIFF / TIFF series / Zarr → chunkseg OME-Zarr, streamed.
+"""``chunkseg convert``: TIFF / TIFF series / HDF5 / Zarr → chunkseg OME-Zarr, streamed.
 
 Peak memory is a few z-slabs of the input (one task reads the pages of one
 ``(t, z-slab)``, the write tasks take whole shards), never the whole volume.
@@ -7,8 +7,6 @@ Peak memory is a few z-slabs of the input (one task reads the pages of one
 from __future__ import annotations
 
 import glob
-import hashlib
-import json
 import os
 import time
 from collections.abc import Sequence
@@ -19,8 +17,8 @@ import dask.array as da
 
 from chunkseg.engine.blocks import write_volume
 from chunkseg.errors import InputError, InputNotFoundError, ParameterError
-from chunkseg.io.tiff import DEFAULT_BLOCK
-from chunkseg.ops.slices import compose_dropped, drop_slices
+from chunkseg.io.fingerprint import fingerprint
+from chunkseg.io.hdf5 import split_hdf5_path
 from chunkseg.io.store import (
     TIFF_SUFFIXES,
     create_image,
@@ -29,8 +27,16 @@ from chunkseg.io.store import (
     mark_complete,
     open_volume,
 )
+from chunkseg.io.tiff import DEFAULT_BLOCK
+from chunkseg.ops.slices import compose_dropped, drop_slices as _drop
 
 __all__ = ["expand_inputs", "open_inputs", "run_convert"]
+
+
+def _file_of(source: str) -> str:
+    """The file behind an input: ``FILE.h5`` for ``FILE.h5:/dataset``, else the input."""
+    parts = split_hdf5_path(source)
+    return str(parts[0]) if parts else source
 
 
 def expand_inputs(inputs: Sequence[str | os.PathLike]) -> list[str]:
@@ -49,8 +55,8 @@ def expand_inputs(inputs: Sequence[str | os.PathLike]) -> list[str]:
             if not matches:
                 raise InputNotFoundError(f"{item}: the pattern matches no file")
             out.extend(matches)
-        elif not os.path.exists(item):
-            raise InputNotFoundError(f"{item}: no such file or directory")
+        elif not os.path.exists(_file_of(item)):
+            raise InputNotFoundError(f"{_file_of(item)}: no such file or directory")
         else:
             out.append(item)
     if not out:
@@ -72,9 +78,13 @@ def open_inputs(
     sources : list of str
         Input files in the order used (natural order for a series).
     """
+    from chunkseg.io.hdf5 import open_hdf5
     from chunkseg.io.tiff import open_tiff, open_tiff_series
 
     paths = expand_inputs(inputs)
+    if len(paths) == 1 and split_hdf5_path(paths[0]):
+        data, voxel_size = open_hdf5(paths[0], channel=channel, block=block)
+        return data, voxel_size, [paths[0]]
     if len(paths) == 1:
         path = Path(paths[0])
         if is_zarr(path):
@@ -84,20 +94,12 @@ def open_inputs(
             data, voxel_size = open_tiff(path, channel=channel, block=block)
             return data, voxel_size, [str(path)]
     for p in paths:
-        if is_zarr(p):
-            raise InputError(f"{p}: a Zarr store cannot be part of a TIFF time series")
+        if is_zarr(p) or split_hdf5_path(p):
+            raise InputError(f"{p}: expected TIFF files in a time series; found a "
+                             f"{'Zarr store' if is_zarr(p) else 'HDF5 file'}")
     if channel is not None:
         raise ParameterError("--channel applies to one hyperstack TIFF, not to a series")
     return open_tiff_series(paths, block=block)
-
-
-def _fingerprint(sources: list[str], params: dict[str, Any]) -> str:
-    h = hashlib.sha256()
-    for s in sources:
-        st = os.stat(s)
-        h.update(f"{os.path.abspath(s)}|{st.st_size}|{st.st_mtime_ns}".encode())
-    h.update(json.dumps(params, sort_keys=True, default=str).encode())
-    return h.hexdigest()[:16]
 
 
 def run_convert(
@@ -107,7 +109,7 @@ def run_convert(
     voxel_size: Sequence[float] | None = None,
     chunks: Sequence[int] | None = None,
     channel: int | None = None,
-    drop: str | Sequence[int] | None = None,
+    drop_slices: str | Sequence[int] | None = None,
     overwrite: bool = False,
     resume: bool = False,
     client: Any = None,
@@ -120,7 +122,8 @@ def run_convert(
     inputs : path or sequence of paths
         One 3D TIFF, one 4D TIFF (``t z y x``; a hyperstack with channels needs
         ``channel``), several 3D TIFFs or a glob (a time series, ordered naturally),
-        or an existing Zarr array / OME-Zarr image.
+        an HDF5 dataset ``FILE.h5:/dataset`` (3D or 4D; ilastik axistags with a
+        channel axis need ``channel``), or an existing Zarr array / OME-Zarr image.
     out : path-like
         The OME-Zarr group to write.
     voxel_size : sequence of 3 float, optional
@@ -129,7 +132,7 @@ def run_convert(
         Chunk shape ``(z, y, x)``; shards are chosen around it (see the README).
     channel : int, optional
         Channel of a multi-channel hyperstack.
-    drop : str or sequence of int, optional
+    drop_slices : str or sequence of int, optional
         Artifact z-slices to remove (``"3,17,40-45"``), recorded in the metadata.
     overwrite, resume : bool
         Replace an existing output / continue an interrupted conversion.
@@ -155,7 +158,7 @@ def run_convert(
     # one read task per output shard: writes need no rechunk, memory is a shard per thread
     block = default_chunks((1, 1 << 30, 1 << 30, 1 << 30), chunks=chunks)[1][1:]
     data, meta_voxel, sources = open_inputs(inputs, channel=channel, block=block)
-    data, dropped = drop_slices(data, drop, name=str(sources[0]))
+    data, dropped = _drop(data, drop_slices, name=str(sources[0]))
     if is_zarr(sources[0]):  # a chunkseg store keeps the slices dropped before it, too
         dropped = compose_dropped(open_volume(sources[0]).attrs.get("dropped_slices") or [],
                                   dropped)
@@ -167,7 +170,7 @@ def run_convert(
         "channel": channel,
         "dropped_slices": dropped,
         "voxel_size_from": "argument" if voxel_size else ("metadata" if meta_voxel else "default"),
-        "fingerprint": _fingerprint(sources, params),
+        "fingerprint": fingerprint(sources, params, shape=data.shape, dtype=data.dtype),
     }
     arr = create_image(out, shape=data.shape, dtype=data.dtype, voxel_size=vs, chunks=chunks,
                        attrs=attrs, overwrite=overwrite, resume=resume)

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from chunkseg import __version__
-from chunkseg.augment import DEFAULT_CROP, Crop, CropSampler
+from chunkseg.model.training_data import DEFAULT_CROP, Crop, CropSampler
 from chunkseg.errors import OutputExistsError, ParameterError
 from chunkseg.ops.augment import resolve_noise
 
@@ -88,7 +88,7 @@ def run_crops(
         Random flips, y-x rotations and intensity scale/shift (noise is added whenever
         ``noise`` is given).
     membrane_bias, normalization :
-        See :class:`chunkseg.augment.CropSampler`.
+        See :class:`chunkseg.model.training_data.CropSampler`.
     raw_dtype : {"uint8", "float32"}
         Raw TIFF dtype (see the module docstring).
     overwrite : bool

@@ -12,7 +12,7 @@ Outputs in ``out/``: ``report.json`` (every number), PNG figures (threshold swee
 ECDF, heat map, per time point, training curves when a history is given) and
 ``report.html`` showing them with the parameters and the inputs' provenance.
 Instance metrics of predicted cells (``cells``) against truth instance labels
-(``labels``) come from :func:`chunkseg.pipeline.segment.instance_report`.
+(``labels``) come from :func:`chunkseg.engine.instances.instance_report`.
 """
 
 from __future__ import annotations
@@ -29,9 +29,12 @@ from typing import Any
 import numpy as np
 
 from chunkseg import __version__
+from chunkseg.engine.instances import instance_report
 from chunkseg.engine.reduce import overlap_reduce
 from chunkseg.engine.submit import compute_windowed
+from chunkseg.engine.volumes import membrane_volume
 from chunkseg.errors import DTypeError, InputError, OutputExistsError, ParameterError, ShapeError
+from chunkseg.io.jsonable import jsonable
 from chunkseg.io.store import open_volume
 from chunkseg.ops.metrics import (
     EvalSpec,
@@ -45,26 +48,12 @@ from chunkseg.ops.metrics import (
     sum_statistics,
     threshold_array,
 )
-from chunkseg.pipeline.predict import parse_timepoints
+from chunkseg.ops.slices import parse_timepoints
 
 __all__ = ["REPORT", "run_evaluate", "summarize"]
 
 #: name of the JSON report inside ``out``
 REPORT = "report.json"
-
-
-def _jsonable(a: Any) -> Any:
-    if isinstance(a, dict):
-        return {k: _jsonable(v) for k, v in a.items()}
-    if isinstance(a, (list, tuple)):
-        return [_jsonable(v) for v in a]
-    if isinstance(a, np.ndarray):
-        return _jsonable(a.tolist())
-    if isinstance(a, (np.integer,)):
-        return int(a)
-    if isinstance(a, (float, np.floating)):
-        return None if not np.isfinite(a) else float(a)
-    return a
 
 
 def _at(sweep: dict[str, np.ndarray], thresholds: np.ndarray, t: float) -> dict[str, Any]:
@@ -116,7 +105,6 @@ def _open_inputs(prob_path, truth, labels, membrane_width, ignore):
         source = {"path": str(truth), "kind": "mask", "attrs": tvol.attrs}
         tdata = tvol.data
     else:
-        from chunkseg.pipeline.binarize import membrane_volume
 
         tvol = open_volume(labels)
         tdata = membrane_volume(tvol.data, width=membrane_width, ignore=ignore, name=str(labels))
@@ -175,7 +163,7 @@ def run_evaluate(
         Membrane mask (0/1).  Either this or ``labels``.
     labels : path-like, optional
         Cell instance labels: the truth mask is derived from them
-        (:func:`chunkseg.pipeline.binarize.membrane_volume`, ``membrane_width``,
+        (:func:`chunkseg.engine.volumes.membrane_volume`, ``membrane_width``,
         ``ignore``) when ``truth`` is not given, and they are the truth of the
         instance metrics when ``cells`` is given.
     cells : path-like, optional
@@ -237,29 +225,9 @@ def run_evaluate(
                          tolerance=tolerance, connectivity=connectivity,
                          mask=prob.attrs.get("kind") == "mask")
     t0, t1 = parse_timepoints(timepoints, prob.shape[0])
-
-    def block_fn(p, t):
-        return block_statistics(p, t, spec)
-
-    def frame(t: int):
-        p = prob.data[t] if block is None else prob.data[t].rechunk(tuple(int(b) for b in block))
-        return p
-
-    def part(t: int):  # one graph per time point, submitted in a sliding window
-        p = frame(t)
-        return overlap_reduce(block_fn, [p, tdata[t + offset].rechunk(p.chunks)],
-                              depths=[spec.halo_prob, spec.halo_truth])
-
-    parts_chunks = frame(t0).chunks
-    per_t = compute_windowed((part(t) for t in range(t0, t1)), client=client)
-    bad = np.sum([s["bad"] for s in per_t], axis=0)
-    if bad[0]:
-        raise InputError(f"{prob_path}: membrane probability must lie in [0, 1]; found {bad[0]} "
-                         f"voxels outside it or NaN")
-    if bad[1]:
-        raise InputError(f"{truth_source['path']}: the truth must be a 0/1 membrane mask; found "
-                         f"{bad[1]} voxels > 1 (pass instance labels as labels= / --labels)")
-    seconds = time.perf_counter() - t_start
+    per_t, used_block = _statistics(prob, tdata, spec, times=(t0, t1), offset=offset,
+                                    block=block, client=client)
+    _check_values(per_t, prob_path, truth_source["path"])
     report: dict[str, Any] = {
         "chunkseg_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -267,33 +235,63 @@ def run_evaluate(
         "inputs": {"probability": {"path": str(prob_path), "dtype": str(prob.dtype),
                                    "shape": list(prob.shape), "attrs": prob.attrs},
                    "truth": truth_source},
-        "parameters": {"timepoints": [t0 + offset, t1 + offset], "thresholds": len(th),
-                       "voxel_size_um": list(spec.voxel_size),
-                       "max_distance_um": spec.max_distance,
-                       "dist_bin_um": float(spec.dist_edges[1] - spec.dist_edges[0]),
-                       "prob_bins": int(spec.prob_edges.size - 1), "tolerance": tolerance,
-                       "connectivity": connectivity,
-                       "halo_truth_voxels": list(spec.halo_truth),
-                       "halo_prob_voxels": list(spec.halo_prob),
-                       "block": [int(c[0]) for c in parts_chunks]},
+        "parameters": {"timepoints": [t0 + offset, t1 + offset], **_parameters(spec, th),
+                       "block": used_block},
         "environment": {"python": platform.python_version(), "machine": platform.machine(),
                         "node": platform.node()},
         "overall": summarize(sum_statistics(per_t), spec, th),
         "per_timepoint": [{"t": t0 + offset + k, **summarize(s, spec, th)}
                           for k, s in enumerate(per_t)],
-        "seconds": round(seconds, 3),
+        "seconds": round(time.perf_counter() - t_start, 3),
     }
     if cells is not None:
-        from chunkseg.pipeline.segment import instance_report
-
         report["instances"] = instance_report(cells, labels, timepoints=(t0 + offset,
                                                                           t1 + offset),
                                               client=client)
     out.mkdir(parents=True, exist_ok=True)
-    report = _jsonable(report)
+    report = jsonable(report)
     if figures:
         from chunkseg.plots.evaluation import draw_report
 
         report["figures"] = draw_report(report, out, history=history)
     (out / REPORT).write_text(json.dumps(report, indent=1))
     return report
+
+
+def _statistics(prob, tdata, spec, *, times: tuple[int, int], offset: int, block,
+                client) -> tuple[list[dict[str, Any]], list[int]]:
+    """Per time point, the summed block statistics (one streaming pass); the block used."""
+    def block_fn(p, t):
+        return block_statistics(p, t, spec)
+
+    def frame(t: int):
+        return prob.data[t] if block is None else prob.data[t].rechunk(tuple(map(int, block)))
+
+    def part(t: int):  # one graph per time point, submitted in a sliding window
+        p = frame(t)
+        return overlap_reduce(block_fn, [p, tdata[t + offset].rechunk(p.chunks)],
+                              depths=[spec.halo_prob, spec.halo_truth])
+
+    per_t = compute_windowed((part(t) for t in range(*times)), client=client)
+    return per_t, [int(c[0]) for c in frame(times[0]).chunks]
+
+
+def _check_values(per_t: list[dict[str, Any]], prob_path, truth_path) -> None:
+    """Refuse probabilities outside [0, 1] (or NaN) and a truth that is not 0/1."""
+    bad = np.sum([s["bad"] for s in per_t], axis=0)
+    if bad[0]:
+        raise InputError(f"{prob_path}: membrane probability must lie in [0, 1]; found {bad[0]} "
+                         f"voxels outside it or NaN")
+    if bad[1]:
+        raise InputError(f"{truth_path}: the truth must be a 0/1 membrane mask; found "
+                         f"{bad[1]} voxels > 1 (pass instance labels as labels= / --labels)")
+
+
+def _parameters(spec, th: np.ndarray) -> dict[str, Any]:
+    """The scoring parameters of the report."""
+    return {"thresholds": len(th), "voxel_size_um": list(spec.voxel_size),
+            "max_distance_um": spec.max_distance,
+            "dist_bin_um": float(spec.dist_edges[1] - spec.dist_edges[0]),
+            "prob_bins": int(spec.prob_edges.size - 1), "tolerance": spec.tolerance,
+            "connectivity": spec.connectivity, "halo_truth_voxels": list(spec.halo_truth),
+            "halo_prob_voxels": list(spec.halo_prob)}

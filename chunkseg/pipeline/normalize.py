@@ -10,64 +10,29 @@ from one streaming histogram pass over every chunk (exact for integer data, see
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import time
 from collections.abc import Sequence
 from typing import Any
 
-import dask.array as da
 import numpy as np
 
-from chunkseg.engine.blocks import Series, write_volume
+from chunkseg.engine.blocks import write_volume
 from chunkseg.engine.stats import IntensityHistogram, intensity_histogram
+from chunkseg.engine.volumes import scale_volume
 from chunkseg.errors import ParameterError
+from chunkseg.io.fingerprint import fingerprint
 from chunkseg.io.store import create_image, mark_complete, open_volume
 from chunkseg.ops.normalize import (
     DEFAULT_PERCENTILES,
     check_percentiles,
     check_range,
-    scale_to_uint8,
 )
 from chunkseg.ops.slices import compose_dropped, drop_slices as _drop
 
-__all__ = ["FORMULA", "input_fingerprint", "run_normalize", "scale_volume"]
+__all__ = ["FORMULA", "run_normalize"]
 
 FORMULA = "uint8 = floor(clip(255 * (x - low) / (high - low), 0, 255) + 0.5)  (float64)"
-
-
-def _scale_tblock(block: np.ndarray, lows, highs, block_info=None) -> np.ndarray:
-    t0 = block_info[0]["array-location"][0][0] if block_info else 0
-    out = np.empty(block.shape, np.uint8)
-    for i in range(block.shape[0]):
-        out[i] = scale_to_uint8(block[i], lows[t0 + i], highs[t0 + i])
-    return out
-
-
-def scale_volume(darr: da.Array, lows: Sequence[float], highs: Sequence[float]) -> Series:
-    """Lazily scale a (t, z, y, x) dask array to uint8, time point ``t`` with its own range.
-
-    A :class:`~chunkseg.engine.blocks.Series`: the graph of a time point is built when
-    it is written, and its tasks carry only their own time points' ranges.
-    """
-    lows, highs = list(map(float, lows)), list(map(float, highs))
-    if len(lows) != darr.shape[0] or len(highs) != darr.shape[0]:
-        raise ParameterError(
-            f"need one range per time point ({darr.shape[0]}); got {len(lows)} lows, "
-            f"{len(highs)} highs"
-        )
-    for t, (lo, hi) in enumerate(zip(lows, highs)):
-        try:
-            check_range(lo, hi)
-        except ParameterError as exc:
-            raise ParameterError(f"time point {t}: {exc}") from None
-
-    def slab(a: int, b: int) -> da.Array:
-        return darr[a:b].map_blocks(_scale_tblock, lows[a:b], highs[a:b], dtype=np.uint8,
-                                    meta=np.empty((0,) * darr.ndim, np.uint8))
-
-    return Series(tuple(darr.shape), np.dtype(np.uint8), slab)
 
 
 def _ranges(h: IntensityHistogram, ps: tuple[float, float], n_t: int, per_timepoint: bool,
@@ -85,17 +50,9 @@ def _ranges(h: IntensityHistogram, ps: tuple[float, float], n_t: int, per_timepo
     return [p[0] for p in pairs], [p[1] for p in pairs], per_t
 
 
-def input_fingerprint(path: str, params: dict[str, Any]) -> str:
-    """Resume fingerprint of one input file/store (path, mtime) and the run's parameters."""
-    st = os.stat(path)
-    h = hashlib.sha256(f"{os.path.abspath(path)}|{st.st_mtime_ns}".encode())
-    h.update(json.dumps(params, sort_keys=True, default=str).encode())
-    return h.hexdigest()[:16]
-
-
 def run_normalize(
     in_path: str | os.PathLike,
-    out_path: str | os.PathLike | None = None,
+    out: str | os.PathLike | None = None,
     *,
     range: Sequence[float] | None = None,  # noqa: A002 - the paper's "RangeIn"
     percentiles: Sequence[float] = DEFAULT_PERCENTILES,
@@ -114,7 +71,7 @@ def run_normalize(
     ----------
     in_path : path-like
         Input volume (chunkseg OME-Zarr, Zarr array or TIFF), any integer or float dtype.
-    out_path : path-like, optional
+    out : path-like, optional
         uint8 OME-Zarr to write.  Without it nothing is written: the percentiles are
         returned (and plotted with ``plot``) so a user can choose a range.
     range : (low, high), optional
@@ -181,14 +138,14 @@ def run_normalize(
         low, high = fixed
     else:
         lows, highs, per_t = _ranges(hist, ps, n_t, per_timepoint, where,
-                                     check=out_path is not None)
+                                     check=out is not None)
         low, high = summary["percentile_values"]
     summary.update(low=low, high=high)
     if per_t:
         summary["per_timepoint"] = per_t
     if plot is not None:
         summary["plot"] = _plot(hist, plot, low, high, None if fixed else ps, in_path)
-    if out_path is None:
+    if out is None:
         summary["seconds"] = round(time.perf_counter() - t0, 3)
         return summary
     normalization = {
@@ -199,22 +156,30 @@ def run_normalize(
         "error_bound": hist.error_bound if hist else None,
         "formula": FORMULA, "source_dtype": str(data.dtype),
     }
+    summary.update(_write(in_path, vol, scale_volume(data, lows, highs), out,
+                          normalization=normalization, dropped=dropped, chunks=chunks,
+                          client=client, resume=resume, overwrite=overwrite,
+                          progress=progress))
+    summary["seconds"] = round(time.perf_counter() - t0, 3)
+    mark_complete(out, normalize_seconds=summary["seconds"])
+    return summary
+
+
+def _write(in_path, vol, scaled, out, *, normalization: dict[str, Any], dropped: list[int],
+           chunks, client, resume: bool, overwrite: bool, progress: bool) -> dict[str, Any]:
+    """Create the uint8 store (range, dropped slices, fingerprint) and write it."""
     all_dropped = compose_dropped(vol.attrs.get("dropped_slices") or [], dropped)
     attrs = {"kind": "normalized", "source": [str(in_path)], "normalization": normalization,
              "dropped_slices": all_dropped,
-             "fingerprint": input_fingerprint(str(in_path), {"norm": normalization,
-                                                        "dropped": all_dropped,
-                                                        "chunks": chunks})}
-    create_image(out_path, shape=data.shape, dtype=np.uint8, voxel_size=vol.voxel_size,
+             "fingerprint": fingerprint(in_path, {"norm": normalization, "dropped": all_dropped,
+                                                  "chunks": chunks},
+                                        shape=vol.shape, dtype=vol.dtype)}
+    create_image(out, shape=scaled.shape, dtype=np.uint8, voxel_size=vol.voxel_size,
                  chunks=chunks, attrs=attrs, overwrite=overwrite, resume=resume)
-    report = write_volume(scale_volume(data, lows, highs), out_path, client=client,
-                          resume=resume, progress=progress, desc="normalize")
-    seconds = time.perf_counter() - t0
-    mark_complete(out_path, normalize_seconds=round(seconds, 3))
-    summary.update(out=str(out_path), blocks_written=report.written,
-                   blocks_skipped=report.skipped, dropped_slices=all_dropped,
-                   seconds=round(seconds, 3))
-    return summary
+    report = write_volume(scaled, out, client=client, resume=resume, progress=progress,
+                          desc="normalize")
+    return {"out": str(out), "blocks_written": report.written,
+            "blocks_skipped": report.skipped, "dropped_slices": all_dropped}
 
 
 def _plot(hist: IntensityHistogram, path, low, high, ps, in_path) -> str:

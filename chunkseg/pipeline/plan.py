@@ -2,8 +2,8 @@
 
 For a real input (only its shape and dtype are read) or a described one
 (``shape=(T, Z, Y, X)``), :func:`plan_run` resolves exactly what ``chunkseg predict``
-would: the halo (:func:`~chunkseg.pipeline.predict_plan.resolve_halo`), block, tile and
-batch (:func:`~chunkseg.pipeline.predict_plan.plan_tiles`, which counts the tiles and
+would: the halo (:func:`~chunkseg.engine.plan.resolve_halo`), block, tile and
+batch (:func:`~chunkseg.engine.plan.plan_tiles`, which counts the tiles and
 network voxels of one time point with :func:`chunkseg.engine.predict.tile_stats`), and
 multiplies by the number of time points -- nothing is enumerated per block, so a 10 TB
 series is planned in milliseconds.  It reports blocks, tasks, network voxels (halo and
@@ -29,8 +29,10 @@ from typing import Any
 
 import numpy as np
 
+from chunkseg.engine.cluster import memory_budget
+from chunkseg.engine.plan import TilePlan, plan_tiles, resolve_halo
 from chunkseg.errors import ParameterError
-from chunkseg.pipeline.predict_plan import memory_budget, model_info, plan_tiles, resolve_halo
+from chunkseg.model.info import ModelInfo, model_info
 
 __all__ = ["CALIBRATION", "BLOCK_TASKS", "format_plan", "load_calibration", "plan_run"]
 
@@ -62,17 +64,17 @@ def _shape_of(in_path, shape, dtype) -> tuple[tuple[int, ...], np.dtype, str]:
     return shape, np.dtype(dtype), "described"
 
 
-def _memory(info, plan, budget: float, threads: int, in_itemsize: int,
-            runtime: float) -> dict[str, float]:
+def _memory(info: ModelInfo, plan: TilePlan, halo, budget: float, threads: int,
+            in_itemsize: int, runtime: float) -> dict[str, float]:
     """Peak bytes of one worker: runtime + one network call + blocks held by its threads.
 
     Each thread holds one haloed block read (input dtype, then float32) and its float32
     prediction, and the block it writes.
     """
-    block, halo = plan["block"], plan["halo"]
+    block = plan.block
     haloed = math.prod(b + 2 * h for b, h in zip(block, halo))
     per_block = haloed * (in_itemsize + 4 + 4) + math.prod(block) * 4
-    calls = min(budget, plan["batch"] * math.prod(plan["tile"]) * info.bytes_per_voxel)
+    calls = min(budget, plan.batch * math.prod(plan.tile) * info.bytes_per_voxel)
     gib = 2**30
     return {"runtime_gib": round(runtime / gib, 2), "network_call_gib": round(calls / gib, 2),
             "blocks_gib": round(threads * per_block / gib, 2),
@@ -139,13 +141,13 @@ def plan_run(
     cal = load_calibration(calibration)
     info = model_info(model)
     halo_ = resolve_halo(halo, info.receptive)
-    budget = memory_budget(memory_gib, scheduler=None, workers=workers)
+    budget = memory_budget(memory_gib)
     tiles = plan_tiles(shape4[1:], info, halo=halo_, block=block, tile=tile, batch=batch,
                        budget_bytes=budget, timepoints=shape4[0])
     n_t, vol3 = shape4[0], math.prod(shape4[1:])
-    per_t = math.prod(math.ceil(s / b) for s, b in zip(shape4[1:], tiles["block"]))
+    per_t = math.prod(math.ceil(s / b) for s, b in zip(shape4[1:], tiles.block))
     blocks = n_t * per_t
-    net_voxels = n_t * tiles["stats"]["tile_voxels"]
+    net_voxels = n_t * tiles.stats["tile_voxels"]
     v = float(voxels_per_s or cal["network_voxels_per_s"])
     overhead = float(cal["block_overhead_s"])
     one_worker_s = net_voxels / v + blocks * overhead
@@ -154,13 +156,13 @@ def plan_run(
         "bytes": int(n_t * vol3 * dt.itemsize), "model": info.path,
         "halo": list(halo_), "receptive_field": list(info.receptive),
         "seam_free": all(h >= r for h, r in zip(halo_, info.receptive)),
-        "block": list(tiles["block"]), "tile": list(tiles["tile"]), "batch": tiles["batch"],
+        "block": list(tiles.block), "tile": list(tiles.tile), "batch": tiles.batch,
         "blocks_per_timepoint": per_t, "blocks": blocks, "tasks": BLOCK_TASKS * blocks,
-        "graphs": n_t, "tiles": n_t * tiles["stats"]["tiles"], "network_voxels": net_voxels,
-        "redundancy": round(tiles["stats"]["tile_voxels"] / vol3, 3),
+        "graphs": n_t, "tiles": n_t * tiles.stats["tiles"], "network_voxels": net_voxels,
+        "redundancy": round(tiles.stats["tile_voxels"] / vol3, 3),
         "workers": int(workers), "threads_per_worker": int(threads_per_worker),
-        "memory_per_worker": _memory(info, {**tiles, "halo": halo_}, budget,
-                                     threads_per_worker, dt.itemsize,
+        "memory_per_worker": _memory(info, tiles, halo_, budget, threads_per_worker,
+                                     dt.itemsize,
                                      float(cal["worker_runtime_bytes"])),
         "voxels_per_s_per_worker": v, "block_overhead_s": overhead,
         "throughput_source": "given" if voxels_per_s else

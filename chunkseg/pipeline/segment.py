@@ -6,9 +6,6 @@ labels are identical (same ids) for every processing block shape and equal to a
 whole-volume pass.  Output: an OME-Zarr label image (uint32, uint64 if more cells;
 NGFF 0.5 ``image-label`` metadata so napari opens it as labels) and a cell table
 ``<out>/cells.csv`` (t, id, voxels, volume µm³, centroid µm, bounding box voxels).
-
-Also :func:`instance_report`: instance metrics of a label volume against truth,
-accumulated block by block (memory bounded by the number of overlapping cell pairs).
 """
 
 from __future__ import annotations
@@ -23,24 +20,21 @@ from typing import Any
 import dask
 import numpy as np
 
+from chunkseg.defaults import SEGMENT_BLOCK
 from chunkseg.engine.blocks import write_volume
-from chunkseg.engine.stats import fold
-from chunkseg.engine.submit import compute_windowed
 from chunkseg.engine.segment import Reader, final_labels, remove_work, segment_volume
-from chunkseg.errors import (
-    DTypeError, InputError, OutputExistsError, ResumeMismatchError, ShapeError,
-)
+from chunkseg.engine.stats import fold
+from chunkseg.errors import DTypeError, InputError, OutputExistsError, ResumeMismatchError
+from chunkseg.io.fingerprint import fingerprint as run_fingerprint
 from chunkseg.io.store import create_image, is_zarr, mark_complete, open_volume, read_attrs
-from chunkseg.ops.instance_metrics import combine_contingency, contingency, instance_scores
 from chunkseg.ops.watershed import SegmentParams
-from chunkseg.pipeline.normalize import input_fingerprint
-from chunkseg.pipeline.predict import parse_timepoints
+from chunkseg.ops.slices import parse_timepoints
 
-__all__ = ["CELL_TABLE", "DEFAULT_BLOCK", "check_probability", "instance_report",
-           "run_segment", "write_cell_table"]
+__all__ = ["CELL_TABLE", "DEFAULT_BLOCK", "check_probability", "run_segment",
+           "write_cell_table"]
 
 #: processing block (z, y, x) when none is given
-DEFAULT_BLOCK = (64, 256, 256)
+DEFAULT_BLOCK = SEGMENT_BLOCK
 #: name of the cell table inside the output store
 CELL_TABLE = "cells.csv"
 
@@ -205,44 +199,28 @@ def run_segment(
             raise OutputExistsError(f"{path}: output exists; pass overwrite (--overwrite) to "
                                     "replace it or resume (--resume) to continue it")
     block = tuple(min(int(b), s) for b, s in zip(block or DEFAULT_BLOCK, vol.shape[1:]))
-    fingerprint = input_fingerprint(str(prob_path), {**params.to_dict(), "block": block,
-                                                     "timepoints": [t0, t1]})
-    if resume and is_zarr(out):  # check before the work phases, not after them
-        old = read_attrs(out)
-        if old.get("fingerprint") != fingerprint:
-            raise ResumeMismatchError(
-                f"{out}: cannot resume; the input or parameters differ from the first run "
-                f"(fingerprint {old.get('fingerprint')!r}, now {fingerprint!r}). "
-                "Use --overwrite to start again.")
-        if old.get("complete"):
-            return {"input": str(prob_path), "out": str(out), "resumed": "already complete",
-                    "n_cells": old.get("n_cells"), "fingerprint": fingerprint, "writes": {}}
+    fingerprint = run_fingerprint(prob_path, {**params.to_dict(), "block": block,
+                                              "timepoints": [t0, t1]},
+                                  shape=vol.shape, dtype=vol.dtype)
+    done = _resumed(prob_path, out, fingerprint) if resume else None
+    if done is not None:
+        return done
     if overwrite and not resume:
         remove_work(work)
     t_check = time.perf_counter()
     data = check_probability(vol, name=str(prob_path), times=(t0, t1))
     plain = data is vol.data and is_zarr(prob_path)
-    reader = Reader(prob_path) if plain else Reader(data)
     secs = {"check": time.perf_counter() - t_check}
-    res = segment_volume(reader, vol.shape, params, work=work, block=block,
-                         timepoints=range(t0, t1), client=client, progress=progress,
-                         resume=resume, fingerprint=fingerprint)
+    res = segment_volume(Reader(prob_path) if plain else Reader(data), vol.shape, params,
+                         work=work, block=block, timepoints=range(t0, t1), client=client,
+                         progress=progress, resume=resume, fingerprint=fingerprint)
     secs.update(res["seconds"])
-
     t_write = time.perf_counter()
-    n_cells = [int(cells.ids.size) for _, _, cells in res["tables"]]
-    dtype = np.uint32 if max(n_cells, default=0) < np.iinfo(np.uint32).max else np.uint64
-    shape = (t1 - t0, *vol.shape[1:])
     attrs = {"kind": "labels", "source": [str(prob_path)], "segment": params.to_dict(),
              "timepoints": [t0, t1], "block": list(res["block"]), "halo": res["halo"],
              "fingerprint": fingerprint}
-    create_image(out, shape=shape, dtype=dtype, voxel_size=vol.voxel_size, chunks=chunks,
-                 attrs=attrs, overwrite=overwrite, resume=resume)
-    _add_label_metadata(out, str(prob_path))
-    report = write_volume(final_labels(res["flood"], res["tables"], dtype=dtype), out,
-                          client=client, resume=resume, progress=progress,
-                          desc="segment: relabel")
-    writes = {**res["writes"], "relabel": {"written": report.written, "skipped": report.skipped}}
+    labels = _write_labels(prob_path, vol, res, out, attrs=attrs, chunks=chunks,
+                           client=client, resume=resume, overwrite=overwrite, progress=progress)
     secs["relabel"] = time.perf_counter() - t_write
     t_table = time.perf_counter()
     n_rows = write_cell_table(out / CELL_TABLE, res["tables"], range(t0, t1), vol.voxel_size)
@@ -250,86 +228,58 @@ def run_segment(
     if not keep_work:
         remove_work(work)
     total = time.perf_counter() - t_start
+    mark_complete(out, n_cells=labels["n_cells"], segment_seconds=round(total, 3),
+                  cell_table=CELL_TABLE)
+    return {"input": str(prob_path), "out": str(out), "cell_table": str(out / CELL_TABLE),
+            **labels, "timepoints": [t0, t1], "table_rows": n_rows, **params.to_dict(),
+            **_run_facts(res, secs, total), "fingerprint": fingerprint}
+
+
+def _resumed(prob_path, out: Path, fingerprint: str) -> dict[str, Any] | None:
+    """The summary of an output already complete; refuse one of another run."""
+    if not is_zarr(out):  # checked before the work phases, not after them
+        return None
+    old = read_attrs(out)
+    if old.get("fingerprint") != fingerprint:
+        raise ResumeMismatchError(
+            f"{out}: cannot resume; the input or parameters differ from the first run "
+            f"(fingerprint {old.get('fingerprint')!r}, now {fingerprint!r}). "
+            "Use --overwrite to start again.")
+    if old.get("complete"):
+        return {"input": str(prob_path), "out": str(out), "resumed": "already complete",
+                "n_cells": old.get("n_cells"), "fingerprint": fingerprint, "writes": {}}
+    return None
+
+
+def _write_labels(prob_path, vol, res: dict[str, Any], out: Path, *, attrs: dict[str, Any],
+                  chunks, client, resume: bool, overwrite: bool,
+                  progress: bool) -> dict[str, Any]:
+    """The final labels (uint32, uint64 if more cells) and their NGFF label metadata."""
+    n_cells = [int(cells.ids.size) for _, _, cells in res["tables"]]
+    dtype = np.uint32 if max(n_cells, default=0) < np.iinfo(np.uint32).max else np.uint64
+    t0, t1 = attrs["timepoints"]
+    shape = (t1 - t0, *vol.shape[1:])
+    create_image(out, shape=shape, dtype=dtype, voxel_size=vol.voxel_size, chunks=chunks,
+                 attrs=attrs, overwrite=overwrite, resume=resume)
+    _add_label_metadata(out, str(prob_path))
+    report = write_volume(final_labels(res["flood"], res["tables"], dtype=dtype), out,
+                          client=client, resume=resume, progress=progress,
+                          desc="segment: relabel")
+    writes = {**res["writes"], "relabel": {"written": report.written, "skipped": report.skipped}}
+    return {"shape": list(shape), "dtype": np.dtype(dtype).name, "n_cells": n_cells,
+            "writes": writes}
+
+
+def _run_facts(res: dict[str, Any], secs: dict[str, float], total: float) -> dict[str, Any]:
+    """Grid, halo and timing entries of the summary, with the merge's share of the run."""
     # the cross-block merge: face union-find, per-block statistics (CPU seconds summed
     # over tasks, an upper bound of their wall share), the global merge plan
     merge = secs["face_merge"] + secs["stats_merge"] + secs["stats_in_flood_tasks"]
-    mark_complete(out, n_cells=n_cells, segment_seconds=round(total, 3),
-                  cell_table=CELL_TABLE)
-    return {"input": str(prob_path), "out": str(out), "cell_table": str(out / CELL_TABLE),
-            "shape": list(shape), "dtype": np.dtype(dtype).name, "timepoints": [t0, t1],
-            "n_cells": n_cells, "table_rows": n_rows, **params.to_dict(),
-            "block": res["block"], "halo": res["halo"], "blocks": res["blocks"],
+    return {"block": res["block"], "halo": res["halo"], "blocks": res["blocks"],
             "face_pairs": res["face_pairs"], "seed_unions": res["seed_unions"],
-            "writes": writes, "fingerprint": fingerprint,
             "seconds": {k: round(v, 3) for k, v in secs.items()},
             "total_seconds": round(total, 3),
             "merge_seconds": round(merge, 3), "merge_share": round(merge / total, 4),
             "merge_share_with_relabel": round((merge + secs["relabel"]) / total, 4)}
 
 
-def _contingency_task(pred, truth):
-    return contingency(np.asarray(truth), np.asarray(pred))
-
-
-def instance_report(
-    pred_labels_path: str | os.PathLike,
-    truth_labels_path: str | os.PathLike,
-    *,
-    timepoints: Any = None,
-    ious: Sequence[float] = (0.5, 0.75),
-    client: Any = None,
-) -> dict[str, Any]:
-    """Instance metrics of predicted cell labels against truth labels, out of core.
-
-    Truth 0 is *unlabelled* and left out (see :mod:`chunkseg.ops.instance_metrics`).
-    Each time point is scored on its own.  Memory: one block of each volume per
-    task plus the contingency table (pairs of overlapping cells).
-
-    Parameters
-    ----------
-    pred_labels_path, truth_labels_path : path-like
-        Integer label volumes of equal shape (OME-Zarr, Zarr or TIFF).
-    timepoints : "A:B", optional
-        Time points of both volumes to score.
-    ious : sequence of float
-        IoU thresholds of the matching scores (>= 0.5).
-
-    Returns
-    -------
-    dict
-        ``per_timepoint``: list of score dicts (adapted Rand error, VI split / merge,
-        F1 / AP / precision / recall at IoU 0.5, ``matching`` per threshold); the
-        top level repeats the first time point's scores when there is one, else the
-        means of ``f1``, ``ap``, ``adapted_rand_error``, ``vi_split``, ``vi_merge``.
-
-    Raises
-    ------
-    ShapeError, DTypeError
-    """
-    pred, truth = open_volume(pred_labels_path), open_volume(truth_labels_path)
-    for vol, name in ((pred, pred_labels_path), (truth, truth_labels_path)):
-        if vol.dtype.kind not in "iub":
-            raise DTypeError(f"{name}: labels must be integers; got dtype {vol.dtype}")
-    if pred.shape != truth.shape:
-        raise ShapeError(f"{pred_labels_path}: labels shape {pred.shape} differs from the "
-                         f"truth {truth_labels_path} shape {truth.shape}")
-    t0, t1 = parse_timepoints(timepoints, pred.shape[0])
-    task = dask.delayed(_contingency_task, pure=True)
-
-    def timepoint(t: int):  # one graph per time point, submitted in a sliding window
-        p = pred.data[t]
-        pb, tb = p.to_delayed().ravel(), truth.data[t].rechunk(p.chunks).to_delayed().ravel()
-        return dask.delayed(combine_contingency)([task(a, b) for a, b in zip(pb, tb)])
-
-    tables = compute_windowed((timepoint(t) for t in range(t0, t1)), client=client)
-    per_t = [{"t": t0 + k, **instance_scores(table, ious=ious)}
-             for k, table in enumerate(tables)]
-    out: dict[str, Any] = {"pred": str(pred_labels_path), "truth": str(truth_labels_path),
-                           "timepoints": [t0, t1], "unlabelled": "truth 0 voxels excluded",
-                           "per_timepoint": per_t}
-    if len(per_t) == 1:
-        out.update({k: v for k, v in per_t[0].items() if k != "t"})
-    else:
-        for key in ("f1", "ap", "adapted_rand_error", "vi_split", "vi_merge"):
-            out[key] = float(np.mean([s[key] for s in per_t]))
-    return out

@@ -9,8 +9,6 @@ result does not depend on the chunking, the scheduler or the number of workers.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import time
 from collections.abc import Sequence
@@ -22,6 +20,7 @@ import numpy as np
 
 from chunkseg.engine.blocks import write_grid, write_volume
 from chunkseg.errors import OutputExistsError, ParameterError
+from chunkseg.io.fingerprint import fingerprint
 from chunkseg.io.store import create_image, is_zarr, mark_complete, read_attrs
 from chunkseg.synth import SynthParams, synth_block
 
@@ -69,16 +68,16 @@ def synth_dask(
     norm = da.core.normalize_chunks(tuple(int(c) for c in chunks), shape)
     return da.map_blocks(_block, params, output, dtype, chunks=norm, dtype=dtype,
                          meta=np.empty((0, 0, 0, 0), dtype),
-                         name=f"synth-{output}-{_fingerprint(params, timepoints)}")
+                         name=f"synth-{output}-{_stamp(params, timepoints)}")
 
 
-def _fingerprint(params: SynthParams, timepoints: int) -> str:
-    blob = json.dumps({"params": params.to_dict(), "timepoints": int(timepoints)}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+def _stamp(params: SynthParams, timepoints: int) -> str:
+    """The run fingerprint of a synthetic series (no input files: its parameters)."""
+    return fingerprint(params={"synth": params.to_dict(), "timepoints": int(timepoints)})
 
 
 def run_synth(
-    out_dir: str | os.PathLike,
+    out: str | os.PathLike,
     *,
     shape: Sequence[int],
     timepoints: int = 1,
@@ -97,7 +96,7 @@ def run_synth(
 
     Parameters
     ----------
-    out_dir : path-like
+    out : path-like
         Folder receiving ``raw.ome.zarr`` (uint16 camera counts), ``labels.ome.zarr``
         (uint32 cell ids, constant over time per cell) and ``mask.ome.zarr`` (uint8
         membrane mask, the ``binarize`` definition); created if missing.
@@ -148,22 +147,22 @@ def run_synth(
     outputs = tuple(outputs)
     if not outputs or set(outputs) - set(OUTPUTS):
         raise ParameterError(f"outputs must be among {sorted(OUTPUTS)}; got {outputs!r}")
-    out_dir = Path(out_dir)
-    paths = {name: out_dir / OUTPUTS[name][0] for name in outputs}
+    out = Path(out)
+    paths = {name: out / OUTPUTS[name][0] for name in outputs}
     if not (overwrite or resume):
         for path in paths.values():
             if path.exists():
                 raise OutputExistsError(
                     f"{path}: output exists; pass overwrite (--overwrite) to replace it")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    fingerprint = _fingerprint(p, timepoints)
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = _stamp(p, timepoints)
     full = (timepoints, *p.shape)
     for name, path in paths.items():
         _, dtype, kind = OUTPUTS[name]
-        if resume and is_zarr(path) and _is_complete(path, fingerprint):
+        if resume and is_zarr(path) and _is_complete(path, stamp):
             continue
         attrs = {"kind": kind, "source": [], "synth": p.to_dict(), "seed": p.seed,
-                 "timepoints": timepoints, "fingerprint": fingerprint}
+                 "timepoints": timepoints, "fingerprint": stamp}
         arr = create_image(path, shape=full, dtype=dtype, voxel_size=p.voxel_size,
                            chunks=chunks, attrs=attrs, overwrite=overwrite, resume=resume)
         data = synth_dask(p, name, timepoints=timepoints, chunks=write_grid(arr))

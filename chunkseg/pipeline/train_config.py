@@ -24,11 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from chunkseg.augment import DEFAULT_CROP
+from chunkseg.model.training_data import DEFAULT_CROP
 from chunkseg.errors import ParameterError
 from chunkseg.model.unet import UNetConfig
 
-__all__ = ["TrainOptions", "load_train_config"]
+__all__ = ["TrainOptions", "load_train_config", "toml_reader"]
 
 PathLike = str | os.PathLike[str]
 
@@ -109,6 +109,19 @@ class TrainOptions:
         return d
 
 
+def toml_reader() -> Any:
+    """The TOML parser: :mod:`tomllib` (Python >= 3.11) or its backport ``tomli`` (3.10).
+
+    ``tomli`` is the package ``tomllib`` was taken from (same API); it is a dependency
+    only where Python lacks ``tomllib`` (``tomli; python_version < "3.11"``).
+    """
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+    return tomllib
+
+
 def load_train_config(config: PathLike | Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
     """Read a training configuration: a TOML file or a dict with tables ``model``, ``train``.
 
@@ -120,8 +133,7 @@ def load_train_config(config: PathLike | Mapping[str, Any] | None) -> dict[str, 
     elif isinstance(config, Mapping):
         data = config
     else:
-        import tomllib
-
+        tomllib = toml_reader()
         path = Path(config)
         source = str(path)
         if not path.is_file():

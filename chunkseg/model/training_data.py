@@ -126,12 +126,25 @@ def _raw_range(src: _Source, normalization: tuple[float, float] | None) -> tuple
 
 
 def _check_mask(src: _Source) -> None:
-    kind = src.attrs.get("kind")
-    if kind not in (None, "mask"):
-        raise InputError(f"{src.name}: expected a membrane mask (kind 'mask'); found kind {kind!r}"
-                         + (" (run `chunkseg binarize` on labels)" if kind == "labels" else ""))
+    """A membrane mask is any integer volume of 0s and 1s, whatever wrote it.
+
+    ``binarize`` output (kind ``mask``) is 0/1 by construction; anything else (a mask
+    converted from TIFF, a plain zarr array) has its values checked in one streaming
+    min/max pass.
+    """
     if not (np.issubdtype(src.dtype, np.integer) or src.dtype == np.bool_):
         raise DTypeError(f"{src.name}: expected an integer 0/1 membrane mask; found dtype {src.dtype}")
+    kind = src.attrs.get("kind")
+    if kind == "mask" or src.dtype == np.bool_:
+        return
+    import dask.array as da
+
+    data = src.array if isinstance(src.array, da.Array) else da.from_zarr(src.array)
+    low, high = (int(v) for v in da.compute(data.min(), data.max(), scheduler="threads"))
+    if low < 0 or high > 1:
+        hint = " (instance labels: run `chunkseg binarize` on them)" if high > 1 else ""
+        raise InputError(f"{src.name}: expected a 0/1 membrane mask; found values in "
+                         f"[{low}, {high}]" + (f" (kind {kind!r})" if kind else "") + hint)
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from scipy.spatial import cKDTree
 from scipy.special import ndtri
 
 if TYPE_CHECKING:  # pragma: no cover
-    from chunkseg.synth import SynthParams
+    from chunkseg.synth.params import SynthParams
 
 __all__ = ["render", "seed_base", "seeds_at"]
 

@@ -9,7 +9,6 @@ LocalCluster (dashboard printed) and lands in one folder.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import time
@@ -59,8 +58,7 @@ def run_demo(
     timepoints: int = 2,
     seed: int = 0,
     model: str | os.PathLike = "default",
-    scheduler: str | None = None,
-    workers: int | None = None,
+    client: Any = None,
     overwrite: bool = True,
     progress: bool = True,
 ) -> dict[str, Any]:
@@ -78,8 +76,10 @@ def run_demo(
         Synthetic data seed.
     model : path or "default"
         The model (the packaged default unless given).
-    scheduler, workers
-        As for :func:`chunkseg.pipeline.predict.run_predict` (default a LocalCluster).
+    client : distributed.Client, optional
+        Run every step on this client (the command line opens a LocalCluster with
+        :func:`chunkseg.engine.cluster.get_client`, ``layout="model"``); None:
+        dask's current scheduler.
     overwrite : bool
         Replace ``out`` if it exists.
     progress : bool
@@ -98,64 +98,69 @@ def run_demo(
     OutputExistsError
         ``out`` exists and ``overwrite`` is false.
     """
-    import tifffile
-
-    from chunkseg.engine.cluster import dashboard_url, get_client
-    from chunkseg.errors import OutputExistsError
-    from chunkseg.io.store import open_volume
+    from chunkseg.engine.cluster import dashboard_url
+    from chunkseg.model.info import model_info
     from chunkseg.pipeline.convert import run_convert
     from chunkseg.pipeline.evaluate import run_evaluate
-    from chunkseg.pipeline.predict import model_info, run_predict, write_threshold_mask
-    from chunkseg.pipeline.predict_plan import _layout
+    from chunkseg.pipeline.predict import run_predict, write_threshold_mask
     from chunkseg.pipeline.synth import run_synth
 
     t_start = time.perf_counter()
     info = model_info(model)  # fail before doing anything when the model is missing
-    out = Path(out)
-    if out.exists():
-        if not overwrite:
-            raise OutputExistsError(f"{out}: demo folder exists; pass overwrite (--overwrite)")
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-    n_workers, n_threads, tf_threads = _layout(scheduler, workers, None)
-    env = {"TF_NUM_INTRAOP_THREADS": str(tf_threads), "TF_NUM_INTEROP_THREADS": "1",
-           "TF_CPP_MIN_LOG_LEVEL": "2"} if tf_threads else None
-    session = (contextlib.nullcontext(None) if scheduler in ("threads", "sync") else
-               get_client(scheduler, workers=n_workers, threads_per_worker=n_threads,
-                          worker_env=env))
-    with session as client:
-        synth = run_synth(out / "synth", shape=tuple(shape), timepoints=timepoints, seed=seed,
-                          client=client, progress=progress)
-        raw_vol = open_volume(synth["raw"])
-        tiffs = []
-        for t in range(timepoints):  # what a microscope writes: one TIFF stack per time point
-            tiffs.append(out / "tiff" / f"stack_t{t:03d}.tif")
-            tiffs[-1].parent.mkdir(exist_ok=True)
-            tifffile.imwrite(tiffs[-1], np.asarray(raw_vol.data[t]), imagej=True,
-                             resolution=(1 / raw_vol.voxel_size[2], 1 / raw_vol.voxel_size[1]),
-                             metadata={"axes": "ZYX", "spacing": raw_vol.voxel_size[0],
-                                       "unit": "um"})
-        raw = out / "raw.ome.zarr"
-        run_convert([str(p) for p in tiffs], raw, voxel_size=raw_vol.voxel_size, client=client,
-                    progress=progress)
-        prob = out / "probability.ome.zarr"
-        pred = run_predict(raw, model=info.path, out=prob, halo="auto", client=client,
-                           progress=progress)
-        report = run_evaluate(prob, out=out / "report", truth=synth["mask"], client=client)
-        best = report["overall"]["best"]["iou"]
-        mask = write_threshold_mask(prob, out=out / "mask.ome.zarr", threshold=best["threshold"],
-                                    client=client, progress=progress)
-        overview = _overview_png(str(raw), str(prob), mask, synth["mask"], out / "overview.png")
-        dashboard = dashboard_url(client) if client is not None else None
+    out = _fresh_folder(out, overwrite)
+    synth = run_synth(out / "synth", shape=tuple(shape), timepoints=timepoints, seed=seed,
+                      client=client, progress=progress)
+    raw = out / "raw.ome.zarr"
+    tiffs, voxel_size = _write_tiffs(synth["raw"], out / "tiff")
+    run_convert(tiffs, raw, voxel_size=voxel_size, client=client, progress=progress)
+    prob = out / "probability.ome.zarr"
+    pred = run_predict(raw, model=info.path, out=prob, halo="auto", client=client,
+                       progress=progress)
+    report = run_evaluate(prob, out=out / "report", truth=synth["mask"], client=client)
+    best = report["overall"]["best"]["iou"]
+    mask = write_threshold_mask(prob, out=out / "mask.ome.zarr", threshold=best["threshold"],
+                                client=client, progress=progress)
+    overview = _overview_png(str(raw), str(prob), mask, synth["mask"], out / "overview.png")
     figures = [str(out / "report" / f) for f in (report.get("figures") or {}).values()
                if str(f).endswith(".png")]
     return {
         "folder": str(out), "raw": str(raw), "probability": str(prob), "mask": mask,
         "truth": synth["mask"], "labels": synth.get("labels"),
         "report": str(out / "report" / "report.html"), "pngs": [overview, *figures],
-        "dashboard": dashboard, "voxels_per_s": pred["voxels_per_s"],
+        "dashboard": dashboard_url(client) if client is not None else None,
+        "voxels_per_s": pred["voxels_per_s"],
         "predict_seconds": pred["predict_seconds"], "halo": pred["halo"],
         "threshold": best["threshold"], "iou": best["value"],
         "boundary_f1": report["overall"]["boundary"]["best_f1"]["value"],
         "model": info.path, "seconds": round(time.perf_counter() - t_start, 1),
     }
+
+
+def _fresh_folder(out: str | os.PathLike, overwrite: bool) -> Path:
+    """``out`` created empty (an existing one replaced only with ``overwrite``)."""
+    from chunkseg.errors import OutputExistsError
+
+    out = Path(out)
+    if out.exists():
+        if not overwrite:
+            raise OutputExistsError(f"{out}: demo folder exists; pass overwrite (--overwrite)")
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    return out
+
+
+def _write_tiffs(raw_path: str, folder: Path) -> tuple[list[str], tuple[float, ...]]:
+    """What a microscope writes: one ImageJ TIFF stack per time point; and the voxel size."""
+    import tifffile
+
+    from chunkseg.io.store import open_volume
+
+    vol = open_volume(raw_path)
+    folder.mkdir(exist_ok=True)
+    tiffs = []
+    for t in range(vol.shape[0]):
+        tiffs.append(str(folder / f"stack_t{t:03d}.tif"))
+        tifffile.imwrite(tiffs[-1], np.asarray(vol.data[t]), imagej=True,
+                         resolution=(1 / vol.voxel_size[2], 1 / vol.voxel_size[1]),
+                         metadata={"axes": "ZYX", "spacing": vol.voxel_size[0], "unit": "um"})
+    return tiffs, vol.voxel_size

@@ -1,0 +1,185 @@
+"""The prediction plan: halo, block, tile and batch of a run, settled before any work.
+
+Like MONAI's ``SlidingWindowInferer`` the settings are apart from the call: a
+:class:`TilePlan` (frozen) is made once from the volume shape, the model's
+:class:`~chunkseg.model.info.ModelInfo` and a memory budget; a :class:`UNetScorer`
+holds it with the model and maps a (t, z, y, x) array to its probability through
+:func:`chunkseg.engine.predict.predict_array`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import dask.array as da
+
+from chunkseg.defaults import PREDICT_BLOCK
+from chunkseg.engine.cluster import MEMORY_BUDGET
+from chunkseg.engine.predict import ModelSpec, check_halo, predict_array, tile_stats
+from chunkseg.errors import ParameterError
+from chunkseg.model.info import ModelInfo
+from chunkseg.ops.tiling import BlendMode, as_triple, choose_batch, choose_tile
+
+__all__ = ["DEFAULT_BLOCK", "TilePlan", "UNetScorer", "plan_tiles", "resolve_halo"]
+
+#: output block (= shard, = dask task) shape of a prediction when none is given;
+#: clipped to the volume
+DEFAULT_BLOCK = PREDICT_BLOCK
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    """Block, tile and batch of a prediction of one volume per time point.
+
+    Attributes
+    ----------
+    shape : 3 ints
+        The (z, y, x) volume planned for.
+    block : 3 ints
+        Output block = shard = one dask task.
+    tile : 3 ints
+        Network input shape.
+    batch : int
+        Tiles per network call.
+    stats : dict
+        :func:`chunkseg.engine.predict.tile_stats` of one time point (``tiles``,
+        ``tile_voxels``, ...).
+    """
+
+    shape: tuple[int, int, int]
+    block: tuple[int, int, int]
+    tile: tuple[int, int, int]
+    batch: int
+    stats: dict[str, int]
+
+
+def _tile_for(block, tile, halo, info: ModelInfo, budget_bytes: float) -> tuple[int, int, int]:
+    if tile is None:
+        return choose_tile(block, halo=halo, pool=info.pool,
+                           context=[min(h, r) for h, r in zip(halo, info.receptive)],
+                           bytes_per_voxel=info.bytes_per_voxel, budget_bytes=budget_bytes,
+                           max_voxels=info.max_call_voxels)
+    # never larger than a haloed block (tile_grid would shrink it anyway)
+    return tuple(t if t % p else min(t, -(-(b + 2 * h + p - 1) // p) * p)
+                 for t, b, h, p in zip(as_triple(tile, "tile"), block, halo, info.pool))
+
+
+def plan_tiles(shape: Sequence[int], info: ModelInfo, *, halo: Sequence[int],
+               block: int | Sequence[int] | None = None,
+               tile: int | Sequence[int] | None = None, batch: int | None = None,
+               budget_bytes: float = MEMORY_BUDGET, timepoints: int = 1) -> TilePlan:
+    """Plan the prediction of one ``shape`` volume per time point.
+
+    The block (default :data:`DEFAULT_BLOCK`) is clipped to the volume.  Unless given,
+    the tile is the cheapest that fits ``budget_bytes`` of activations and the model's
+    ``max_call_voxels`` (:func:`chunkseg.ops.tiling.choose_tile`) and the batch as many
+    tiles as fit both (:func:`chunkseg.ops.tiling.choose_batch`).  A given tile is
+    clipped to one haloed block; a tile x batch above ``max_call_voxels`` is refused.
+
+    Returns
+    -------
+    TilePlan
+
+    Raises
+    ------
+    ParameterError
+        A halo larger than the block or the volume
+        (:func:`chunkseg.engine.predict.check_halo`); tile x batch above the model's
+        ``max_call_voxels``.
+    """
+    block_ = tuple(min(b, s) for b, s in zip(as_triple(block or DEFAULT_BLOCK, "block"), shape))
+    check_halo(halo, block_, shape)  # before any work, whatever the block came from
+    tile_ = _tile_for(block_, tile, halo, info, budget_bytes)
+    stats = tile_stats(shape, block=block_, halo=halo, tile=tile_, pool=info.pool,
+                       receptive=info.receptive)
+    if batch is None:
+        batch = choose_batch(tile_, n_tiles=stats["tiles"] * timepoints,
+                             bytes_per_voxel=info.bytes_per_voxel, budget_bytes=budget_bytes,
+                             max_voxels=info.max_call_voxels)
+    if int(batch) * math.prod(tile_) > info.max_call_voxels:
+        raise ParameterError(
+            f"--tile {list(tile_)} x --batch {batch} = {int(batch) * math.prod(tile_):,} voxels "
+            f"per network call; model {str(info.path)!r} takes at most "
+            f"{info.max_call_voxels:,} (TensorFlow's CPU convolutions abort above about "
+            f"2**31 / (18 x {info.config.base_filters} filters)): use a smaller tile or batch")
+    return TilePlan(shape=tuple(int(s) for s in shape), block=block_, tile=tile_,
+                    batch=int(batch), stats=stats)
+
+
+def resolve_halo(halo: Any, receptive: tuple[int, int, int]) -> tuple[int, int, int]:
+    """``--halo``: voxels (int, 3 ints or their string) or "auto" = ``receptive``."""
+    if isinstance(halo, str):
+        if halo.strip().lower() == "auto":
+            return tuple(receptive)
+        try:
+            halo = int(halo)
+        except ValueError:
+            raise ParameterError(f"halo must be 'auto' or voxels >= 0; got {halo!r}") from None
+    return as_triple(halo, "halo", minimum=0)
+
+
+@dataclass(frozen=True)
+class UNetScorer:
+    """A U-Net run as a probability scorer: ``scorer(x)`` is the lazy probability.
+
+    Attributes
+    ----------
+    info : ModelInfo
+    plan : TilePlan
+    halo : 3 ints
+    blend : str
+    budget_bytes : float
+        The activation memory the plan was made for.
+
+    The backend's thread count is the worker's (``TF_NUM_INTRAOP_THREADS`` of a
+    cluster opened with ``layout="model"``, see :class:`~chunkseg.engine.predict.ModelSpec`).
+    """
+
+    info: ModelInfo
+    plan: TilePlan
+    halo: tuple[int, int, int]
+    blend: BlendMode = "gaussian"
+    budget_bytes: float = MEMORY_BUDGET
+
+    name = "unet"
+
+    @property
+    def normalization(self) -> dict[str, Any] | None:
+        """The intensity range stored with the model."""
+        return self.info.normalization
+
+    def settings(self) -> dict[str, Any]:
+        """What the output depends on, besides the input, model, dtype and time points."""
+        return dict(halo=list(self.halo), block=list(self.plan.block),
+                    tile=list(self.plan.tile), blend=self.blend, batch_independent=True)
+
+    def attrs(self) -> dict[str, Any]:
+        """Output attributes naming the model."""
+        return {"model": self.info.path, "model_sha256": self.info.sha256}
+
+    def summary(self, timepoints: int = 1) -> dict[str, Any]:
+        """Run-summary entries of the method for ``timepoints`` time points."""
+        info, plan = self.info, self.plan
+        voxels = plan.stats["tile_voxels"]
+        return {
+            "model": info.path, "halo": list(self.halo), "receptive_field": list(info.receptive),
+            "seam_free": all(h >= r for h, r in zip(self.halo, info.receptive)),
+            "block": list(plan.block), "tile": list(plan.tile), "batch": plan.batch,
+            "tiles": plan.stats["tiles"] * timepoints,
+            "memory_gib": round(self.budget_bytes / 2**30, 2),
+            "tile_voxels": voxels * timepoints,
+            "redundancy": round(voxels / math.prod(plan.shape), 3), "blend": self.blend,
+        }
+
+    def __call__(self, x: da.Array) -> da.Array:
+        """float32 probability of a (t, z, y, x) array (uint8 inputs are read as v / 255)."""
+        spec = ModelSpec(self.info.path)
+        scale = 1 / 255 if x.dtype == "uint8" else 1.0
+        return da.stack([predict_array(x[i], spec, block=self.plan.block, halo=self.halo,
+                                       tile=self.plan.tile, pool=self.info.pool,
+                                       receptive=self.info.receptive, blend=self.blend,
+                                       batch=self.plan.batch, scale=scale)
+                         for i in range(x.shape[0])])
