@@ -59,7 +59,7 @@ def test_plan_errors_and_cli(capsys):
         plan_run(shape=(0, 5, 5, 5))
     with pytest.raises(ParameterError, match="workers must be >= 1"):
         plan_run(shape=(1, 8, 8, 8), workers=0)
-    assert main(["plan", "--shape", "2", "8", "8", "8", "--json"]) == 0
+    assert main(["plan", "--shape", "2", "16", "16", "16", "--json"]) == 0
     assert '"blocks": 2' in capsys.readouterr().out
     assert main(["plan"]) == 2
     assert "neither" in capsys.readouterr().err

@@ -22,7 +22,7 @@ import dask.array as da
 import numpy as np
 
 from chunkseg.defaults import CHUNKS
-from chunkseg.engine.blocks import write_volume
+from chunkseg.engine.blocks import Series, write_volume
 from chunkseg.engine.cluster import dashboard_url, worker_counts
 from chunkseg.engine.stats import percentiles
 from chunkseg.errors import ParameterError
