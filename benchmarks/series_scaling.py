@@ -65,7 +65,9 @@ def argv_for(command: str, inputs: dict[str, Path], out: Path) -> list[str]:
     """The CLI arguments of one command with every default."""
     src = inputs["prob" if command == "segment" else "raw"]
     quiet = ["--quiet"] if command != "normalize" else []  # normalize shows no bar when piped
-    return [command, str(src), "--out", str(out), *quiet]
+    # the default halo (10) exceeds an 8-slice volume, which predict refuses
+    halo = ["--halo", str(min(10, SHAPE[0]))] if command == "predict" else []
+    return [command, str(src), "--out", str(out), *quiet, *halo]
 
 
 def peak_rss_mb() -> float:
