@@ -70,7 +70,7 @@ def _both(ctx, inp: str, mask: str, labels: str, key: str) -> dict[str, Any]:
         run = ctx.predict(inp, key, method=method)
         sc = _scores(ctx, run["out"], mask, labels, f"{key}_{method}")
         res[method] = sc
-        res["rows"] += _rows(key, "U-Net" if method == "unet" else "ACME", sc)
+        res["rows"] += _rows(key, "U-Net" if method == "unet" else "ACME-like", sc)
     if not ctx.trained:
         res["rows"].append((f"{key} U-Net", "untrained", "no packaged default model"))
     return res

@@ -36,7 +36,7 @@ def _same_partition(a, b):
 def _blockwise(p, block, tmp_path, name):
     res = segment_volume(Reader(p[None]), (1, *p.shape), PARAMS, work=tmp_path / name,
                          block=block)
-    return final_labels(res["flood"], res["tables"]).compute()[0], res
+    return final_labels(res["flood"], res["tables"]).to_dask().compute()[0], res
 
 
 def test_chunking_independence(synth, tmp_path):

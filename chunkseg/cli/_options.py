@@ -35,6 +35,9 @@ def add_scheduler_option(p: argparse.ArgumentParser, *, cluster: bool = False) -
         p.add_argument("--scheduler", metavar="ADDRESS",
                        help="dask scheduler tcp://host:8786 ('threads' for no cluster; default: a "
                        "LocalCluster sized to this machine)")
+        p.add_argument("--dashboard-address", metavar="[HOST]:PORT",
+                       help="serve the LocalCluster's dask dashboard here, e.g. :8787 (default: "
+                       "a free port, printed at the start; a remote --scheduler serves its own)")
     else:
         p.add_argument("--scheduler", default="threads", metavar="ADDRESS",
                        help="'threads' (default), 'sync', or a dask scheduler address "
@@ -50,5 +53,6 @@ def cluster(args: argparse.Namespace, *, layout: str = "default") -> Iterator[An
 
     with get_client(args.scheduler, workers=getattr(args, "workers", None),
                     threads_per_worker=getattr(args, "threads_per_worker", None),
-                    layout=layout) as client:
+                    layout=layout,
+                    dashboard_address=getattr(args, "dashboard_address", None)) as client:
         yield client

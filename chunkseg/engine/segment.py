@@ -46,9 +46,9 @@ import dask.array as da
 import numpy as np
 
 from chunkseg.defaults import SEGMENT_BLOCK
-from chunkseg.engine.blocks import write_volume
+from chunkseg.engine.blocks import Series, write_volume
 from chunkseg.engine.geometry import Block, cover, grid_shape
-from chunkseg.engine.reduce import compute
+from chunkseg.engine.submit import compute_windowed
 from chunkseg.ops.rag import block_edges
 from chunkseg.ops.segstats import (
     SegStats, block_stats, combine_stats, face_pairs, finish_labels, merge_plan, relabel,
@@ -296,11 +296,11 @@ def segment_volume(
     secs["seeds"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     seeds = Reader(seeds_path)
-    keys, roots, n_pairs = _face_phase(run, seeds)
+    maps, n_pairs = _face_phase(run, seeds)
     secs["face_merge"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     stats_dir = work / "stats"
-    flood_path, reports["flood"] = _flood_phase(run, seeds, keys, roots, work / "flood.zarr",
+    flood_path, reports["flood"] = _flood_phase(run, seeds, maps, work / "flood.zarr",
                                                 stats_dir)
     secs["flood"] = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -310,7 +310,7 @@ def segment_volume(
     return {"flood": flood_path, "tables": tables, "seconds": secs,
             "halo": {"seeds": list(method.seed_halo), "flood": list(flood_halo(params))},
             "blocks": len(run.grid) * len(tps), "block": list(block), "graph": graph,
-            "face_pairs": n_pairs, "seed_unions": int(keys.size),
+            "face_pairs": n_pairs, "seed_unions": int(sum(m[0].size for m in maps)),
             "writes": {name: {"written": r.written, "skipped": r.skipped}
                        for name, r in reports.items()}}
 
@@ -339,17 +339,20 @@ class _Run:
         """Block indices of one time point, in C order."""
         return [b.index for b in cover(self.shape3, self.block)]
 
-    def assemble(self, blocks: dict) -> da.Array:
-        """One (t, z, y, x) uint64 dask array of delayed blocks keyed ``(k, *index)``."""
-        shapes = {(k, *b.index): (1, *b.shape) for k in range(len(self.tps))
-                  for b in cover(self.shape3, self.block)}
-        return _assemble(blocks, (len(self.tps), *grid_shape(self.shape3, self.block)),
-                         shapes, np.uint64)
+    def write(self, blocks_of: Callable[[int], dict], path: str, desc: str):
+        """Write the blocks ``blocks_of(k)`` (delayed, keyed by block index) of every time
+        point ``k``; each time point's graph is built only when it is submitted."""
+        shapes = {(0, *b.index): (1, *b.shape) for b in cover(self.shape3, self.block)}
+        gshape = grid_shape(self.shape3, self.block)
 
-    def write(self, blocks: dict, path: str, desc: str):
-        """Write the assembled blocks (resumable); the write report."""
-        return write_volume(self.assemble(blocks), path, client=self.client,
-                            resume=self.resume, progress=self.progress, desc=desc)
+        def slab(a: int, b: int) -> da.Array:
+            parts = [_assemble({(0, *i): d for i, d in blocks_of(k).items()}, (1, *gshape),
+                               shapes, np.uint64) for k in range(a, b)]
+            return parts[0] if len(parts) == 1 else da.concatenate(parts)
+
+        return write_volume(Series((len(self.tps), *self.shape3), np.uint64, slab), path,
+                            client=self.client, resume=self.resume, progress=self.progress,
+                            desc=desc)
 
 
 def _seed_phase(run: _Run, path: Path) -> tuple[str, Any]:
@@ -357,33 +360,44 @@ def _seed_phase(run: _Run, path: Path) -> tuple[str, Any]:
     seeds_path = run.store(path, kind="seeds")
     task = dask.delayed(_seed_task, pure=True)
     grid = run.grid
-    blocks = {(k, *idx): task(run.prob, t, idx, k * len(grid) + j, run.shape3, run.block,
-                              run.method)
-              for k, t in enumerate(run.tps) for j, idx in enumerate(grid)}
-    return seeds_path, run.write(blocks, seeds_path, "segment: seeds")
+
+    def blocks_of(k: int) -> dict:
+        return {idx: task(run.prob, run.tps[k], idx, k * len(grid) + j, run.shape3, run.block,
+                          run.method) for j, idx in enumerate(grid)}
+
+    return seeds_path, run.write(blocks_of, seeds_path, "segment: seeds")
 
 
-def _face_phase(run: _Run, seeds: Reader) -> tuple[np.ndarray, np.ndarray, int]:
-    """A2: the seed ids touching across block faces, resolved by union-find."""
+def _face_phase(run: _Run, seeds: Reader) -> tuple[list, int]:
+    """A2: the seed ids touching across block faces, resolved by union-find.
+
+    Seed ids are unique per block and time point and faces join blocks of one time
+    point only: one union-find per time point, ``(keys, roots)`` each; the face tasks
+    run in a sliding window.
+    """
     face = dask.delayed(_face_task, pure=True)
-    parts = compute([face(seeds, k, idx, run.shape3, run.block)
-                     for k in range(len(run.tps)) for idx in run.grid], run.client)
-    all_pairs = [p for part in parts for p in part]
-    keys, roots = union_map(all_pairs)
-    return keys, roots, int(sum(len(p) for p in all_pairs))
+    grid = run.grid
+    parts = compute_windowed((face(seeds, k, idx, run.shape3, run.block)
+                              for k in range(len(run.tps)) for idx in grid), client=run.client)
+    maps = [union_map([p for part in parts[k * len(grid):(k + 1) * len(grid)] for p in part])
+            for k in range(len(run.tps))]
+    return maps, int(sum(len(p) for part in parts for p in part))
 
 
-def _flood_phase(run: _Run, seeds: Reader, keys, roots, path: Path,
+def _flood_phase(run: _Run, seeds: Reader, maps: list, path: Path,
                  stats_dir: Path) -> tuple[str, Any]:
-    """B + C: the bounded flood per block, its statistics saved beside it."""
+    """B + C: the bounded flood per block, its statistics saved beside it; the tasks of
+    time point ``k`` carry only its seed map ``maps[k]``."""
     flood_path = run.store(path, kind="flood")
     task = dask.delayed(_flood_task, pure=True)
-    keys_d, roots_d = dask.delayed(keys), dask.delayed(roots)
     stats_dir.mkdir(exist_ok=True)
-    blocks = {(k, *idx): task(run.prob, seeds, t, k, idx, run.shape3, run.block, run.params,
-                              keys_d, roots_d, str(stats_dir))
-              for k, t in enumerate(run.tps) for idx in run.grid}
-    return flood_path, run.write(blocks, flood_path, "segment: flood")
+
+    def blocks_of(k: int) -> dict:
+        keys_d, roots_d = dask.delayed(maps[k][0]), dask.delayed(maps[k][1])
+        return {idx: task(run.prob, seeds, run.tps[k], k, idx, run.shape3, run.block,
+                          run.params, keys_d, roots_d, str(stats_dir)) for idx in run.grid}
+
+    return flood_path, run.write(blocks_of, flood_path, "segment: flood")
 
 
 def _stats_phase(run: _Run, stats_dir: Path) -> tuple[list, dict, float, float]:
@@ -405,16 +419,22 @@ def _stats_phase(run: _Run, stats_dir: Path) -> tuple[list, dict, float, float]:
     return tables, graph, task_secs, plan_secs
 
 
-def final_labels(flood_path: str, tables: list, *, dtype=np.uint32) -> da.Array:
-    """Lazy final labels ``(t, z, y, x)``: the provisional labels mapped through ``tables``."""
+def final_labels(flood_path: str, tables: list, *, dtype=np.uint32) -> Series:
+    """Lazy final labels ``(t, z, y, x)``: the provisional labels mapped through ``tables``.
+
+    A :class:`~chunkseg.engine.blocks.Series`: the tasks of time point ``k`` carry only
+    ``tables[k]``.
+    """
     arr = da.from_zarr(_open(flood_path))
 
-    def fn(block, block_info=None):
-        k = block_info[0]["chunk-location"][0]
-        keys, final, _ = tables[k]
-        return relabel(block, keys, final).astype(dtype)
+    def slab(a: int, b: int) -> da.Array:
+        parts = []
+        for k in range(a, b):
+            keys, final, _ = tables[k]
+            parts.append(arr[k : k + 1].map_blocks(relabel, keys, final, dtype=arr.dtype))
+        return da.concatenate(parts).astype(dtype)
 
-    return arr.map_blocks(fn, dtype=dtype)
+    return Series(tuple(arr.shape), np.dtype(dtype), slab)
 
 
 def remove_work(work: str | os.PathLike) -> None:

@@ -23,7 +23,7 @@ import dask.array as da
 import numpy as np
 
 from chunkseg.defaults import CHUNKS
-from chunkseg.engine.blocks import write_volume
+from chunkseg.engine.blocks import Series, write_volume
 from chunkseg.engine.cluster import dashboard_url, worker_counts
 from chunkseg.engine.stats import intensity_histogram
 from chunkseg.errors import ParameterError
@@ -167,10 +167,14 @@ def write_probability(
     norm = input_range(vol, scorer.normalization, client)
     _create(in_path, vol, out, scorer, norm=norm, t0=t0, t1=t1, dtype=dtype,
             overwrite=overwrite, resume=resume, pyramid=pyramid)
-    x = vol.data[t0:t1]
-    if norm is not None:
-        x = x.map_blocks(scale_to_uint8, norm["low"], norm["high"], dtype=np.uint8)
-    p = scorer(x).map_blocks(to_output_dtype, dtype, dtype=np.dtype(dtype))
+
+    def slab(a: int, b: int):  # the graph of time points a:b, built when submitted
+        x = vol.data[t0 + a : t0 + b]
+        if norm is not None:
+            x = x.map_blocks(scale_to_uint8, norm["low"], norm["high"], dtype=np.uint8)
+        return scorer(x).map_blocks(to_output_dtype, dtype, dtype=np.dtype(dtype))
+
+    p = Series((t1 - t0, *vol.shape[1:]), np.dtype(dtype), slab)
     t_write = time.perf_counter()
     report = write_volume(p, out, client=client, resume=resume, progress=progress,
                           desc=scorer.name if scorer.name != "unet" else "predict")

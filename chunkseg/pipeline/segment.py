@@ -28,6 +28,7 @@ from chunkseg.defaults import SEGMENT_BLOCK
 from chunkseg.engine.agglomerate import SegmentMethod, segment_method
 from chunkseg.engine.blocks import write_volume
 from chunkseg.engine.segment import Reader, final_labels, remove_work, segment_volume
+from chunkseg.engine.stats import fold
 from chunkseg.errors import DTypeError, InputError, OutputExistsError, ResumeMismatchError
 from chunkseg.io.fingerprint import fingerprint as run_fingerprint
 from chunkseg.engine.pyramid import finish_image
@@ -67,7 +68,8 @@ def check_probability(vol, *, name: str, times: tuple[int, int] | None = None) -
     t0, t1 = times if times is not None else (0, data.shape[0])
     if data[t0:t1].size == 0:
         raise InputError(f"{name}: membrane probability is empty; found shape {data.shape}")
-    lo, hi = dask.compute(data[t0:t1].min(), data[t0:t1].max())
+    pairs = (dask.delayed(np.array)([data[t].min(), data[t].max()]) for t in range(t0, t1))
+    (lo, hi), _ = fold(pairs, _min_max)  # one time point at a time
     if not (lo >= 0 and hi <= 1):  # NaN fails both comparisons
         raise InputError(f"{name}: membrane probability must lie in [0, 1]; found values in "
                          f"[{lo}, {hi}] (NaN if shown)")
@@ -75,6 +77,12 @@ def check_probability(vol, *, name: str, times: tuple[int, int] | None = None) -
         raise InputError(f"{name}: membrane probability is constant ({lo}); expected "
                          "membranes brighter than the cell interiors")
     return data
+
+
+def _min_max(parts: Sequence[np.ndarray]) -> np.ndarray:
+    """Smallest minimum and largest maximum of ``[min, max]`` pairs (NaN propagates)."""
+    a = np.stack(parts)
+    return np.array([np.min(a[:, 0]), np.max(a[:, 1])])
 
 
 def write_cell_table(path: str | os.PathLike, tables: list, times: Sequence[int],
