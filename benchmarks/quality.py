@@ -1,8 +1,9 @@
 """Quality beside speed: the same scores for the U-Net and the ACME-style baseline.
 
 Membrane IoU / boundary F1 come from ``chunkseg evaluate`` (``run_evaluate``), cell
-F1@0.5 from ``chunkseg segment`` (``run_segment``, the shared seeded watershed: ACME's
-``membraneSegmentation`` step) and the segment engineer's instance metrics.
+F1@0.5 from ``chunkseg segment --method flood`` (``run_segment``, the shared seeded
+watershed: ACME's ``membraneSegmentation`` step, at each method's best membrane threshold)
+and the instance metrics.  ``benchmarks/agglomerate.py`` scores the agglomerative default.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ def _scores(ctx, prob: str, mask: str, labels: str, key: str) -> dict[str, Any]:
     thr = out["evaluate"].get("iou", {}).get("threshold")
     thr = 0.5 if thr is None else min(max(float(thr), 0.02), 0.98)
     cells = ctx.work / f"cells_{key}.ome.zarr"
-    out["segment"] = run_segment(prob, out=cells, threshold=thr, overwrite=True, progress=False)
+    out["segment"] = run_segment(prob, out=cells, method="flood", threshold=thr, overwrite=True,
+                                 progress=False)
     out["segment_threshold"] = thr
     out["instances"] = instance_report(cells, labels)
     return out
@@ -68,7 +70,7 @@ def _both(ctx, inp: str, mask: str, labels: str, key: str) -> dict[str, Any]:
         run = ctx.predict(inp, key, method=method)
         sc = _scores(ctx, run["out"], mask, labels, f"{key}_{method}")
         res[method] = sc
-        res["rows"] += _rows(key, "U-Net" if method == "unet" else "ACME", sc)
+        res["rows"] += _rows(key, "U-Net" if method == "unet" else "ACME-like", sc)
     if not ctx.trained:
         res["rows"].append((f"{key} U-Net", "untrained", "no packaged default model"))
     return res

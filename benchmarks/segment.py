@@ -1,4 +1,6 @@
-"""Segment benchmark: F1 / Rand / VI on synthetic and real data, and the merge's share.
+"""Seeded-flood benchmark: F1 / Rand / VI on synthetic and real data, and the merge's share.
+
+(``benchmarks/agglomerate.py`` compares the flood with the agglomerative default.)
 
 Usage::
 
@@ -65,7 +67,8 @@ def _crude(mask: np.ndarray, seed: int = 0) -> np.ndarray:
 
 def _segment(prob: Path, truth: Path, tmp: Path, name: str, block, **kw) -> dict:
     out = tmp / f"{name}.cells.zarr"
-    s = run_segment(prob, out=out, block=block, overwrite=True, progress=False, **kw)
+    s = run_segment(prob, out=out, block=block, method="flood", overwrite=True, progress=False,
+                    **kw)
     r = instance_report(out, truth)
     return {"input": name, **{k: r[k] for k in KEYS}, "n_cells": s["n_cells"][0],
             "seconds": s["seconds"], "total_seconds": s["total_seconds"],

@@ -26,6 +26,7 @@ _LAZY: dict[str, str] = {
     "mark_complete": "chunkseg.io.store",
     "read_attrs": "chunkseg.io.store",
     "write_volume": "chunkseg.engine.blocks",
+    "finish_image": "chunkseg.engine.pyramid",
     "get_client": "chunkseg.engine.cluster",
     "run_convert": "chunkseg.pipeline.convert",
     "volume_info": "chunkseg.pipeline.info",

@@ -21,6 +21,9 @@ from chunkseg.engine.predict import (
     ModelSpec as ModelSpec,
     predict_array as predict_array,
 )
+from chunkseg.engine.pyramid import (
+    finish_image as finish_image,
+)
 from chunkseg.engine.segment import (
     segment_array as segment_array,
 )

@@ -348,17 +348,14 @@ def test_sampler_bad_inputs(tmp_path, pair):
     small = _store(tmp_path / "small.zarr", mask[:, :, :20], chunks=(1, 8, 8, 8))
     with pytest.raises(ShapeError, match="same|expected equal"):
         CropSampler([(raw_path, small)], crop=(4, 8, 8))
-    # the values decide, not the kind: a 0/1 volume stored as labels is a mask; a real
-    # label volume is refused by the value check of ``chunkseg train``
-    labels = _store(tmp_path / "labels.zarr", mask.astype(np.uint32), chunks=(1, 8, 8, 8),
+    # the values decide, not the kind: a 0/1 volume stored as labels is a mask
+    ones = _store(tmp_path / "ones.zarr", mask.astype(np.uint32), chunks=(1, 8, 8, 8),
+                  attrs={"kind": "labels"})
+    CropSampler([(raw_path, ones)], crop=(4, 8, 8))
+    labels = _store(tmp_path / "labels.zarr", mask.astype(np.uint32) * 7, chunks=(1, 8, 8, 8),
                     attrs={"kind": "labels"})
-    CropSampler([(raw_path, labels)], crop=(4, 8, 8))
-    cells = _store(tmp_path / "cells.zarr", mask.astype(np.uint32) * 5, chunks=(1, 8, 8, 8),
-                   attrs={"kind": "labels"})
-    from chunkseg.pipeline._train_inputs import check_mask_values
-
-    with pytest.raises(InputError, match="cells.zarr.*binarize"):
-        check_mask_values(CropSampler([(raw_path, cells)], crop=(4, 8, 8)).masks)
+    with pytest.raises(InputError, match=r"0/1 membrane mask; found values in \[0, 7\].*binarize"):
+        CropSampler([(raw_path, labels)], crop=(4, 8, 8))
     fmask = _store(tmp_path / "fmask.zarr", mask.astype(np.float32), chunks=(1, 8, 8, 8))
     with pytest.raises(DTypeError, match="float32"):
         CropSampler([(raw_path, fmask)], crop=(4, 8, 8))
@@ -522,7 +519,5 @@ def test_converted_tiff_mask_is_a_mask(tmp_path, pair):
     np.testing.assert_array_equal(c.mask, mask[sl])
     tifffile.imwrite(tmp_path / "bad.tif", mask * 2, imagej=True, metadata={"axes": "TZYX"})
     bad = run_convert(tmp_path / "bad.tif", tmp_path / "bad.ome.zarr", progress=False)
-    from chunkseg.pipeline._train_inputs import check_mask_values
-
-    with pytest.raises(InputError, match=r"bad.ome.zarr.*expected a membrane mask of values"):
-        check_mask_values(CropSampler([(raw_path, bad["out"])], crop=(4, 8, 8)).masks)
+    with pytest.raises(InputError, match=r"found values in \[0, 2\] \(kind 'raw'\)"):
+        CropSampler([(raw_path, bad["out"])], crop=(4, 8, 8))

@@ -213,11 +213,11 @@ def test_disk_full_while_writing(corpus, tmp_path, capsys, monkeypatch):
     real = blocks._write_block
     calls = {"n": 0}
 
-    def full(block, array_path, region, marker):
+    def full(block, array_path, region):
         calls["n"] += 1
         if calls["n"] > 1:
             raise OSError(errno.ENOSPC, "No space left on device", array_path)
-        return real(block, array_path, region, marker)
+        return real(block, array_path, region)
 
     monkeypatch.setattr(blocks, "_write_block", full)
     big = _stack(tmp_path / "big.tif", shape=(70, 24, 20))  # 2 shards in z
@@ -225,4 +225,6 @@ def test_disk_full_while_writing(corpus, tmp_path, capsys, monkeypatch):
     code, err = run(capsys, "convert", big, "--out", out)
     assert_clear(code, err, out, "No space left on device", "not complete")
     assert_nothing_complete(out)
-    assert len(blocks.done_blocks(out)) == 1
+    # only the block written before the disk filled may be recorded (if it finished
+    # before the local scheduler stopped at the failure); the failing one never is
+    assert blocks.done_blocks(out) <= {(0, 0, 0, 0)}

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dask.array as da
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import ndimage
 
 from chunkseg.engine.resample_predict import (
@@ -132,3 +134,43 @@ def test_run_predict_resamples_seam_free(scaled_model, tmp_path, capsys):
                         voxel_size=(1.05, 0.26, 0.24))
     assert given["resample"]["factor"] is None and given["resample"]["reason"] == \
         "within tolerance"
+
+
+@settings(max_examples=40, deadline=None)
+@given(shape=st.tuples(*(st.integers(3, 30),) * 3),
+       factor=st.tuples(*(st.floats(0.3, 3.0),) * 3),
+       context=st.tuples(*(st.integers(0, 3),) * 3),
+       block=st.tuples(*(st.integers(4, 12),) * 3))
+def test_computed_halo_always_suffices(shape, factor, context, block):
+    """For any factors and blocks the halo of :func:`resampled_halo` holds every input
+    voxel a block needs (the block function checks and would raise)."""
+    from chunkseg.engine.geometry import cover
+    from chunkseg.engine.resample_predict import predict_block_resampled
+
+    halo = resampled_halo(context, factor)
+    for b in cover(shape, block, halo):
+        padded = np.zeros([s + m0 + m1 for s, (m0, m1) in
+                           zip((r.stop - r.start for r in b.read), b.missing)], np.float32)
+        out = predict_block_resampled(
+            padded, predictor=lambda x: x, factor=factor, shape=shape, block_shape=block,
+            halo=halo, context=context, scale=1.0, block_info={0: {"chunk-location": b.index}},
+            tile=tuple(2 * c + 2 for c in context), pool=(1, 1, 1), blend="none",
+            crop_context=True, batch=None)
+        assert out.shape == padded.shape
+
+
+def test_input_voxel_size_known_or_not(tmp_path):
+    from chunkseg.io.store import open_volume
+    from chunkseg.pipeline._predict_resample import input_voxel_size
+
+    vol = np.zeros((1, 4, 8, 8), np.uint8)
+    vol[0, 0, 0, 0] = 1
+    known = _raw(tmp_path / "k.ome.zarr", vol, (2.0, 0.26, 0.26))
+    assert input_voxel_size(known, open_volume(known)) == (2.0, 0.26, 0.26)
+    from chunkseg.io.store import create_image, mark_complete
+
+    unknown = tmp_path / "u.ome.zarr"
+    create_image(unknown, shape=vol.shape, dtype=np.uint8, chunks=(1, 4, 8, 8), shards=False,
+                 attrs={"kind": "raw", "voxel_size_from": "default"})[...] = vol
+    mark_complete(unknown)
+    assert input_voxel_size(unknown, open_volume(unknown)) is None

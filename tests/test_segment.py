@@ -5,33 +5,24 @@ from __future__ import annotations
 import csv
 import json
 
-import dask.array as da
 import numpy as np
 import pytest
 from scipy import ndimage
 
 from chunkseg.cli import main
-from chunkseg.engine.blocks import write_volume
 from chunkseg.engine.segment import Reader, final_labels, segment_array, segment_volume
 from chunkseg.errors import DTypeError, InputError, OutputExistsError, ParameterError
-from chunkseg.io.store import create_image, mark_complete, open_volume, read_attrs
+from chunkseg.io.store import open_volume, read_attrs
 from chunkseg.ops.watershed import SegmentParams, flood_halo
 from chunkseg.pipeline.segment import CELL_TABLE, run_segment
+from conftest import SEG_VS, store_volume
 
-VS = (0.25, 0.125, 0.125)
+VS = SEG_VS
 
 
 @pytest.fixture(scope="module")
-def synth():
-    """Small cells (2.5 µm) in a 30 x 64 x 64 volume: ~110 cells, most cut by blocks."""
-    from chunkseg.synth import synth_volume
-
-    v = synth_volume((30, 64, 64), seed=7, voxel_size=VS, cell_diameter=2.5, noise=False,
-                     blobs=False)
-    rng = np.random.default_rng(0)
-    p = ndimage.gaussian_filter(v.mask.astype(np.float32), (1.0, 1.5, 1.5))
-    p = np.clip(p / p.max() + rng.normal(0, 0.08, p.shape), 0, 1).astype(np.float32)
-    return v, p
+def synth(seg_synth):
+    return seg_synth
 
 
 PARAMS = SegmentParams(voxel_size=VS, seed_distance=0.4, min_size=0.3)
@@ -45,7 +36,7 @@ def _same_partition(a, b):
 def _blockwise(p, block, tmp_path, name):
     res = segment_volume(Reader(p[None]), (1, *p.shape), PARAMS, work=tmp_path / name,
                          block=block)
-    return final_labels(res["flood"], res["tables"]).compute()[0], res
+    return final_labels(res["flood"], res["tables"]).to_dask().compute()[0], res
 
 
 def test_chunking_independence(synth, tmp_path):
@@ -73,23 +64,14 @@ def test_chunking_independence(synth, tmp_path):
     assert _same_partition(a, b)
 
 
-def _store(path, arr, voxel_size=VS, kind="probability", chunks=None):
-    arr = arr if arr.ndim == 4 else arr[None]
-    create_image(path, shape=arr.shape, dtype=arr.dtype, voxel_size=voxel_size, chunks=chunks,
-                 attrs={"kind": kind})
-    write_volume(da.from_array(arr), path, progress=False)
-    mark_complete(path)
-    return path
-
-
 def test_run_segment_outputs(synth, tmp_path):
     import zarr
     from ome_zarr_models.v05.image_label import ImageLabel
 
     v, p = synth
-    prob = _store(tmp_path / "p.zarr", np.stack([p, p[:, ::-1].copy()]), chunks=(16, 32, 32))
-    s = run_segment(prob, out=tmp_path / "c.zarr", seed_distance=0.4, min_size=0.3,
-                    block=(13, 40, 27), timepoints="0:2", progress=False)
+    prob = store_volume(tmp_path / "p.zarr", np.stack([p, p[:, ::-1].copy()]), chunks=(16, 32, 32))
+    s = run_segment(prob, out=tmp_path / "c.zarr", method="flood", seed_distance=0.4,
+                    min_size=0.3, block=(13, 40, 27), timepoints="0:2", progress=False)
     assert s["dtype"] == "uint32" and s["shape"] == [2, 30, 64, 64]
     assert 0 < s["merge_share"] < 1 and s["n_cells"][0] == s["n_cells"][1]
     vol = open_volume(tmp_path / "c.zarr")
@@ -123,9 +105,9 @@ def test_run_segment_outputs(synth, tmp_path):
 def test_uint8_and_mask_inputs(synth, tmp_path):
     v, p = synth
     q = np.round(p * 255).astype(np.uint8)
-    prob = _store(tmp_path / "p8.zarr", q)
-    s = run_segment(prob, out=tmp_path / "c8.zarr", seed_distance=0.4, min_size=0.3,
-                    progress=False)
+    prob = store_volume(tmp_path / "p8.zarr", q)
+    s = run_segment(prob, out=tmp_path / "c8.zarr", method="flood", seed_distance=0.4,
+                    min_size=0.3, progress=False)
     ref, _ = segment_array(q, PARAMS)
     np.testing.assert_array_equal(open_volume(tmp_path / "c8.zarr").data.compute()[0], ref)
     import zarr
@@ -133,22 +115,24 @@ def test_uint8_and_mask_inputs(synth, tmp_path):
     plain = zarr.create_array(str(tmp_path / "plain.zarr"), shape=q.shape, dtype=q.dtype,
                               chunks=(8, 32, 32))
     plain[:] = q  # a plain 3D Zarr array (no OME metadata: voxel size 1 µm)
-    run_segment(tmp_path / "plain.zarr", out=tmp_path / "cp.zarr", seed_distance=2.0,
-                min_size=2.0, block=(16, 40, 40), progress=False)
+    run_segment(tmp_path / "plain.zarr", out=tmp_path / "cp.zarr", method="flood",
+                seed_distance=2.0, min_size=2.0, block=(16, 40, 40), progress=False)
     ref, _ = segment_array(q, SegmentParams(seed_distance=2.0, min_size=2.0))
     np.testing.assert_array_equal(open_volume(tmp_path / "cp.zarr").data.compute()[0], ref)
-    mask = _store(tmp_path / "m.zarr", v.mask, kind="mask")
-    s = run_segment(mask, out=tmp_path / "cm.zarr", seed_distance=0.4, progress=False)
+    mask = store_volume(tmp_path / "m.zarr", v.mask, kind="mask")
+    s = run_segment(mask, out=tmp_path / "cm.zarr", method="flood", seed_distance=0.4,
+                    progress=False)
     assert s["n_cells"][0] > 50
 
 
 @pytest.mark.parametrize("kw,err", [({"threshold": 0}, ParameterError),
                                     ({"threshold": 1.2}, ParameterError),
                                     ({"min_size": -1}, ParameterError),
-                                    ({"seed_distance": 0}, ParameterError),
+                                    ({"seed_distance": 0, "method": "flood"}, ParameterError),
+                                    ({"method": "watershed"}, ParameterError),
                                     ({"timepoints": "3:5"}, ParameterError)])
 def test_bad_parameters(synth, tmp_path, kw, err):
-    prob = _store(tmp_path / "p.zarr", synth[1][:8, :16, :16].copy())
+    prob = store_volume(tmp_path / "p.zarr", synth[1][:8, :16, :16].copy())
     with pytest.raises(err):
         run_segment(prob, out=tmp_path / "c.zarr", progress=False, **kw)
     assert not (tmp_path / "c.zarr").exists()
@@ -158,17 +142,18 @@ def test_bad_probability(tmp_path):
     p = np.full((4, 8, 8), 0.2, np.float32)
     p[1, 2, 3] = 1.7
     with pytest.raises(InputError, match=r"p\.zarr.*\[0, 1\].*1\.7"):
-        run_segment(_store(tmp_path / "p.zarr", p), out=tmp_path / "c.zarr", progress=False)
+        run_segment(store_volume(tmp_path / "p.zarr", p), out=tmp_path / "c.zarr", progress=False)
     p[1, 2, 3] = np.nan
     with pytest.raises(InputError):
-        run_segment(_store(tmp_path / "n.zarr", p), out=tmp_path / "c.zarr", progress=False)
+        run_segment(store_volume(tmp_path / "n.zarr", p), out=tmp_path / "c.zarr", progress=False)
     with pytest.raises(DTypeError, match="int16"):
-        run_segment(_store(tmp_path / "i.zarr", np.zeros((4, 8, 8), np.int16)),
+        run_segment(store_volume(tmp_path / "i.zarr", np.zeros((4, 8, 8), np.int16)),
                     out=tmp_path / "c.zarr", progress=False)
     # the range is checked on the time points segmented, not on the others
     two = np.full((2, 4, 8, 8), 0.2, np.float32)
+    two[:, :, 3] = 0.9  # a wall: a constant probability is refused
     two[1, 0, 0, 0] = 3.0
-    series = _store(tmp_path / "t.zarr", two)
+    series = store_volume(tmp_path / "t.zarr", two)
     with pytest.raises(InputError, match=r"t\.zarr.*\[0, 1\].*3\.0"):
         run_segment(series, out=tmp_path / "c.zarr", progress=False)
     summary = run_segment(series, out=tmp_path / "c0.zarr", timepoints="0:1", progress=False)
@@ -176,9 +161,9 @@ def test_bad_probability(tmp_path):
 
 
 def test_cli(synth, tmp_path, capsys):
-    prob = _store(tmp_path / "p.zarr", synth[1][:, :32, :32].copy())
-    assert main(["segment", str(prob), "--out", str(tmp_path / "c.zarr"), "--seed-distance",
-                 "0.4", "--block", "16", "20", "20", "--quiet"]) == 0
+    prob = store_volume(tmp_path / "p.zarr", synth[1][:, :32, :32].copy())
+    assert main(["segment", str(prob), "--out", str(tmp_path / "c.zarr"), "--method", "flood",
+                 "--seed-distance", "0.4", "--block", "16", "20", "20", "--quiet"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["n_cells"][0] > 5 and out["block"] == [16, 20, 20]
     assert main(["segment", str(prob), "--out", str(tmp_path / "d.zarr"),
@@ -221,7 +206,7 @@ def test_tiff_probability_input(synth, tmp_path):
     p = synth[1][:, :40, :40].copy()
     tifffile.imwrite(tmp_path / "p.tif", p)
     prm = SegmentParams(seed_distance=2.0, min_size=2.0)  # TIFF without metadata: 1 µm voxels
-    run_segment(tmp_path / "p.tif", out=tmp_path / "c.zarr", seed_distance=2.0, min_size=2.0,
-                block=(16, 24, 24), progress=False)
+    run_segment(tmp_path / "p.tif", out=tmp_path / "c.zarr", method="flood", seed_distance=2.0,
+                min_size=2.0, block=(16, 24, 24), progress=False)
     np.testing.assert_array_equal(open_volume(tmp_path / "c.zarr").data.compute()[0],
                                   segment_array(p, prm)[0])

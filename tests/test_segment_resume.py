@@ -19,7 +19,7 @@ from chunkseg.pipeline.segment import run_segment
 
 VS = (0.25, 0.125, 0.125)
 BLOCK = (10, 24, 24)  # 2 x 2 x 2 blocks on a (20, 40, 40) volume (not dividing y, x)
-OPTS = {"seed_distance": 0.4, "min_size": 0.3, "block": BLOCK, "progress": False}
+OPTS = {"method": "flood", "seed_distance": 0.4, "min_size": 0.3, "block": BLOCK, "progress": False}
 BAD = (0, 1, 0, 1)  # (t, bz, by, bx) of the flood block made to fail
 
 
@@ -98,7 +98,8 @@ def test_resume_after_failed_flood_block(prob, clean, tmp_path, monkeypatch):
 def test_cli_resume(prob, clean, tmp_path, capsys, monkeypatch):
     labels = clean[0]
     out = tmp_path / "cli.zarr"
-    args = ["segment", str(prob), "--out", str(out), "--seed-distance", "0.4", "--min-size",
+    args = ["segment", str(prob), "--out", str(out), "--method", "flood", "--seed-distance", "0.4",
+            "--min-size",
             "0.3", "--block", *map(str, BLOCK), "--scheduler", "sync", "--quiet"]
     with monkeypatch.context() as m:
         _failing_flood(m)

@@ -143,7 +143,8 @@ def test_bad_inputs_exit_2(pair, tmp_path, capsys):
     other = _store(tmp_path / "other.ome.zarr", np.ones((1, 12, 32, 24), np.uint8), {})
     cases.append((["--raw", pair[0], "--mask", other], "shape"))
     big = _store(tmp_path / "big.ome.zarr", np.full((1, 12, 32, 32), 3, np.uint8), {})
-    cases.append((["--raw", pair[0], "--mask", big], "values [0, 1]"))
+    cases.append((["--raw", pair[0], "--mask", big],
+                  "0/1 membrane mask; found values in [3, 3]"))
     for args, message in cases:
         out = tmp_path / "x.keras"
         assert main(["train", *args, "--out", str(out), *common]) == 2, args

@@ -28,6 +28,7 @@ COMMANDS: list[str] = [
     "crops",
     "train",
     "predict",
+    "plan",
     "segment",
     "benchmark",
     "evaluate",

@@ -11,8 +11,9 @@ __all__ = ["add_output_options", "add_scheduler_option", "cluster"]
 
 
 def add_output_options(p: argparse.ArgumentParser, *, chunks: bool = True,
-                       resume: bool = True) -> None:
-    """``--chunks Z Y X``, ``--overwrite`` and ``--resume`` for a command writing a store."""
+                       resume: bool = True, pyramid: bool = True) -> None:
+    """``--chunks Z Y X``, ``--overwrite``, ``--resume`` and ``--no-pyramid`` for a command
+    writing a store (``args.pyramid`` is False with ``--no-pyramid``)."""
     if chunks:
         p.add_argument("--chunks", nargs=3, type=int, metavar=("Z", "Y", "X"),
                        help="output chunk shape (default 32 256 256; shards 64 512 512)")
@@ -21,6 +22,11 @@ def add_output_options(p: argparse.ArgumentParser, *, chunks: bool = True,
         p.add_argument("--resume", action="store_true",
                        help="continue an interrupted run: compute only the blocks not yet done "
                        "(same input and parameters required)")
+    if pyramid:
+        p.add_argument("--no-pyramid", dest="pyramid", action="store_false",
+                       help="write full resolution only: no multiscale pyramid (by default "
+                       "levels halved in y, x (and z when near isotropic) until a plane fits "
+                       "512 x 512, for viewers)")
 
 
 def add_scheduler_option(p: argparse.ArgumentParser, *, cluster: bool = False) -> None:
@@ -29,6 +35,9 @@ def add_scheduler_option(p: argparse.ArgumentParser, *, cluster: bool = False) -
         p.add_argument("--scheduler", metavar="ADDRESS",
                        help="dask scheduler tcp://host:8786 ('threads' for no cluster; default: a "
                        "LocalCluster sized to this machine)")
+        p.add_argument("--dashboard-address", metavar="[HOST]:PORT",
+                       help="serve the LocalCluster's dask dashboard here, e.g. :8787 (default: "
+                       "a free port, printed at the start; a remote --scheduler serves its own)")
     else:
         p.add_argument("--scheduler", default="threads", metavar="ADDRESS",
                        help="'threads' (default), 'sync', or a dask scheduler address "
@@ -44,5 +53,6 @@ def cluster(args: argparse.Namespace, *, layout: str = "default") -> Iterator[An
 
     with get_client(args.scheduler, workers=getattr(args, "workers", None),
                     threads_per_worker=getattr(args, "threads_per_worker", None),
-                    layout=layout) as client:
+                    layout=layout,
+                    dashboard_address=getattr(args, "dashboard_address", None)) as client:
         yield client

@@ -43,7 +43,7 @@ def _run(args: argparse.Namespace) -> int:
         summary = run_binarize(
             args.labels, args.out, ignore=args.ignore, width=args.width, mode=args.mode,
             drop_slices=args.drop_slices, like=args.like, chunks=args.chunks,
-            overwrite=args.overwrite, resume=args.resume, client=client,
+            overwrite=args.overwrite, resume=args.resume, pyramid=args.pyramid, client=client,
         )
     print(json.dumps(summary, indent=2))
     return 0

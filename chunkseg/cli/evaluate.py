@@ -53,7 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="training history (chunkseg train) to add the training curves")
     p.add_argument("--no-figures", action="store_true", help="write report.json only")
     add_scheduler_option(p)
-    add_output_options(p, chunks=False, resume=False)
+    add_output_options(p, chunks=False, resume=False, pyramid=False)
     p.add_argument("--json", action="store_true", help="print the whole report as JSON")
     p.set_defaults(func=_run)
 

@@ -46,7 +46,8 @@ def _run(args: argparse.Namespace) -> int:
         summary = run_normalize(
             args.input, args.out, range=args.range, percentiles=args.percentiles,
             per_timepoint=args.per_timepoint, plot=args.plot, drop_slices=args.drop_slices,
-            chunks=args.chunks, overwrite=args.overwrite, resume=args.resume, client=client,
+            chunks=args.chunks, overwrite=args.overwrite, resume=args.resume,
+            pyramid=args.pyramid, client=client,
         )
     print(json.dumps(summary, indent=2))
     return 0

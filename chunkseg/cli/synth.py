@@ -43,7 +43,7 @@ def _run(args: argparse.Namespace) -> int:
             args.out, shape=args.shape, timepoints=args.timepoints, seed=args.seed,
             voxel_size=args.voxel_size, chunks=args.chunks, blobs=not args.no_blobs,
             cell_diameter=args.cell_diameter, background=args.background,
-            overwrite=args.overwrite, resume=args.resume, client=client,
+            overwrite=args.overwrite, resume=args.resume, pyramid=args.pyramid, client=client,
         )
     print(json.dumps(paths, indent=2))
     return 0

@@ -1,21 +1,33 @@
 """Shard-aligned, idempotent, resumable block writes of a dask array into a store.
 
-Every write goes through :func:`write_volume`.  It rechunks the dask array to the
-output's shard grid (zarr 3 silently loses voxels when two tasks write different
-chunks of one shard; zarr-python issue 3682), writes each block in its own task, and
-only *after* the block's data are stored drops a done-marker file
-``<store>/.chunkseg/done/<t>.<z>.<y>.<x>`` (indices of the dask block).  With ``resume=True`` blocks that have a
-marker are not computed again.  A block whose task fails is never marked; after the
-bounded retries the failed blocks are listed in :class:`~chunkseg.errors.BlockFailedError`.
+Every write goes through :func:`write_volume`.  It rechunks the data to the output's
+shard grid where needed (zarr 3 silently loses voxels when two tasks write different
+chunks of one shard; zarr-python issue 3682) and writes each block in its own task.
+A series is never one graph: the blocks of one time point (one block along axis 0)
+form one graph, built only when the sliding window of in-flight blocks has room
+(:mod:`chunkseg.engine.submit`), so client memory and the time to the first finished
+block do not depend on the series length.  The data may be given as a dask array or
+as a :class:`Series` that builds the graph of each time point on demand.
+
+Only *after* a block's data are stored is it recorded in the store's completion
+manifest (:mod:`chunkseg.engine.manifest`: one append-only file per time point);
+with ``resume=True`` recorded blocks are not computed again.  A block whose task fails
+is never recorded; after the bounded retries the failed blocks are listed in
+:class:`~chunkseg.errors.BlockFailedError`.  Write tasks are named
+``<command>-t<time point>-<z>.<y>.<x>-<token>`` (the dashboard groups them by
+command), and every finished time point is logged to ``<store>/progress.jsonl``.
 """
 
 from __future__ import annotations
 
 import functools
 import itertools
+import math
 import os
+import re
 import time
-from collections.abc import Iterable
+import uuid
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,11 +36,11 @@ import dask
 import dask.array as da
 import numpy as np
 
+from chunkseg.engine.manifest import Manifest, TimepointLog, done_blocks
+from chunkseg.engine.submit import run_windowed
 from chunkseg.errors import BlockFailedError, ShapeError
 
-__all__ = ["WriteReport", "done_blocks", "write_grid", "write_volume"]
-
-MARKER_DIR = ".chunkseg/done"
+__all__ = ["Series", "WriteReport", "done_blocks", "write_grid", "write_volume"]
 
 
 @dataclass
@@ -62,21 +74,35 @@ def write_grid(arr) -> tuple[int, ...]:
     return tuple(arr.shards or arr.chunks)
 
 
-def _marker_dir(store_path: Path) -> Path:
-    return store_path / MARKER_DIR
+@dataclass(frozen=True)
+class Series:
+    """A (t, z, y, x) series whose graph is built one slab of time points at a time.
 
+    Attributes
+    ----------
+    shape : tuple of int
+        ``(t, z, y, x)``.
+    dtype : numpy.dtype
+        Voxel dtype of the slabs.
+    slab : callable
+        ``slab(start, stop)`` -> the dask array of time points ``start:stop``
+        (shape ``(stop - start, z, y, x)``).  Called once per time point written.
+    """
 
-def _marker_name(index: tuple[int, ...]) -> str:
-    return ".".join(map(str, index))
+    shape: tuple[int, ...]
+    dtype: Any
+    slab: Callable[[int, int], da.Array]
 
+    @classmethod
+    def of(cls, darr: da.Array | Series) -> Series:
+        """A series view of a dask array (slices of it), or the series itself."""
+        if isinstance(darr, Series):
+            return darr
+        return cls(tuple(darr.shape), darr.dtype, lambda a, b: darr[a:b])
 
-def done_blocks(store_path: str | os.PathLike) -> set[tuple[int, ...]]:
-    """Block indices recorded as finished in a store."""
-    d = _marker_dir(Path(store_path))
-    if not d.is_dir():
-        return set()
-    return {tuple(int(v) for v in p.name.split(".")) for p in d.iterdir()
-            if not p.name.startswith(".tmp")}
+    def to_dask(self) -> da.Array:
+        """The whole series as one dask array (for small series and tests)."""
+        return da.concatenate([self.slab(t, t + 1) for t in range(self.shape[0])])
 
 
 @functools.lru_cache(maxsize=16)
@@ -87,18 +113,9 @@ def _open_for_write(array_path: str):
     return zarr.open_array(array_path, mode="r+").with_config({"write_empty_chunks": True})
 
 
-def _write_block(
-    block: np.ndarray, array_path: str, region: tuple[slice, ...], marker: str
-) -> int:
-    """Store one block, then record it as done.  Returns the number of voxels."""
-    arr = _open_for_write(array_path)
-    arr[region] = block
-    folder, name = os.path.split(marker)
-    tmp = os.path.join(folder, f".tmp-{os.getpid()}-{name}")  # renamed once complete
-    os.makedirs(folder, exist_ok=True)
-    with open(tmp, "w") as fh:
-        fh.write(f"{time.time()}\n")
-    os.replace(tmp, marker)
+def _write_block(block: np.ndarray, array_path: str, region: tuple[slice, ...]) -> int:
+    """Store one block.  Returns the number of voxels."""
+    _open_for_write(array_path)[region] = block
     return int(block.size)
 
 
@@ -125,8 +142,67 @@ def _progress(total: int, desc: str, enabled: bool):
     return tqdm(total=total, desc=desc or "blocks", unit="block", disable=not enabled, leave=False)
 
 
+def task_prefix(desc: str) -> str:
+    """Dashboard name of a command's tasks: ``"segment: flood"`` -> ``"segment_flood"``."""
+    return re.sub(r"\W+", "_", desc).strip("_") or "write"
+
+
+@dataclass
+class _Plan:
+    """Everything the per-time-point task builder needs (see :func:`write_volume`)."""
+
+    series: Series
+    out: Path
+    array_path: str
+    grid: tuple[int, ...]
+    dtype: Any
+    manifest: Manifest
+    log: TimepointLog
+    resume: bool
+    wanted: set | None
+    name: str
+    counts: dict = field(default_factory=lambda: {"n": 0, "skipped": 0})
+
+    def groups(self, bar) -> Iterator[list]:
+        """One list of ``(index, write task)`` per time-point row of the write grid."""
+        g0, n_t = self.grid[0], self.series.shape[0]
+        token = uuid.uuid4().hex[:8]  # unique per call: a rerun never reuses old results
+        per_row = None
+        for j in range(math.ceil(n_t / g0)):
+            done = self.manifest.read(j) if self.resume else set()
+            if self.wanted is None and per_row is not None and len(done) == per_row:
+                self.counts["n"] += per_row  # finished time point: no graph built
+                self.counts["skipped"] += per_row
+                bar.update(per_row)
+                yield []
+                continue
+            a, b = j * g0, min((j + 1) * g0, n_t)
+            slab = _align(self.series.slab(a, b).astype(self.dtype, copy=False),
+                          (b - a, *self.grid[1:]))
+            rows = slab.to_delayed(optimize_graph=True)[0]
+            per_row = rows.size
+            tasks = []
+            for rest in itertools.product(*(range(n) for n in rows.shape)):
+                idx = (j, *rest)
+                if self.wanted is not None and idx not in self.wanted:
+                    continue
+                self.counts["n"] += 1
+                if idx in done:
+                    self.counts["skipped"] += 1
+                    bar.update(1)
+                    continue
+                region = (slice(a, b), *(
+                    slice(sum(c[:k]), sum(c[: k + 1])) for c, k in zip(slab.chunks[1:], rest)))
+                key = f"{self.name}-t{j:04d}-{'.'.join(map(str, rest))}-{token}"
+                tasks.append((idx, dask.delayed(_write_block, pure=False)(
+                    rows[rest], self.array_path, region, dask_key_name=key)))
+            if tasks:
+                self.log.start(j, len(tasks))
+            yield tasks
+
+
 def write_volume(
-    darr: da.Array,
+    darr: da.Array | Series,
     out: str | os.PathLike,
     *,
     client: Any = None,
@@ -135,28 +211,33 @@ def write_volume(
     retries: int = 2,
     desc: str = "",
     blocks: Iterable[tuple[int, ...]] | None = None,
+    window: int | None = None,
 ) -> WriteReport:
-    """Compute ``darr`` block by block into the store at ``out``.
+    """Compute ``darr`` block by block into the store at ``out``, time point by time point.
 
     Parameters
     ----------
-    darr : dask.array.Array
+    darr : dask.array.Array or Series
         Same shape as the store's array; any chunking (it is rechunked to the write
-        grid when needed — give it that grid to avoid the rechunk).
+        grid when needed — give it that grid to avoid the rechunk).  A
+        :class:`Series` builds the graph of each time point only when it is submitted
+        (use it for long series whose graphs are built per time point anyway).
     out : path-like
         A store made by :func:`chunkseg.io.store.create_image`.
     client : distributed.Client, optional
         Run on this cluster; ``None`` uses dask's current scheduler (threads).
     resume : bool
-        Skip blocks whose done-marker exists.
+        Skip blocks recorded in the completion manifest.
     progress : bool
         Show a progress bar over blocks.
     retries : int
         How many times a failed block is tried again.
     desc : str
-        Progress-bar label.
+        Progress-bar label; also names the tasks on the dashboard.
     blocks : iterable of tuple, optional
         Restrict the write to these block indices (e.g. some time points).
+    window : int, optional
+        Blocks in flight (default :func:`chunkseg.engine.submit.default_window`).
 
     Returns
     -------
@@ -167,99 +248,42 @@ def write_volume(
     ShapeError
         ``darr`` and the store differ in shape.
     BlockFailedError
-        Some blocks still failed after ``retries``; they are not marked done and
-        the store must not be marked complete.
+        Some blocks still failed after ``retries``; they are not recorded and the
+        store must not be marked complete.
     """
     from chunkseg.io.store import open_array
 
     start = time.perf_counter()
     out = Path(out)
     arr = open_array(out, mode="r+")
-    if tuple(arr.shape) != tuple(darr.shape):
-        raise ShapeError(f"{out}: store shape {arr.shape} differs from the data's {darr.shape}")
-    grid = write_grid(arr)
-    darr = _align(darr.astype(arr.dtype, copy=False), grid)
+    series = Series.of(darr)
+    if tuple(arr.shape) != tuple(series.shape):
+        raise ShapeError(f"{out}: store shape {arr.shape} differs from the data's "
+                         f"{series.shape}")
     array_path = str(out / "0") if (out / "0" / "zarr.json").is_file() else str(out)
-    all_idx = list(itertools.product(*(range(n) for n in darr.numblocks)))
-    wanted = set(all_idx) if blocks is None else set(map(tuple, blocks))
-    done = done_blocks(out) if resume else set()
-    todo = [i for i in all_idx if i in wanted and i not in done]
-    skipped = len([i for i in all_idx if i in wanted and i in done])
-    delayed_blocks = darr.to_delayed(optimize_graph=True)
-    mdir = _marker_dir(out)
+    plan = _Plan(series, out, array_path, write_grid(arr), arr.dtype, Manifest(out),
+                 TimepointLog(out, desc or "write"), resume,
+                 None if blocks is None else set(map(tuple, blocks)), task_prefix(desc))
+    n_wanted = math.prod(math.ceil(n / g) for n, g in zip(series.shape, plan.grid))
+    bar = _progress(n_wanted if blocks is None else len(plan.wanted), desc, progress)
 
-    def task(idx):
-        region = tuple(
-            slice(sum(c[:k]), sum(c[: k + 1])) for c, k in zip(darr.chunks, idx)
-        )
-        return dask.delayed(_write_block, pure=False)(
-            delayed_blocks[idx], array_path, region, str(mdir / _marker_name(idx))
-        )
+    def finished(idx, voxels):
+        plan.manifest.record(idx)  # the task returned: its data are stored
+        plan.log.done(idx[0], voxels)
+        bar.update(1)
 
-    bar = _progress(len(todo), desc, progress)
     try:
-        runner = _run_distributed if client is not None else _run_local
-        failed, error = runner(client, todo, task, retries, bar, out)
+        failed, error = run_windowed(plan.groups(bar), finished, client=client,
+                                     window=window, retries=retries)
     finally:
         bar.close()
-    report = WriteReport(len(wanted), len(todo) - len(failed), skipped,
-                         time.perf_counter() - start, grid, failed)
+    n, skipped = plan.counts["n"], plan.counts["skipped"]
+    report = WriteReport(n, n - skipped - len(failed), skipped,
+                         time.perf_counter() - start, plan.grid, sorted(failed))
     if failed:
         raise BlockFailedError(
-            f"{out}: {len(failed)} of {len(todo)} blocks failed after {retries} retries "
-            f"(first: {failed[:5]}; last error: {error}); they are not marked done and the "
-            "output is not complete. Fix the cause and run again with --resume."
+            f"{out}: {len(failed)} of {n - skipped} blocks failed after {retries} retries "
+            f"(first: {sorted(failed)[:5]}; last error: {error}); they are not marked done and "
+            "the output is not complete. Fix the cause and run again with --resume."
         )
     return report
-
-
-def _run_distributed(client, todo, task, retries, bar, out):
-    from distributed import as_completed
-
-    # one graph for all blocks, so input chunks shared by neighbouring blocks are read once
-    futures = dict(zip(client.compute([task(idx) for idx in todo], retries=retries), todo))
-    failed, error = [], None
-    for fut in as_completed(list(futures)):
-        if fut.status == "error":
-            failed.append(futures[fut])
-            error = repr(fut.exception())
-        bar.update(1)
-    return sorted(failed), error
-
-
-class _CountWrites:
-    """dask local-scheduler callback advancing a progress bar per written block."""
-
-    def __init__(self, bar):
-        from dask.callbacks import Callback
-
-        def posttask(key, result, dsk, state, worker_id):
-            name = key[0] if isinstance(key, tuple) else key
-            if isinstance(name, str) and name.startswith("_write_block"):
-                bar.update(1)
-
-        self.callback = Callback(posttask=posttask)
-
-
-def _run_local(client, todo, task, retries, bar, out):
-    """All blocks in one graph (inputs shared between neighbours); if anything fails,
-    fall back to block-by-block computes so healthy blocks still land and each
-    failing block is tried ``retries`` more times on its own."""
-    try:
-        with _CountWrites(bar).callback:
-            dask.compute(*(task(i) for i in todo))
-        return [], None
-    except Exception as exc:  # isolate the failures below
-        error = repr(exc)
-    failed = []
-    for idx in (i for i in todo if i not in done_blocks(out)):
-        for _attempt in range(retries):
-            try:
-                dask.compute(task(idx))
-                bar.update(1)
-                break
-            except Exception as exc:
-                error = repr(exc)
-        else:
-            failed.append(idx)
-    return sorted(failed), error

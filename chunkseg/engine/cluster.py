@@ -197,6 +197,7 @@ def get_client(
     quiet: bool = False,
     worker_env: dict[str, str] | None = None,
     layout: Layout = "default",
+    dashboard_address: str | None = None,
 ) -> Iterator[Any]:
     """Yield a ``distributed.Client`` (or ``None`` for dask's local schedulers).
 
@@ -226,6 +227,9 @@ def get_client(
         "model" :func:`model_layout` (a worker per GPU, two dask threads, the backend's
         threads on the worker's share of the cores); "filters" one single-threaded
         worker per core (NumPy/SciPy filters that hold the GIL part of the time).
+    dashboard_address : str, optional
+        Where the LocalCluster serves its dask dashboard, e.g. ``":8787"`` or
+        ``"0.0.0.0:8787"`` (default ``":0"``: any free port, printed to stderr).
 
     This is the one place commands get their cluster from: the command line opens
     it here and hands the client to the ``run_*`` functions (``client=None`` there:
@@ -259,7 +263,7 @@ def get_client(
             threads_per_worker=n_threads,
             processes=True,
             memory_limit=memory_limit,
-            dashboard_address=":0",
+            dashboard_address=dashboard_address or ":0",
             env=env,
         )
         client = Client(cluster)

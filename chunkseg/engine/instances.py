@@ -13,7 +13,7 @@ from typing import Any
 import dask
 import numpy as np
 
-from chunkseg.engine.reduce import compute
+from chunkseg.engine.submit import compute_windowed
 from chunkseg.errors import DTypeError, ShapeError
 from chunkseg.io.store import open_volume
 from chunkseg.ops.instance_metrics import combine_contingency, contingency, instance_scores
@@ -69,17 +69,16 @@ def instance_report(
         raise ShapeError(f"{pred_labels_path}: labels shape {pred.shape} differs from the "
                          f"truth {truth_labels_path} shape {truth.shape}")
     t0, t1 = parse_timepoints(timepoints, pred.shape[0])
-    p = pred.data[t0:t1]
-    t = truth.data[t0:t1].rechunk(p.chunks)
-    pb, tb = p.to_delayed(), t.to_delayed()
     task = dask.delayed(_contingency_task, pure=True)
-    keys = list(np.ndindex(*pb.shape))
-    tasks = [task(pb[k], tb[k]) for k in keys]
-    parts = compute(tasks, client)
-    per_t = []
-    for k in range(t1 - t0):
-        table = combine_contingency([r for key, r in zip(keys, parts) if key[0] == k])
-        per_t.append({"t": t0 + k, **instance_scores(table, ious=ious)})
+
+    def timepoint(t: int):  # one graph per time point, submitted in a sliding window
+        p = pred.data[t]
+        pb, tb = p.to_delayed().ravel(), truth.data[t].rechunk(p.chunks).to_delayed().ravel()
+        return dask.delayed(combine_contingency)([task(a, b) for a, b in zip(pb, tb)])
+
+    tables = compute_windowed((timepoint(t) for t in range(t0, t1)), client=client)
+    per_t = [{"t": t0 + k, **instance_scores(table, ious=ious)}
+             for k, table in enumerate(tables)]
     out: dict[str, Any] = {"pred": str(pred_labels_path), "truth": str(truth_labels_path),
                            "timepoints": [t0, t1], "unlabelled": "truth 0 voxels excluded",
                            "per_timepoint": per_t}

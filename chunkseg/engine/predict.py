@@ -1,19 +1,15 @@
 """Chunked prediction of a (z, y, x) dask array: halo via ``map_overlap``, tiles inside.
 
-How a time point is predicted (:func:`predict_array`):
-
-1. The volume's outer border is mirrored by ``halo`` voxels (:func:`pad_border`, a lazy
-   ``numpy.pad(mode="symmetric")`` that, unlike ``dask.array.pad``, takes any width).
-   The border is thereby treated the same way whatever the block size, and the
-   padded array is re-chunked to ``(halo + B, B, ..., B, rest + halo)`` per axis:
-   every chunk, including a last one smaller than the halo, is at least ``halo`` long,
-   so ``map_overlap`` never has to merge chunks.
-2. ``dask.array.map_overlap(depth=halo, boundary="none")`` hands each block with its
-   halo to :func:`predict_block`, which predicts it tile by tile
-   (:func:`chunkseg.ops.tiling.predict_tiled`, tile origins on the pooling grid in
-   volume coordinates) and returns the whole haloed block; dask trims the halo.
-3. The mirrored border is cropped off: the result has chunks ``(B, ..., B, rest)``,
-   the output's shard grid, so each write task writes whole shards.
+How a time point is predicted (:func:`predict_array`): one task per output block.
+Block ``k`` (extent ``B_k``, origin ``k * B``) reads its region grown by ``halo``
+voxels per side straight from the input (:func:`mirror_region`: outside the volume
+the border is mirrored, ``numpy.pad(mode="symmetric")`` of any width, so the border is
+treated the same way whatever the block size), predicts it tile by tile
+(:func:`predict_block`: :func:`chunkseg.ops.tiling.predict_tiled`, tile origins on the
+pooling grid in volume coordinates) and keeps the ``B_k`` voxels it owns.  No
+``map_overlap``, no padded copy of the volume, no rechunk: a block costs one task
+(plus its write), which keeps the graph of a long series of small time points cheap.
+The result has chunks ``(B, ..., B, rest)``, the output's shard grid.
 
 With ``halo`` and the tile context at least the model's receptive-field radius the
 result equals one pass over the whole (mirrored) volume up to floating point.
@@ -53,7 +49,7 @@ __all__ = [
     "block_grid",
     "check_halo",
     "get_model",
-    "pad_border",
+    "mirror_region",
     "predict_array",
     "predict_block",
     "tile_stats",
@@ -139,48 +135,48 @@ def _mirror_index(n: int, before: int, after: int) -> np.ndarray:
     return np.pad(np.arange(n), (before, after), mode="symmetric")
 
 
-def _runs(index: np.ndarray) -> list[tuple[int, int, int]]:
-    """Split an index map into runs of step +1 or -1: ``(first, last, step)``."""
-    runs, start, n = [], 0, len(index)
-    while start < n:
-        end, step = start + 1, 1
-        if end < n and abs(int(index[end]) - int(index[start])) == 1:
-            step = int(index[end]) - int(index[start])
-            while end < n and int(index[end]) - int(index[end - 1]) == step:
-                end += 1
-        runs.append((int(index[start]), int(index[end - 1]), step))
-        start = end
-    return runs
+def mirror_region(
+    read: Callable[[tuple[slice, ...]], np.ndarray],
+    shape: Sequence[int],
+    start: Sequence[int],
+    stop: Sequence[int],
+) -> np.ndarray:
+    """Voxels ``start:stop`` (per axis) of a volume mirrored at its border.
 
-
-def pad_border(x: da.Array, width: Sequence[int]) -> da.Array:
-    """Mirror the border of ``x`` lazily by ``width`` voxels per axis (any width).
-
-    Equals ``numpy.pad(x, width, mode="symmetric")``; built from slices and
-    concatenations, so nothing is read until computed.
+    Equals ``numpy.pad(volume, w, mode="symmetric")[start + w : stop + w]`` for any
+    ``w`` covering the request (coordinates may be negative or beyond the shape); only
+    the bounding box of the needed voxels is read, with ``read(slices)``.
     """
-    for axis, w in enumerate(width):
-        if not w:
-            continue
-        if x.shape[axis] == 1:  # mirroring one voxel repeats it
-            x = da.repeat(x, 1 + 2 * w, axis=axis)
-            continue
-        pieces = []
-        for first, last, step in _runs(_mirror_index(x.shape[axis], w, w)):
-            stop = last + step if last + step >= 0 else None
-            sl = [slice(None)] * x.ndim
-            sl[axis] = slice(first, stop, step)
-            pieces.append(x[tuple(sl)])
-        x = da.concatenate(pieces, axis=axis)
-    return x
+    index = []
+    for n, a, b in zip(shape, start, stop):
+        before, after = max(0, -a), max(0, b - n)
+        index.append(_mirror_index(n, before, after)[a + before : b + before])
+    box = tuple(slice(int(i.min()), int(i.max()) + 1) for i in index)
+    region = np.asarray(read(box))
+    for axis, (i, sl) in enumerate(zip(index, box)):
+        local = i - sl.start
+        if not np.array_equal(local, np.arange(local.size)):
+            region = np.take(region, local, axis=axis)
+    return region
+
+
+class _ArrayReader:
+    """Picklable ``read(slices)`` of a dask array (one small synchronous compute)."""
+
+    def __init__(self, x: da.Array) -> None:
+        self.x = x
+
+    def __call__(self, region: tuple[slice, ...]) -> np.ndarray:
+        return np.asarray(self.x[region].compute(scheduler="sync"))
+
+    def __dask_tokenize__(self) -> str:
+        return self.x.name
 
 
 def predict_block(
     block: np.ndarray,
     *,
     predictor: Callable[[np.ndarray], np.ndarray],
-    block_shape: Sequence[int],
-    halo: Sequence[int],
     tile: Sequence[int],
     context: Sequence[int],
     pool: Sequence[int],
@@ -188,19 +184,12 @@ def predict_block(
     crop_context: bool,
     batch: int | None,
     scale: float,
-    volume_shape: Sequence[int] | None = None,
-    block_info: dict | None = None,
+    origin: Sequence[int] = (0, 0, 0),
 ) -> np.ndarray:
-    """Predict one haloed block (the ``map_overlap`` block function).
+    """Predict one haloed block whose first voxel lies at volume coordinate ``origin``.
 
-    The block's position in the volume comes from dask's ``block_info``: block ``k``
-    along an axis owns ``[k * B, (k + 1) * B)`` and its haloed input (mirrored at the
-    volume's faces) starts at :attr:`chunkseg.engine.geometry.Block.origin`
-    ``k * B - halo``.
+    Returns the prediction of the whole haloed block (same shape).
     """
-    loc = block_info[0]["chunk-location"] if block_info else (0, 0, 0)
-    origin = Block.at(loc, shape=volume_shape or block_shape, block=block_shape,
-                      halo=halo).origin
     x = block.astype(np.float32, copy=False) * np.float32(scale) if scale != 1 else block
     out, _ = predict_tiled(
         np.asarray(x, dtype=np.float32), predictor, tile=tile, context=context, pool=pool,
@@ -319,13 +308,19 @@ def predict_array(
         raise ShapeError(f"expected a 3D (z, y, x) array; got shape {x.shape}")
     shape, block, halo, tile, pool, context, crop = _plan(
         x.shape, block, halo, tile, pool, receptive)
-    padded = pad_border(x, halo)
-    padded = padded.rechunk(tuple(block_grid(n, b, h) for n, b, h in zip(shape, block, halo)))
-    out = da.map_overlap(
-        predict_block, padded, depth=dict(enumerate(halo)), boundary="none",
-        dtype=np.float32, meta=np.empty((0, 0, 0), np.float32),
-        predictor=predictor, block_shape=block, halo=halo, tile=tile, context=context,
-        pool=pool, blend=blend, crop_context=crop, batch=batch, scale=scale,
-        volume_shape=shape,
+    chunks = tuple(tuple(min(b, n - s) for s in range(0, n, b)) for n, b in zip(shape, block))
+    return da.map_blocks(
+        _predict_owned, chunks=chunks, dtype=np.float32, meta=np.empty((0, 0, 0), np.float32),
+        read=_ArrayReader(x), shape=shape, block=block, halo=halo, predictor=predictor,
+        tile=tile, context=context, pool=pool, blend=blend, crop_context=crop, batch=batch,
+        scale=scale,
     )
-    return out[tuple(slice(h, h + n) for h, n in zip(halo, shape))]
+
+
+def _predict_owned(*, read, shape, block, halo, block_info=None, **kw) -> np.ndarray:
+    """One output block: read it with its halo (mirrored at the border), predict, crop."""
+    blk = Block.at(block_info[None]["chunk-location"], shape=shape, block=block, halo=halo)
+    stop = [o.stop + h for o, h in zip(blk.owned, halo)]
+    out = predict_block(mirror_region(read, shape, blk.origin, stop), origin=blk.origin, **kw)
+    return out[blk.padded_crop]
+

@@ -30,12 +30,48 @@ import dask.array as da
 import numpy as np
 
 from chunkseg.engine.geometry import Block
-from chunkseg.engine.predict import block_grid, pad_border
+from chunkseg.engine.predict import _mirror_index, block_grid
 from chunkseg.errors import ParameterError, ShapeError
 from chunkseg.ops.resample import resample, resampled_shape, source_region
 from chunkseg.ops.tiling import as_triple, predict_tiled
 
 __all__ = ["predict_array_resampled", "predict_resampled_in_memory", "resampled_halo"]
+
+
+def _runs(index: np.ndarray) -> list[tuple[int, int, int]]:
+    """Split an index map into runs of step +1 or -1: ``(first, last, step)``."""
+    runs, start, n = [], 0, len(index)
+    while start < n:
+        end, step = start + 1, 1
+        if end < n and abs(int(index[end]) - int(index[start])) == 1:
+            step = int(index[end]) - int(index[start])
+            while end < n and int(index[end]) - int(index[end - 1]) == step:
+                end += 1
+        runs.append((int(index[start]), int(index[end - 1]), step))
+        start = end
+    return runs
+
+
+def pad_border(x: da.Array, width: Sequence[int]) -> da.Array:
+    """Mirror the border of ``x`` lazily by ``width`` voxels per axis (any width).
+
+    Equals ``numpy.pad(x, width, mode="symmetric")``; built from slices and
+    concatenations, so nothing is read until computed.
+    """
+    for axis, w in enumerate(width):
+        if not w:
+            continue
+        if x.shape[axis] == 1:  # mirroring one voxel repeats it
+            x = da.repeat(x, 1 + 2 * w, axis=axis)
+            continue
+        pieces = []
+        for first, last, step in _runs(_mirror_index(x.shape[axis], w, w)):
+            stop = last + step if last + step >= 0 else None
+            sl = [slice(None)] * x.ndim
+            sl[axis] = slice(first, stop, step)
+            pieces.append(x[tuple(sl)])
+        x = da.concatenate(pieces, axis=axis)
+    return x
 
 
 def resampled_halo(context: Sequence[int], factor: Sequence[float]) -> tuple[int, int, int]:

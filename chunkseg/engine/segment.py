@@ -3,12 +3,13 @@
 The volume is cut into processing blocks (any shape; they need not divide the
 volume).  Every step is either a bounded-support rule computed on a block plus a
 halo at least as wide as its support, or a merge of mergeable partial results, so
-the labels equal the whole-volume result of :func:`segment_array` voxel for voxel
-(same ids, not only the same partition) for every block shape:
+the labels equal the whole-volume result voxel for voxel (same ids, not only the
+same partition) for every block shape.  The rules are a :class:`BlockwiseMethod`:
+the seeded flood (:func:`flood_method`, in-memory reference :func:`segment_array`)
+or the fragments and agglomeration of :mod:`chunkseg.engine.agglomerate`.
 
-A. **seeds** — per block, read the probability with the seed halo
-   (:func:`chunkseg.ops.watershed.seed_halo`), compute the seed mask of the owned
-   region (exact, see :mod:`chunkseg.ops.watershed`), label its components and give
+A. **seeds** — per block, read the probability with the method's seed halo,
+   compute the seed mask of the owned region (exact), label its components and give
    them block-unique provisional ids ``(block + 1) << 32 | local``; written to a
    work store.
 A2. **face merge** — for every internal block face, read the two facing planes of
@@ -18,14 +19,15 @@ B. **flood** — per block, read seeds (mapped to their roots) and probability w
    the flood halo (:func:`chunkseg.ops.watershed.flood_halo`) and run the bounded
    flood; the owned region is exact by the light-cone argument.  Work store 2.
 C. **statistics** — computed inside each flood task (no second read): sizes / sums /
-   bounding boxes / first voxels of the owned region and its face contacts (the flood
-   region has one extra voxel on the high side, so the neighbour voxel is exact too),
-   saved as small ``.npz`` files, combined globally; small segments merged and cells
-   numbered by their first voxel (:func:`chunkseg.ops.segstats.merge_plan`).
+   bounding boxes / first voxels of the owned region and the edge table of the face
+   pairs it owns (:func:`chunkseg.ops.rag.block_edges`; the flood region has one extra
+   voxel on the high side, so the neighbour voxel is exact too), saved as small
+   ``.npz`` files and summed per time point; then the method's global ``plan`` (small
+   segments merged, or the agglomeration) numbers the cells by their first voxel.
 D. **relabel** — the final ids written with :func:`chunkseg.engine.blocks.write_volume`.
 
-Memory: one block plus halo per task; the driver holds only per-segment tables
-(O(cells)) and the face pairs (O(cells crossing faces)).
+Memory: one block plus halo per task; the driver holds the per-segment tables and
+the edge table of one time point (O(segments + edges)), and the id maps of all.
 """
 
 from __future__ import annotations
@@ -44,19 +46,55 @@ import dask.array as da
 import numpy as np
 
 from chunkseg.defaults import SEGMENT_BLOCK
-from chunkseg.engine.blocks import write_volume
+from chunkseg.engine.blocks import Series, write_volume
 from chunkseg.engine.geometry import Block, cover, grid_shape
-from chunkseg.engine.reduce import compute
+from chunkseg.engine.submit import compute_windowed
+from chunkseg.ops.rag import block_edges
 from chunkseg.ops.segstats import (
-    SegStats, block_stats, combine_stats, contacts, face_pairs, finish_labels, merge_plan,
-    relabel, sum_pair_counts, union_map,
+    SegStats, block_stats, combine_stats, face_pairs, finish_labels, merge_plan, relabel,
+    sum_pair_counts, union_map,
 )
 from chunkseg.ops.watershed import (
     SegmentParams, as_probability, flood, flood_halo, label_seeds, seed_halo, seed_mask,
     segment_block,
 )
 
-__all__ = ["Reader", "final_labels", "remove_work", "segment_array", "segment_volume"]
+__all__ = ["BlockwiseMethod", "Reader", "final_labels", "flood_method", "remove_work",
+           "segment_array", "segment_volume"]
+
+
+@dataclass(frozen=True)
+class BlockwiseMethod:
+    """The rules the blockwise engine runs (module-level callables: they are pickled).
+
+    Attributes
+    ----------
+    seeds : callable
+        ``seeds(prob) -> bool mask`` of a probability block; exact on the block
+        without its ``seed_halo`` margin.
+    seed_halo : tuple of 3 int
+    flood : SegmentParams
+        The bounded flood that grows the seed components.
+    plan : callable
+        ``plan(stats, edges) -> (keys, final ids, cells)``: the global step on the
+        segment statistics and the edge table (:mod:`chunkseg.ops.rag`).
+    """
+
+    seeds: Callable[[np.ndarray], np.ndarray]
+    seed_halo: tuple[int, int, int]
+    flood: SegmentParams
+    plan: Callable[[SegStats, np.ndarray], tuple]
+
+
+def _flood_plan(stats: SegStats, edges: np.ndarray, *, min_voxels: float) -> tuple:
+    return merge_plan(stats, edges[:, :3], min_voxels=min_voxels)
+
+
+def flood_method(params: SegmentParams) -> BlockwiseMethod:
+    """The seeded bounded flood (:mod:`chunkseg.ops.watershed`) as a blockwise method."""
+    return BlockwiseMethod(functools.partial(seed_mask, params=params), seed_halo(params),
+                           params, functools.partial(
+                               _flood_plan, min_voxels=params.min_size / params.voxel_volume))
 
 
 class Reader:
@@ -97,9 +135,9 @@ def segment_array(prob: np.ndarray, params: SegmentParams) -> tuple[np.ndarray, 
                          min_voxels=params.min_size / params.voxel_volume)
 
 
-def _seed_task(read, t, idx, lin, shape3, block, params):
-    b = Block.at(idx, shape=shape3, block=block, halo=seed_halo(params))
-    seeds = seed_mask(as_probability(read(t, b.read)), params)[b.crop]
+def _seed_task(read, t, idx, lin, shape3, block, method):
+    b = Block.at(idx, shape=shape3, block=block, halo=method.seed_halo)
+    seeds = method.seeds(as_probability(read(t, b.read)))[b.crop]
     lab, _ = label_seeds(seeds)
     out = np.where(lab > 0, (np.uint64(lin + 1) << np.uint64(32)) | lab.astype(np.uint64),
                    np.uint64(0))
@@ -122,25 +160,26 @@ def _face_task(read, t, idx, shape3, block):
 
 def _flood_task(read_prob, read_seeds, t, k, idx, shape3, block, params, keys, roots,
                 stats_dir):
-    """Flood one block; also store its segment statistics and face contacts.
+    """Flood one block; also store its segment statistics and edge table.
 
     The region read is the owned block grown by the flood halo, plus one more voxel on
     the high side, so the owned block *and* its high-side neighbour voxels are exact:
-    the contacts across this block's high faces come from here, with no second read.
+    the edges across this block's high faces come from here, with no second read.
     """
     b = Block.at(idx, shape=shape3, block=block, halo=flood_halo(params))
     ext = tuple(slice(e.start, min(s, e.stop + 1)) for e, s in zip(b.read, shape3))
     markers = relabel(read_seeds(k, ext), keys, roots)
-    lab = flood(markers.astype(np.uint64), as_probability(read_prob(t, ext)), params)
+    prob = as_probability(read_prob(t, ext))
+    lab = flood(markers.astype(np.uint64), prob, params)
     start = time.perf_counter()
     owned = lab[b.crop]
     plus = tuple(slice(c.start, min(c.stop + 1, n)) for c, n in zip(b.crop, lab.shape))
     st = block_stats(owned, offset=[r.start for r in b.owned], shape=shape3)
-    pairs = contacts(lab[plus], owned.shape)
+    edges = block_edges(lab[plus], prob[plus], owned.shape)
     name = _stats_file(stats_dir, k, idx)
     tmp = name.with_suffix(f".tmp{os.getpid()}.npz")
     np.savez(tmp, ids=st.ids, count=st.count, sums=st.sums, lo=st.lo, hi=st.hi,
-             first=st.first, pairs=pairs, seconds=time.perf_counter() - start)
+             first=st.first, edges=edges, seconds=time.perf_counter() - start)
     os.replace(tmp, name)
     return owned[None]
 
@@ -155,7 +194,7 @@ def _load_stats(stats_dir: Path, k: int, grid) -> tuple[SegStats, np.ndarray, fl
     for idx in grid:
         with np.load(_stats_file(stats_dir, k, idx)) as f:
             parts.append(SegStats(f["ids"], f["count"], f["sums"], f["lo"], f["hi"], f["first"]))
-            pairs.append(f["pairs"])
+            pairs.append(f["edges"])
             secs += float(f["seconds"])
     return combine_stats(parts), sum_pair_counts(pairs), secs
 
@@ -185,7 +224,7 @@ def _work_store(path: Path, shape4, block, voxel_size, kind: str, *, resume: boo
 def segment_volume(
     prob: Reader,
     shape: Sequence[int],
-    params: SegmentParams,
+    params: SegmentParams | BlockwiseMethod,
     *,
     work: str | os.PathLike,
     block: Sequence[int] = SEGMENT_BLOCK,
@@ -203,7 +242,9 @@ def segment_volume(
         Membrane probability ``(t, z, y, x)`` (float in [0, 1] or uint8).
     shape : sequence of 4 int
         Shape of ``prob``.
-    params : SegmentParams
+    params : SegmentParams or BlockwiseMethod
+        The seeded flood's parameters, or the rules of another method (e.g. the
+        fragments and agglomeration of :mod:`chunkseg.engine.agglomerate`).
     work : path-like
         Folder for the two work stores (created, left for the caller to remove).
     block : sequence of 3 int
@@ -226,7 +267,8 @@ def segment_volume(
     dict
         ``flood`` (path of the provisional-label store, axes t z y x), ``tables``:
         per output time point ``(keys, final ids, cells SegStats)`` to relabel with,
-        ``seconds`` per phase, ``halo`` per phase, ``blocks``, ``face_pairs``,
+        ``seconds`` per phase, ``halo`` per phase, ``blocks``, ``face_pairs``, ``graph``
+        (segments and edges of the global step, summed over time points),
         ``writes``: blocks ``written`` / ``skipped`` of the ``seeds`` and ``flood`` phases.
 
     Raises
@@ -236,12 +278,14 @@ def segment_volume(
     BlockFailedError
         Some seed or flood blocks failed (the others are kept for a resume).
     """
+    method = params if isinstance(params, BlockwiseMethod) else flood_method(params)
+    params = method.flood
     shape3 = tuple(int(s) for s in shape[1:])
     block = tuple(int(min(b, s)) for b, s in zip(block, shape3))
     tps = list(range(int(shape[0]))) if timepoints is None else [int(t) for t in timepoints]
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
-    run = _Run(prob, shape3, block, tuple(tps), params, client=client, progress=progress,
+    run = _Run(prob, shape3, block, tuple(tps), method, client=client, progress=progress,
                resume=resume, store=functools.partial(
                    _work_store, shape4=(len(tps), *shape3), block=block,
                    voxel_size=params.voxel_size, resume=resume, fingerprint=fingerprint))
@@ -252,21 +296,21 @@ def segment_volume(
     secs["seeds"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     seeds = Reader(seeds_path)
-    keys, roots, n_pairs = _face_phase(run, seeds)
+    maps, n_pairs = _face_phase(run, seeds)
     secs["face_merge"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     stats_dir = work / "stats"
-    flood_path, reports["flood"] = _flood_phase(run, seeds, keys, roots, work / "flood.zarr",
+    flood_path, reports["flood"] = _flood_phase(run, seeds, maps, work / "flood.zarr",
                                                 stats_dir)
     secs["flood"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    tables, task_secs = _stats_phase(run, stats_dir)
-    secs["stats_merge"] = time.perf_counter() - t0
+    tables, graph, task_secs, secs["global_plan"] = _stats_phase(run, stats_dir)
+    secs["stats_merge"] = time.perf_counter() - t0  # includes global_plan
     secs["stats_in_flood_tasks"] = task_secs  # summed over tasks (CPU seconds, not wall)
     return {"flood": flood_path, "tables": tables, "seconds": secs,
-            "halo": {"seeds": list(seed_halo(params)), "flood": list(flood_halo(params))},
-            "blocks": len(run.grid) * len(tps), "block": list(block),
-            "face_pairs": n_pairs, "seed_unions": int(keys.size),
+            "halo": {"seeds": list(method.seed_halo), "flood": list(flood_halo(params))},
+            "blocks": len(run.grid) * len(tps), "block": list(block), "graph": graph,
+            "face_pairs": n_pairs, "seed_unions": int(sum(m[0].size for m in maps)),
             "writes": {name: {"written": r.written, "skipped": r.skipped}
                        for name, r in reports.items()}}
 
@@ -279,28 +323,36 @@ class _Run:
     shape3: tuple[int, int, int]
     block: tuple[int, int, int]
     tps: tuple[int, ...]
-    params: SegmentParams
+    method: BlockwiseMethod
     client: Any
     progress: bool
     resume: bool
     store: Callable[..., str]
 
     @property
+    def params(self) -> SegmentParams:
+        """The flood's parameters."""
+        return self.method.flood
+
+    @property
     def grid(self) -> list[tuple[int, ...]]:
         """Block indices of one time point, in C order."""
         return [b.index for b in cover(self.shape3, self.block)]
 
-    def assemble(self, blocks: dict) -> da.Array:
-        """One (t, z, y, x) uint64 dask array of delayed blocks keyed ``(k, *index)``."""
-        shapes = {(k, *b.index): (1, *b.shape) for k in range(len(self.tps))
-                  for b in cover(self.shape3, self.block)}
-        return _assemble(blocks, (len(self.tps), *grid_shape(self.shape3, self.block)),
-                         shapes, np.uint64)
+    def write(self, blocks_of: Callable[[int], dict], path: str, desc: str):
+        """Write the blocks ``blocks_of(k)`` (delayed, keyed by block index) of every time
+        point ``k``; each time point's graph is built only when it is submitted."""
+        shapes = {(0, *b.index): (1, *b.shape) for b in cover(self.shape3, self.block)}
+        gshape = grid_shape(self.shape3, self.block)
 
-    def write(self, blocks: dict, path: str, desc: str):
-        """Write the assembled blocks (resumable); the write report."""
-        return write_volume(self.assemble(blocks), path, client=self.client,
-                            resume=self.resume, progress=self.progress, desc=desc)
+        def slab(a: int, b: int) -> da.Array:
+            parts = [_assemble({(0, *i): d for i, d in blocks_of(k).items()}, (1, *gshape),
+                               shapes, np.uint64) for k in range(a, b)]
+            return parts[0] if len(parts) == 1 else da.concatenate(parts)
+
+        return write_volume(Series((len(self.tps), *self.shape3), np.uint64, slab), path,
+                            client=self.client, resume=self.resume, progress=self.progress,
+                            desc=desc)
 
 
 def _seed_phase(run: _Run, path: Path) -> tuple[str, Any]:
@@ -308,56 +360,81 @@ def _seed_phase(run: _Run, path: Path) -> tuple[str, Any]:
     seeds_path = run.store(path, kind="seeds")
     task = dask.delayed(_seed_task, pure=True)
     grid = run.grid
-    blocks = {(k, *idx): task(run.prob, t, idx, k * len(grid) + j, run.shape3, run.block,
-                              run.params)
-              for k, t in enumerate(run.tps) for j, idx in enumerate(grid)}
-    return seeds_path, run.write(blocks, seeds_path, "segment: seeds")
+
+    def blocks_of(k: int) -> dict:
+        return {idx: task(run.prob, run.tps[k], idx, k * len(grid) + j, run.shape3, run.block,
+                          run.method) for j, idx in enumerate(grid)}
+
+    return seeds_path, run.write(blocks_of, seeds_path, "segment: seeds")
 
 
-def _face_phase(run: _Run, seeds: Reader) -> tuple[np.ndarray, np.ndarray, int]:
-    """A2: the seed ids touching across block faces, resolved by union-find."""
+def _face_phase(run: _Run, seeds: Reader) -> tuple[list, int]:
+    """A2: the seed ids touching across block faces, resolved by union-find.
+
+    Seed ids are unique per block and time point and faces join blocks of one time
+    point only: one union-find per time point, ``(keys, roots)`` each; the face tasks
+    run in a sliding window.
+    """
     face = dask.delayed(_face_task, pure=True)
-    parts = compute([face(seeds, k, idx, run.shape3, run.block)
-                     for k in range(len(run.tps)) for idx in run.grid], run.client)
-    all_pairs = [p for part in parts for p in part]
-    keys, roots = union_map(all_pairs)
-    return keys, roots, int(sum(len(p) for p in all_pairs))
+    grid = run.grid
+    parts = compute_windowed((face(seeds, k, idx, run.shape3, run.block)
+                              for k in range(len(run.tps)) for idx in grid), client=run.client)
+    maps = [union_map([p for part in parts[k * len(grid):(k + 1) * len(grid)] for p in part])
+            for k in range(len(run.tps))]
+    return maps, int(sum(len(p) for part in parts for p in part))
 
 
-def _flood_phase(run: _Run, seeds: Reader, keys, roots, path: Path,
+def _flood_phase(run: _Run, seeds: Reader, maps: list, path: Path,
                  stats_dir: Path) -> tuple[str, Any]:
-    """B + C: the bounded flood per block, its statistics saved beside it."""
+    """B + C: the bounded flood per block, its statistics saved beside it; the tasks of
+    time point ``k`` carry only its seed map ``maps[k]``."""
     flood_path = run.store(path, kind="flood")
     task = dask.delayed(_flood_task, pure=True)
-    keys_d, roots_d = dask.delayed(keys), dask.delayed(roots)
     stats_dir.mkdir(exist_ok=True)
-    blocks = {(k, *idx): task(run.prob, seeds, t, k, idx, run.shape3, run.block, run.params,
-                              keys_d, roots_d, str(stats_dir))
-              for k, t in enumerate(run.tps) for idx in run.grid}
-    return flood_path, run.write(blocks, flood_path, "segment: flood")
+
+    def blocks_of(k: int) -> dict:
+        keys_d, roots_d = dask.delayed(maps[k][0]), dask.delayed(maps[k][1])
+        return {idx: task(run.prob, seeds, run.tps[k], k, idx, run.shape3, run.block,
+                          run.params, keys_d, roots_d, str(stats_dir)) for idx in run.grid}
+
+    return flood_path, run.write(blocks_of, flood_path, "segment: flood")
 
 
-def _stats_phase(run: _Run, stats_dir: Path) -> tuple[list, float]:
-    """C: combine the block statistics; the merge plan of each time point."""
-    tables, task_secs = [], 0.0
-    min_voxels = run.params.min_size / run.params.voxel_volume
+def _stats_phase(run: _Run, stats_dir: Path) -> tuple[list, dict, float, float]:
+    """C: combine the block statistics; the method's global plan of each time point.
+
+    Returns the tables, the graph size, the statistics seconds summed over the flood
+    tasks and the seconds of the global plans.
+    """
+    tables, graph = [], {"nodes": 0, "edges": 0}
+    task_secs = plan_secs = 0.0
     for k in range(len(run.tps)):
-        stats, pairs, used = _load_stats(stats_dir, k, run.grid)
+        stats, edges, used = _load_stats(stats_dir, k, run.grid)
         task_secs += used
-        tables.append(merge_plan(stats, pairs, min_voxels=min_voxels))
-    return tables, task_secs
+        graph["nodes"] += int(stats.ids.size)
+        graph["edges"] += len(edges)
+        t0 = time.perf_counter()
+        tables.append(run.method.plan(stats, edges))
+        plan_secs += time.perf_counter() - t0
+    return tables, graph, task_secs, plan_secs
 
 
-def final_labels(flood_path: str, tables: list, *, dtype=np.uint32) -> da.Array:
-    """Lazy final labels ``(t, z, y, x)``: the provisional labels mapped through ``tables``."""
+def final_labels(flood_path: str, tables: list, *, dtype=np.uint32) -> Series:
+    """Lazy final labels ``(t, z, y, x)``: the provisional labels mapped through ``tables``.
+
+    A :class:`~chunkseg.engine.blocks.Series`: the tasks of time point ``k`` carry only
+    ``tables[k]``.
+    """
     arr = da.from_zarr(_open(flood_path))
 
-    def fn(block, block_info=None):
-        k = block_info[0]["chunk-location"][0]
-        keys, final, _ = tables[k]
-        return relabel(block, keys, final).astype(dtype)
+    def slab(a: int, b: int) -> da.Array:
+        parts = []
+        for k in range(a, b):
+            keys, final, _ = tables[k]
+            parts.append(arr[k : k + 1].map_blocks(relabel, keys, final, dtype=arr.dtype))
+        return da.concatenate(parts).astype(dtype)
 
-    return arr.map_blocks(fn, dtype=dtype)
+    return Series(tuple(arr.shape), np.dtype(dtype), slab)
 
 
 def remove_work(work: str | os.PathLike) -> None:

@@ -2,9 +2,11 @@
 
 One pass over the data: every chunk is reduced to a small value histogram
 (:func:`chunkseg.ops.normalize.histogram_uint`), and histograms are summed in a tree
-(``fan_in`` at a time), so memory is a few chunks plus a few histograms whatever the
-volume size.  Percentiles then come from the summed histogram and equal
-``numpy.percentile`` of the whole array *exactly* for integer data.
+(``fan_in`` at a time), one graph per time point; time points run in a sliding window
+and their histograms are folded as they finish (:func:`fold`), so memory is a few chunks
+plus a few histograms whatever the volume size or series length.  Percentiles then
+come from the summed histogram and equal ``numpy.percentile`` of the whole array
+*exactly* for integer data.
 
 Float data take two passes: (1) minimum, maximum and the count of NaN/Inf (any
 non-finite voxel is an error); (2) a histogram of ``bins`` equal bins spanning
@@ -15,7 +17,7 @@ full bin width ``(max - min) / bins`` to cover floating-point rounding at bin ed
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +25,7 @@ import dask
 import dask.array as da
 import numpy as np
 
+from chunkseg.engine.submit import run_windowed
 from chunkseg.errors import DTypeError, InputError, ShapeError
 from chunkseg.ops.normalize import (
     Histogram,
@@ -33,8 +36,8 @@ from chunkseg.ops.normalize import (
     percentiles_from_histogram,
 )
 
-__all__ = ["FLOAT_BINS", "IntensityHistogram", "compute", "intensity_histogram", "percentiles",
-           "tree_reduce"]
+__all__ = ["FLOAT_BINS", "IntensityHistogram", "compute", "fold", "intensity_histogram",
+           "percentiles", "tree_reduce"]
 
 #: bins of the float histogram (error bound = (max - min) / FLOAT_BINS)
 FLOAT_BINS = 1 << 20
@@ -119,6 +122,27 @@ def compute(objs: Sequence[Any], client: Any = None) -> list[Any]:
     return list(dask.compute(*objs))
 
 
+def fold(objs: Iterable[Any], combine: Callable, *, client: Any = None,
+         keep: bool = False) -> tuple[Any, list[Any]]:
+    """Compute delayed ``objs`` in a sliding window, combining results as they finish.
+
+    Memory: the running result plus the window, whatever the number of objects.
+    ``combine`` must be associative and commutative (results arrive in completion
+    order).  Returns ``(combined, results in input order if keep else [])``.
+    """
+    acc: list[Any] = []
+    kept: dict[int, Any] = {}
+
+    def on_done(i: int, result: Any) -> None:
+        acc[:] = [result if not acc else combine([acc[0], result])]
+        if keep:
+            kept[i] = result
+
+    run_windowed(([(i, o)] for i, o in enumerate(objs)), on_done, client=client, retries=0,
+                 strict=True)
+    return acc[0], [kept[i] for i in sorted(kept)]
+
+
 def intensity_histogram(
     darr: da.Array,
     *,
@@ -160,26 +184,27 @@ def intensity_histogram(
     if darr.size == 0:
         raise InputError(f"{where}cannot take percentiles of an empty volume {darr.shape}")
     kind = darr.dtype.kind
-    parts = [darr[t] for t in range(darr.shape[0])] if per_timepoint else [darr]
+    n_t = darr.shape[0]
+
+    def per_t(block_fn, combine, *args):  # one reduction graph per time point, lazily
+        return (tree_reduce([dask.delayed(block_fn)(b, *args) for b in _blocks(darr[t])],
+                            combine, fan_in) for t in range(n_t))
+
     if kind in "iu":
-        hists = compute([tree_reduce([dask.delayed(histogram_uint)(b) for b in _blocks(p)],
-                                       merge_histograms, fan_in) for p in parts], client)
-        total = merge_histograms(hists) if per_timepoint else hists[0]
-        return IntensityHistogram(total, hists if per_timepoint else [], "exact", 0.0,
-                                  str(darr.dtype))
+        total, hists = fold(per_t(histogram_uint, merge_histograms), merge_histograms,
+                            client=client, keep=per_timepoint)
+        return IntensityHistogram(total, hists, "exact", 0.0, str(darr.dtype))
     if kind != "f":
         raise DTypeError(f"{where}percentiles need integer or float voxels; got {darr.dtype}")
-    (summary,) = compute([tree_reduce([dask.delayed(_float_summary)(b) for b in _blocks(darr)],
-                                        _merge_summary, fan_in)], client)
+    summary, _ = fold(per_t(_float_summary, _merge_summary), _merge_summary, client=client)
     vmin, vmax, n_bad = float(summary[0]), float(summary[1]), int(summary[2])
     if n_bad:
         raise InputError(
             f"{where}expected finite intensities; found {n_bad} NaN/Inf voxels of "
             f"{darr.size} (replace or mask them before normalizing)"
         )
-    counts = compute([tree_reduce(
-        [dask.delayed(histogram_float)(b, vmin, vmax, bins) for b in _blocks(p)],
-        _sum_dense, fan_in) for p in parts], client)
+    total, counts = fold(per_t(histogram_float, _sum_dense, vmin, vmax, bins), _sum_dense,
+                         client=client, keep=per_timepoint)
     width = (vmax - vmin) / bins
     centres = np.clip(vmin + (np.arange(bins) + 0.5) * width, vmin, vmax)
 
@@ -187,9 +212,8 @@ def intensity_histogram(
         nz = np.flatnonzero(c)
         return centres[nz], c[nz]
 
-    total = sparse(np.sum(counts, axis=0)) if per_timepoint else sparse(counts[0])
-    return IntensityHistogram(total, [sparse(c) for c in counts] if per_timepoint else [],
-                              "binned", width, str(darr.dtype))
+    return IntensityHistogram(sparse(total), [sparse(c) for c in counts], "binned", width,
+                              str(darr.dtype))
 
 
 def percentiles(

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 import dask.array as da
 import numpy as np
 
+from chunkseg.engine.blocks import Series
 from chunkseg.errors import DTypeError, ParameterError, ShapeError
 from chunkseg.ops.boundaries import MaskMode, check_width, halo_for_width, membrane_mask
 from chunkseg.ops.normalize import check_range, scale_to_uint8
@@ -28,8 +29,12 @@ def _scale_tblock(block: np.ndarray, lows, highs, block_info=None) -> np.ndarray
     return out
 
 
-def scale_volume(darr: da.Array, lows: Sequence[float], highs: Sequence[float]) -> da.Array:
-    """Lazily scale a (t, z, y, x) dask array to uint8, time point ``t`` with its own range."""
+def scale_volume(darr: da.Array, lows: Sequence[float], highs: Sequence[float]) -> Series:
+    """Lazily scale a (t, z, y, x) dask array to uint8, time point ``t`` with its own range.
+
+    A :class:`~chunkseg.engine.blocks.Series`: the graph of a time point is built when
+    it is written, and its tasks carry only their own time points' ranges.
+    """
     lows, highs = list(map(float, lows)), list(map(float, highs))
     if len(lows) != darr.shape[0] or len(highs) != darr.shape[0]:
         raise ParameterError(
@@ -41,8 +46,12 @@ def scale_volume(darr: da.Array, lows: Sequence[float], highs: Sequence[float]) 
             check_range(lo, hi)
         except ParameterError as exc:
             raise ParameterError(f"time point {t}: {exc}") from None
-    return darr.map_blocks(_scale_tblock, lows, highs, dtype=np.uint8,
-                           meta=np.empty((0,) * darr.ndim, np.uint8))
+
+    def slab(a: int, b: int) -> da.Array:
+        return darr[a:b].map_blocks(_scale_tblock, lows[a:b], highs[a:b], dtype=np.uint8,
+                                    meta=np.empty((0,) * darr.ndim, np.uint8))
+
+    return Series(tuple(darr.shape), np.dtype(np.uint8), slab)
 
 
 def _mask_tblock(block: np.ndarray, *, width: int, ignore: tuple[int, ...], mode: str) -> np.ndarray:

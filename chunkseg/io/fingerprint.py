@@ -17,6 +17,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from chunkseg.io.hdf5 import split_hdf5_path
+
 __all__ = ["fingerprint", "input_stamps"]
 
 #: files that stamp a Zarr directory (array metadata of zarr v3 and v2)
@@ -42,9 +44,11 @@ def input_stamps(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list
         paths = [paths]
     stamps = []
     for p in paths:
-        path = Path(p).resolve()
+        parts = split_hdf5_path(p)  # FILE.h5:/dataset is stamped by its file
+        path = Path(parts[0] if parts else p).resolve()
+        name = f"{path}:{parts[1]}" if parts and parts[1] else str(path)
         files = _stamp_files(path)
-        stamps.append([str(path), [[f.stat().st_size, f.stat().st_mtime_ns] for f in files]])
+        stamps.append([name, [[f.stat().st_size, f.stat().st_mtime_ns] for f in files]])
     return stamps
 
 

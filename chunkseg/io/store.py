@@ -45,6 +45,7 @@ __all__ = [
     "DEFAULT_CHUNKS",
     "DEFAULT_SHARDS",
     "Volume",
+    "check_resume_pyramid",
     "create_image",
     "default_chunks",
     "is_zarr",
@@ -200,6 +201,7 @@ def create_image(
     overwrite: bool = False,
     resume: bool = False,
     fill_value: Any = 0,
+    pyramid: bool = False,
 ):
     """Create (or, with ``resume``, reopen) an OME-Zarr image group and its array.
 
@@ -221,7 +223,10 @@ def create_image(
         Replace an existing store.
     resume : bool
         Reopen an existing store instead of failing; its ``fingerprint`` attribute,
-        shape and dtype must equal the requested ones.
+        shape, dtype and ``pyramid`` choice must equal the requested ones.
+    pyramid : bool
+        Record that the store gets a multiscale pyramid when it is finished
+        (:func:`chunkseg.engine.pyramid.finish_image` builds it).
 
     Returns
     -------
@@ -243,7 +248,7 @@ def create_image(
     if len(shape) != 4:
         raise ShapeError(f"{path}: expected a 4D (t, z, y, x) shape; got {shape!r}")
     voxel_size = _positive("voxel_size", [float(v) for v in voxel_size], 3)
-    attrs = dict(attrs or {})
+    attrs = {**(attrs or {}), "pyramid": bool(pyramid)}
     if path.exists():
         if resume and is_zarr(path):
             return _reopen_for_resume(path, shape, np.dtype(dtype), attrs)
@@ -303,7 +308,25 @@ def _reopen_for_resume(path: Path, shape, dtype, attrs):
             f"run (fingerprint {old.get('fingerprint')!r}, now {attrs.get('fingerprint')!r}). "
             "Use --overwrite to start again."
         )
+    check_resume_pyramid(path, attrs["pyramid"])
     return arr
+
+
+def check_resume_pyramid(path: str | os.PathLike, pyramid: bool) -> None:
+    """Refuse to resume a store whose first run made the other pyramid choice.
+
+    Raises
+    ------
+    ResumeMismatchError
+        The store records ``pyramid`` other than ``pyramid``.
+    """
+    first = bool(read_attrs(path).get("pyramid", False))
+    if first != bool(pyramid):
+        said = {True: "builds a multiscale pyramid", False: "has no pyramid (--no-pyramid)"}
+        raise ResumeMismatchError(
+            f"{path}: cannot resume; expected the first run's pyramid choice, found another: "
+            f"the first run {said[first]}, this run {said[bool(pyramid)]}. Resume "
+            f"{'without' if first else 'with'} --no-pyramid, or use --overwrite.")
 
 
 def read_attrs(path: str | os.PathLike) -> dict[str, Any]:
@@ -404,8 +427,8 @@ def open_volume(
     Parameters
     ----------
     path : path-like
-        A chunkseg OME-Zarr group, any Zarr v3 array or OME-Zarr image group, or a
-        TIFF file (3D → t = 1, 4D t z y x).
+        A chunkseg OME-Zarr group, any Zarr v3 array or OME-Zarr image group, a
+        TIFF file (3D → t = 1, 4D t z y x), or an HDF5 dataset ``FILE.h5:/dataset``.
     require_complete : bool
         Refuse a chunkseg store that was never marked complete.
     verify : bool
@@ -420,6 +443,11 @@ def open_volume(
     ------
     InputNotFoundError, FormatError, ShapeError, IncompleteStoreError
     """
+    from chunkseg.io.hdf5 import open_hdf5, split_hdf5_path
+
+    if split_hdf5_path(path):
+        data, voxel_size = open_hdf5(path)
+        return Volume(data, voxel_size or (1.0, 1.0, 1.0), {}, str(path))
     path = Path(path)
     if not path.exists():
         raise InputNotFoundError(f"{path}: no such file or directory")

@@ -10,6 +10,7 @@ shards) in exchange for memory bounded by a shard.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
@@ -22,6 +23,7 @@ import numpy as np
 
 from chunkseg.defaults import READ_BLOCK
 from chunkseg.errors import DTypeError, FormatError, InputNotFoundError, ParameterError, ShapeError
+from chunkseg.io.lazy import block_reader_array
 
 #: default ``(z, y, x)`` extent of one read task: the default shard shape
 DEFAULT_BLOCK = READ_BLOCK
@@ -240,21 +242,9 @@ def _lazy(info: TiffInfo, channel: int | None, block: tuple[int, int, int]) -> d
     """A dask array over the TIFF, one task per ``block``-sized region of each time point."""
     from dask.base import tokenize
 
-    shape = info.shape
-    chunks = ((1,) * shape[0], *(
-        tuple(min(b, n - s) for s in range(0, n, b)) for b, n in zip(block, shape[1:])
-    ))
-    name = "read-tiff-" + tokenize(info, channel, block)
-    dsk = {}
-    for t in range(shape[0]):
-        for iz, z0 in enumerate(range(0, shape[1], block[0])):
-            for iy, y0 in enumerate(range(0, shape[2], block[1])):
-                for ix, x0 in enumerate(range(0, shape[3], block[2])):
-                    region = (slice(z0, min(z0 + block[0], shape[1])),
-                              slice(y0, min(y0 + block[1], shape[2])),
-                              slice(x0, min(x0 + block[2], shape[3])))
-                    dsk[(name, t, iz, iy, ix)] = (_read_block, info.path, info, channel, t, region)
-    return da.Array(dsk, name, chunks, dtype=info.dtype)
+    read = functools.partial(_read_block, info.path, info, channel)
+    return block_reader_array(read, info.shape, info.dtype, block,
+                              token="read-tiff-" + tokenize(info, channel, block))
 
 
 def open_tiff(

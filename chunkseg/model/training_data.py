@@ -25,12 +25,12 @@ import numpy as np
 
 from chunkseg.errors import (
     DTypeError,
+    InputError,
     InputNotFoundError,
     ParameterError,
     ShapeError,
 )
 from chunkseg.ops.augment import AugmentParams, apply_augment, draw_augment
-from chunkseg.ops.augment_intensity import apply_intensity, draw_intensity
 from chunkseg.ops.normalize import scale_to_uint8
 from chunkseg.ops.tiling import as_triple
 
@@ -125,10 +125,36 @@ def _raw_range(src: _Source, normalization: tuple[float, float] | None) -> tuple
     return low, high
 
 
-def _check_mask(src: _Source) -> None:
-    """dtype check only; the values (0/1, ignore value) are checked by ``chunkseg train``."""
+def _check_mask(src: _Source, ignore_value: int | None = None) -> int | None:
+    """A membrane mask is any integer volume of 0s and 1s (and ``ignore_value``), whatever
+    wrote it; returns its number of membrane voxels (None when not read).
+
+    ``binarize`` output (kind ``mask``) is 0/1 by construction and is not read; anything
+    else (a mask converted from TIFF, a plain zarr array, sparse labels) has its values
+    checked in one streaming pass (chunk by chunk; whole shards of a sharded store).
+    """
     if not (np.issubdtype(src.dtype, np.integer) or src.dtype == np.bool_):
         raise DTypeError(f"{src.name}: expected an integer 0/1 membrane mask; found dtype {src.dtype}")
+    kind = src.attrs.get("kind")
+    if (kind == "mask" and ignore_value is None) or src.dtype == np.bool_:
+        return None
+    import dask.array as da
+
+    data = src.array
+    if not isinstance(data, da.Array):
+        data = da.from_zarr(data, chunks=getattr(data, "shards", None) or data.chunks)
+    allowed = [0, 1] + ([ignore_value] if ignore_value is not None else [])
+    ok = da.isin(data, allowed)
+    bad, ones, low, high = (int(v) for v in da.compute(
+        (~ok).sum(), (data == 1).sum(), data.min(), data.max(), scheduler="threads"))
+    what = "0/1 membrane mask" + (f" (ignore value {ignore_value})" if ignore_value is not None
+                                  else "")
+    if bad:
+        hint = " (instance labels: run `chunkseg binarize` on them)" if high > 1 else ""
+        raise InputError(f"{src.name}: expected a {what}; found values in [{low}, {high}]"
+                         + (f" (kind {kind!r})" if kind else "")
+                         + f", {bad} voxels outside {allowed}" + hint)
+    return ones
 
 
 @dataclass(frozen=True)
@@ -253,6 +279,7 @@ class CropSampler:
         self.raws: list[_Source] = []
         self.masks: list[_Source] = []
         self.ranges: list[tuple[float, float] | None] = []
+        ones: list[int | None] = []
         for raw_obj, mask_obj in pairs:
             raw, mask = _open_source(raw_obj), _open_source(mask_obj)
             if raw.shape != mask.shape:
@@ -261,10 +288,13 @@ class CropSampler:
             if any(s < c for s, c in zip(raw.shape[1:], crop)):
                 raise ParameterError(f"{raw.name}: volume (z, y, x) {raw.shape[1:]} is smaller than "
                                      f"the crop {crop} in some axis; expected every axis >= crop")
-            _check_mask(mask)
+            ones.append(_check_mask(mask, self.ignore_value))
             self.ranges.append(_raw_range(raw, normalization))
             self.raws.append(raw)
             self.masks.append(mask)
+        if not any(ones) and None not in ones:
+            raise InputError(f"{[m.name for m in self.masks]}: expected membrane masks with at "
+                             "least one membrane voxel (1); found none in any")
         n_t = min(s.shape[0] for s in self.raws)
         if timepoints is None:
             self.timepoints = None
@@ -315,10 +345,7 @@ class CropSampler:
             Apply :func:`chunkseg.ops.augment.draw_augment` /
             :func:`~chunkseg.ops.augment.apply_augment` with ``augment_options``
             (``noise``, ``noise_p``, ``flip_axes``, ``rotate``, ``intensity_scale``,
-            ``intensity_shift``) and, with option ``intensity`` (True or a mapping of
-            ranges), :func:`chunkseg.ops.augment_intensity.draw_intensity` /
-            :func:`~chunkseg.ops.augment_intensity.apply_intensity` on the raw.  The crop
-            position does not depend on it.
+            ``intensity_shift``).  The crop position does not depend on it.
 
         Returns
         -------
@@ -343,13 +370,8 @@ class CropSampler:
                                normalization=self.ranges[pair])
         params = None
         if augment:
-            options = dict(augment_options)
-            intensity = options.pop("intensity", False)
-            if intensity:
-                raw = apply_intensity(raw, draw_intensity(
-                    np.random.default_rng([self.seed, index, 2]), intensity))
             arng = np.random.default_rng([self.seed, index, 1])
-            params = draw_augment(arng, shape=self.crop, **options)
+            params = draw_augment(arng, shape=self.crop, **augment_options)
             raw, mask = apply_augment(raw, mask, params, rng=arng)
         return Crop(raw, mask, index, pair, t, corner, frac, tries, params)
 
@@ -429,11 +451,7 @@ def make_dataset(
     if noise is not None:
         options["noise"] = noise
     if augment:  # validate the options now, not inside a tf.data worker
-        intensity = options.get("intensity", False)
-        if intensity:
-            draw_intensity(np.random.default_rng(0), intensity)
-        draw_augment(np.random.default_rng(0), shape=sampler.crop,
-                     **{k: v for k, v in options.items() if k != "intensity"})
+        draw_augment(np.random.default_rng(0), shape=sampler.crop, **options)
     shape = (*sampler.crop, 1)
 
     ignore = sampler.ignore_value

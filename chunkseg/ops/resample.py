@@ -98,9 +98,10 @@ def source_coordinates(start: int, stop: int, factor: float, n_source: int) -> n
     return np.clip((j + 0.5) * float(factor) - 0.5, 0.0, float(n_source - 1))
 
 
-def _neighbours(coords: np.ndarray, n_source: int) -> tuple[np.ndarray, np.ndarray]:
-    """Lower source index of each coordinate (the upper is ``+ 1``) and the upper weight."""
-    lower = np.minimum(np.floor(coords).astype(np.int64), max(n_source - 2, 0))
+def _neighbours(coords: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Lower source index of each (clipped) coordinate and the weight of the upper one
+    (``lower + 1``, or ``lower`` itself at the last voxel, where the weight is 0)."""
+    lower = np.floor(coords).astype(np.int64)
     return lower, (coords - lower).astype(np.float32)
 
 
@@ -125,7 +126,7 @@ def source_region(
     for (a, b), v, n in zip(region, f, source_shape):
         if not 0 <= a < b:
             raise ParameterError(f"target range ({a}, {b}) must satisfy 0 <= start < stop")
-        lower, _ = _neighbours(source_coordinates(a, b, v, n), n)
+        lower, _ = _neighbours(source_coordinates(a, b, v, n))
         out.append((int(lower.min()), min(int(lower.max()) + 2, int(n))))
     return tuple(out)
 
@@ -180,7 +181,7 @@ def resample(
     for axis, ((a, b), v, n, o) in enumerate(zip(region, f, shape, offset)):
         if v == 1.0 and source_shape is None and (a, b) == (0, n):
             continue
-        lower, w = _neighbours(source_coordinates(a, b, v, n), n)
+        lower, w = _neighbours(source_coordinates(a, b, v, n))
         upper = np.minimum(lower + 1, n - 1) - int(o)
         lower = lower - int(o)
         if lower.min() < 0 or upper.max() >= block.shape[axis]:

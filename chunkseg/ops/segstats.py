@@ -26,9 +26,11 @@ __all__ = [
     "block_stats",
     "combine_stats",
     "contacts",
+    "dense_labels",
     "face_pairs",
     "finish_labels",
     "merge_plan",
+    "owned_faces",
     "relabel",
     "sum_pair_counts",
     "union_map",
@@ -63,7 +65,7 @@ class SegStats:
                    z.astype(np.int64), z.astype(np.int64), np.zeros(0, np.int64))
 
 
-def _dense(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def dense_labels(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(ids, first flat position, dense int32 image 1..n)`` of the non-zero labels.
 
     Sorts runs of equal labels along x, not voxels: labels are spatially coherent, so
@@ -86,7 +88,7 @@ def block_stats(labels: np.ndarray, *, offset: Sequence[int] = (0, 0, 0),
                 shape: Sequence[int] | None = None) -> SegStats:
     """Statistics of the non-zero labels of a block at ``offset`` in a volume of ``shape``."""
     shape = tuple(labels.shape) if shape is None else tuple(int(s) for s in shape)
-    ids, first_pos, dense = _dense(labels)
+    ids, first_pos, dense = dense_labels(labels)
     n = ids.size
     if n == 0:
         return SegStats.empty()
@@ -146,17 +148,9 @@ def contacts(ext: np.ndarray, owned: Sequence[int]) -> np.ndarray:
     side of each axis, so every face pair of the volume is counted by exactly one
     block.  Returns (k, 3) uint64 rows ``(id_a, id_b, faces)`` with ``id_a < id_b``.
     """
-    ids, _, dense = _dense(ext)
-    rows = []
-    oz, oy, ox = (int(v) for v in owned)
-    for axis in range(3):
-        m = min(int(owned[axis]), ext.shape[axis] - 1)
-        if m < 1:
-            continue
-        src = [slice(0, oz), slice(0, oy), slice(0, ox)]
-        nxt = list(src)
-        src[axis], nxt[axis] = slice(0, m), slice(1, m + 1)
-        rows.append(_count_pairs(dense[tuple(src)], dense[tuple(nxt)], ids.size))
+    ids, _, dense = dense_labels(ext)
+    rows = [_count_pairs(dense[src], dense[nxt], ids.size)
+            for src, nxt in owned_faces(ext.shape, owned)]
     rows = [r for r in rows if r.size]
     if not rows:
         return np.zeros((0, 3), np.uint64)
@@ -165,15 +159,41 @@ def contacts(ext: np.ndarray, owned: Sequence[int]) -> np.ndarray:
                                  r[:, 2].astype(np.uint64)], 1)])
 
 
+def owned_faces(shape: Sequence[int], owned: Sequence[int]
+                ) -> list[tuple[tuple[slice, ...], tuple[slice, ...]]]:
+    """``(first, second)`` voxel slices of the face pairs a block owns, one per axis.
+
+    ``shape`` is the block read (the owned block ``[:owned]`` plus, where the volume
+    goes on, one voxel on the high side of each axis); a pair is owned by the block
+    that owns its first (lower) voxel, so every face pair of a volume belongs to
+    exactly one block of any decomposition.
+    """
+    out = []
+    for axis in range(3):
+        m = min(int(owned[axis]), int(shape[axis]) - 1)
+        if m < 1:
+            continue
+        src = [slice(0, int(o)) for o in owned]
+        nxt = list(src)
+        src[axis], nxt[axis] = slice(0, m), slice(1, m + 1)
+        out.append((tuple(src), tuple(nxt)))
+    return out
+
+
 def sum_pair_counts(rows: Sequence[np.ndarray]) -> np.ndarray:
-    """Sum ``(a, b, count)`` rows over equal ``(a, b)``: (k, 3) uint64, sorted by a, b."""
+    """Sum ``(a, b, value, ...)`` rows over equal ``(a, b)``: uint64, sorted by a, b.
+
+    Every column after the pair is summed (exact for sums below 2**53).
+    """
+    width = rows[0].shape[1] if len(rows) else 3
     rows = [r for r in rows if r.size]
     if not rows:
-        return np.zeros((0, 3), np.uint64)
+        return np.zeros((0, width), np.uint64)
     allr = np.concatenate(rows)
     pairs, inv = np.unique(allr[:, :2], axis=0, return_inverse=True)
-    counts = np.bincount(inv.ravel(), weights=allr[:, 2].astype(np.float64))
-    return np.concatenate([pairs, counts.astype(np.uint64)[:, None]], 1)
+    sums = [np.bincount(inv.ravel(), weights=allr[:, c].astype(np.float64), minlength=len(pairs))
+            for c in range(2, allr.shape[1])]
+    return np.concatenate([pairs, np.stack(sums, 1).astype(np.uint64)], 1)
 
 
 def face_pairs(a: np.ndarray, b: np.ndarray) -> np.ndarray:

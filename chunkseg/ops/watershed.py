@@ -19,10 +19,11 @@ result bit for bit with a finite halo:
    unlabelled voxel whose probability is below the current level takes, at once
    (synchronous update), the label of its labelled face neighbour of lowest ``p``
    (ties: fixed neighbour order −z, +z, −y, +y, −x, +x).  The level rises in stages
-   (:func:`flood_schedule`): first through the foreground (``p < threshold``) for
-   ``reach`` µm, then in ``levels`` steps up to 1 through the membranes, each for
-   ``membrane_reach`` µm.  An axis only takes part in the iterations where the front
-   advances one voxel of that axis in physical units, so growth is isotropic in µm.
+   (:func:`flood_schedule`): first through the foreground (``p < threshold``, in
+   ``interior_levels`` rising steps) for ``reach`` µm each, then in ``levels`` steps
+   up to 1 through the membranes, each for ``membrane_reach`` µm.  An axis only takes
+   part in the iterations where the front, over the whole schedule, advances one
+   voxel of that axis in physical units, so growth is isotropic in µm.
    After ``n`` iterations a voxel depends only on voxels within ``n_a`` steps along
    each axis (the light cone of the automaton), which gives the flood halo
    (:func:`flood_halo`).  The rule compares labels only for equality, never by
@@ -90,6 +91,10 @@ class SegmentParams:
         Growth per membrane level (µm); default 0.5.
     levels : int
         Membrane levels between ``threshold`` and 1.
+    interior_levels : int
+        Interior levels: the growth through the foreground runs in this many stages
+        with levels evenly spaced in (0, threshold], each for ``reach`` µm, so the
+        clearest interior is taken first.
     """
 
     threshold: float = 0.5
@@ -99,6 +104,7 @@ class SegmentParams:
     reach: float | None = None
     membrane_reach: float | None = None
     levels: int = 3
+    interior_levels: int = 1
 
     def __post_init__(self) -> None:
         t = float(self.threshold)
@@ -115,12 +121,14 @@ class SegmentParams:
         mreach = 0.5 if self.membrane_reach is None else float(self.membrane_reach)
         if not (reach >= 0 and mreach >= 0):
             raise ParameterError(f"reach and membrane_reach must be >= 0; got {reach}, {mreach}")
-        if int(self.levels) < 1:
-            raise ParameterError(f"levels must be >= 1; got {self.levels!r}")
+        if int(self.levels) < 1 or int(self.interior_levels) < 1:
+            raise ParameterError(f"levels and interior_levels must be >= 1; got "
+                                 f"{self.levels!r}, {self.interior_levels!r}")
         for name, value in (("threshold", t), ("seed_distance", float(self.seed_distance)),
                             ("min_size", float(self.min_size)), ("voxel_size", vs),
                             ("reach", reach), ("membrane_reach", mreach),
-                            ("levels", int(self.levels))):
+                            ("levels", int(self.levels)),
+                            ("interior_levels", int(self.interior_levels))):
             object.__setattr__(self, name, value)
 
     def to_dict(self) -> dict:
@@ -128,7 +136,7 @@ class SegmentParams:
         return {"threshold": self.threshold, "seed_distance": self.seed_distance,
                 "min_size": self.min_size, "voxel_size": list(self.voxel_size),
                 "reach": self.reach, "membrane_reach": self.membrane_reach,
-                "levels": self.levels}
+                "levels": self.levels, "interior_levels": self.interior_levels}
 
     @property
     def voxel_volume(self) -> float:
@@ -212,25 +220,30 @@ def label_seeds(seeds: np.ndarray) -> tuple[np.ndarray, int]:
 def flood_schedule(params: SegmentParams) -> list[tuple[float, tuple[bool, bool, bool]]]:
     """One ``(level, active axes)`` entry per flood iteration.
 
-    Stage 0 grows through ``p < threshold`` for ``reach`` µm; then ``levels`` stages
+    ``interior_levels`` stages grow through ``p < level`` (levels evenly spaced in
+    (0, threshold]) for ``reach`` µm each; then ``levels`` stages
     with levels evenly spaced in (threshold, 1] (the last takes every voxel), each
     ``membrane_reach`` µm.  Axis ``a`` is active in an iteration when the front,
-    advancing ``min(voxel_size)`` µm per iteration, crosses a multiple of ``s_a``.
+    advancing ``min(voxel_size)`` µm per iteration over the whole schedule, crosses a
+    multiple of ``s_a`` (so an axis coarser than one stage's reach still grows).
     """
     smin = min(params.voxel_size)
     t = params.threshold
-    stages = [(t, params.reach)]
+    n_in = params.interior_levels
+    stages = [(t * k / n_in if k < n_in else t, params.reach) for k in range(1, n_in + 1)]
     for k in range(1, params.levels + 1):
         level = t + (1.0 - t) * k / params.levels if k < params.levels else math.inf
         stages.append((level, params.membrane_reach))
     schedule = []
+    done = 0  # iterations so far: the front's distance runs on across stages
     for level, dist in stages:
         n = int(math.ceil(dist / smin - 1e-9))
-        for i in range(n):
+        for i in range(done, done + n):
             active = tuple(
                 math.floor((i + 1) * smin / s + 1e-9) > math.floor(i * smin / s + 1e-9)
                 for s in params.voxel_size)
             schedule.append((level, active))
+        done += n
     return schedule
 
 

@@ -23,12 +23,13 @@ import dask.array as da
 import numpy as np
 
 from chunkseg.defaults import CHUNKS
-from chunkseg.engine.blocks import write_volume
+from chunkseg.engine.blocks import Series, write_volume
 from chunkseg.engine.cluster import dashboard_url, worker_counts
 from chunkseg.engine.stats import intensity_histogram
 from chunkseg.errors import ParameterError
 from chunkseg.io.fingerprint import fingerprint
-from chunkseg.io.store import Volume, create_image, mark_complete, open_array, open_volume
+from chunkseg.engine.pyramid import finish_image
+from chunkseg.io.store import Volume, create_image, open_array, open_volume
 from chunkseg.ops.normalize import scale_to_uint8
 from chunkseg.ops.probability import OUTPUT_DTYPES, OutputDtype, threshold_block, to_output_dtype
 from chunkseg.ops.robust_range import model_percentiles, range_from_histogram
@@ -98,10 +99,12 @@ def write_threshold_mask(
     resume: bool = False,
     overwrite: bool = False,
     progress: bool = True,
+    pyramid: bool = True,
 ) -> str:
     """Write the binary mask ``p >= threshold`` of a probability store (same grid).
 
-    uint8 probabilities are read as ``v / 255``.  Returns the mask path.
+    uint8 probabilities are read as ``v / 255``; with ``pyramid`` the mask gets a
+    multiscale pyramid.  Returns the mask path.
     """
     check_outputs("uint8", threshold)
     prob = open_volume(prob_path)
@@ -112,15 +115,16 @@ def write_threshold_mask(
                  attrs={"kind": "mask", "source": [str(prob_path)], "threshold": float(threshold),
                         "fingerprint": fingerprint(params={"p": prob.attrs.get("fingerprint"),
                                                            "t": float(threshold)})},
-                 overwrite=overwrite, resume=resume)
+                 overwrite=overwrite, resume=resume, pyramid=pyramid)
     data = prob.data.map_blocks(threshold_block, float(threshold), scale, dtype=np.uint8)
     write_volume(data, out, client=client, resume=resume, progress=progress, desc="threshold")
-    mark_complete(out, threshold=float(threshold))
+    finish_image(out, client=client, resume=resume, progress=progress,
+                 threshold=float(threshold))
     return str(out)
 
 
 def _create(in_path, vol: Volume, out: Path, scorer, *, norm, t0: int, t1: int, dtype: str,
-            overwrite: bool, resume: bool) -> None:
+            overwrite: bool, resume: bool, pyramid: bool) -> None:
     """The output store, fingerprinted by the input, the scorer's settings and the range."""
     settings = {**scorer.settings(), "dtype": dtype, "timepoints": [t0, t1]}
     extra = scorer.attrs()
@@ -131,7 +135,7 @@ def _create(in_path, vol: Volume, out: Path, scorer, *, norm, t0: int, t1: int, 
     block = settings["block"]
     create_image(out, shape=(t1 - t0, *vol.shape[1:]), dtype=dtype, voxel_size=vol.voxel_size,
                  chunks=(1, *shard_chunks(block)), shards=(1, *block), attrs=attrs,
-                 overwrite=overwrite, resume=resume)
+                 overwrite=overwrite, resume=resume, pyramid=pyramid)
 
 
 def write_probability(
@@ -148,23 +152,29 @@ def write_probability(
     resume: bool = False,
     overwrite: bool = False,
     progress: bool = True,
+    pyramid: bool = True,
 ) -> dict[str, Any]:
     """Scale the input, score it, write the probability image (and its mask); the summary.
 
     ``scorer`` has ``name``, ``normalization`` (a model's stored range or None),
     ``settings()``, ``attrs()``, ``summary(timepoints)`` and maps a scaled (t, z, y, x) dask array
-    to a float32 probability of the same shape.
+    to a float32 probability of the same shape.  With ``pyramid`` the probability (and
+    the mask) get a multiscale pyramid.
     """
     t_start = time.perf_counter()
     out = Path(out)
     t0, t1 = timepoints
     norm = input_range(vol, scorer.normalization, client)
     _create(in_path, vol, out, scorer, norm=norm, t0=t0, t1=t1, dtype=dtype,
-            overwrite=overwrite, resume=resume)
-    x = vol.data[t0:t1]
-    if norm is not None:
-        x = x.map_blocks(scale_to_uint8, norm["low"], norm["high"], dtype=np.uint8)
-    p = scorer(x).map_blocks(to_output_dtype, dtype, dtype=np.dtype(dtype))
+            overwrite=overwrite, resume=resume, pyramid=pyramid)
+
+    def slab(a: int, b: int):  # the graph of time points a:b, built when submitted
+        x = vol.data[t0 + a : t0 + b]
+        if norm is not None:
+            x = x.map_blocks(scale_to_uint8, norm["low"], norm["high"], dtype=np.uint8)
+        return scorer(x).map_blocks(to_output_dtype, dtype, dtype=np.dtype(dtype))
+
+    p = Series((t1 - t0, *vol.shape[1:]), np.dtype(dtype), slab)
     t_write = time.perf_counter()
     report = write_volume(p, out, client=client, resume=resume, progress=progress,
                           desc=scorer.name if scorer.name != "unet" else "predict")
@@ -181,11 +191,11 @@ def write_probability(
         "workers": n_workers, "threads": n_threads,
         "dashboard": dashboard_url(client) if client else None, "normalization": norm,
     }
-    mark_complete(out, summary=summary)
+    finish_image(out, client=client, resume=resume, progress=progress, summary=summary)
     if threshold is not None:
         summary["mask"] = write_threshold_mask(
             out, out=mask_out if mask_out is not None else mask_path_for(out),
             threshold=float(threshold), client=client, resume=resume, overwrite=overwrite,
-            progress=progress)
+            progress=progress, pyramid=pyramid)
         summary["threshold"] = float(threshold)
     return summary

@@ -1,8 +1,8 @@
-"""Checks and starting points of ``chunkseg train``: mask values, ``--init`` weights, resume.
+"""Starting points of ``chunkseg train``: ``--init`` weights, resume.
 
-- :func:`check_mask_values`: every training / validation mask holds only 0, 1 (and the
-  ignore value), with at least one labelled membrane voxel -- checked on the values in one
-  streaming pass (dask, chunk by chunk), whatever the store's ``kind`` says;
+(Mask values -- 0/1, the ignore value, at least one membrane voxel -- are checked by the
+crop sampler, :class:`chunkseg.model.training_data.CropSampler`.)
+
 - :func:`init_weights`: the U-Net configuration and weights of a model to fine-tune
   (``--init default`` or a ``.keras`` file), refusing one whose architecture differs from
   the configuration asked for;
@@ -14,55 +14,15 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-from chunkseg.errors import InputError, ModelError
+from chunkseg.errors import ModelError
 from chunkseg.model.unet import UNetConfig
 
-__all__ = ["check_mask_values", "checkpoint_identity", "init_weights", "resume_point"]
-
-
-def _as_dask(src: Any) -> Any:
-    import dask.array as da
-
-    arr = src.array
-    if src.is_zarr:  # read whole shards: one task per shard, not per inner chunk
-        arr = da.from_zarr(arr, chunks=getattr(arr, "shards", None) or arr.chunks)
-    return arr if arr.ndim == 4 else arr[None]
-
-
-def check_mask_values(masks: Sequence[Any], *, ignore_value: int | None = None) -> None:
-    """Raise :class:`InputError` unless every mask holds only 0/1 (and ``ignore_value``)
-    and at least one 1.
-
-    Parameters
-    ----------
-    masks : sequence of opened sources (``CropSampler.masks``)
-        Read chunk by chunk (memory bounded by the chunk size).
-    ignore_value : int, optional
-        The value of unlabelled voxels, allowed besides 0 and 1.
-    """
-    import dask
-    import dask.array as da
-
-    allowed = [0, 1] + ([ignore_value] if ignore_value is not None else [])
-    for src in masks:
-        m = _as_dask(src)
-        ok = da.isin(m, allowed)
-        ones, bad, worst = dask.compute((m == 1).sum(), (~ok).sum(),
-                                        da.where(ok, 0, m).max(), scheduler="threads")
-        if bad:
-            hint = " (run `chunkseg binarize` on labels)" \
-                if src.attrs.get("kind") == "labels" else ""
-            raise InputError(f"{src.name}: expected a membrane mask of values {allowed}; found "
-                             f"{int(bad)} voxels outside it (e.g. {worst.item()}){hint}")
-        if not ones:
-            what = "0" if ignore_value is None else f"0 or the ignore value {ignore_value}"
-            raise InputError(f"{src.name}: expected a membrane mask with at least one "
-                             f"membrane voxel (1); found only {what}")
+__all__ = ["checkpoint_identity", "init_weights", "resume_point"]
 
 
 def init_weights(init: str | os.PathLike[str], requested: UNetConfig | None

@@ -42,6 +42,7 @@ def run_acme(
     resume: bool = False,
     overwrite: bool = False,
     progress: bool = True,
+    pyramid: bool = True,
 ) -> dict[str, Any]:
     """ACME-style membrane score of a volume / time series (see the module docstring).
 
@@ -58,7 +59,7 @@ def run_acme(
     compute_block : 3 ints, optional
         Filter block (dask task); default near
         :data:`chunkseg.engine.acme.ACME_BLOCK`, dividing ``block``.
-    dtype, timepoints, threshold, mask_out, resume, overwrite, progress
+    dtype, timepoints, threshold, mask_out, resume, overwrite, progress, pyramid
         As in :func:`chunkseg.pipeline.predict.run_predict`.
     client : distributed.Client, optional
         Run on this client; None: dask's current scheduler.  The filters are
@@ -88,6 +89,6 @@ def run_acme(
     summary = write_probability(in_path, vol, scorer, out=out, timepoints=(t0, t1),
                                 dtype=dtype, threshold=threshold, mask_out=mask_out,
                                 client=client, resume=resume, overwrite=overwrite,
-                                progress=progress)
+                                progress=progress, pyramid=pyramid)
     summary["seconds"] = round(time.perf_counter() - t_start, 3)
     return summary

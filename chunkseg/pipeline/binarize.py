@@ -21,7 +21,8 @@ from chunkseg.engine.blocks import write_volume
 from chunkseg.engine.volumes import membrane_volume
 from chunkseg.errors import ShapeError
 from chunkseg.io.fingerprint import fingerprint
-from chunkseg.io.store import create_image, mark_complete, open_volume
+from chunkseg.engine.pyramid import finish_image
+from chunkseg.io.store import create_image, open_volume
 from chunkseg.ops.boundaries import MaskMode, halo_for_width
 from chunkseg.ops.slices import compose_dropped, drop_slices as _drop
 
@@ -40,6 +41,7 @@ def run_binarize(
     chunks: Sequence[int] | None = None,
     overwrite: bool = False,
     resume: bool = False,
+    pyramid: bool = True,
     client: Any = None,
     progress: bool = True,
 ) -> dict[str, Any]:
@@ -67,6 +69,8 @@ def run_binarize(
         Output chunk shape (z, y, x).
     overwrite, resume : bool
         Replace an existing output / continue an interrupted one.
+    pyramid : bool
+        Add a multiscale pyramid (levels halved until a plane fits 512 x 512).
     client : distributed.Client, optional
         Cluster to run on; ``None`` uses dask's current scheduler.
     progress : bool
@@ -113,11 +117,13 @@ def run_binarize(
                                                       "chunks": chunks},
                                         shape=vol.shape, dtype=vol.dtype)}
     create_image(out, shape=data.shape, dtype=np.uint8, voxel_size=voxel_size,
-                 chunks=chunks, attrs=attrs, overwrite=overwrite, resume=resume)
+                 chunks=chunks, attrs=attrs, overwrite=overwrite, resume=resume,
+                 pyramid=pyramid)
     report = write_volume(mask, out, client=client, resume=resume, progress=progress,
                           desc="binarize")
     seconds = time.perf_counter() - t0
-    mark_complete(out, binarize_seconds=round(seconds, 3))
+    finish_image(out, client=client, resume=resume, progress=progress,
+                 binarize_seconds=round(seconds, 3))
     return {"input": str(labels_path), "out": str(out), "shape": list(data.shape),
             "labels_dtype": str(data.dtype), **params,
             "halo": halo_for_width(width), "dropped_slices": all_dropped,

@@ -1,4 +1,4 @@
-"""``chunkseg convert``: TIFF / TIFF series / Zarr → chunkseg OME-Zarr, streamed.
+"""``chunkseg convert``: TIFF / TIFF series / HDF5 / Zarr → chunkseg OME-Zarr, streamed.
 
 Peak memory is a few z-slabs of the input (one task reads the pages of one
 ``(t, z-slab)``, the write tasks take whole shards), never the whole volume.
@@ -16,20 +16,27 @@ from typing import Any
 import dask.array as da
 
 from chunkseg.engine.blocks import write_volume
+from chunkseg.engine.pyramid import finish_image
 from chunkseg.errors import InputError, InputNotFoundError, ParameterError
 from chunkseg.io.fingerprint import fingerprint
+from chunkseg.io.hdf5 import split_hdf5_path
 from chunkseg.io.store import (
     TIFF_SUFFIXES,
     create_image,
     default_chunks,
     is_zarr,
-    mark_complete,
     open_volume,
 )
 from chunkseg.io.tiff import DEFAULT_BLOCK
 from chunkseg.ops.slices import compose_dropped, drop_slices as _drop
 
 __all__ = ["expand_inputs", "open_inputs", "run_convert"]
+
+
+def _file_of(source: str) -> str:
+    """The file behind an input: ``FILE.h5`` for ``FILE.h5:/dataset``, else the input."""
+    parts = split_hdf5_path(source)
+    return str(parts[0]) if parts else source
 
 
 def expand_inputs(inputs: Sequence[str | os.PathLike]) -> list[str]:
@@ -48,8 +55,8 @@ def expand_inputs(inputs: Sequence[str | os.PathLike]) -> list[str]:
             if not matches:
                 raise InputNotFoundError(f"{item}: the pattern matches no file")
             out.extend(matches)
-        elif not os.path.exists(item):
-            raise InputNotFoundError(f"{item}: no such file or directory")
+        elif not os.path.exists(_file_of(item)):
+            raise InputNotFoundError(f"{_file_of(item)}: no such file or directory")
         else:
             out.append(item)
     if not out:
@@ -71,9 +78,13 @@ def open_inputs(
     sources : list of str
         Input files in the order used (natural order for a series).
     """
+    from chunkseg.io.hdf5 import open_hdf5
     from chunkseg.io.tiff import open_tiff, open_tiff_series
 
     paths = expand_inputs(inputs)
+    if len(paths) == 1 and split_hdf5_path(paths[0]):
+        data, voxel_size = open_hdf5(paths[0], channel=channel, block=block)
+        return data, voxel_size, [paths[0]]
     if len(paths) == 1:
         path = Path(paths[0])
         if is_zarr(path):
@@ -83,8 +94,9 @@ def open_inputs(
             data, voxel_size = open_tiff(path, channel=channel, block=block)
             return data, voxel_size, [str(path)]
     for p in paths:
-        if is_zarr(p):
-            raise InputError(f"{p}: a Zarr store cannot be part of a TIFF time series")
+        if is_zarr(p) or split_hdf5_path(p):
+            raise InputError(f"{p}: expected TIFF files in a time series; found a "
+                             f"{'Zarr store' if is_zarr(p) else 'HDF5 file'}")
     if channel is not None:
         raise ParameterError("--channel applies to one hyperstack TIFF, not to a series")
     return open_tiff_series(paths, block=block)
@@ -100,6 +112,7 @@ def run_convert(
     drop_slices: str | Sequence[int] | None = None,
     overwrite: bool = False,
     resume: bool = False,
+    pyramid: bool = True,
     client: Any = None,
     progress: bool = True,
 ) -> dict[str, Any]:
@@ -110,7 +123,8 @@ def run_convert(
     inputs : path or sequence of paths
         One 3D TIFF, one 4D TIFF (``t z y x``; a hyperstack with channels needs
         ``channel``), several 3D TIFFs or a glob (a time series, ordered naturally),
-        or an existing Zarr array / OME-Zarr image.
+        an HDF5 dataset ``FILE.h5:/dataset`` (3D or 4D; ilastik axistags with a
+        channel axis need ``channel``), or an existing Zarr array / OME-Zarr image.
     out : path-like
         The OME-Zarr group to write.
     voxel_size : sequence of 3 float, optional
@@ -123,6 +137,8 @@ def run_convert(
         Artifact z-slices to remove (``"3,17,40-45"``), recorded in the metadata.
     overwrite, resume : bool
         Replace an existing output / continue an interrupted conversion.
+    pyramid : bool
+        Add a multiscale pyramid (levels halved until a plane fits 512 x 512).
     client : distributed.Client, optional
         Cluster to run on; ``None`` uses dask's threaded scheduler.
     progress : bool
@@ -160,11 +176,12 @@ def run_convert(
         "fingerprint": fingerprint(sources, params, shape=data.shape, dtype=data.dtype),
     }
     arr = create_image(out, shape=data.shape, dtype=data.dtype, voxel_size=vs, chunks=chunks,
-                       attrs=attrs, overwrite=overwrite, resume=resume)
+                       attrs=attrs, overwrite=overwrite, resume=resume, pyramid=pyramid)
     report = write_volume(data, out, client=client, resume=resume, progress=progress, desc="convert")
     seconds = time.perf_counter() - t0
     nbytes = data.size * data.dtype.itemsize
-    mark_complete(out, convert_seconds=round(seconds, 3))
+    finish_image(out, client=client, resume=resume, progress=progress,
+                 convert_seconds=round(seconds, 3))
     return {
         "out": str(out),
         "shape": list(data.shape),

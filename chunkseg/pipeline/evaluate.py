@@ -30,7 +30,8 @@ import numpy as np
 
 from chunkseg import __version__
 from chunkseg.engine.instances import instance_report
-from chunkseg.engine.reduce import compute, overlap_reduce
+from chunkseg.engine.reduce import overlap_reduce
+from chunkseg.engine.submit import compute_windowed
 from chunkseg.engine.volumes import membrane_volume
 from chunkseg.errors import DTypeError, InputError, OutputExistsError, ParameterError, ShapeError
 from chunkseg.io.jsonable import jsonable
@@ -263,12 +264,16 @@ def _statistics(prob, tdata, spec, *, times: tuple[int, int], offset: int, block
     def block_fn(p, t):
         return block_statistics(p, t, spec)
 
-    parts, p = [], None
-    for t in range(*times):
-        p = prob.data[t] if block is None else prob.data[t].rechunk(tuple(int(b) for b in block))
-        parts.append(overlap_reduce(block_fn, [p, tdata[t + offset].rechunk(p.chunks)],
-                                    depths=[spec.halo_prob, spec.halo_truth]))
-    return compute(parts, client), [int(c[0]) for c in p.chunks]
+    def frame(t: int):
+        return prob.data[t] if block is None else prob.data[t].rechunk(tuple(map(int, block)))
+
+    def part(t: int):  # one graph per time point, submitted in a sliding window
+        p = frame(t)
+        return overlap_reduce(block_fn, [p, tdata[t + offset].rechunk(p.chunks)],
+                              depths=[spec.halo_prob, spec.halo_truth])
+
+    per_t = compute_windowed((part(t) for t in range(*times)), client=client)
+    return per_t, [int(c[0]) for c in frame(times[0]).chunks]
 
 
 def _check_values(per_t: list[dict[str, Any]], prob_path, truth_path) -> None:

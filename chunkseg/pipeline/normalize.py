@@ -22,7 +22,8 @@ from chunkseg.engine.stats import IntensityHistogram, intensity_histogram
 from chunkseg.engine.volumes import scale_volume
 from chunkseg.errors import ParameterError
 from chunkseg.io.fingerprint import fingerprint
-from chunkseg.io.store import create_image, mark_complete, open_volume
+from chunkseg.engine.pyramid import finish_image
+from chunkseg.io.store import create_image, open_volume
 from chunkseg.ops.normalize import (
     DEFAULT_PERCENTILES,
     check_percentiles,
@@ -62,6 +63,7 @@ def run_normalize(
     chunks: Sequence[int] | None = None,
     overwrite: bool = False,
     resume: bool = False,
+    pyramid: bool = True,
     client: Any = None,
     progress: bool = True,
 ) -> dict[str, Any]:
@@ -90,6 +92,8 @@ def run_normalize(
         Output chunk shape (z, y, x); default :func:`chunkseg.io.store.default_chunks`.
     overwrite, resume : bool
         Replace an existing output / continue an interrupted one.
+    pyramid : bool
+        Add a multiscale pyramid (levels halved until a plane fits 512 x 512).
     client : distributed.Client, optional
         Cluster to run on; ``None`` uses dask's current scheduler.
     progress : bool
@@ -159,14 +163,16 @@ def run_normalize(
     summary.update(_write(in_path, vol, scale_volume(data, lows, highs), out,
                           normalization=normalization, dropped=dropped, chunks=chunks,
                           client=client, resume=resume, overwrite=overwrite,
-                          progress=progress))
+                          progress=progress, pyramid=pyramid))
     summary["seconds"] = round(time.perf_counter() - t0, 3)
-    mark_complete(out, normalize_seconds=summary["seconds"])
+    finish_image(out, client=client, resume=resume, progress=progress,
+                 normalize_seconds=summary["seconds"])
     return summary
 
 
 def _write(in_path, vol, scaled, out, *, normalization: dict[str, Any], dropped: list[int],
-           chunks, client, resume: bool, overwrite: bool, progress: bool) -> dict[str, Any]:
+           chunks, client, resume: bool, overwrite: bool, progress: bool,
+           pyramid: bool) -> dict[str, Any]:
     """Create the uint8 store (range, dropped slices, fingerprint) and write it."""
     all_dropped = compose_dropped(vol.attrs.get("dropped_slices") or [], dropped)
     attrs = {"kind": "normalized", "source": [str(in_path)], "normalization": normalization,
@@ -175,7 +181,8 @@ def _write(in_path, vol, scaled, out, *, normalization: dict[str, Any], dropped:
                                                   "chunks": chunks},
                                         shape=vol.shape, dtype=vol.dtype)}
     create_image(out, shape=scaled.shape, dtype=np.uint8, voxel_size=vol.voxel_size,
-                 chunks=chunks, attrs=attrs, overwrite=overwrite, resume=resume)
+                 chunks=chunks, attrs=attrs, overwrite=overwrite, resume=resume,
+                 pyramid=pyramid)
     report = write_volume(scaled, out, client=client, resume=resume, progress=progress,
                           desc="normalize")
     return {"out": str(out), "blocks_written": report.written,

@@ -77,6 +77,7 @@ def run_predict(
     resample: bool = True,
     voxel_size: Sequence[float] | None = None,
     precision: str = "float32",
+    pyramid: bool = True,
 ) -> dict[str, Any]:
     """Predict the membrane probability of a volume / time series.
 
@@ -128,6 +129,8 @@ def run_predict(
         scheduler (threads by default).
     resume, overwrite : bool
         Continue an interrupted run / replace an existing output.
+    pyramid : bool
+        Add a multiscale pyramid (levels halved until a plane fits 512 x 512).
     progress : bool
         Show a progress bar over blocks.
     resample : bool
@@ -140,7 +143,7 @@ def run_predict(
         The input's voxel size (µm, z y x) when its metadata lacks or misstates it.
     precision : {"float32", "bfloat16"}
         Network compute precision; bfloat16 (:mod:`chunkseg.model.precision`) is faster on
-        CPUs with AVX512-BF16 / AMX and differs by a fraction of an 8-bit grey level.
+        CPUs with AVX512-BF16 / AMX (probability 3e-4 off on average, at most 0.014 measured).
 
     Returns
     -------
@@ -173,7 +176,7 @@ def run_predict(
     summary = write_probability(in_path, vol, scorer, out=out, timepoints=(t0, t1),
                                 dtype=dtype, threshold=threshold, mask_out=mask_out,
                                 client=client, resume=resume, overwrite=overwrite,
-                                progress=progress)
+                                progress=progress, pyramid=pyramid)
     summary["seconds"] = round(time.perf_counter() - t_start, 3)
     return summary
 

@@ -1,9 +1,13 @@
 """``chunkseg segment``: cell instance labels from a membrane probability, blockwise.
 
-Seeded bounded watershed (:mod:`chunkseg.ops.watershed`) computed block by block with
-halos and merged exactly across block faces (:mod:`chunkseg.engine.segment`): the
-labels are identical (same ids) for every processing block shape and equal to a
-whole-volume pass.  Output: an OME-Zarr label image (uint32, uint64 if more cells;
+Two methods, both computed block by block with halos and merged exactly across block
+faces (:mod:`chunkseg.engine.segment`), so the labels are identical (same ids) for
+every processing block shape and equal to a whole-volume pass:
+
+* ``agglo`` (default): fragments, their region graph with the boundary probability
+  over each whole interface, one global agglomeration (:mod:`chunkseg.engine.agglomerate`);
+* ``flood``: the seeded bounded watershed (:mod:`chunkseg.ops.watershed`).
+  Output: an OME-Zarr label image (uint32, uint64 if more cells;
 NGFF 0.5 ``image-label`` metadata so napari opens it as labels) and a cell table
 ``<out>/cells.csv`` (t, id, voxels, volume µm³, centroid µm, bounding box voxels).
 """
@@ -21,13 +25,17 @@ import dask
 import numpy as np
 
 from chunkseg.defaults import SEGMENT_BLOCK
+from chunkseg.engine.agglomerate import SegmentMethod, segment_method
 from chunkseg.engine.blocks import write_volume
 from chunkseg.engine.segment import Reader, final_labels, remove_work, segment_volume
+from chunkseg.engine.stats import fold
 from chunkseg.errors import DTypeError, InputError, OutputExistsError, ResumeMismatchError
 from chunkseg.io.fingerprint import fingerprint as run_fingerprint
-from chunkseg.io.store import create_image, is_zarr, mark_complete, open_volume, read_attrs
-from chunkseg.ops.watershed import SegmentParams
+from chunkseg.engine.pyramid import finish_image
+from chunkseg.io.store import check_resume_pyramid, create_image, is_zarr, open_volume, read_attrs
+from chunkseg.ops.rag import Linkage
 from chunkseg.ops.slices import parse_timepoints
+from chunkseg.pipeline.label_image import describe_labels, label_output
 
 __all__ = ["CELL_TABLE", "DEFAULT_BLOCK", "check_probability", "run_segment",
            "write_cell_table"]
@@ -58,11 +66,23 @@ def check_probability(vol, *, name: str, times: tuple[int, int] | None = None) -
         raise DTypeError(f"{name}: membrane probability must be float in [0, 1] or uint8; "
                          f"got dtype {data.dtype}")
     t0, t1 = times if times is not None else (0, data.shape[0])
-    lo, hi = dask.compute(data[t0:t1].min(), data[t0:t1].max())
+    if data[t0:t1].size == 0:
+        raise InputError(f"{name}: membrane probability is empty; found shape {data.shape}")
+    pairs = (dask.delayed(np.array)([data[t].min(), data[t].max()]) for t in range(t0, t1))
+    (lo, hi), _ = fold(pairs, _min_max)  # one time point at a time
     if not (lo >= 0 and hi <= 1):  # NaN fails both comparisons
         raise InputError(f"{name}: membrane probability must lie in [0, 1]; found values in "
                          f"[{lo}, {hi}] (NaN if shown)")
+    if lo == hi:
+        raise InputError(f"{name}: membrane probability is constant ({lo}); expected "
+                         "membranes brighter than the cell interiors")
     return data
+
+
+def _min_max(parts: Sequence[np.ndarray]) -> np.ndarray:
+    """Smallest minimum and largest maximum of ``[min, max]`` pairs (NaN propagates)."""
+    a = np.stack(parts)
+    return np.array([np.min(a[:, 0]), np.max(a[:, 1])])
 
 
 def write_cell_table(path: str | os.PathLike, tables: list, times: Sequence[int],
@@ -86,32 +106,28 @@ def write_cell_table(path: str | os.PathLike, tables: list, times: Sequence[int]
     return rows
 
 
-def _add_label_metadata(path: Path, source: str) -> None:
-    import zarr
-
-    group = zarr.open_group(str(path), mode="r+")
-    ome = dict(group.attrs["ome"])
-    ome["image-label"] = {"version": "0.5",
-                          "colors": [{"label-value": 0, "rgba": [0, 0, 0, 0]}],
-                          "source": {"image": os.path.relpath(source, path)}}
-    group.attrs["ome"] = ome
-
-
 def run_segment(
     prob_path: str | os.PathLike,
     *,
-    out: str | os.PathLike,
-    threshold: float = 0.5,
+    out: str | os.PathLike | None = None,
+    labels_in: str | os.PathLike | None = None,
+    label_name: str = "cells",
+    method: SegmentMethod = "agglo",
+    threshold: float | None = None,
     min_size: float = 1.0,
-    seed_distance: float = 0.5,
+    seed_distance: float | None = None,
     reach: float | None = None,
     membrane_reach: float | None = None,
     levels: int = 3,
+    fragment_radius: float | None = None,
+    fragment_sigma: float | None = None,
+    linkage: Linkage | None = None,
     timepoints: Any = None,
     block: Sequence[int] | None = None,
     chunks: Sequence[int] | None = None,
     overwrite: bool = False,
     resume: bool = False,
+    pyramid: bool = True,
     client: Any = None,
     progress: bool = True,
     keep_work: bool = False,
@@ -123,16 +139,27 @@ def run_segment(
     prob_path : path-like
         Membrane probability (t, z, y, x): float in [0, 1], uint8 (``v / 255``) or a
         0/1 mask store; OME-Zarr, Zarr or TIFF.
-    out : path-like
-        Output OME-Zarr label image (``kind = "labels"``).
-    threshold : float
-        Foreground (cell interior) is ``p < threshold``; in (0, 1).
+    out : path-like, optional
+        Output OME-Zarr label image (``kind = "labels"``) of its own.
+    labels_in : path-like, optional
+        Instead of ``out``: write the labels inside this image (same shape) as
+        ``<labels_in>/labels/<label_name>``, listed in its NGFF ``labels`` group.
+    label_name : str
+        Name of the label image inside ``labels_in``.
+    method : {"agglo", "flood"}
+        ``agglo``: fragments merged on their region graph; ``flood``: seeded flood.
+    threshold : float, optional
+        In (0, 1).  ``agglo``: fragments whose interface has a mean probability below
+        it merge (default :data:`chunkseg.engine.agglomerate.DEFAULT_THRESHOLD`);
+        ``flood``: the cell interior is ``p < threshold`` (default 0.5).
     min_size : float
-        Segments smaller than this many µm³ merge into their main neighbour (>= 0).
-    seed_distance : float
-        Seeds are voxels farther than this many µm from any voxel with ``p >= threshold``.
-    reach, membrane_reach, levels
-        Flood extent (see :class:`chunkseg.ops.watershed.SegmentParams`).
+        Cells (``flood``: segments) smaller than this many µm³ join a neighbour (>= 0).
+    seed_distance, reach, membrane_reach, levels
+        ``flood`` only: seeds lie farther than ``seed_distance`` µm (default 0.5) from
+        any voxel with ``p >= threshold``; flood extent (see
+        :class:`chunkseg.ops.watershed.SegmentParams`).
+    fragment_radius, fragment_sigma, linkage
+        ``agglo`` only: see :func:`chunkseg.engine.agglomerate.segment_method`.
     timepoints : "A:B", optional
         Segment only time points A..B-1 (output time index 0 = A).
     block : sequence of 3 int, optional
@@ -146,6 +173,8 @@ def run_segment(
         the seed, flood and relabel blocks not yet done are computed.  The input (path,
         modification time), every parameter, ``timepoints`` and ``block`` must equal
         the first run's.  An output already complete is left as it is.
+    pyramid : bool
+        Add a multiscale pyramid (levels halved until a plane fits 512 x 512).
     client : distributed.Client, optional
         Cluster; ``None`` runs on dask's current scheduler.
     progress : bool
@@ -159,7 +188,8 @@ def run_segment(
         Paths, shape, dtype, cells per time point, parameters, halos, seconds per
         phase, ``writes`` (blocks ``written`` / ``skipped`` per phase: ``seeds``,
         ``flood``, ``relabel``), ``fingerprint``, ``merge_share`` (face union-find +
-        segment statistics + merge plan, over the whole run) and
+        segment statistics + merge plan, over the whole run), ``global_share`` (the
+        global step on the segment graph alone), ``graph`` (its nodes and edges) and
         ``merge_share_with_relabel`` (also the final relabelling write, which a
         whole-volume pass needs too).  A resume of a complete output returns only
         ``input``, ``out``, ``resumed``, ``n_cells``, ``fingerprint`` and ``writes``.
@@ -167,9 +197,10 @@ def run_segment(
     Raises
     ------
     ParameterError
-        threshold outside (0, 1), min_size < 0, seed_distance <= 0, bad timepoints.
+        threshold outside (0, 1), min_size < 0, seed_distance <= 0, bad timepoints,
+        an option of the other method.
     DTypeError, InputError
-        Probability not float / uint8, or values outside [0, 1].
+        Probability not float / uint8, values outside [0, 1], empty or constant.
     OutputExistsError
         ``out`` or ``<out>.work`` exists and neither ``overwrite`` nor ``resume`` is given.
     ResumeMismatchError
@@ -180,21 +211,24 @@ def run_segment(
     """
     t_start = time.perf_counter()
     vol = open_volume(prob_path)
-    params = SegmentParams(threshold=threshold, seed_distance=seed_distance,
-                           min_size=min_size, voxel_size=vol.voxel_size, reach=reach,
-                           membrane_reach=membrane_reach, levels=levels)
+    rules, method_params = segment_method(
+        method, voxel_size=vol.voxel_size, threshold=threshold, min_size=min_size,
+        seed_distance=seed_distance, reach=reach, membrane_reach=membrane_reach,
+        levels=levels, fragment_radius=fragment_radius, fragment_sigma=fragment_sigma,
+        linkage=linkage)
+    params = {"method": method, **method_params.to_dict()}
     t0, t1 = parse_timepoints(timepoints, vol.shape[0])
-    out = Path(out)
+    out = label_output(out, labels_in, label_name, shape=(t1 - t0, *vol.shape[1:]))
     work = Path(f"{out}.work")
     for path in (out, work):
         if path.exists() and not (overwrite or resume):
             raise OutputExistsError(f"{path}: output exists; pass overwrite (--overwrite) to "
                                     "replace it or resume (--resume) to continue it")
     block = tuple(min(int(b), s) for b, s in zip(block or DEFAULT_BLOCK, vol.shape[1:]))
-    fingerprint = run_fingerprint(prob_path, {**params.to_dict(), "block": block,
+    fingerprint = run_fingerprint(prob_path, {**params, "block": block,
                                               "timepoints": [t0, t1]},
                                   shape=vol.shape, dtype=vol.dtype)
-    done = _resumed(prob_path, out, fingerprint) if resume else None
+    done = _resumed(prob_path, out, fingerprint, pyramid) if resume else None
     if done is not None:
         return done
     if overwrite and not resume:
@@ -203,31 +237,34 @@ def run_segment(
     data = check_probability(vol, name=str(prob_path), times=(t0, t1))
     plain = data is vol.data and is_zarr(prob_path)
     secs = {"check": time.perf_counter() - t_check}
-    res = segment_volume(Reader(prob_path) if plain else Reader(data), vol.shape, params,
+    res = segment_volume(Reader(prob_path) if plain else Reader(data), vol.shape, rules,
                          work=work, block=block, timepoints=range(t0, t1), client=client,
                          progress=progress, resume=resume, fingerprint=fingerprint)
     secs.update(res["seconds"])
     t_write = time.perf_counter()
-    attrs = {"kind": "labels", "source": [str(prob_path)], "segment": params.to_dict(),
+    attrs = {"kind": "labels", "source": [str(prob_path)], "segment": params,
              "timepoints": [t0, t1], "block": list(res["block"]), "halo": res["halo"],
              "fingerprint": fingerprint}
-    labels = _write_labels(prob_path, vol, res, out, attrs=attrs, chunks=chunks,
-                           client=client, resume=resume, overwrite=overwrite, progress=progress)
+    labels = _write_labels(vol, res, out, attrs=attrs, chunks=chunks, client=client,
+                           resume=resume, overwrite=overwrite, progress=progress,
+                           pyramid=pyramid)
     secs["relabel"] = time.perf_counter() - t_write
     t_table = time.perf_counter()
     n_rows = write_cell_table(out / CELL_TABLE, res["tables"], range(t0, t1), vol.voxel_size)
     secs["cell_table"] = time.perf_counter() - t_table
+    describe_labels(out, source=prob_path, image=labels_in, times=range(t0, t1),
+                    ids=[cells.ids for _, _, cells in res["tables"]], table=out / CELL_TABLE)
     if not keep_work:
         remove_work(work)
     total = time.perf_counter() - t_start
-    mark_complete(out, n_cells=labels["n_cells"], segment_seconds=round(total, 3),
-                  cell_table=CELL_TABLE)
+    finish_image(out, client=client, resume=resume, progress=progress,
+                 n_cells=labels["n_cells"], segment_seconds=round(total, 3), cell_table=CELL_TABLE)
     return {"input": str(prob_path), "out": str(out), "cell_table": str(out / CELL_TABLE),
-            **labels, "timepoints": [t0, t1], "table_rows": n_rows, **params.to_dict(),
+            **labels, "timepoints": [t0, t1], "table_rows": n_rows, **params,
             **_run_facts(res, secs, total), "fingerprint": fingerprint}
 
 
-def _resumed(prob_path, out: Path, fingerprint: str) -> dict[str, Any] | None:
+def _resumed(prob_path, out: Path, fingerprint: str, pyramid: bool) -> dict[str, Any] | None:
     """The summary of an output already complete; refuse one of another run."""
     if not is_zarr(out):  # checked before the work phases, not after them
         return None
@@ -237,23 +274,23 @@ def _resumed(prob_path, out: Path, fingerprint: str) -> dict[str, Any] | None:
             f"{out}: cannot resume; the input or parameters differ from the first run "
             f"(fingerprint {old.get('fingerprint')!r}, now {fingerprint!r}). "
             "Use --overwrite to start again.")
+    check_resume_pyramid(out, pyramid)
     if old.get("complete"):
         return {"input": str(prob_path), "out": str(out), "resumed": "already complete",
                 "n_cells": old.get("n_cells"), "fingerprint": fingerprint, "writes": {}}
     return None
 
 
-def _write_labels(prob_path, vol, res: dict[str, Any], out: Path, *, attrs: dict[str, Any],
-                  chunks, client, resume: bool, overwrite: bool,
-                  progress: bool) -> dict[str, Any]:
-    """The final labels (uint32, uint64 if more cells) and their NGFF label metadata."""
+def _write_labels(vol, res: dict[str, Any], out: Path, *, attrs: dict[str, Any], chunks,
+                  client, resume: bool, overwrite: bool, progress: bool,
+                  pyramid: bool) -> dict[str, Any]:
+    """The final labels (uint32, uint64 if more cells)."""
     n_cells = [int(cells.ids.size) for _, _, cells in res["tables"]]
     dtype = np.uint32 if max(n_cells, default=0) < np.iinfo(np.uint32).max else np.uint64
     t0, t1 = attrs["timepoints"]
     shape = (t1 - t0, *vol.shape[1:])
     create_image(out, shape=shape, dtype=dtype, voxel_size=vol.voxel_size, chunks=chunks,
-                 attrs=attrs, overwrite=overwrite, resume=resume)
-    _add_label_metadata(out, str(prob_path))
+                 attrs=attrs, overwrite=overwrite, resume=resume, pyramid=pyramid)
     report = write_volume(final_labels(res["flood"], res["tables"], dtype=dtype), out,
                           client=client, resume=resume, progress=progress,
                           desc="segment: relabel")
@@ -269,6 +306,7 @@ def _run_facts(res: dict[str, Any], secs: dict[str, float], total: float) -> dic
     merge = secs["face_merge"] + secs["stats_merge"] + secs["stats_in_flood_tasks"]
     return {"block": res["block"], "halo": res["halo"], "blocks": res["blocks"],
             "face_pairs": res["face_pairs"], "seed_unions": res["seed_unions"],
+            "graph": res["graph"], "global_share": round(secs["global_plan"] / total, 4),
             "seconds": {k: round(v, 3) for k, v in secs.items()},
             "total_seconds": round(total, 3),
             "merge_seconds": round(merge, 3), "merge_share": round(merge / total, 4),

@@ -21,7 +21,8 @@ import numpy as np
 from chunkseg.engine.blocks import write_grid, write_volume
 from chunkseg.errors import OutputExistsError, ParameterError
 from chunkseg.io.fingerprint import fingerprint
-from chunkseg.io.store import create_image, is_zarr, mark_complete, read_attrs
+from chunkseg.engine.pyramid import finish_image
+from chunkseg.io.store import check_resume_pyramid, create_image, is_zarr, read_attrs
 from chunkseg.synth import SynthParams, synth_block
 
 __all__ = ["OUTPUTS", "run_synth", "synth_dask"]
@@ -87,6 +88,7 @@ def run_synth(
     blobs: bool = True,
     overwrite: bool = False,
     resume: bool = False,
+    pyramid: bool = True,
     outputs: Sequence[str] = ("raw", "labels", "mask"),
     client: Any = None,
     progress: bool = True,
@@ -114,6 +116,8 @@ def run_synth(
         Add out-of-focus blobs (distractors) to the raw image.
     overwrite, resume : bool
         Replace existing outputs / continue an interrupted run with the same parameters.
+    pyramid : bool
+        Add a multiscale pyramid (levels halved until a plane fits 512 x 512).
     outputs : sequence of {"raw", "labels", "mask"}
         Which stores to write.
     client : distributed.Client, optional
@@ -160,15 +164,18 @@ def run_synth(
     for name, path in paths.items():
         _, dtype, kind = OUTPUTS[name]
         if resume and is_zarr(path) and _is_complete(path, stamp):
+            check_resume_pyramid(path, pyramid)
             continue
         attrs = {"kind": kind, "source": [], "synth": p.to_dict(), "seed": p.seed,
                  "timepoints": timepoints, "fingerprint": stamp}
         arr = create_image(path, shape=full, dtype=dtype, voxel_size=p.voxel_size,
-                           chunks=chunks, attrs=attrs, overwrite=overwrite, resume=resume)
+                           chunks=chunks, attrs=attrs, overwrite=overwrite, resume=resume,
+                           pyramid=pyramid)
         data = synth_dask(p, name, timepoints=timepoints, chunks=write_grid(arr))
         write_volume(data, path, client=client, resume=resume, progress=progress,
                      desc=f"synth {name}")
-        mark_complete(path, synth_seconds=round(time.perf_counter() - t_start, 3))
+        finish_image(path, client=client, resume=resume, progress=progress,
+                     synth_seconds=round(time.perf_counter() - t_start, 3))
     return {name: str(path) for name, path in paths.items()}
 
 

@@ -9,7 +9,9 @@ paper's augmentations); the network from :func:`chunkseg.model.build_unet`; the 
   metadata (configuration, normalization, voxel size, crop, receptive field, provenance);
 - ``model_training/``: ``history.json``, ``log.csv`` (per epoch), ``tensorboard/``
   event files, ``training_curves.png`` (loss / accuracy / IoU, train vs validation),
-  ``config.json`` (the resolved configuration) and ``best.weights.h5``.
+  ``config.json`` (the resolved configuration), ``best.weights.h5`` and
+  ``checkpoint.npz`` (weights, optimizer state, epoch: what ``resume`` continues from,
+  replaced atomically after every epoch).
 
 Training needs the TensorFlow backend (``tf.data`` input pipeline, ``MirroredStrategy``):
 under ``KERAS_BACKEND=jax`` / ``torch`` :func:`run_train` raises :class:`ParameterError`.
@@ -45,7 +47,6 @@ from chunkseg.pipeline._train_data import (
     pairs,
 )
 from chunkseg.pipeline._train_inputs import (
-    check_mask_values,
     checkpoint_identity,
     init_weights,
     resume_point,
@@ -257,8 +258,6 @@ def _samplers(train_pairs, val_pairs, held_out: bool, opts: TrainOptions, normal
     val_sampler = CropSampler(val_pairs, crop=opts.crop, seed=opts.seed + 1_000_003,
                               membrane_bias=opts.membrane_bias, normalization=val_range,
                               ignore_value=ignore_value)
-    check_mask_values(sampler.masks + (val_sampler.masks if held_out else []),
-                      ignore_value=ignore_value)
     return (sampler, val_sampler), [train_range, val_range], how
 
 

@@ -1,0 +1,274 @@
+"""Region adjacency graph of fragments and its agglomeration into cells (pure NumPy).
+
+Edge table
+----------
+One row per pair of touching fragments ``(a, b)``, ``a < b``, all integers so that
+partial tables of any block decomposition sum *exactly* to the whole-volume table
+(:func:`chunkseg.ops.segstats.sum_pair_counts`):
+
+``a, b, faces, psum, hist[0..bins-1]``
+
+over every pair of face-adjacent voxels ``(u, v)`` with labels ``a`` and ``b``:
+``faces`` counts them (the interface area in voxel faces), ``psum`` sums
+``q(u) + q(v)`` with ``q = round(p * 2**16)``, and ``hist`` counts the pairs by the
+bin of ``(p(u) + p(v)) / 2`` (``bins`` equal bins of [0, 1]).  The mean boundary
+probability of an interface is ``psum / (2 * 2**16 * faces)``; a high quantile
+comes from the histogram.  A block owns the pairs whose lower voxel it owns
+(:func:`chunkseg.ops.segstats.owned_faces`).  Memory: ``(4 + bins) * 8`` bytes per
+edge.
+
+Agglomeration
+-------------
+:func:`cluster` merges fragments whose interfaces have a mean probability below the
+threshold (``linkage``: ``"mutex"`` — the mutex watershed of the ``mwatershed``
+package on the region graph, the default; ``"average"`` — scikit-image's hierarchical
+merging with the area-weighted mean interface probability updated after each merge;
+``"single"`` — SciPy connected components of the edges below the threshold, a floor).
+The decision uses every voxel of the interface, so a gap of a few voxels in a wall
+does not merge two cells.  :func:`agglomeration_plan` then merges cells smaller than
+``min_voxels`` into their strongest neighbour (lowest mean interface probability) and
+numbers cells by their first voxel, like the seeded flood
+(:func:`chunkseg.ops.segstats.merge_plan`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from scipy.sparse import coo_array
+from scipy.sparse.csgraph import connected_components
+
+from chunkseg.errors import ParameterError, ShapeError
+from chunkseg.ops.fragments import FragmentParams
+from chunkseg.ops.segstats import (
+    SegStats, combine_stats, dense_labels, merge_plan, owned_faces, sum_pair_counts,
+)
+
+__all__ = ["EDGE_BINS", "LINKAGES", "Q", "Linkage", "AggloParams", "agglomeration_plan", "block_edges",
+           "cluster", "contract_edges", "edge_mean", "edge_quantile"]
+
+#: fixed-point scale of the probability in ``psum``
+Q = 1 << 16
+#: histogram bins of the interface probability
+EDGE_BINS = 16
+#: the agglomeration rules of :func:`cluster`
+Linkage = Literal["mutex", "average", "single"]
+LINKAGES: tuple[str, ...] = ("mutex", "average", "single")
+
+
+def block_edges(labels: np.ndarray, prob: np.ndarray, owned: Sequence[int], *,
+                bins: int = EDGE_BINS) -> np.ndarray:
+    """Edge table of the face pairs a block owns (see the module notes).
+
+    Parameters
+    ----------
+    labels : ndarray of int, (z, y, x)
+        Fragment ids of the owned block plus one voxel on the high side of each axis
+        where the volume goes on (0 = no fragment; such pairs are left out).
+    prob : ndarray of float32
+        Membrane probability of the same region, in [0, 1].
+    owned : sequence of 3 int
+        Shape of the owned block (the low corner of ``labels``).
+    bins : int
+        Histogram bins.
+
+    Returns
+    -------
+    ndarray of uint64, (k, 4 + bins)
+        Rows ``a, b, faces, psum, hist...`` sorted by ``(a, b)``.
+    """
+    if labels.shape != prob.shape:
+        raise ShapeError(f"labels {labels.shape} and probability {prob.shape} differ in shape")
+    ids, _, dense = dense_labels(labels)
+    q = np.rint(prob.astype(np.float64) * Q).astype(np.int64)
+    n = ids.size + 1
+    keys, values = [], []
+    for src, nxt in owned_faces(labels.shape, owned):
+        a, b = dense[src].ravel(), dense[nxt].ravel()
+        keep = (a != b) & (a != 0) & (b != 0)
+        a, b = a[keep].astype(np.int64), b[keep].astype(np.int64)
+        keys.append(np.minimum(a, b) * n + np.maximum(a, b))
+        values.append(q[src].ravel()[keep] + q[nxt].ravel()[keep])
+    if not keys or not sum(k.size for k in keys):
+        return np.zeros((0, 4 + bins), np.uint64)
+    key, val = np.concatenate(keys), np.concatenate(values)
+    u, inv = np.unique(key, return_inverse=True)
+    k = u.size
+    b = np.minimum(val * bins // (2 * Q), bins - 1)
+    hist = np.bincount(inv * bins + b, minlength=k * bins).reshape(k, bins)
+    table = np.column_stack([ids[u // n - 1], ids[u % n - 1],
+                             np.bincount(inv, minlength=k).astype(np.uint64),
+                             np.bincount(inv, weights=val, minlength=k).astype(np.uint64),
+                             hist.astype(np.uint64)])
+    return sum_pair_counts([table])
+
+
+def edge_mean(edges: np.ndarray) -> np.ndarray:
+    """Mean boundary probability of each interface (float64)."""
+    return edges[:, 3].astype(np.float64) / (2.0 * Q * edges[:, 2].astype(np.float64))
+
+
+def edge_quantile(edges: np.ndarray, q: float) -> np.ndarray:
+    """Upper edge of the histogram bin holding the ``q`` quantile of each interface."""
+    hist = edges[:, 4:].astype(np.int64)
+    cum = np.cumsum(hist, axis=1)
+    need = np.ceil(q * edges[:, 2].astype(np.float64)).astype(np.int64)[:, None]
+    return (np.argmax(cum >= np.maximum(need, 1), axis=1) + 1) / hist.shape[1]
+
+
+def contract_edges(edges: np.ndarray, comp: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Edge table between groups: fragment ``ids[i]`` belongs to group ``comp[i]``.
+
+    Edges inside a group are dropped; the others are summed per pair of groups (group
+    ids are ``comp + 1`` as uint64).
+    """
+    ga = comp[np.searchsorted(ids, edges[:, 0])].astype(np.uint64) + np.uint64(1)
+    gb = comp[np.searchsorted(ids, edges[:, 1])].astype(np.uint64) + np.uint64(1)
+    keep = ga != gb
+    lo, hi = np.minimum(ga, gb)[keep], np.maximum(ga, gb)[keep]
+    return sum_pair_counts([np.column_stack([lo, hi, edges[keep, 2:]])])
+
+
+def _single(n: int, ia: np.ndarray, ib: np.ndarray, score: np.ndarray,
+            threshold: float) -> np.ndarray:
+    keep = score < threshold
+    g = coo_array((np.ones(int(keep.sum())), (ia[keep], ib[keep])), shape=(n, n))
+    return connected_components(g, directed=False)[1]
+
+
+def _mutex(n: int, ia: np.ndarray, ib: np.ndarray, score: np.ndarray,
+           threshold: float) -> np.ndarray:
+    import mwatershed
+
+    w = threshold - score
+    order = np.lexsort((ib, ia, -np.abs(w)))  # strongest first; ties by node
+    edges = list(zip((w[order] > 0).tolist(), (ia[order] + 1).tolist(),
+                     (ib[order] + 1).tolist()))
+    pairs = np.array(mwatershed.cluster(edges), np.int64).reshape(-1, 2) - 1
+    seg = np.arange(n)
+    seg[pairs[:, 0]] = pairs[:, 1]
+    return np.unique(seg, return_inverse=True)[1]
+
+
+def _average(n: int, ia: np.ndarray, ib: np.ndarray, faces: np.ndarray, psum: np.ndarray,
+             threshold: float) -> np.ndarray:
+    from skimage.graph import RAG, merge_hierarchical
+
+    rag = RAG()
+    rag.add_nodes_from((i, {"labels": [i]}) for i in range(n))
+    for a, b, f, s in zip(ia.tolist(), ib.tolist(), faces.tolist(), psum.tolist()):
+        rag.add_edge(a, b, faces=f, psum=s, weight=s / (2.0 * Q * f))
+
+    def weight(graph, src, dst, nb):
+        e = [graph[x][nb] for x in (src, dst) if nb in graph[x]]
+        f, s = sum(d["faces"] for d in e), sum(d["psum"] for d in e)
+        return {"faces": f, "psum": s, "weight": s / (2.0 * Q * f)}
+
+    return merge_hierarchical(np.arange(n), rag, thresh=threshold, rag_copy=False,
+                              in_place_merge=True, merge_func=lambda *a: None,
+                              weight_func=weight)
+
+
+def cluster(n: int, edges_index: np.ndarray, edges: np.ndarray, *, threshold: float,
+            linkage: Linkage = "mutex") -> np.ndarray:
+    """Group ``n`` fragments by agglomeration on their region graph.
+
+    Parameters
+    ----------
+    n : int
+        Number of fragments (nodes ``0..n-1``).
+    edges_index : ndarray of int, (k, 2)
+        Node indices of each edge.
+    edges : ndarray of uint64, (k, 4 + bins)
+        The edge table rows (see the module notes).
+    threshold : float
+        Interfaces with a mean probability below it join their fragments; in (0, 1).
+    linkage : {"mutex", "average", "single"}
+
+    Returns
+    -------
+    ndarray of int, (n,)
+        Group index per fragment, ``0..m-1``.
+    """
+    if not 0.0 < threshold < 1.0:
+        raise ParameterError(f"threshold must lie in (0, 1); got {threshold!r}")
+    if linkage not in LINKAGES:
+        raise ParameterError(f"linkage must be one of {LINKAGES}; got {linkage!r}")
+    if n == 0:
+        return np.zeros(0, np.int64)
+    ia, ib = edges_index[:, 0].astype(np.int64), edges_index[:, 1].astype(np.int64)
+    if ia.size == 0:
+        return np.arange(n)
+    if linkage == "average":
+        out = _average(n, ia, ib, edges[:, 2].astype(np.int64), edges[:, 3].astype(np.int64),
+                       threshold)
+        return np.unique(out, return_inverse=True)[1]
+    rule = _mutex if linkage == "mutex" else _single
+    return rule(n, ia, ib, edge_mean(edges), threshold)
+
+
+def agglomeration_plan(stats: SegStats, edges: np.ndarray, *, threshold: float,
+                       min_voxels: float, linkage: Linkage = "mutex"
+                       ) -> tuple[np.ndarray, np.ndarray, SegStats]:
+    """Cells from fragments: ``(fragment ids, final cell id per fragment, cells)``.
+
+    Fragments are grouped by :func:`cluster`; groups smaller than ``min_voxels`` then
+    join the neighbour whose interface has the lowest mean probability (ties: the
+    smaller first voxel), and cells are numbered 1..n by the raster order of their
+    first voxel (:func:`chunkseg.ops.segstats.merge_plan`).
+    """
+    n = stats.ids.size
+    index = np.searchsorted(stats.ids, edges[:, :2]) if n else np.zeros((0, 2), np.int64)
+    comp = cluster(n, index, edges, threshold=threshold, linkage=linkage)
+    groups = combine_stats([SegStats(comp.astype(np.uint64) + np.uint64(1), stats.count,
+                                     stats.sums, stats.lo, stats.hi, stats.first)])
+    between = contract_edges(edges, comp, stats.ids)
+    # strength of an interface: 1 - its mean probability, in fixed point
+    strength = np.floor((1.0 - edge_mean(between)) * (1 << 20)).astype(np.uint64)
+    keys, final, cells = merge_plan(groups, np.column_stack([between[:, :2], strength]),
+                                    min_voxels=min_voxels)
+    return stats.ids, final[comp] if n else final, cells
+
+
+@dataclass(frozen=True)
+class AggloParams:
+    """Validated parameters of the agglomerative segmentation.
+
+    Parameters
+    ----------
+    fragments : FragmentParams
+        How the fragments (graph nodes) are made; carries the voxel size.
+    threshold : float
+        Merge threshold on the mean interface probability; in (0, 1).
+    min_size : float
+        Cells smaller than this (µm³, >= 0) join their strongest neighbour.
+    linkage : {"mutex", "average", "single"}
+    """
+
+    fragments: FragmentParams = FragmentParams()
+    threshold: float = 0.5
+    min_size: float = 1.0
+    linkage: Linkage = "mutex"
+
+    def __post_init__(self) -> None:
+        if not 0.0 < float(self.threshold) < 1.0:
+            raise ParameterError(f"threshold must lie in (0, 1); got {self.threshold!r}")
+        if not float(self.min_size) >= 0:
+            raise ParameterError(f"min_size must be >= 0 µm³; got {self.min_size!r}")
+        if self.linkage not in LINKAGES:
+            raise ParameterError(f"linkage must be one of {LINKAGES}; got {self.linkage!r}")
+        object.__setattr__(self, "threshold", float(self.threshold))
+        object.__setattr__(self, "min_size", float(self.min_size))
+
+    @property
+    def min_voxels(self) -> float:
+        """``min_size`` in voxels."""
+        return self.min_size / float(np.prod(self.fragments.voxel_size))
+
+    def to_dict(self) -> dict:
+        """JSON-ready parameters."""
+        return {"threshold": self.threshold, "min_size": self.min_size,
+                "linkage": self.linkage, "fragments": self.fragments.to_dict()}
