@@ -31,6 +31,7 @@ from chunkseg.errors import (
     ShapeError,
 )
 from chunkseg.ops.augment import AugmentParams, apply_augment, draw_augment
+from chunkseg.ops.augment_intensity import apply_intensity, draw_intensity
 from chunkseg.ops.normalize import scale_to_uint8
 from chunkseg.ops.tiling import as_triple
 
@@ -370,8 +371,13 @@ class CropSampler:
                                normalization=self.ranges[pair])
         params = None
         if augment:
+            options = dict(augment_options)
+            intensity = options.pop("intensity", False)
+            if intensity:  # window / gamma / contrast / offset (chunkseg.ops.augment_intensity)
+                raw = apply_intensity(raw, draw_intensity(
+                    np.random.default_rng([self.seed, index, 2]), intensity))
             arng = np.random.default_rng([self.seed, index, 1])
-            params = draw_augment(arng, shape=self.crop, **augment_options)
+            params = draw_augment(arng, shape=self.crop, **options)
             raw, mask = apply_augment(raw, mask, params, rng=arng)
         return Crop(raw, mask, index, pair, t, corner, frac, tries, params)
 
@@ -451,7 +457,10 @@ def make_dataset(
     if noise is not None:
         options["noise"] = noise
     if augment:  # validate the options now, not inside a tf.data worker
-        draw_augment(np.random.default_rng(0), shape=sampler.crop, **options)
+        if options.get("intensity"):
+            draw_intensity(np.random.default_rng(0), options["intensity"])
+        draw_augment(np.random.default_rng(0), shape=sampler.crop,
+                     **{k: v for k, v in options.items() if k != "intensity"})
     shape = (*sampler.crop, 1)
 
     ignore = sampler.ignore_value
