@@ -18,7 +18,8 @@ Sources
 
 Every raw is scaled to uint8 with :func:`chunkseg.ops.robust_range.robust_range` (the
 default normalization of ``predict``); masks are ``chunkseg binarize``'s definition
-(:func:`chunkseg.ops.boundaries.membrane_mask`, thick, width 1, label 0 not a cell).
+(:func:`chunkseg.ops.boundaries.membrane_mask`, thick, width 1, label 0 not a cell), or
+with ``mask="aniso"`` :func:`training_mask` (in-plane only where z spacing > 2 × lateral).
 Volumes are cached as zarr arrays under ``<work>/data``.
 """
 
@@ -69,6 +70,24 @@ def synth_params(i: int) -> tuple[dict, dict]:
         "stripes": float(rng.choice([0.0, 0.0, 0.3, 0.6])),
     }
     return base, wide
+
+
+def training_mask(labels: np.ndarray, voxel_size) -> np.ndarray:
+    """Membrane mask whose lateral width does not grow with z anisotropy.
+
+    ``membrane_mask`` (width 1, 6-neighbours) marks a voxel whose z neighbour has another
+    label; at a z spacing of 2 µm over 0.26 µm lateral (the organoid) an oblique wall is
+    then marked over ~11 lateral voxels (2.9 µm) instead of 2.  A voxel is membrane when
+    an interface lies within about one lateral voxel of its centre: z neighbours count
+    only when the z spacing is at most twice the lateral one (the interface to a z
+    neighbour lies half a z step away); otherwise each z slice gets its in-plane mask.
+    """
+    from chunkseg.ops.boundaries import membrane_mask
+
+    z, y, x = (float(v) for v in voxel_size)
+    if z <= 2.0 * min(y, x):
+        return membrane_mask(labels)
+    return np.stack([membrane_mask(sl) for sl in labels])
 
 
 def _store(path: Path, raw8: np.ndarray, mask: np.ndarray) -> tuple[Any, Any]:
@@ -155,6 +174,44 @@ def tissue_renders() -> list[dict]:
     return out
 
 
+BROAD_RENDERS = [  # (step, lateral crop, render options in voxels of the stepped grid)
+    ((2, 1, 1), (slice(0, 256), slice(0, 256)),
+     {"psf": (1.5, 2.0, 2.0), "cytoplasm": 0.15, "nucleus_photons": 0.0}),
+    ((3, 1, 1), (slice(70, 326), slice(300, 556)),
+     {"psf": (1.0, 3.5, 3.5), "cytoplasm": 0.3, "nucleus_photons": 100.0}),
+    ((2, 1, 1), (slice(70, 326), slice(300, 556)),
+     {"psf": (2.0, 4.5, 4.5), "cytoplasm": 1.0, "cell_contrast": 0.8, "stripes": 0.3}),
+    ((3, 1, 1), (slice(0, 256), slice(0, 256)),
+     {"psf": (1.5, 2.5, 2.5), "cytoplasm": 0.05, "illumination": 0.6,
+      "membrane_photons": 80.0}),
+]
+
+
+def broad_renders() -> list[dict]:
+    """Renders of ``tissue_labels.tif`` with walls blurred over 2-4.5 lateral voxels
+    (confocal plant walls: a broad bright band around a thin interface), anisotropy 2-3."""
+    import tifffile
+
+    from chunkseg.synth.wide import render_from_labels
+
+    f = REAL / "tissue_labels.tif"
+    if not f.exists():
+        return []
+    full = tifffile.imread(f)
+    out = []
+    for k, (step, (ys, xs), opts) in enumerate(BROAD_RENDERS):
+        labels = np.ascontiguousarray(full[::step[0], ys, xs][:, ::step[1], ::step[2]])
+        psf = tuple(s * v for s, v in zip(opts["psf"], step))
+        render_opts = {k2: v for k2, v in opts.items() if k2 != "psf"}
+        raw = render_from_labels(labels, seed=10 + k, voxel_size=step, psf_sigma=psf,
+                                 **render_opts)
+        out.append({"name": f"broad_render{k}", "raw": raw, "labels": labels,
+                    "mask": training_mask(labels, step), "voxel_size": step,
+                    "params": opts, "labels_from": "real cell geometry "
+                    "(tissue_labels.tif), rendered image"})
+    return out
+
+
 def open_cached(work: Path, name: str, names: list[str]) -> list[tuple[Any, Any]] | None:
     import zarr
 
@@ -165,28 +222,41 @@ def open_cached(work: Path, name: str, names: list[str]) -> list[tuple[Any, Any]
              zarr.open_array(str(d / "mask.zarr"), mode="r")) for d in dirs]
 
 
-def source_pairs(work: Path, name: str, volumes: list[dict]) -> list[tuple[Any, Any]]:
-    """uint8-scaled raw and mask of ``volumes`` as cached zarr arrays under ``work``."""
+def source_pairs(work: Path, name: str, volumes: list[dict],
+                 mask: str = "thick") -> list[tuple[Any, Any]]:
+    """uint8-scaled raw and mask of ``volumes`` as cached zarr arrays under ``work``
+    (``mask="aniso"``: :func:`training_mask` instead of the volume's own mask)."""
     pairs = []
     for v in volumes:
+        m = training_mask(v["labels"], v["voxel_size"]) if mask == "aniso" else v["mask"]
         pairs.append(_store(work / "data" / name / v["name"], _scaled(v["raw"]),
-                            v["mask"].astype(np.uint8)))
+                            m.astype(np.uint8)))
     return pairs
 
 
-def validation_pairs(work: Path, n_synth: int = 16) -> list[tuple[Any, Any]]:
+def validation_pairs(work: Path, n_synth: int = 16, mask: str = "thick"
+                     ) -> list[tuple[Any, Any]]:
     """Two wide synthetic volumes after the training ones (validation loss only)."""
     names = [f"synth{n_synth + i:02d}" for i in (0, 1)]
     return open_cached(work, "validation", names) or source_pairs(
-        work, "validation", synthetic_volumes(2, start=n_synth))
+        work, "validation", synthetic_volumes(2, start=n_synth), mask)
 
 
-def build_sources(work: Path, n_synth: int = 16) -> dict[str, list[tuple[Any, Any]]]:
-    """Training pairs of every source: ``{"ovule", "organoid", "synthetic"}`` (cached)."""
-    names = {"ovule": ["ovule"], "organoid": [f"organoid_t{t}" for t in range(1, 6)],
-             "synthetic": [f"synth{i:02d}" for i in range(n_synth)]
-             + [f"tissue_render{k}" for k in range(3)]}
+def source_names(n_synth: int = 16, broad: bool = False) -> dict[str, list[str]]:
+    """Volume names of every source, in the order of :func:`build_sources`."""
+    return {"ovule": ["ovule"], "organoid": [f"organoid_t{t}" for t in range(1, 6)],
+            "synthetic": [f"synth{i:02d}" for i in range(n_synth)]
+            + [f"tissue_render{k}" for k in range(3)]
+            + ([f"broad_render{k}" for k in range(len(BROAD_RENDERS))] if broad else [])}
+
+
+def build_sources(work: Path, n_synth: int = 16, mask: str = "thick", broad: bool = False
+                  ) -> dict[str, list[tuple[Any, Any]]]:
+    """Training pairs of every source: ``{"ovule", "organoid", "synthetic"}`` (cached);
+    ``broad`` adds :func:`broad_renders` to the synthetic source."""
+    names = source_names(n_synth, broad)
     make = {"ovule": lambda: real_volumes("ovule"), "organoid": lambda: real_volumes("organoid"),
-            "synthetic": lambda: synthetic_volumes(n_synth) + tissue_renders()}
-    return {src: open_cached(work, src, names[src]) or source_pairs(work, src, make[src]())
+            "synthetic": lambda: synthetic_volumes(n_synth) + tissue_renders()
+            + (broad_renders() if broad else [])}
+    return {src: open_cached(work, src, names[src]) or source_pairs(work, src, make[src](), mask)
             for src in names}

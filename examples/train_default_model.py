@@ -39,7 +39,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from default_model_data import LABELS_FROM, build_sources, validation_pairs  # noqa: E402
+from default_model_data import (LABELS_FROM, build_sources, source_names,  # noqa: E402
+                                validation_pairs)
 
 MODEL = {"depth": 3, "base_filters": 8, "pools": [[1, 2, 2], [2, 2, 2]], "kernel_size": 3,
          "dropout": 0.0, "batchnorm": True, "bn_momentum": 0.9}
@@ -67,6 +68,11 @@ def _parse(argv=None) -> argparse.Namespace:
     ap.add_argument("--until", default=None, help="stop after this UTC time (HH:MM)")
     ap.add_argument("--seed", type=int, default=TRAIN["seed"])
     ap.add_argument("--n-synth", type=int, default=16)
+    ap.add_argument("--mask", choices=["thick", "aniso"], default="thick",
+                    help="training masks: membrane_mask, or training_mask (lateral width "
+                         "independent of z anisotropy); use a --work of its own per choice")
+    ap.add_argument("--broad", action="store_true",
+                    help="add the broad-wall renders of tissue_labels.tif (broad_renders)")
     return ap.parse_args(argv)
 
 
@@ -86,19 +92,18 @@ def _balanced(groups: dict[str, list], crop) -> list:
 
 
 def _pairs(args, work: Path) -> tuple[list, dict]:
-    sources = build_sources(work, args.n_synth)
-    names = {"ovule": ["ovule"], "organoid": [f"organoid_t{t}" for t in range(1, 6)],
-             "synthetic": [f"synth{i:02d}" for i in range(args.n_synth)]
-             + [f"tissue_render{k}" for k in range(3)]}
+    sources = build_sources(work, args.n_synth, args.mask, args.broad)
+    names = source_names(args.n_synth, args.broad)
     groups, used = {}, {}
     for src, plist in sources.items():
         if src in args.hold_out:
             continue
         keep = [(p, v) for p, v in zip(plist, names[src]) if args.only is None or v in args.only]
         for p, v in keep:
-            groups.setdefault("tissue_render" if v.startswith("tissue") else src, []).append(p)
+            groups.setdefault("tissue_render" if "_render" in v else src, []).append(p)
         if keep:
-            used[src] = {"volumes": [v for _, v in keep], "labels": LABELS_FROM[src]}
+            used[src] = {"volumes": [v for _, v in keep], "labels": LABELS_FROM[src],
+                         "mask": args.mask}
     if not groups:
         raise SystemExit("no training volume left after --hold-out / --only")
     return _balanced(groups, args.crop), used
@@ -140,7 +145,7 @@ def main(argv=None) -> None:
     (ckpt / "snapshots").mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     pairs, used = _pairs(args, work)
-    val = validation_pairs(work, args.n_synth)
+    val = validation_pairs(work, args.n_synth, args.mask)
     print(f"data ready in {time.perf_counter() - t0:.0f} s: {len(pairs)} pairs, {used}",
           flush=True)
     from chunkseg.model.io import load_model, save_model
