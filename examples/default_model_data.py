@@ -212,6 +212,20 @@ def broad_renders() -> list[dict]:
     return out
 
 
+def _check_mask_kind(work: Path, mask: str) -> None:
+    """Refuse a cache built with the other mask kind (recorded in ``<work>/data/MASK``;
+    a cache without the record holds ``thick`` masks)."""
+    rec = work / "data" / "MASK"
+    found = rec.read_text().strip() if rec.exists() else (
+        "thick" if (work / "data").exists() else None)
+    if found is None:
+        rec.parent.mkdir(parents=True, exist_ok=True)
+        rec.write_text(mask + "\n")
+    elif found != mask:
+        raise SystemExit(f"{work / 'data'}: cached masks are '{found}', expected '{mask}': "
+                         "give this run a --work of its own")
+
+
 def open_cached(work: Path, name: str, names: list[str]) -> list[tuple[Any, Any]] | None:
     import zarr
 
@@ -238,6 +252,7 @@ def validation_pairs(work: Path, n_synth: int = 16, mask: str = "thick"
                      ) -> list[tuple[Any, Any]]:
     """Two wide synthetic volumes after the training ones (validation loss only)."""
     names = [f"synth{n_synth + i:02d}" for i in (0, 1)]
+    _check_mask_kind(work, mask)
     return open_cached(work, "validation", names) or source_pairs(
         work, "validation", synthetic_volumes(2, start=n_synth), mask)
 
@@ -255,6 +270,7 @@ def build_sources(work: Path, n_synth: int = 16, mask: str = "thick", broad: boo
     """Training pairs of every source: ``{"ovule", "organoid", "synthetic"}`` (cached);
     ``broad`` adds :func:`broad_renders` to the synthetic source."""
     names = source_names(n_synth, broad)
+    _check_mask_kind(work, mask)
     make = {"ovule": lambda: real_volumes("ovule"), "organoid": lambda: real_volumes("organoid"),
             "synthetic": lambda: synthetic_volumes(n_synth) + tissue_renders()
             + (broad_renders() if broad else [])}
