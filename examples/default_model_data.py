@@ -19,7 +19,8 @@ Sources
 Every raw is scaled to uint8 with :func:`chunkseg.ops.robust_range.robust_range` (the
 default normalization of ``predict``); masks are ``chunkseg binarize``'s definition
 (:func:`chunkseg.ops.boundaries.membrane_mask`, thick, width 1, label 0 not a cell), or
-with ``mask="aniso"`` :func:`training_mask` (in-plane only where z spacing > 2 × lateral).
+with ``mask="aniso"`` / ``"aniso-ignore"`` :func:`training_mask` (in-plane only where z
+spacing > 2 × lateral; voxels marked only through z neighbours 0, or ignored).
 Volumes are cached as zarr arrays under ``<work>/data``.
 """
 
@@ -72,22 +73,29 @@ def synth_params(i: int) -> tuple[dict, dict]:
     return base, wide
 
 
-def training_mask(labels: np.ndarray, voxel_size) -> np.ndarray:
+IGNORE = 2  # mask value of voxels left out of the loss (``--mask aniso-ignore``)
+
+
+def training_mask(labels: np.ndarray, voxel_size, ignore: int | None = None) -> np.ndarray:
     """Membrane mask whose lateral width does not grow with z anisotropy.
 
     ``membrane_mask`` (width 1, 6-neighbours) marks a voxel whose z neighbour has another
     label; at a z spacing of 2 µm over 0.26 µm lateral (the organoid) an oblique wall is
-    then marked over ~11 lateral voxels (2.9 µm) instead of 2.  A voxel is membrane when
-    an interface lies within about one lateral voxel of its centre: z neighbours count
-    only when the z spacing is at most twice the lateral one (the interface to a z
-    neighbour lies half a z step away); otherwise each z slice gets its in-plane mask.
+    then marked over ~11 lateral voxels (2.9 µm) instead of 2.  Where the z spacing is at
+    most twice the lateral one this is ``membrane_mask``; otherwise each z slice gets its
+    in-plane mask, and the voxels marked only through a z neighbour (the lateral spread of
+    oblique walls, but also the caps of cells, walls parallel to the slices) are 0, or
+    ``ignore`` (excluded from the loss) when given.
     """
     from chunkseg.ops.boundaries import membrane_mask
 
     z, y, x = (float(v) for v in voxel_size)
     if z <= 2.0 * min(y, x):
         return membrane_mask(labels)
-    return np.stack([membrane_mask(sl) for sl in labels])
+    thin = np.stack([membrane_mask(sl) for sl in labels])
+    if ignore is not None:
+        thin[(membrane_mask(labels) > 0) & (thin == 0)] = ignore
+    return thin
 
 
 def _store(path: Path, raw8: np.ndarray, mask: np.ndarray) -> tuple[Any, Any]:
@@ -239,10 +247,12 @@ def open_cached(work: Path, name: str, names: list[str]) -> list[tuple[Any, Any]
 def source_pairs(work: Path, name: str, volumes: list[dict],
                  mask: str = "thick") -> list[tuple[Any, Any]]:
     """uint8-scaled raw and mask of ``volumes`` as cached zarr arrays under ``work``
-    (``mask="aniso"``: :func:`training_mask` instead of the volume's own mask)."""
+    (``mask="aniso"`` / ``"aniso-ignore"``: :func:`training_mask` instead of the volume's
+    own mask)."""
     pairs = []
     for v in volumes:
-        m = training_mask(v["labels"], v["voxel_size"]) if mask == "aniso" else v["mask"]
+        m = (v["mask"] if mask == "thick" else training_mask(
+            v["labels"], v["voxel_size"], IGNORE if mask == "aniso-ignore" else None))
         pairs.append(_store(work / "data" / name / v["name"], _scaled(v["raw"]),
                             m.astype(np.uint8)))
     return pairs

@@ -39,8 +39,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from default_model_data import (LABELS_FROM, build_sources, source_names,  # noqa: E402
-                                validation_pairs)
+from default_model_data import (IGNORE, LABELS_FROM, build_sources,  # noqa: E402
+                                source_names, validation_pairs)
 
 MODEL = {"depth": 3, "base_filters": 8, "pools": [[1, 2, 2], [2, 2, 2]], "kernel_size": 3,
          "dropout": 0.0, "batchnorm": True, "bn_momentum": 0.9}
@@ -68,9 +68,11 @@ def _parse(argv=None) -> argparse.Namespace:
     ap.add_argument("--until", default=None, help="stop after this UTC time (HH:MM)")
     ap.add_argument("--seed", type=int, default=TRAIN["seed"])
     ap.add_argument("--n-synth", type=int, default=16)
-    ap.add_argument("--mask", choices=["thick", "aniso"], default="thick",
+    ap.add_argument("--mask", choices=["thick", "aniso", "aniso-ignore"], default="thick",
                     help="training masks: membrane_mask, or training_mask (lateral width "
-                         "independent of z anisotropy); use a --work of its own per choice")
+                         "independent of z anisotropy; 'aniso-ignore' leaves the voxels "
+                         "marked only through z neighbours out of the loss); use a --work "
+                         "of its own per choice")
     ap.add_argument("--broad", action="store_true",
                     help="add the broad-wall renders of tissue_labels.tif (broad_renders)")
     return ap.parse_args(argv)
@@ -163,6 +165,7 @@ def main(argv=None) -> None:
                             val_raw=[p[0] for p in val], val_mask=[p[1] for p in val],
                             config={"model": MODEL, "train": {**train, "epochs": target}},
                             init=None if args.init == "none" else args.init, resume=True,
+                            ignore_value=IGNORE if args.mask == "aniso-ignore" else None,
                             overwrite=True, verbose=0)
         model, meta = load_model(out)
         save_model(model, out, metadata=_with_normalization(
