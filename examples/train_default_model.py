@@ -73,6 +73,8 @@ def _parse(argv=None) -> argparse.Namespace:
                          "independent of z anisotropy; 'aniso-ignore' leaves the voxels "
                          "marked only through z neighbours out of the loss); use a --work "
                          "of its own per choice")
+    ap.add_argument("--gamma", type=float, nargs=2, default=None,
+                    help="gamma range of the intensity augmentation (default 0.6 1.7)")
     ap.add_argument("--broad", action="store_true",
                     help="add the broad-wall renders of tissue_labels.tif (broad_renders)")
     return ap.parse_args(argv)
@@ -158,6 +160,8 @@ def main(argv=None) -> None:
     done = len(json.loads(state_f.read_text())["history"]["loss"]) if state_f.exists() else 0
     train = {**TRAIN, "crop": list(args.crop), "batch": args.batch, "lr": args.lr,
              "membrane_weight": args.membrane_weight, "steps": args.steps, "seed": args.seed}
+    if args.gamma:
+        train["intensity"] = {"gamma": list(args.gamma)}
     target = done
     while target < args.epochs and not _past(args.until):
         target = min(args.epochs, target + args.chunk)

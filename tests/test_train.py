@@ -178,11 +178,19 @@ def test_train_config_validation(tmp_path, pairs):
 @pytest.mark.parametrize("kwargs", [
     {"epochs": 0}, {"steps": 1.5}, {"batch": True}, {"crop": (8, 16)}, {"lr": 0},
     {"lr_schedule": "step"}, {"patience": -1}, {"membrane_weight": 0}, {"augment": "yes"},
-    {"crop": 5},
+    {"crop": 5}, {"intensity": "yes"}, {"intensity": {"gamma": [0, 1]}},
+    {"intensity": {"hue": [0, 1]}},
 ])
 def test_train_options_reject_bad_values(kwargs):
     with pytest.raises(ParameterError):
         TrainOptions(**kwargs)
+
+
+def test_train_options_intensity_ranges():
+    opts = TrainOptions(intensity={"gamma": (0.4, 1.7)})
+    assert opts.intensity == {"gamma": (0.4, 1.7)}
+    assert opts.to_dict()["intensity"] == {"gamma": (0.4, 1.7)}
+    assert TrainOptions().intensity is True
 
 
 def test_plot_training_curves(tmp_path):

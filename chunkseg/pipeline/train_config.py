@@ -24,9 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from chunkseg.model.training_data import DEFAULT_CROP
 from chunkseg.errors import ParameterError
 from chunkseg.model.unet import UNetConfig
+from chunkseg.ops.augment_intensity import draw_intensity
 
 __all__ = ["TrainOptions", "load_train_config", "toml_reader"]
 
@@ -62,10 +65,11 @@ class TrainOptions:
         Noise augmentation (preset name or values); None: no noise.
     augment : bool
         Flips / rotations / intensity augmentation of training crops.
-    intensity : bool
+    intensity : bool or mapping
         With ``augment``, also window / gamma / contrast / offset / 8-bit requantization
         (:mod:`chunkseg.ops.augment_intensity`), so the network does not depend on how
-        an input was scaled to 8 bit.
+        an input was scaled to 8 bit; a mapping replaces some of the default ranges
+        (``{"gamma": [0.4, 1.7]}``, keys of ``INTENSITY_RANGES`` and ``p``).
     seed : int
         Seed of weights, crops and augmentations.
     """
@@ -82,7 +86,7 @@ class TrainOptions:
     membrane_bias: float = 0.5
     noise: Any = None
     augment: bool = True
-    intensity: bool = True
+    intensity: bool | Mapping[str, Any] = True
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -105,7 +109,10 @@ class TrainOptions:
                                  f"got {self.lr_schedule!r}")
         if not (isinstance(self.membrane_weight, (int, float)) and self.membrane_weight > 0):
             raise ParameterError(f"membrane_weight must be > 0; got {self.membrane_weight!r}")
-        for key in ("augment", "intensity"):
+        if isinstance(self.intensity, Mapping):
+            draw_intensity(np.random.default_rng(0), self.intensity)  # checks the ranges
+            object.__setattr__(self, "intensity", dict(self.intensity))
+        for key in ("augment",) + (() if isinstance(self.intensity, dict) else ("intensity",)):
             if not isinstance(getattr(self, key), bool):
                 raise ParameterError(f"{key} must be true or false; got {getattr(self, key)!r}")
 
