@@ -81,18 +81,18 @@ def training_mask(labels: np.ndarray, voxel_size, ignore: int | None = None) -> 
 
     ``membrane_mask`` (width 1, 6-neighbours) marks a voxel whose z neighbour has another
     label; at a z spacing of 2 µm over 0.26 µm lateral (the organoid) an oblique wall is
-    then marked over ~11 lateral voxels (2.9 µm) instead of 2.  Where the z spacing is at
-    most twice the lateral one this is ``membrane_mask``; otherwise each z slice gets its
-    in-plane mask, and the voxels marked only through a z neighbour (the lateral spread of
-    oblique walls, but also the caps of cells, walls parallel to the slices) are 0, or
-    ``ignore`` (excluded from the loss) when given.
+    then marked over ~11 lateral voxels (2.9 µm) instead of 2.  Where
+    :func:`chunkseg.ops.boundaries.in_plane_for` says no (z spacing at most twice the
+    lateral one) this is ``membrane_mask``; otherwise each z slice gets its in-plane mask
+    (``membrane_mask(..., in_plane=True)``), and the voxels marked only through a z
+    neighbour (the lateral spread of oblique walls, but also the caps of cells, walls
+    parallel to the slices) are 0, or ``ignore`` (excluded from the loss) when given.
     """
-    from chunkseg.ops.boundaries import membrane_mask
+    from chunkseg.ops.boundaries import in_plane_for, membrane_mask
 
-    z, y, x = (float(v) for v in voxel_size)
-    if z <= 2.0 * min(y, x):
+    if not in_plane_for(voxel_size):
         return membrane_mask(labels)
-    thin = np.stack([membrane_mask(sl) for sl in labels])
+    thin = membrane_mask(labels, in_plane=True)
     if ignore is not None:
         thin[(membrane_mask(labels) > 0) & (thin == 0)] = ignore
     return thin
