@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import zipfile
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
@@ -322,6 +324,12 @@ def test_default_model_ships_and_predicts():
     assert meta["receptive_field"] == list(receptive_field(cfg))
     assert "low" not in meta["normalization"]  # predict computes the input's percentiles
     assert meta["normalization"]["percentiles"] == [1.0, 99.5]
+    # trained across voxel sizes: predict must never resample an input for it
+    assert meta["voxel_size"] is None
+    from chunkseg.pipeline._predict_resample import resample_plan
+
+    vol = SimpleNamespace(attrs={"voxel_size_from": "metadata"}, voxel_size=(2.0, 0.26, 0.26))
+    assert resample_plan("in.ome.zarr", vol, meta)["factor"] is None
     from chunkseg.ops.normalize import scale_to_uint8
     from chunkseg.ops.robust_range import robust_range
     from chunkseg.synth import synth_volume

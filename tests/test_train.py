@@ -243,6 +243,17 @@ def test_normalization_record_and_computed_ranges(tmp_path, pairs):
     rec = _normalization_record(SimpleNamespace(raws=[u8, src], ranges=[None, None]), None)
     assert rec["ranges"] == [[5.0, 9.0], None] and "low" not in rec
     assert rec["method"] == ["range", "unknown"]
+    from chunkseg.pipeline._train_data import common_voxel_size, recorded_voxel_sizes
+
+    assert recorded_voxel_sizes(sampler) == [[0.4, 0.1, 0.1]] * 2
+    assert common_voxel_size(sampler) == [0.4, 0.1, 0.1]
+    import zarr
+
+    bare_arrays = [(zarr.open_array(f"{b}/0", mode="r"), zarr.open_array(f"{mask}/0", mode="r"))
+                   for b in bare]
+    arrays = CropSampler(bare_arrays, crop=(8, 16, 16), normalization=got[::2])
+    assert recorded_voxel_sizes(arrays) == [None, None]   # nothing records a voxel size
+    assert common_voxel_size(arrays) is None              # so predict never resamples
     with pytest.raises(ParameterError, match="one range per pair"):
         CropSampler([(bare[0], mask)], crop=(8, 16, 16), normalization=[got[0], got[2]])
 

@@ -9,7 +9,8 @@ from typing import Any
 from chunkseg.errors import ParameterError
 from chunkseg.ops.robust_range import ROBUST_PERCENTILES
 
-__all__ = ["common_voxel_size", "computed_ranges", "names", "normalization_record", "pairs"]
+__all__ = ["common_voxel_size", "computed_ranges", "names", "normalization_record", "pairs",
+           "recorded_voxel_sizes"]
 
 
 def pairs(raw: Any, mask: Any, what: str) -> list[tuple[Any, Any]]:
@@ -64,10 +65,20 @@ def normalization_record(sampler: Any, how: str | None) -> dict[str, Any]:
     return record
 
 
+def recorded_voxel_sizes(sampler: Any) -> list[list[float] | None]:
+    """Per training raw, its recorded voxel size (µm, z y x); None where nothing recorded
+    one (the rule of ``predict``'s input, :func:`~chunkseg.pipeline._predict_resample.input_voxel_size`)."""
+    from chunkseg.pipeline._predict_resample import input_voxel_size
+
+    sizes = (input_voxel_size(r.name, r) for r in sampler.raws)
+    return [None if v is None else list(v) for v in sizes]
+
+
 def common_voxel_size(sampler: Any) -> list[float] | None:
-    """Voxel size (µm, z y x) shared by all training volumes; None when they differ."""
-    sizes = {tuple(float(v) for v in r.voxel_size) for r in sampler.raws}
-    return list(sizes.pop()) if len(sizes) == 1 else None
+    """Voxel size recorded for every training raw and shared by all; None when they differ
+    or one has none recorded (``predict`` then never resamples for the model)."""
+    sizes = {None if v is None else tuple(v) for v in recorded_voxel_sizes(sampler)}
+    return list(sizes.pop()) if len(sizes) == 1 and None not in sizes else None
 
 
 def computed_ranges(pairs: list[tuple[Any, Any]],

@@ -45,6 +45,7 @@ from chunkseg.pipeline._train_data import (
     names,
     normalization_record,
     pairs,
+    recorded_voxel_sizes,
 )
 from chunkseg.pipeline._train_inputs import (
     checkpoint_identity,
@@ -384,7 +385,7 @@ def _metadata(net_cfg: UNetConfig, opts: TrainOptions, sampler, how, fit: dict[s
         "config": net_cfg.to_dict(),
         "normalization": normalization_record(sampler, how),
         "voxel_size": common_voxel_size(sampler),
-        "voxel_sizes": [list(r.voxel_size) for r in sampler.raws],
+        "voxel_sizes": recorded_voxel_sizes(sampler),
         "crop": list(opts.crop),
         "receptive_field": list(receptive_field(net_cfg)),
         "pooling_factor": list(pooling_factor(net_cfg)),
