@@ -170,10 +170,10 @@ def _flood_task(read_prob, read_seeds, t, k, idx, shape3, block, params, keys, r
     ext = tuple(slice(e.start, min(s, e.stop + 1)) for e, s in zip(b.read, shape3))
     markers = relabel(read_seeds(k, ext), keys, roots)
     prob = as_probability(read_prob(t, ext))
-    lab = flood(markers.astype(np.uint64), prob, params)
+    plus = tuple(slice(c.start, min(c.stop + 1, n)) for c, n in zip(b.crop, prob.shape))
+    lab = flood(markers.astype(np.uint64), prob, params, exact=plus)
     start = time.perf_counter()
     owned = lab[b.crop]
-    plus = tuple(slice(c.start, min(c.stop + 1, n)) for c, n in zip(b.crop, lab.shape))
     st = block_stats(owned, offset=[r.start for r in b.owned], shape=shape3)
     edges = block_edges(lab[plus], prob[plus], owned.shape)
     name = _stats_file(stats_dir, k, idx)
