@@ -321,8 +321,13 @@ class _FloodState:
 
     ``lab`` and ``pp`` are the padded labels and probability (changed in place);
     ``pm`` is the probability of the labelled voxels (inf elsewhere), so that one
-    gather per neighbour finds the labelled neighbour of lowest ``p``.
+    gather per neighbour finds the labelled neighbour of lowest ``p``.  A front voxel
+    that finds no labelled neighbour along the active axes is *parked*: it cannot
+    succeed before a neighbour of it is labelled (which makes it a candidate again)
+    or the active axes change (which returns every parked voxel to the front).
     """
+
+    FREE, FRONT, PARKED = 0, 1, 2
 
     def __init__(self, lab: np.ndarray, pp: np.ndarray, life: np.ndarray) -> None:
         self.lab, self.pp = lab, pp
@@ -330,9 +335,9 @@ class _FloodState:
         self.fpm = np.where(self.flab != 0, self.fp, np.float32(np.inf))
         self.steps = np.array([step * (lab.strides[axis] // lab.itemsize)
                                for axis, step in _NEIGHBOURS], np.int64)
-        self.in_front = np.zeros(self.flab.size, bool)
+        self.where = np.zeros(self.flab.size, np.uint8)
         self.slot = np.empty(self.flab.size, np.int32)
-        self.fok = self.front = None
+        self.fok = self.front = self.parked = self.active = None
 
     def start_level(self, level: float, i: int) -> None:
         """Free voxels below ``level`` with a labelled face neighbour form the front."""
@@ -348,11 +353,17 @@ class _FloodState:
         self.fok = (~labelled & (self.pp < level)).ravel()
         front = np.flatnonzero(self.fok & has_nb.ravel())
         self.front = front[self.life[front] >= i]
-        self.in_front[:] = False
-        self.in_front[self.front] = True
+        self.parked = np.zeros(0, np.int64)
+        self.where[:] = self.FREE
+        self.where[self.front] = self.FRONT
 
     def step(self, active: tuple[bool, bool, bool], i: int) -> None:
         """One synchronous iteration over the active axes."""
+        if active != self.active:
+            back = self.parked[self.where[self.parked] == self.PARKED]
+            self.where[back] = self.FRONT
+            self.front, self.parked, self.active = np.concatenate([self.front, back]), \
+                self.parked[:0], active
         front = self.front[self.life[self.front] >= i]
         steps = self.steps[[k for k, (axis, _) in enumerate(_NEIGHBOURS) if active[axis]]]
         if front.size == 0 or steps.size == 0:
@@ -361,18 +372,19 @@ class _FloodState:
         nbp = self.fpm[front[None, :] + steps[:, None]]
         best = nbp.argmin(axis=0)  # the first of equal minima: the fixed neighbour order
         got = nbp[best, np.arange(front.size)] < np.inf
-        new = front[got]
+        new, failed = front[got], front[~got]
         self.flab[new] = self.flab[new + steps[best[got]]]
         self.fpm[new] = self.fp[new]
         self.fok[new] = False
-        self.in_front[new] = False
+        self.where[new] = self.FREE
+        self.where[failed] = self.PARKED
         cand = (new[:, None] + self.steps[None, :]).ravel()
-        cand = cand[self.fok[cand] & ~self.in_front[cand]]
+        cand = cand[self.fok[cand] & (self.where[cand] != self.FRONT)]
         order = np.arange(cand.size, dtype=np.int32)
         self.slot[cand] = order
         cand = cand[self.slot[cand] == order]  # each voxel once
-        self.in_front[cand] = True
-        self.front = np.concatenate([front[~got], cand])
+        self.where[cand] = self.FRONT
+        self.front, self.parked = cand, np.concatenate([self.parked, failed])
 
 
 def segment_block(prob: np.ndarray, params: SegmentParams) -> np.ndarray:
