@@ -214,11 +214,28 @@ def _work_store(path: Path, shape4, block, voxel_size, kind: str, *, resume: boo
     """Create a work store (replacing an old one), or with ``resume`` reopen a matching one."""
     from chunkseg.io.store import create_image
 
-    chunks = (1, *block)
-    create_image(path, shape=shape4, dtype=np.uint64, voxel_size=voxel_size, chunks=chunks,
-                 shards=chunks, attrs={"kind": kind, "fingerprint": fingerprint},
+    create_image(path, shape=shape4, dtype=np.uint64, voxel_size=voxel_size,
+                 chunks=(1, *_work_chunks(block)), shards=(1, *block),
+                 attrs={"kind": kind, "fingerprint": fingerprint},
                  overwrite=not resume, resume=resume)
     return str(path)
+
+
+#: the inner chunk a work store aims at: a halo read decodes little more than it needs
+_WORK_CHUNK = (16, 64, 64)
+
+
+def _work_chunks(block: Sequence[int]) -> tuple[int, ...]:
+    """Inner chunks of a work store whose shard is one ``block``.
+
+    Per axis the largest divisor of the block side up to :data:`_WORK_CHUNK`, or the
+    whole side when that divisor is under a quarter of the aim (a prime side).
+    """
+    out = []
+    for b, aim in zip(block, _WORK_CHUNK):
+        d = max(k for k in range(1, min(b, aim) + 1) if b % k == 0)
+        out.append(d if 4 * d >= min(b, aim) else b)
+    return tuple(out)
 
 
 def segment_volume(

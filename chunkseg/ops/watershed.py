@@ -183,21 +183,17 @@ def capped_sq_distance(background: np.ndarray, *, radius: float,
 
     The box has half-widths ``floor(radius / s_a)`` voxels; ``inf`` where it holds no
     background.  Out-of-array voxels are not background.  Bit-identical for any
-    sub-block that contains the box of a voxel (see the module notes).
+    sub-block that contains the box of a voxel (see the module notes): one grey
+    erosion per axis, ``min over |o| <= w of d[x + o] + (s o)^2``, in float64.
     """
     d = np.where(background, 0.0, np.inf)
     for axis, w in reversed(list(enumerate(_windows(radius, voxel_size)))):
-        s2 = float(voxel_size[axis]) ** 2
-        out = d.copy()
-        n = d.shape[axis]
-        for o in range(1, min(w, n - 1) + 1):
-            c = s2 * o * o
-            lo = [slice(None)] * 3
-            hi = [slice(None)] * 3
-            lo[axis], hi[axis] = slice(0, n - o), slice(o, n)
-            np.minimum(out[tuple(lo)], d[tuple(hi)] + c, out=out[tuple(lo)])
-            np.minimum(out[tuple(hi)], d[tuple(lo)] + c, out=out[tuple(hi)])
-        d = out
+        if w == 0:
+            continue
+        o = np.arange(-w, w + 1, dtype=np.float64)
+        cost = (float(voxel_size[axis]) ** 2 * o * o).reshape(
+            [-1 if a == axis else 1 for a in range(3)])
+        d = ndimage.grey_erosion(d, structure=-cost, mode="constant", cval=np.inf)
     return d
 
 
