@@ -36,6 +36,7 @@ import functools
 import os
 import shutil
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +50,7 @@ from chunkseg.defaults import SEGMENT_BLOCK
 from chunkseg.engine.blocks import Series, write_volume
 from chunkseg.engine.geometry import Block, cover, grid_shape
 from chunkseg.engine.submit import compute_windowed
+from chunkseg.io.chunk_cache import read_cached
 from chunkseg.ops.rag import block_edges
 from chunkseg.ops.segstats import (
     SegStats, block_stats, combine_stats, face_pairs, finish_labels, merge_plan, relabel,
@@ -105,17 +107,25 @@ class Reader:
     source : path-like, numpy array or dask array
         A Zarr store (chunkseg OME-Zarr group, or a plain 3D / 4D array; opened once
         per process) or an array with axes ``(t, z, y, x)``.
+    cache : bool
+        A Zarr store: read whole chunks through the per-process cache of decoded chunks
+        (:mod:`chunkseg.io.chunk_cache`), for a store read many times with halos and
+        not written meanwhile.
     """
 
-    def __init__(self, source: Any) -> None:
+    def __init__(self, source: Any, *, cache: bool = False) -> None:
         self.path = str(source) if isinstance(source, (str, os.PathLike)) else None
         self.array = None if self.path else source
+        self.token = uuid.uuid4().hex if cache and self.path else None
 
     def __call__(self, t: int, region: Sequence[slice]) -> np.ndarray:
         key = (int(t), *region)
         if self.path is not None:
             arr = _open(self.path)
-            return np.asarray(arr[key if arr.ndim == 4 else tuple(region)])
+            key = key if arr.ndim == 4 else tuple(region)
+            if self.token is not None:
+                return read_cached(arr, key, self.token)
+            return np.asarray(arr[key])
         block = self.array[key]
         if isinstance(block, da.Array):
             return block.compute(scheduler="sync")
