@@ -452,7 +452,8 @@ def final_labels(flood_path: str, tables: list, *, dtype=np.uint32) -> Series:
     A :class:`~chunkseg.engine.blocks.Series`: the tasks of time point ``k`` carry only
     ``tables[k]``.
     """
-    arr = da.from_zarr(_open(flood_path))
+    store = _open(flood_path)
+    arr = da.from_zarr(store, chunks=store.shards or store.chunks)  # one task per block
 
     def slab(a: int, b: int) -> da.Array:
         parts = []
