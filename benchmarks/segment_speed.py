@@ -106,18 +106,18 @@ def _timed(fn, **kw) -> dict:
             "load_before": load0, "load_after": _load(), "summary": s}
 
 
-def ratio_section(raw: Path, work: Path, n: int, rounds: int) -> dict:
+def ratio_section(raw: Path, work: Path, n: int, rounds: int, methods: list[str]) -> dict:
     """``rounds`` x (predict, segment, segment --method flood); per step the fastest
     round (the least disturbed by the other processes) and its ratio to predict's."""
     from chunkseg.pipeline.predict import run_predict
     from chunkseg.pipeline.segment import run_segment
 
     prob = work / f"{raw.stem}.prob.zarr"
-    runs: dict[str, list] = {"predict": [], "segment agglo": [], "segment flood": []}
+    runs: dict[str, list] = {"predict": [], **{f"segment {m}": [] for m in methods}}
     for _ in range(rounds):
         runs["predict"].append(_timed(run_predict, in_path=raw, out=prob, overwrite=True,
                                       progress=False))
-        for method in ("agglo", "flood"):
+        for method in methods:
             runs[f"segment {method}"].append(_timed(
                 run_segment, prob_path=prob, out=work / f"{raw.stem}.{method}.zarr",
                 method=method, overwrite=True, progress=False))
@@ -231,6 +231,7 @@ def main(argv=None) -> int:
     ap.add_argument("--full", action="store_true", help="mirror to 251 x 1024 x 1024")
     ap.add_argument("--label", default="after")
     ap.add_argument("--rounds", type=int, default=2, help="rounds of the ratio section")
+    ap.add_argument("--methods", default="agglo,flood", help="segment methods of the ratio")
     ap.add_argument("--sections", default="ratio,stages,memory")
     ap.add_argument("--work", default="segment-speed-work")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "segment_speed"))
@@ -248,7 +249,7 @@ def main(argv=None) -> int:
     wanted = args.sections.split(",")
     prob = work / f"{raw.stem}.prob.zarr"
     if "ratio" in wanted:
-        res["ratio"] = ratio_section(raw, work, n, args.rounds)
+        res["ratio"] = ratio_section(raw, work, n, args.rounds, args.methods.split(","))
     if "stages" in wanted:
         res["stages"] = stages_section(prob, work)
     if "memory" in wanted:
