@@ -269,7 +269,8 @@ def flood(markers: np.ndarray, prob: np.ndarray, params: SegmentParams, *,
     Returns
     -------
     ndarray
-        Labels, same dtype as ``markers``; unreached voxels stay 0.
+        Labels, same dtype as ``markers`` (a view into a padded work array); unreached
+        voxels stay 0.
     """
     if markers.shape != prob.shape or markers.ndim != 3:
         raise ShapeError(f"markers {markers.shape} and probability {prob.shape} must be equal 3D")
@@ -287,7 +288,7 @@ def flood(markers: np.ndarray, prob: np.ndarray, params: SegmentParams, *,
         while i < len(sched) and sched[i][0] == level:
             state.step(sched[i][1], i)
             i += 1
-    return lab[inner].copy()
+    return lab[inner]
 
 
 def _light_cone(shape: Sequence[int], exact: Sequence[slice] | None,
@@ -295,6 +296,7 @@ def _light_cone(shape: Sequence[int], exact: Sequence[slice] | None,
     """Per voxel of the padded array, the last iteration whose update can still reach
     the box ``exact`` (-1: none; the pad is -1)."""
     n = len(sched)
+    dtype = next(t for t in (np.int8, np.int16, np.int32) if n < np.iinfo(t).max)
     last = None
     for axis, size in enumerate(shape):
         box = range(size) if exact is None else range(size)[exact[axis]]
@@ -305,11 +307,10 @@ def _light_cone(shape: Sequence[int], exact: Sequence[slice] | None,
         dist = np.maximum(np.maximum(box.start - c, c - (box.stop - 1)), 0)
         # the last i with later[i] >= dist (later is non-increasing)
         lim = np.searchsorted(-later, -dist, side="right") - 1
-        lim = np.pad(lim, 1, constant_values=-1)
+        lim = np.pad(lim, 1, constant_values=-1).astype(dtype)
         lim = lim.reshape([-1 if a == axis else 1 for a in range(3)])
-        last = lim if last is None else np.minimum(last, lim)
-    dtype = np.int16 if n < np.iinfo(np.int16).max else np.int32
-    return np.broadcast_to(last, tuple(s + 2 for s in shape)).astype(dtype)
+        last = lim if last is None else np.minimum(last, lim)  # 3D only at the last axis
+    return last
 
 
 class _FloodState:
