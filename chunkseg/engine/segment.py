@@ -17,7 +17,10 @@ A2. **face merge** — for every internal block face, read the two facing planes
    (:func:`chunkseg.ops.segstats.union_map`): the global seed components, exactly.
 B. **flood** — per block, read seeds (mapped to their roots) and probability with
    the flood halo (:func:`chunkseg.ops.watershed.flood_halo`) and run the bounded
-   flood; the owned region is exact by the light-cone argument.  Work store 2.
+   flood; the owned region is exact by the light-cone argument, and the flood stops
+   updating voxels outside the light cone of that region (``exact=``).  Work store 2.
+   The probability is read through a per-process cache of decoded chunks
+   (:mod:`chunkseg.io.chunk_cache`): neighbouring halos share storage chunks.
 C. **statistics** — computed inside each flood task (no second read): sizes / sums /
    bounding boxes / first voxels of the owned region and the edge table of the face
    pairs it owns (:func:`chunkseg.ops.rag.block_edges`; the flood region has one extra
