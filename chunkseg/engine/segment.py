@@ -186,7 +186,7 @@ def _flood_task(read_prob, read_seeds, t, k, idx, shape3, block, params, keys, r
     plus = tuple(slice(c.start, min(c.stop + 1, n)) for c, n in zip(b.crop, prob.shape))
     lab = flood(markers.astype(np.uint64), prob, params, exact=plus)
     start = time.perf_counter()
-    owned = lab[b.crop].copy()  # not a view: the padded work array is freed with the task
+    owned = lab[b.crop]
     st = block_stats(owned, offset=[r.start for r in b.owned], shape=shape3)
     edges = block_edges(lab[plus], prob[plus], owned.shape)
     name = _stats_file(stats_dir, k, idx)
