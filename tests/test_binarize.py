@@ -146,7 +146,7 @@ def test_in_plane_mask_is_per_slice_and_chunked_equals_in_memory(width):
 
 def test_in_plane_chosen_by_voxel_size(tmp_path, capsys):
     """An oblique wall at the organoid's 2.0 / 0.26 µm: through z neighbours its mask spans
-    about the anisotropy in lateral voxels; drawn per slice (the default there) it does not."""
+    about the anisotropy in lateral voxels; drawn per slice (`--in-plane auto` there) it does not."""
     from chunkseg.ops.boundaries import in_plane_for
 
     assert in_plane_for((2.0, 0.26, 0.26)) and not in_plane_for((0.235, 0.15, 0.15))
@@ -156,9 +156,9 @@ def test_in_plane_chosen_by_voxel_size(tmp_path, capsys):
     aniso = tmp_path / "aniso.tif"
     tifffile.imwrite(aniso, lab[0], imagej=True, resolution=(1 / 0.26, 1 / 0.26),
                      metadata={"spacing": 2.0, "unit": "um", "axes": "ZYX"})
-    assert main(["binarize", str(aniso), "--out", str(tmp_path / "a.ome.zarr")]) == 0
-    assert main(["binarize", str(aniso), "--out", str(tmp_path / "b.ome.zarr"),
-                 "--in-plane", "no"]) == 0
+    assert main(["binarize", str(aniso), "--out", str(tmp_path / "a.ome.zarr"),
+                 "--in-plane", "auto"]) == 0
+    assert main(["binarize", str(aniso), "--out", str(tmp_path / "b.ome.zarr")]) == 0
     capsys.readouterr()
     auto, full = (open_volume(tmp_path / f"{n}.ome.zarr").data.compute()[0] for n in "ab")
     assert read_attrs(tmp_path / "a.ome.zarr")["binarize"]["in_plane"] is True

@@ -27,9 +27,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="membrane half-width in voxels (default 1)")
     p.add_argument("--mode", choices=("thick", "inner"), default="thick",
                    help="thick (default): both sides of each interface; inner: inside cells")
-    p.add_argument("--in-plane", choices=("auto", "yes", "no"), default="auto",
-                   help="draw the mask of each z slice on its own: auto (default) when the z "
-                   "step exceeds twice the lateral one (voxel size of the labels, else of --like)")
+    p.add_argument("--in-plane", choices=("auto", "yes", "no"), default="no",
+                   help="draw the mask of each z slice on its own (interfaces between slices "
+                   "unmarked); auto: when the z step exceeds twice the lateral one (voxel size "
+                   "of the labels, else of --like); default no (3D)")
     p.add_argument("--drop-slices", metavar="SPEC",
                    help="artifact z slices to remove, e.g. 3,17,40-45 (same spec as the raw)")
     p.add_argument("--like", metavar="RAW",

@@ -36,7 +36,7 @@ def run_binarize(
     ignore: Sequence[int] = (0,),
     width: int = 1,
     mode: MaskMode = "thick",
-    in_plane: bool | None = None,
+    in_plane: bool | None = False,
     drop_slices: str | Sequence[int] | None = None,
     like: str | os.PathLike | None = None,
     chunks: Sequence[int] | None = None,
@@ -60,10 +60,12 @@ def run_binarize(
         Membrane half-width in voxels (see :mod:`chunkseg.ops.boundaries`).
     mode : {"thick", "inner"}
         ``thick`` (default): symmetric about each interface; ``inner``: inside cells only.
-    in_plane : bool, optional
-        Draw the mask of each z slice on its own; default: when the z step exceeds twice
-        the lateral one (:func:`~chunkseg.ops.boundaries.in_plane_for`), so that the
-        mask of an oblique wall is as wide in every plane as the wall itself.
+    in_plane : bool or None
+        Draw the mask of each z slice on its own, so that the mask of an oblique wall is
+        as wide in every plane as the wall itself (but interfaces between z slices are
+        not marked); None: when the z step exceeds twice the lateral one
+        (:func:`~chunkseg.ops.boundaries.in_plane_for`).  Default False: the 3D
+        definition every truth mask of chunkseg uses.
     drop_slices : str or sequence of int, optional
         Artifact z slices to remove (``"3,17,40-45"``), the same spec as for the raw.
     like : path-like, optional
