@@ -68,7 +68,7 @@ def _predict(raw: Path | str, out: Path) -> Path:
     from chunkseg.pipeline.predict import run_predict
 
     if not (out / "zarr.json").is_file():
-        run_predict(raw, model=str(MODEL), out=out, halo="auto", scheduler="threads",
+        run_predict(raw, model=str(MODEL), out=out, halo="auto",
                     overwrite=True, progress=False)
     return out
 

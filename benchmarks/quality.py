@@ -1,9 +1,11 @@
 """Quality beside speed: the same scores for the U-Net and the ACME-style baseline.
 
 Membrane IoU / boundary F1 come from ``chunkseg evaluate`` (``run_evaluate``), cell
-F1@0.5 from ``chunkseg segment --method flood`` (``run_segment``, the shared seeded
-watershed: ACME's ``membraneSegmentation`` step, at each method's best membrane threshold)
-and the instance metrics.  ``benchmarks/agglomerate.py`` scores the agglomerative default.
+F1@0.5 from ``chunkseg segment`` with every default (``run_segment``: the agglomerative
+method, its default merge threshold) and the instance metrics; beside it, as a
+comparison row, ``segment --method flood`` (the seeded watershed: ACME's
+``membraneSegmentation`` step) at each method's best membrane threshold.
+``benchmarks/agglomerate.py`` scores both segmenters in more detail.
 """
 
 from __future__ import annotations
@@ -39,10 +41,13 @@ def _scores(ctx, prob: str, mask: str, labels: str, key: str) -> dict[str, Any]:
     thr = out["evaluate"].get("iou", {}).get("threshold")
     thr = 0.5 if thr is None else min(max(float(thr), 0.02), 0.98)
     cells = ctx.work / f"cells_{key}.ome.zarr"
-    out["segment"] = run_segment(prob, out=cells, method="flood", threshold=thr, overwrite=True,
-                                 progress=False)
-    out["segment_threshold"] = thr
+    out["segment"] = run_segment(prob, out=cells, overwrite=True, progress=False)
     out["instances"] = instance_report(cells, labels)
+    flood = ctx.work / f"cells_flood_{key}.ome.zarr"
+    out["segment_flood"] = run_segment(prob, out=flood, method="flood", threshold=thr,
+                                       overwrite=True, progress=False)
+    out["segment_threshold"] = thr
+    out["instances_flood"] = instance_report(flood, labels)
     return out
 
 
@@ -57,11 +62,20 @@ def _rows(name: str, method: str, sc: dict[str, Any]) -> list[tuple[str, Any, st
                   f"at its best threshold {iou['threshold']:.2f}"),
                  (f"{name} {method}: boundary F1", bf1["value"],
                   f"1-voxel tolerance, best threshold {bf1['threshold']:.2f}")]
+    seg = sc["segment"]
     rows.append((f"{name} {method}: cell F1@0.5", inst.get("f1"),
-                 f"segment threshold {sc['segment_threshold']:.2f}; {inst.get('n_pred')} cells vs "
-                 f"{inst.get('n_truth')} true; adapted Rand error "
-                 f"{inst.get('adapted_rand_error', float('nan')):.3f}"))
+                 f"segment defaults ({seg.get('method')}, merge threshold "
+                 f"{seg.get('threshold')}); {_cells(inst)}"))
+    flood = sc["instances_flood"]
+    rows.append((f"{name} {method}: cell F1@0.5, flood", flood.get("f1"),
+                 f"segment --method flood, threshold {sc['segment_threshold']:.2f}; "
+                 f"{_cells(flood)}"))
     return rows
+
+
+def _cells(inst: dict[str, Any]) -> str:
+    return (f"{inst.get('n_pred')} cells vs {inst.get('n_truth')} true; adapted Rand error "
+            f"{inst.get('adapted_rand_error', float('nan')):.3f}")
 
 
 def _both(ctx, inp: str, mask: str, labels: str, key: str) -> dict[str, Any]:

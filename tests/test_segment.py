@@ -210,3 +210,27 @@ def test_tiff_probability_input(synth, tmp_path):
                 min_size=2.0, block=(16, 24, 24), progress=False)
     np.testing.assert_array_equal(open_volume(tmp_path / "c.zarr").data.compute()[0],
                                   segment_array(p, prm)[0])
+
+
+def test_relabel_maps_runs_like_a_lookup():
+    from chunkseg.ops.segstats import relabel
+
+    rng = np.random.default_rng(8)
+    lab = np.repeat(rng.integers(0, 9, 90), rng.integers(1, 7, 90))[:200].reshape(2, 10, 10)
+    lab = lab.astype(np.uint64) * np.uint64(1 << 33)
+    keys = np.unique(lab)[1::2]  # half the ids are mapped, the others keep their value
+    values = np.arange(keys.size, dtype=np.uint32) + 7
+    table = dict(zip(keys.tolist(), values.tolist()))
+    got = relabel(lab, keys, values)
+    assert got.dtype == np.uint32
+    want = np.array([table.get(v, v) for v in lab.ravel().tolist()], np.uint64)
+    np.testing.assert_array_equal(got.ravel(), want.astype(np.uint32))
+
+
+@pytest.mark.parametrize("block, want", [((64, 256, 256), (16, 64, 64)),
+                                         ((11, 23, 19), (11, 23, 19)),
+                                         ((48, 192, 100), (16, 64, 50))])
+def test_work_store_chunks_divide_the_block(block, want):
+    from chunkseg.engine.segment import _work_chunks
+
+    assert _work_chunks(block) == want

@@ -17,7 +17,10 @@ A2. **face merge** — for every internal block face, read the two facing planes
    (:func:`chunkseg.ops.segstats.union_map`): the global seed components, exactly.
 B. **flood** — per block, read seeds (mapped to their roots) and probability with
    the flood halo (:func:`chunkseg.ops.watershed.flood_halo`) and run the bounded
-   flood; the owned region is exact by the light-cone argument.  Work store 2.
+   flood; the owned region is exact by the light-cone argument, and the flood stops
+   updating voxels outside the light cone of that region (``exact=``).  Work store 2.
+   The probability is read through a per-process cache of decoded chunks
+   (:mod:`chunkseg.io.chunk_cache`): neighbouring halos share storage chunks.
 C. **statistics** — computed inside each flood task (no second read): sizes / sums /
    bounding boxes / first voxels of the owned region and the edge table of the face
    pairs it owns (:func:`chunkseg.ops.rag.block_edges`; the flood region has one extra
@@ -36,6 +39,7 @@ import functools
 import os
 import shutil
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +53,7 @@ from chunkseg.defaults import SEGMENT_BLOCK
 from chunkseg.engine.blocks import Series, write_volume
 from chunkseg.engine.geometry import Block, cover, grid_shape
 from chunkseg.engine.submit import compute_windowed
+from chunkseg.io.chunk_cache import read_cached
 from chunkseg.ops.rag import block_edges
 from chunkseg.ops.segstats import (
     SegStats, block_stats, combine_stats, face_pairs, finish_labels, merge_plan, relabel,
@@ -105,17 +110,25 @@ class Reader:
     source : path-like, numpy array or dask array
         A Zarr store (chunkseg OME-Zarr group, or a plain 3D / 4D array; opened once
         per process) or an array with axes ``(t, z, y, x)``.
+    cache : bool
+        A Zarr store: read whole chunks through the per-process cache of decoded chunks
+        (:mod:`chunkseg.io.chunk_cache`), for a store read many times with halos and
+        not written meanwhile.
     """
 
-    def __init__(self, source: Any) -> None:
+    def __init__(self, source: Any, *, cache: bool = False) -> None:
         self.path = str(source) if isinstance(source, (str, os.PathLike)) else None
         self.array = None if self.path else source
+        self.token = uuid.uuid4().hex if cache and self.path else None
 
     def __call__(self, t: int, region: Sequence[slice]) -> np.ndarray:
         key = (int(t), *region)
         if self.path is not None:
             arr = _open(self.path)
-            return np.asarray(arr[key if arr.ndim == 4 else tuple(region)])
+            key = key if arr.ndim == 4 else tuple(region)
+            if self.token is not None:
+                return read_cached(arr, key, self.token)
+            return np.asarray(arr[key])
         block = self.array[key]
         if isinstance(block, da.Array):
             return block.compute(scheduler="sync")
@@ -170,10 +183,10 @@ def _flood_task(read_prob, read_seeds, t, k, idx, shape3, block, params, keys, r
     ext = tuple(slice(e.start, min(s, e.stop + 1)) for e, s in zip(b.read, shape3))
     markers = relabel(read_seeds(k, ext), keys, roots)
     prob = as_probability(read_prob(t, ext))
-    lab = flood(markers.astype(np.uint64), prob, params)
+    plus = tuple(slice(c.start, min(c.stop + 1, n)) for c, n in zip(b.crop, prob.shape))
+    lab = flood(markers.astype(np.uint64), prob, params, exact=plus)
     start = time.perf_counter()
     owned = lab[b.crop]
-    plus = tuple(slice(c.start, min(c.stop + 1, n)) for c, n in zip(b.crop, lab.shape))
     st = block_stats(owned, offset=[r.start for r in b.owned], shape=shape3)
     edges = block_edges(lab[plus], prob[plus], owned.shape)
     name = _stats_file(stats_dir, k, idx)
@@ -214,11 +227,28 @@ def _work_store(path: Path, shape4, block, voxel_size, kind: str, *, resume: boo
     """Create a work store (replacing an old one), or with ``resume`` reopen a matching one."""
     from chunkseg.io.store import create_image
 
-    chunks = (1, *block)
-    create_image(path, shape=shape4, dtype=np.uint64, voxel_size=voxel_size, chunks=chunks,
-                 shards=chunks, attrs={"kind": kind, "fingerprint": fingerprint},
+    create_image(path, shape=shape4, dtype=np.uint64, voxel_size=voxel_size,
+                 chunks=(1, *_work_chunks(block)), shards=(1, *block),
+                 attrs={"kind": kind, "fingerprint": fingerprint},
                  overwrite=not resume, resume=resume)
     return str(path)
+
+
+#: the inner chunk a work store aims at: a halo read decodes little more than it needs
+_WORK_CHUNK = (16, 64, 64)
+
+
+def _work_chunks(block: Sequence[int]) -> tuple[int, ...]:
+    """Inner chunks of a work store whose shard is one ``block``.
+
+    Per axis the largest divisor of the block side up to :data:`_WORK_CHUNK`, or the
+    whole side when that divisor is under a quarter of the aim (a prime side).
+    """
+    out = []
+    for b, aim in zip(block, _WORK_CHUNK):
+        d = max(k for k in range(1, min(b, aim) + 1) if b % k == 0)
+        out.append(d if 4 * d >= min(b, aim) else b)
+    return tuple(out)
 
 
 def segment_volume(
@@ -425,7 +455,8 @@ def final_labels(flood_path: str, tables: list, *, dtype=np.uint32) -> Series:
     A :class:`~chunkseg.engine.blocks.Series`: the tasks of time point ``k`` carry only
     ``tables[k]``.
     """
-    arr = da.from_zarr(_open(flood_path))
+    store = _open(flood_path)
+    arr = da.from_zarr(store, chunks=store.shards or store.chunks)  # one task per block
 
     def slab(a: int, b: int) -> da.Array:
         parts = []

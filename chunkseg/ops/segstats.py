@@ -74,8 +74,7 @@ def dense_labels(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
     flat = labels.ravel()
     if flat.size == 0:
         return np.zeros(0, np.uint64), np.zeros(0, np.int64), np.zeros(labels.shape, np.int32)
-    starts = np.concatenate([[0], np.flatnonzero(flat[1:] != flat[:-1]) + 1])
-    lengths = np.diff(np.append(starts, flat.size))
+    starts, lengths = _runs(flat)
     ids, first_run, inv_run = np.unique(flat[starts], return_index=True, return_inverse=True)
     first_pos = starts[first_run]
     inv = np.repeat(inv_run.astype(np.int32), lengths).reshape(labels.shape)
@@ -222,16 +221,28 @@ def union_map(pairs: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     return keys, root[comp]
 
 
+def _runs(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Start and length of each run of equal values of a non-empty 1D array."""
+    starts = np.concatenate([[0], np.flatnonzero(flat[1:] != flat[:-1]) + 1])
+    return starts, np.diff(np.append(starts, flat.size))
+
+
 def relabel(labels: np.ndarray, keys: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """Map ``labels`` through sorted ``keys`` → ``values``; other ids keep their value."""
-    out = labels.astype(values.dtype if values.size else labels.dtype, copy=True)
-    if keys.size == 0:
-        return out
-    pos = np.searchsorted(keys, labels.ravel()).clip(0, keys.size - 1)
-    hit = keys[pos] == labels.ravel()
-    flat = out.ravel()
-    flat[hit] = values[pos[hit]]
-    return flat.reshape(labels.shape)
+    """Map ``labels`` through sorted ``keys`` → ``values``; other ids keep their value.
+
+    Looks up runs of equal labels along x, not voxels (labels are spatially coherent).
+    """
+    dtype = values.dtype if values.size else labels.dtype
+    if keys.size == 0 or labels.size == 0:
+        return labels.astype(dtype, copy=True)
+    flat = labels.ravel()
+    starts, lengths = _runs(flat)
+    run = flat[starts]
+    pos = np.searchsorted(keys, run).clip(0, keys.size - 1)
+    hit = keys[pos] == run
+    mapped = run.astype(dtype)
+    mapped[hit] = values[pos[hit]]
+    return np.repeat(mapped, lengths).reshape(labels.shape)
 
 
 def merge_plan(stats: SegStats, pairs: np.ndarray, *, min_voxels: float

@@ -183,21 +183,17 @@ def capped_sq_distance(background: np.ndarray, *, radius: float,
 
     The box has half-widths ``floor(radius / s_a)`` voxels; ``inf`` where it holds no
     background.  Out-of-array voxels are not background.  Bit-identical for any
-    sub-block that contains the box of a voxel (see the module notes).
+    sub-block that contains the box of a voxel (see the module notes): one grey
+    erosion per axis, ``min over |o| <= w of d[x + o] + (s o)^2``, in float64.
     """
     d = np.where(background, 0.0, np.inf)
     for axis, w in reversed(list(enumerate(_windows(radius, voxel_size)))):
-        s2 = float(voxel_size[axis]) ** 2
-        out = d.copy()
-        n = d.shape[axis]
-        for o in range(1, min(w, n - 1) + 1):
-            c = s2 * o * o
-            lo = [slice(None)] * 3
-            hi = [slice(None)] * 3
-            lo[axis], hi[axis] = slice(0, n - o), slice(o, n)
-            np.minimum(out[tuple(lo)], d[tuple(hi)] + c, out=out[tuple(lo)])
-            np.minimum(out[tuple(hi)], d[tuple(lo)] + c, out=out[tuple(hi)])
-        d = out
+        if w == 0:
+            continue
+        o = np.arange(-w, w + 1, dtype=np.float64)
+        cost = (float(voxel_size[axis]) ** 2 * o * o).reshape(
+            [-1 if a == axis else 1 for a in range(3)])
+        d = ndimage.grey_erosion(d, structure=-cost, mode="constant", cval=np.inf)
     return d
 
 
@@ -253,7 +249,8 @@ def flood_halo(params: SegmentParams) -> tuple[int, int, int]:
     return tuple(sum(1 for _, act in sched if act[a]) for a in range(3))
 
 
-def flood(markers: np.ndarray, prob: np.ndarray, params: SegmentParams) -> np.ndarray:
+def flood(markers: np.ndarray, prob: np.ndarray, params: SegmentParams, *,
+          exact: Sequence[slice] | None = None) -> np.ndarray:
     """Grow ``markers`` (0 = unlabelled) over ``prob`` by the bounded flood rule.
 
     Parameters
@@ -262,64 +259,129 @@ def flood(markers: np.ndarray, prob: np.ndarray, params: SegmentParams) -> np.nd
     prob : ndarray of float32, (z, y, x)
         Membrane probability in [0, 1].
     params : SegmentParams
+    exact : sequence of 3 slice, optional
+        The box whose labels are wanted (default: the whole array).  A voxel stops
+        being updated once it lies outside the light cone of that box (farther from
+        it along some axis than the iterations left that are active on that axis),
+        so labels outside the box may stay incomplete; inside it they are those of
+        the unpruned rule.
 
     Returns
     -------
     ndarray
-        Labels, same dtype as ``markers``; unreached voxels stay 0.
+        Labels, same dtype as ``markers`` (a view into a padded work array); unreached
+        voxels stay 0.
     """
     if markers.shape != prob.shape or markers.ndim != 3:
         raise ShapeError(f"markers {markers.shape} and probability {prob.shape} must be equal 3D")
-    lab = np.pad(markers, 1)
-    pp = np.pad(prob.astype(np.float32, copy=False), 1, constant_values=np.inf)
-    inside = np.pad(np.ones(markers.shape, bool), 1)
-    strides = (lab.shape[1] * lab.shape[2], lab.shape[2], 1)
-    flab, fp = lab.ravel(), pp.ravel()
-    in_front = np.zeros(flab.size, bool)
+    inner = (slice(1, -1),) * 3
+    lab = np.zeros(tuple(s + 2 for s in markers.shape), markers.dtype)
+    lab[inner] = markers
+    pp = np.full(lab.shape, np.inf, np.float32)  # the pad is never taken: p < level fails
+    pp[inner] = prob
     sched = flood_schedule(params)
+    state = _FloodState(lab, pp, _light_cone(markers.shape, exact, sched))
     i = 0
     while i < len(sched):
         level = sched[i][0]
-        ok = inside & (lab == 0) & (pp < level if math.isfinite(level) else True)
-        has_nb = np.zeros(lab.shape, bool)
+        state.start_level(level, i)
+        while i < len(sched) and sched[i][0] == level:
+            state.step(sched[i][1], i)
+            i += 1
+    return lab[inner]
+
+
+def _light_cone(shape: Sequence[int], exact: Sequence[slice] | None,
+                sched: Sequence[tuple[float, tuple[bool, bool, bool]]]) -> np.ndarray:
+    """Per voxel of the padded array, the last iteration whose update can still reach
+    the box ``exact`` (-1: none; the pad is -1)."""
+    n = len(sched)
+    dtype = next(t for t in (np.int8, np.int16, np.int32) if n < np.iinfo(t).max)
+    last = None
+    for axis, size in enumerate(shape):
+        box = range(size) if exact is None else range(size)[exact[axis]]
+        # later[i]: iterations after i that move along this axis
+        act = np.array([a[axis] for _, a in sched], np.int64)
+        later = act[::-1].cumsum()[::-1] - act
+        c = np.arange(size)
+        dist = np.maximum(np.maximum(box.start - c, c - (box.stop - 1)), 0)
+        # the last i with later[i] >= dist (later is non-increasing)
+        lim = np.searchsorted(-later, -dist, side="right") - 1
+        lim = np.pad(lim, 1, constant_values=-1).astype(dtype)
+        lim = lim.reshape([-1 if a == axis else 1 for a in range(3)])
+        last = lim if last is None else np.minimum(last, lim)  # 3D only at the last axis
+    return last
+
+
+class _FloodState:
+    """The flat arrays of :func:`flood` and its front of candidate voxels.
+
+    ``lab`` and ``pp`` are the padded labels and probability (changed in place);
+    ``pm`` is the probability of the labelled voxels (inf elsewhere), so that one
+    gather per neighbour finds the labelled neighbour of lowest ``p``.  A front voxel
+    that finds no labelled neighbour along the active axes is *parked*: it cannot
+    succeed before a neighbour of it is labelled (which makes it a candidate again)
+    or the active axes change (which returns every parked voxel to the front).
+    """
+
+    FREE, FRONT, PARKED = 0, 1, 2
+
+    def __init__(self, lab: np.ndarray, pp: np.ndarray, life: np.ndarray) -> None:
+        self.lab, self.pp = lab, pp
+        self.flab, self.fp, self.life = lab.ravel(), pp.ravel(), life.ravel()
+        self.fpm = np.where(self.flab != 0, self.fp, np.float32(np.inf))
+        self.steps = np.array([step * (lab.strides[axis] // lab.itemsize)
+                               for axis, step in _NEIGHBOURS], np.int64)
+        self.where = np.zeros(self.flab.size, np.uint8)
+        self.slot = np.empty(self.flab.size, np.int32)
+        self.fok = self.front = self.parked = self.active = None
+
+    def start_level(self, level: float, i: int) -> None:
+        """Free voxels below ``level`` with a labelled face neighbour form the front."""
+        lab = self.lab
         labelled = lab != 0
+        has_nb = np.zeros(lab.shape, bool)
         for axis in range(3):
             lo = [slice(None)] * 3
             hi = [slice(None)] * 3
             lo[axis], hi[axis] = slice(0, -1), slice(1, None)
             has_nb[tuple(lo)] |= labelled[tuple(hi)]
             has_nb[tuple(hi)] |= labelled[tuple(lo)]
-        fok = ok.ravel()
-        front = np.flatnonzero(fok & has_nb.ravel())
-        in_front[:] = False
-        in_front[front] = True
-        while i < len(sched) and sched[i][0] == level:
-            active = sched[i][1]
-            i += 1
-            if front.size == 0:
-                continue
-            best = np.zeros(front.size, flab.dtype)
-            best_p = np.full(front.size, np.inf, np.float32)
-            for axis, step in _NEIGHBOURS:
-                if not active[axis]:
-                    continue
-                nb = front + step * strides[axis]
-                lv, pv = flab[nb], fp[nb]
-                better = (lv != 0) & (pv < best_p)
-                best[better] = lv[better]
-                best_p[better] = pv[better]
-            got = best != 0
-            new = front[got]
-            flab[new] = best[got]
-            fok[new] = False
-            in_front[new] = False
-            front = front[~got]
-            if new.size:
-                cand = (new[:, None] + np.array([s * st for st in strides for s in (-1, 1)])).ravel()
-                cand = np.unique(cand[fok[cand] & ~in_front[cand]])
-                in_front[cand] = True
-                front = np.concatenate([front, cand])
-    return lab[1:-1, 1:-1, 1:-1].copy()
+        self.fok = (~labelled & (self.pp < level)).ravel()
+        front = np.flatnonzero(self.fok & has_nb.ravel())
+        self.front = front[self.life[front] >= i]
+        self.parked = np.zeros(0, np.int64)
+        self.where[:] = self.FREE
+        self.where[self.front] = self.FRONT
+
+    def step(self, active: tuple[bool, bool, bool], i: int) -> None:
+        """One synchronous iteration over the active axes."""
+        if active != self.active:
+            back = self.parked[self.where[self.parked] == self.PARKED]
+            self.where[back] = self.FRONT
+            self.front, self.parked, self.active = np.concatenate([self.front, back]), \
+                self.parked[:0], active
+        front = self.front[self.life[self.front] >= i]
+        steps = self.steps[[k for k, (axis, _) in enumerate(_NEIGHBOURS) if active[axis]]]
+        if front.size == 0 or steps.size == 0:
+            self.front = front
+            return
+        nbp = self.fpm[front[None, :] + steps[:, None]]
+        best = nbp.argmin(axis=0)  # the first of equal minima: the fixed neighbour order
+        got = nbp[best, np.arange(front.size)] < np.inf
+        new, failed = front[got], front[~got]
+        self.flab[new] = self.flab[new + steps[best[got]]]
+        self.fpm[new] = self.fp[new]
+        self.fok[new] = False
+        self.where[new] = self.FREE
+        self.where[failed] = self.PARKED
+        cand = (new[:, None] + self.steps[None, :]).ravel()
+        cand = cand[self.fok[cand] & (self.where[cand] != self.FRONT)]
+        order = np.arange(cand.size, dtype=np.int32)
+        self.slot[cand] = order
+        cand = cand[self.slot[cand] == order]  # each voxel once
+        self.where[cand] = self.FRONT
+        self.front, self.parked = cand, np.concatenate([self.parked, failed])
 
 
 def segment_block(prob: np.ndarray, params: SegmentParams) -> np.ndarray:

@@ -237,8 +237,8 @@ def run_segment(
     data = check_probability(vol, name=str(prob_path), times=(t0, t1))
     plain = data is vol.data and is_zarr(prob_path)
     secs = {"check": time.perf_counter() - t_check}
-    res = segment_volume(Reader(prob_path) if plain else Reader(data), vol.shape, rules,
-                         work=work, block=block, timepoints=range(t0, t1), client=client,
+    res = segment_volume(Reader(prob_path, cache=True) if plain else Reader(data), vol.shape,
+                         rules, work=work, block=block, timepoints=range(t0, t1), client=client,
                          progress=progress, resume=resume, fingerprint=fingerprint)
     secs.update(res["seconds"])
     t_write = time.perf_counter()
