@@ -145,6 +145,7 @@ def plan_run(
     budget = memory_budget(memory_gib)
     tiles = plan_tiles(shape4[1:], info, halo=halo_, block=block, tile=tile, batch=batch,
                        budget_bytes=budget, timepoints=shape4[0])
+    halo_ = tiles.halo
     n_t, vol3 = shape4[0], math.prod(shape4[1:])
     per_t = math.prod(math.ceil(s / b) for s, b in zip(shape4[1:], tiles.block))
     blocks = n_t * per_t
