@@ -147,7 +147,7 @@ def test_a_series_leaves_no_per_timepoint_state_in_client_or_scheduler(tmp_path)
             assert groups == {"predict"}, groups
             assert not scheduler.tasks and not client.futures and not scheduler.computations
         assert scheduler.transition_log.maxlen == 100
-    assert {"predict-t0000-0.0.0-", "predict-t0059-rechunk_merge-0.0.0.0-"} <= {
+    assert {"predict-t0000-0.0.0-", "predict-t0059-rechunk_merge-0,0,0,0-"} <= {
         name[: -8] for name in names}
 
 

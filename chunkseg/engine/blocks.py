@@ -37,10 +37,10 @@ from typing import Any
 import dask.array as da
 import numpy as np
 from dask.delayed import Delayed
-from dask.task_spec import Alias, Task, TaskRef
+from dask.task_spec import Task, TaskRef
 
 from chunkseg.engine.manifest import Manifest, TimepointLog, done_blocks
-from chunkseg.engine.submit import run_windowed
+from chunkseg.engine.submit import readable_graph, run_windowed
 from chunkseg.errors import BlockFailedError, ShapeError
 
 __all__ = ["Series", "WriteReport", "done_blocks", "named_graph", "write_grid", "write_volume"]
@@ -148,47 +148,20 @@ def _progress(total: int, desc: str, enabled: bool):
 def named_graph(darr: da.Array, prefix: str, token: str) -> tuple[dict, np.ndarray]:
     """The optimised graph of ``darr`` under readable string keys, and its block keys.
 
-    Every key becomes ``<prefix>-<layer>-<block index>-<token>`` (e.g.
-    ``predict-t0042-predict_owned_stack-0.0.0.0-1a2b3c4d``; the aliases blockwise fusion
-    leaves are resolved, one task fewer per block): the dashboard names command
-    and time point on every task, and the scheduler files all tasks of a command under
-    one task group (it groups string keys by their leading words), so its per-group
-    records (spans, durations) do not grow with the series.
+    Keys ``<prefix>-<layer>-<block index>-<token>``
+    (:func:`chunkseg.engine.submit.readable_graph`; e.g.
+    ``predict-t0042-predict_owned_stack-0,0,0,0-1a2b3c4d``).
 
     Returns
     -------
     graph : dict
         ``{key: dask task}``, self-contained.
     keys : numpy.ndarray of str
-        The renamed key of every block of ``darr`` (shape ``darr.numblocks``).
+        The new key of every block of ``darr`` (shape ``darr.numblocks``).
     """
-    from dask._task_spec import convert_legacy_graph
-    from dask.utils import key_split
-
     keys = darr.__dask_keys__()
-    dsk = convert_legacy_graph(dict(darr.__dask_optimize__(darr.__dask_graph__(), keys)))
-    labels: dict[Any, str] = {}
-
-    def label(name: Any) -> str:
-        if name not in labels:
-            base = re.sub(r"\W+", "_", key_split(name)).strip("_") or "task"
-            taken = set(labels.values())
-            labels[name] = next(f"{base}{n or ''}" for n in itertools.count()
-                                if f"{base}{n or ''}" not in taken)
-        return labels[name]
-
-    def rename(key: Any) -> str:
-        name, idx = (key[0], key[1:]) if isinstance(key, tuple) else (key, ())
-        return f"{prefix}-{label(name)}-{'.'.join(map(str, idx)) or '0'}-{token}"
-
-    def source(key: Any) -> Any:  # an alias (left by fusion) -> the task it names
-        while isinstance(dsk[key], Alias):
-            key = dsk[key].target
-        return key
-
-    subs = {k: rename(source(k)) for k in dsk}
-    graph = {subs[k]: node.substitute(subs, key=subs[k]) for k, node in dsk.items()
-             if not isinstance(node, Alias)}
+    graph, subs = readable_graph(darr.__dask_optimize__(darr.__dask_graph__(), keys),
+                                 prefix, token)
     new_keys = np.empty(darr.numblocks, dtype=object)
     for idx in np.ndindex(*darr.numblocks):
         new_keys[idx] = subs[(darr.name, *idx)]

@@ -38,9 +38,9 @@ __all__ = ["CALIBRATION", "BLOCK_TASKS", "format_plan", "load_calibration", "pla
 
 #: calibration of the packaged default model's throughput (see the module docstring)
 CALIBRATION = Path(__file__).resolve().parent.parent / "models" / "default_throughput.json"
-#: dask tasks per output block in ``chunkseg predict``: read with halo + network, output
-#: dtype, write
-BLOCK_TASKS = 3
+#: dask tasks per output block in ``chunkseg predict``: read with halo + network + output
+#: dtype (one fused task), write
+BLOCK_TASKS = 2
 
 
 def load_calibration(path: str | os.PathLike | None = None) -> dict[str, Any]:
