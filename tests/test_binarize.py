@@ -128,6 +128,45 @@ def test_chunked_width_equals_in_memory(width, dtype):
         np.testing.assert_array_equal(got[t], membrane_mask(lab[t], width=width, ignore=(0, 3)))
 
 
+@pytest.mark.parametrize("width", [1, 2])
+def test_in_plane_mask_is_per_slice_and_chunked_equals_in_memory(width):
+    lab = np.stack([_random_labels((11, 19, 23), 9, seed=s) for s in (5, 6)])
+    for t in range(2):
+        ref = membrane_mask(lab[t], width=width, in_plane=True)
+        np.testing.assert_array_equal(
+            ref, np.stack([membrane_mask(sl, width=width) for sl in lab[t]]))
+        assert ref.sum() < membrane_mask(lab[t], width=width).sum()
+    got = membrane_volume(da.from_array(lab, chunks=(1, 4, 5, 7)), width=width,
+                          in_plane=True).compute()
+    for t in range(2):
+        np.testing.assert_array_equal(got[t], membrane_mask(lab[t], width=width, in_plane=True))
+    with pytest.raises(ParameterError, match="2 or more axes"):
+        membrane_mask(np.array([1, 2]), in_plane=True)
+
+
+def test_in_plane_chosen_by_voxel_size(tmp_path, capsys):
+    """An oblique wall at the organoid's 2.0 / 0.26 µm: through z neighbours its mask spans
+    about the anisotropy in lateral voxels; drawn per slice (`--in-plane auto` there) it does not."""
+    from chunkseg.ops.boundaries import in_plane_for
+
+    assert in_plane_for((2.0, 0.26, 0.26)) and not in_plane_for((0.235, 0.15, 0.15))
+    assert not in_plane_for((0.5, 0.25, 0.25))                   # exactly 2: 3D
+    z, x = np.meshgrid(np.arange(12), np.arange(64), indexing="ij")
+    lab = np.where(x < 5 * z + 4, 2, 3).astype(np.uint16)[:, None, :].repeat(5, 1)[None]
+    aniso = tmp_path / "aniso.tif"
+    tifffile.imwrite(aniso, lab[0], imagej=True, resolution=(1 / 0.26, 1 / 0.26),
+                     metadata={"spacing": 2.0, "unit": "um", "axes": "ZYX"})
+    assert main(["binarize", str(aniso), "--out", str(tmp_path / "a.ome.zarr"),
+                 "--in-plane", "auto"]) == 0
+    assert main(["binarize", str(aniso), "--out", str(tmp_path / "b.ome.zarr")]) == 0
+    capsys.readouterr()
+    auto, full = (open_volume(tmp_path / f"{n}.ome.zarr").data.compute()[0] for n in "ab")
+    assert read_attrs(tmp_path / "a.ome.zarr")["binarize"]["in_plane"] is True
+    assert auto[1:-1, 2].sum(1).tolist() == [2] * 10               # 2 voxels per row
+    assert full[1:-1, 2].sum(1).tolist() == [10] * 10              # twice the z step
+    np.testing.assert_array_equal(full, membrane_mask(lab[0]))
+
+
 def _labels_store(path, lab, chunks=(6, 7, 9), attrs=None):
     create_image(path, shape=lab.shape, dtype=lab.dtype, chunks=chunks, shards=False,
                  attrs={"kind": "labels", **(attrs or {})})
@@ -148,7 +187,7 @@ def test_run_binarize_end_to_end(tmp_path):
     np.testing.assert_array_equal(vol.data.compute()[0],
                                   membrane_mask(lab[0][keep], width=2, ignore=(0, 1)))
     attrs = read_attrs(out)
-    assert attrs["binarize"] == {"ignore": [0, 1], "width": 2, "mode": "thick"}
+    assert attrs["binarize"] == {"ignore": [0, 1], "width": 2, "mode": "thick", "in_plane": False}
     assert attrs["halo"] == 2 and s["dropped_slices"] == attrs["dropped_slices"] == [0, 3, 6, 7]
 
 

@@ -196,30 +196,47 @@ def test_plot_training_curves(tmp_path):
         plot_training_curves({"foo": [1]}, tmp_path / "d.png")
 
 
-def test_normalization_record_and_computed_range(tmp_path, pairs):
+def test_normalization_record_and_computed_ranges(tmp_path, pairs):
+    """A raw file without a stored range gets predict's range (robust percentiles of its
+    non-zero voxels), one per raw; the model then records the rule, not one range."""
     from types import SimpleNamespace
 
-    from chunkseg.pipeline._train_data import computed_range as _computed_range
+    from chunkseg.model.training_data import CropSampler
+    from chunkseg.ops.robust_range import robust_range
+    from chunkseg.pipeline._train_data import computed_ranges
     from chunkseg.pipeline._train_data import normalization_record as _normalization_record
 
-    v = synth_volume((12, 32, 32), seed=10, cell_diameter=1.5)
-    bare = _store(tmp_path / "bare.ome.zarr", v.raw[None], {"kind": "raw"})
+    raws = []
+    for seed in (10, 11):
+        v = synth_volume((12, 32, 32), seed=seed, cell_diameter=1.5)
+        hot = v.raw.copy()
+        hot[0, 0, :3] = 60_000                                     # hot pixels
+        raws.append(hot)
+    bare = [_store(tmp_path / f"bare{i}.ome.zarr", r[None], {"kind": "raw"})
+            for i, r in enumerate(raws)]
     mask = pairs[0][1]
-    low, high = _computed_range([(bare, mask)], None)
-    assert (low, high) == tuple(np.percentile(v.raw, [0, 99.99]))
-    assert _computed_range([(bare, mask)], (1, 2)) is None        # given range wins
-    assert _computed_range([pairs[0]], None) is None              # stored range used
-    assert _computed_range(pairs, None) is None                   # several: sampler decides
+    got = computed_ranges([(bare[0], mask), pairs[0], (bare[1], mask)], None)
+    assert got[0] == robust_range(raws[0]) and got[2] == robust_range(raws[1])
+    assert got[1] is None                                        # stored range used
+    assert got[0][1] < 60_000 and got[0] != got[2]
+    assert computed_ranges([(bare[0], mask)], (1, 2)) is None    # given range wins
+    assert computed_ranges(pairs, None) is None                  # all stored
+
+    sampler = CropSampler([(bare[0], mask), (bare[1], mask)], crop=(8, 16, 16),
+                          normalization=got[::2])
+    assert sampler.ranges == [got[0], got[2]]
+    rec = _normalization_record(sampler, "percentiles")
+    assert rec["method"] == "robust_percentiles" and rec["percentiles"] == [1.0, 99.5]
+    assert rec["ignore_zero"] is True and "low" not in rec
     src = SimpleNamespace(attrs={})
-    rec = _normalization_record(SimpleNamespace(raws=[src], ranges=[(low, high)]), "percentiles")
-    assert rec["method"] == "percentiles" and rec["percentiles"] == [0.0, 99.99]
-    assert (rec["low"], rec["high"]) == (low, high)
     rec = _normalization_record(SimpleNamespace(raws=[src, src], ranges=[(1, 2), (1, 2)]), "given")
     assert rec["method"] == "given" and (rec["low"], rec["high"]) == (1, 2)
     u8 = SimpleNamespace(attrs={"normalization": {"low": 5, "high": 9, "method": "range"}})
     rec = _normalization_record(SimpleNamespace(raws=[u8, src], ranges=[None, None]), None)
     assert rec["ranges"] == [[5.0, 9.0], None] and "low" not in rec
     assert rec["method"] == ["range", "unknown"]
+    with pytest.raises(ParameterError, match="one range per pair"):
+        CropSampler([(bare[0], mask)], crop=(8, 16, 16), normalization=[got[0], got[2]])
 
 
 def test_train_config_reads_toml_without_tomllib(tmp_path, monkeypatch):

@@ -27,6 +27,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="membrane half-width in voxels (default 1)")
     p.add_argument("--mode", choices=("thick", "inner"), default="thick",
                    help="thick (default): both sides of each interface; inner: inside cells")
+    p.add_argument("--in-plane", choices=("auto", "yes", "no"), default="no",
+                   help="draw the mask of each z slice on its own (interfaces between slices "
+                   "unmarked); auto: when the z step exceeds twice the lateral one (voxel size "
+                   "of the labels, else of --like); default no (3D)")
     p.add_argument("--drop-slices", metavar="SPEC",
                    help="artifact z slices to remove, e.g. 3,17,40-45 (same spec as the raw)")
     p.add_argument("--like", metavar="RAW",
@@ -42,6 +46,7 @@ def _run(args: argparse.Namespace) -> int:
     with cluster(args) as client:
         summary = run_binarize(
             args.labels, args.out, ignore=args.ignore, width=args.width, mode=args.mode,
+            in_plane={"auto": None, "yes": True, "no": False}[args.in_plane],
             drop_slices=args.drop_slices, like=args.like, chunks=args.chunks,
             overwrite=args.overwrite, resume=args.resume, pyramid=args.pyramid, client=client,
         )

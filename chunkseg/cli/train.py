@@ -39,7 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--depth", type=int, help="U-Net levels (overrides [model] depth)")
     p.add_argument("--base-filters", type=int, help="channels of the first level")
     p.add_argument("--normalization", nargs=2, type=float, metavar=("LOW", "HIGH"),
-                   help="intensity range of non-uint8 raw (default: the range in its attrs)")
+                   help="one intensity range for every raw (default: each raw's stored range, else "
+                   "its (1, 99.5) percentiles of the non-zero voxels, as predict does)")
     p.add_argument("--mixed-precision", action="store_true",
                    help="train with mixed_float16 on GPUs (mixed_bfloat16 on CPU); the saved "
                    "model is float32")

@@ -9,6 +9,7 @@ width needs (``map_overlap``, nothing padded at the faces), equal to
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import dask.array as da
 import numpy as np
@@ -54,10 +55,10 @@ def scale_volume(darr: da.Array, lows: Sequence[float], highs: Sequence[float]) 
     return Series(tuple(darr.shape), np.dtype(np.uint8), slab)
 
 
-def _mask_tblock(block: np.ndarray, *, width: int, ignore: tuple[int, ...], mode: str) -> np.ndarray:
+def _mask_tblock(block: np.ndarray, **options: Any) -> np.ndarray:
     out = np.empty(block.shape, np.uint8)
     for i in range(block.shape[0]):  # time points are independent volumes
-        out[i] = membrane_mask(block[i], width=width, ignore=ignore, mode=mode)
+        out[i] = membrane_mask(block[i], **options)
     return out
 
 
@@ -67,11 +68,13 @@ def membrane_volume(
     width: int = 1,
     ignore: Iterable[int] = (0,),
     mode: MaskMode = "thick",
+    in_plane: bool = False,
     name: str = "",
 ) -> da.Array:
     """Lazy membrane mask (uint8 0/1) of a (t, z, y, x) label dask array.
 
-    Equals ``membrane_mask`` applied to each whole time point in memory.
+    Equals ``membrane_mask`` (same ``width``, ``ignore``, ``mode``, ``in_plane``)
+    applied to each whole time point in memory.
 
     Raises
     ------
@@ -89,7 +92,7 @@ def membrane_volume(
     membrane_mask(np.zeros((1, 1, 1), labels.dtype), width=width, ignore=ignore, mode=mode)
     halo = halo_for_width(width)
     return labels.map_overlap(
-        _mask_tblock, depth={0: 0, 1: halo, 2: halo, 3: halo}, boundary="none",
-        dtype=np.uint8, meta=np.empty((0, 0, 0, 0), np.uint8),
-        width=width, ignore=tuple(int(v) for v in ignore), mode=mode,
+        _mask_tblock, depth={0: 0, 1: 0 if in_plane else halo, 2: halo, 3: halo},
+        boundary="none", dtype=np.uint8, meta=np.empty((0, 0, 0, 0), np.uint8),
+        width=width, ignore=tuple(int(v) for v in ignore), mode=mode, in_plane=bool(in_plane),
     )

@@ -107,6 +107,17 @@ def _open_source(obj: PathOrArray) -> _Source:
     raise ParameterError(f"expected a path or a zarr array; got {type(obj).__name__}")
 
 
+def _per_pair(normalization: Any, n: int) -> list[Any]:
+    """``normalization`` as one range (or None) per pair."""
+    if normalization is None or np.ndim(normalization[0]) == 0 and normalization[0] is not None:
+        return [normalization] * n
+    ranges = list(normalization)
+    if len(ranges) != n:
+        raise ParameterError(f"normalization: expected one range per pair ({n}); "
+                             f"got {len(ranges)}")
+    return ranges
+
+
 def _raw_range(src: _Source, normalization: tuple[float, float] | None) -> tuple[float, float] | None:
     if normalization is not None:
         low, high = (float(v) for v in normalization)
@@ -220,10 +231,10 @@ class CropSampler:
         Membrane fraction a biased draw looks for.
     max_tries : int
         Bound on positions tried per biased draw.
-    normalization : (low, high), optional
-        Intensity range of a non-uint8 raw; default: the raw's
-        ``chunkseg.normalization`` attribute.  uint8 raw (``chunkseg normalize`` output)
-        is used as ``v / 255``.
+    normalization : (low, high) or list of them, optional
+        Intensity range of the raws, or one per pair (None in the list: that raw's
+        own); default: the raw's ``chunkseg.normalization`` attribute.  uint8 raw
+        without a range (``chunkseg normalize`` output) is used as ``v / 255``.
     timepoints : sequence of int, optional
         Restrict draws to these time points (e.g. to hold some out for validation).
     ignore_value : int, optional
@@ -253,7 +264,7 @@ class CropSampler:
         membrane_bias: float = 0.5,
         min_membrane: float = 0.02,
         max_tries: int = 10,
-        normalization: tuple[float, float] | None = None,
+        normalization: tuple[float, float] | Sequence[tuple[float, float] | None] | None = None,
         timepoints: Sequence[int] | None = None,
         ignore_value: int | None = None,
     ) -> None:
@@ -281,7 +292,7 @@ class CropSampler:
         self.masks: list[_Source] = []
         self.ranges: list[tuple[float, float] | None] = []
         ones: list[int | None] = []
-        for raw_obj, mask_obj in pairs:
+        for (raw_obj, mask_obj), rng in zip(pairs, _per_pair(normalization, len(pairs))):
             raw, mask = _open_source(raw_obj), _open_source(mask_obj)
             if raw.shape != mask.shape:
                 raise ShapeError(f"{raw.name} has shape {raw.shape} but its mask {mask.name} has "
@@ -290,7 +301,7 @@ class CropSampler:
                 raise ParameterError(f"{raw.name}: volume (z, y, x) {raw.shape[1:]} is smaller than "
                                      f"the crop {crop} in some axis; expected every axis >= crop")
             ones.append(_check_mask(mask, self.ignore_value))
-            self.ranges.append(_raw_range(raw, normalization))
+            self.ranges.append(_raw_range(raw, rng))
             self.raws.append(raw)
             self.masks.append(mask)
         if not any(ones) and None not in ones:

@@ -16,6 +16,10 @@ cytosol": cell-background interfaces get ``width`` voxels inside the cell only.
 With ``width=1`` both equal :func:`skimage.segmentation.find_boundaries` (same
 ``mode``, ``connectivity=1``) on the labels with ignored values set to background.
 
+``in_plane=True`` draws the mask of each z slice on its own (the neighbourhood is the
+in-plane L1 ball): for strongly anisotropic volumes, where a z neighbour lies several
+lateral voxels away, :func:`in_plane_for` chooses it from the voxel size.
+
 Volume edges are not interfaces: out-of-volume neighbours are ignored (SciPy's
 ``mode="reflect"`` max/min filters, as scikit-image uses), so a chunked computation
 with a halo of :func:`halo_for_width` voxels and no padding at the volume faces gives
@@ -32,11 +36,14 @@ from scipy import ndimage as ndi
 
 from chunkseg.errors import DTypeError, ParameterError
 
-__all__ = ["MODES", "MaskMode", "check_width", "footprint_for_width", "halo_for_width", "membrane_mask"]
+__all__ = ["IN_PLANE_ANISOTROPY", "MODES", "MaskMode", "check_width", "footprint_for_width",
+           "halo_for_width", "in_plane_for", "membrane_mask"]
 
 MODES = ("thick", "inner")
 MaskMode = Literal["thick", "inner"]
 _EXACT_IN_FLOAT64 = 2**53
+#: z spacing / lateral spacing above which :func:`in_plane_for` draws masks per z slice
+IN_PLANE_ANISOTROPY = 2.0
 
 
 def check_width(width: int) -> int:
@@ -55,9 +62,32 @@ def halo_for_width(width: int) -> int:
     return check_width(width)
 
 
-def footprint_for_width(width: int, ndim: int = 3) -> np.ndarray:
-    """The L1 ball of radius ``width`` (6-connectivity iterated ``width`` times)."""
+def in_plane_for(voxel_size: Iterable[float]) -> bool:
+    """Whether membrane masks of a volume with this ``(z, y, x)`` voxel size are drawn per z slice.
+
+    True when the z step exceeds :data:`IN_PLANE_ANISOTROPY` times the finest lateral
+    one.  Through z neighbours an oblique wall is then marked over about as many lateral
+    voxels as the anisotropy (a light-sheet organoid at 2.0 / 0.26 µm: runs of 11
+    voxels, 47 % of the labelled voxels) although the image shows a wall a few voxels
+    wide; per slice the mask keeps its width in every plane.
+
+    Examples
+    --------
+    >>> in_plane_for((2.0, 0.26, 0.26)), in_plane_for((0.235, 0.15, 0.15))
+    (True, False)
+    """
+    z, y, x = (float(v) for v in voxel_size)
+    return z > IN_PLANE_ANISOTROPY * min(y, x)
+
+
+def footprint_for_width(width: int, ndim: int = 3, *, in_plane: bool = False) -> np.ndarray:
+    """The L1 ball of radius ``width`` (6-connectivity iterated ``width`` times); with
+    ``in_plane``, the ball of the last ``ndim - 1`` axes (one voxel thick along the first)."""
     width = check_width(width)
+    if in_plane:
+        if ndim < 2:
+            raise ParameterError(f"in_plane needs labels of 2 or more axes; got {ndim}")
+        return footprint_for_width(width, ndim - 1)[None]
     base = ndi.generate_binary_structure(ndim, 1)
     return ndi.iterate_structure(base, width) if width > 1 else base
 
@@ -79,6 +109,7 @@ def membrane_mask(
     width: int = 1,
     ignore: Iterable[int] = (0,),
     mode: MaskMode = "thick",
+    in_plane: bool = False,
 ) -> np.ndarray:
     """Binary membrane mask (uint8 0/1) of a label image.
 
@@ -94,6 +125,8 @@ def membrane_mask(
         ``(0, 1)``; ``()`` treats every value as a cell.
     mode : {"thick", "inner"}
         See the module docstring.
+    in_plane : bool
+        Each slice along the first axis on its own (:func:`in_plane_for`).
 
     Returns
     -------
@@ -130,7 +163,7 @@ def membrane_mask(
         # SciPy's max/min filters pass 64-bit integers through float64, which merges
         # labels above 2**53; ranks keep exactly the equalities the mask depends on
         labels = np.unique(labels, return_inverse=True)[1].reshape(labels.shape)
-    footprint = footprint_for_width(width, labels.ndim)
+    footprint = footprint_for_width(width, labels.ndim, in_plane=in_plane)
     hi = ndi.maximum_filter(labels, footprint=footprint, mode="reflect")
     lo = ndi.minimum_filter(labels, footprint=footprint, mode="reflect")
     mask = hi != lo

@@ -7,9 +7,9 @@ import os
 from typing import Any
 
 from chunkseg.errors import ParameterError
-from chunkseg.ops.normalize import DEFAULT_PERCENTILES as PERCENTILES
+from chunkseg.ops.robust_range import ROBUST_PERCENTILES
 
-__all__ = ["common_voxel_size", "computed_range", "names", "normalization_record", "pairs"]
+__all__ = ["common_voxel_size", "computed_ranges", "names", "normalization_record", "pairs"]
 
 
 def pairs(raw: Any, mask: Any, what: str) -> list[tuple[Any, Any]]:
@@ -31,12 +31,12 @@ def normalization_record(sampler: Any, how: str | None) -> dict[str, Any]:
     """How the training raw was scaled to 8 bit, as stored in the model.
 
     ``how``: None (each raw's stored range), ``"given"`` (``normalization=``) or
-    ``"percentiles"`` (computed by :func:`computed_range`).
+    ``"percentiles"`` (some ranges computed by :func:`computed_ranges`).
 
-    ``low``/``high`` are recorded only when every training volume used the same range
-    (then ``predict`` may reuse it for input without a stored range); with per-volume
-    ranges only the method and percentiles are kept, so ``predict`` computes the same
-    percentiles of its input.
+    ``low``/``high`` are recorded only when every training volume used the same stored
+    or given range (then ``predict`` reuses it for input without a stored range); with
+    computed or per-volume ranges only the method and percentiles are kept, so
+    ``predict`` computes the same percentiles of its input.
     """
     ranges, methods, pcts = [], set(), set()
     for src, rng in zip(sampler.raws, sampler.ranges):
@@ -46,8 +46,8 @@ def normalization_record(sampler: Any, how: str | None) -> dict[str, Any]:
         ranges.append(None if rng is None else [float(rng[0]), float(rng[1])])
         if how == "given":
             stored = {"method": "given"}
-        elif how == "percentiles":
-            stored = {"method": "percentiles", "percentiles": list(PERCENTILES)}
+        elif how == "percentiles" and "low" not in stored:
+            stored = {"method": "robust_percentiles", "percentiles": list(ROBUST_PERCENTILES)}
         methods.add(str(stored.get("method", "range" if rng is not None else "unknown")))
         p = stored.get("percentiles")
         pcts.add(tuple(float(v) for v in p) if p else None)
@@ -57,7 +57,9 @@ def normalization_record(sampler: Any, how: str | None) -> dict[str, Any]:
         "percentiles": list(next(iter(pcts))) if len(pcts) == 1 and None not in pcts else None,
         "ranges": ranges,
     }
-    if len({json.dumps(r) for r in ranges}) == 1 and ranges[0] is not None:
+    if record["method"] == "robust_percentiles":
+        record["ignore_zero"] = True
+    elif len({json.dumps(r) for r in ranges}) == 1 and ranges[0] is not None:
         record["low"], record["high"] = ranges[0]
     return record
 
@@ -68,23 +70,24 @@ def common_voxel_size(sampler: Any) -> list[float] | None:
     return list(sizes.pop()) if len(sizes) == 1 else None
 
 
-def computed_range(pairs: list[tuple[Any, Any]], normalization: Any) -> Any:
-    """A range for a single non-uint8 raw that has none stored: its (0, 99.99) percentiles
-    (``chunkseg normalize``'s default), computed in one streaming pass.  Anything else is
-    left to the crop sampler (which explains what is missing)."""
-    if normalization is not None or len(pairs) != 1:
-        return None
-    raw = pairs[0][0]
-    if not isinstance(raw, (str, os.PathLike)):
-        return None
-    import numpy as np
+def computed_ranges(pairs: list[tuple[Any, Any]],
+                    normalization: Any) -> list[tuple[float, float] | None] | None:
+    """Per pair, the range ``predict`` would compute for its raw: exact (1, 99.5)
+    percentiles of the non-zero voxels, one streaming pass per raw file that has no
+    stored range and is not ``chunkseg normalize`` output (None for the others).
 
-    from chunkseg.engine.stats import percentiles
+    None when ``normalization`` is given or no raw needs a computed range; raws given
+    as arrays are left to the crop sampler (which explains what is missing).
+    """
+    if normalization is not None:
+        return None
     from chunkseg.io.store import open_volume
+    from chunkseg.pipeline._probability import input_range
 
-    vol = open_volume(raw)
-    norm = vol.attrs.get("normalization") or {}
-    if vol.data.dtype == np.uint8 or ("low" in norm and "high" in norm):
-        return None
-    low, high = percentiles(vol.data, PERCENTILES)["values"]
-    return (float(low), float(high))
+    ranges: list[tuple[float, float] | None] = []
+    for raw, _ in pairs:
+        found = input_range(open_volume(raw), None, None) if isinstance(
+            raw, (str, os.PathLike)) else None
+        computed = found is not None and found["source"] == "computed"
+        ranges.append((found["low"], found["high"]) if computed else None)
+    return ranges if any(r is not None for r in ranges) else None

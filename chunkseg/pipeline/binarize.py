@@ -23,7 +23,7 @@ from chunkseg.errors import ShapeError
 from chunkseg.io.fingerprint import fingerprint
 from chunkseg.engine.pyramid import finish_image
 from chunkseg.io.store import create_image, open_volume
-from chunkseg.ops.boundaries import MaskMode, halo_for_width
+from chunkseg.ops.boundaries import MaskMode, halo_for_width, in_plane_for
 from chunkseg.ops.slices import compose_dropped, drop_slices as _drop
 
 __all__ = ["run_binarize"]
@@ -36,6 +36,7 @@ def run_binarize(
     ignore: Sequence[int] = (0,),
     width: int = 1,
     mode: MaskMode = "thick",
+    in_plane: bool | None = False,
     drop_slices: str | Sequence[int] | None = None,
     like: str | os.PathLike | None = None,
     chunks: Sequence[int] | None = None,
@@ -59,6 +60,12 @@ def run_binarize(
         Membrane half-width in voxels (see :mod:`chunkseg.ops.boundaries`).
     mode : {"thick", "inner"}
         ``thick`` (default): symmetric about each interface; ``inner``: inside cells only.
+    in_plane : bool or None
+        Draw the mask of each z slice on its own, so that the mask of an oblique wall is
+        as wide in every plane as the wall itself (but interfaces between z slices are
+        not marked); None: when the z step exceeds twice the lateral one
+        (:func:`~chunkseg.ops.boundaries.in_plane_for`).  Default False: the 3D
+        definition every truth mask of chunkseg uses.
     drop_slices : str or sequence of int, optional
         Artifact z slices to remove (``"3,17,40-45"``), the same spec as for the raw.
     like : path-like, optional
@@ -94,7 +101,6 @@ def run_binarize(
     t0 = time.perf_counter()
     vol = open_volume(labels_path)
     data, dropped = _drop(vol.data, drop_slices, name=str(labels_path))
-    mask = membrane_volume(data, width=width, ignore=ignore, mode=mode, name=str(labels_path))
     voxel_size = vol.voxel_size
     if like is not None:
         ref = open_volume(like)
@@ -109,8 +115,12 @@ def run_binarize(
             )
         if vol.voxel_size == (1.0, 1.0, 1.0):
             voxel_size = ref.voxel_size
+    in_plane = in_plane_for(voxel_size) if in_plane is None else bool(in_plane)
+    mask = membrane_volume(data, width=width, ignore=ignore, mode=mode, in_plane=in_plane,
+                           name=str(labels_path))
     all_dropped = compose_dropped(vol.attrs.get("dropped_slices") or [], dropped)
-    params = {"ignore": sorted(int(v) for v in ignore), "width": int(width), "mode": mode}
+    params = {"ignore": sorted(int(v) for v in ignore), "width": int(width), "mode": mode,
+              "in_plane": in_plane}
     attrs = {"kind": "mask", "source": [str(labels_path)], "binarize": params,
              "halo": halo_for_width(width), "dropped_slices": all_dropped,
              "fingerprint": fingerprint(labels_path, {**params, "dropped": all_dropped,

@@ -41,7 +41,7 @@ from chunkseg.model.unet import (
 )
 from chunkseg.pipeline._train_data import (
     common_voxel_size,
-    computed_range,
+    computed_ranges,
     names,
     normalization_record,
     pairs,
@@ -102,8 +102,8 @@ def run_train(
     Parameters
     ----------
     raw, mask : path or list of paths (or opened zarr arrays)
-        Training pairs: raw volumes (chunkseg OME-Zarr, zarr or TIFF; uint8 normalised,
-        or with a ``normalization`` range in their attrs) and membrane masks (0/1).
+        Training pairs: raw volumes (chunkseg OME-Zarr, zarr or TIFF, any integer or
+        float dtype) and membrane masks (0/1).
     out : path
         Output ``.keras`` file; side outputs go to ``<stem>_training/`` next to it.
     val_raw, val_mask : optional
@@ -115,8 +115,10 @@ def run_train(
     model_config : UNetConfig or dict, optional
         Overrides ``[model]``.
     normalization : (low, high), optional
-        Intensity range of non-uint8 raw; default: each raw's stored range; a single
-        raw without one gets its (0, 99.99) percentiles (recorded in the model).
+        One intensity range for every raw.  Default: each raw's stored range, else (a
+        raw file that is not ``chunkseg normalize`` output) its own (1, 99.5)
+        percentiles of the non-zero voxels, as ``predict`` computes them; the model then
+        records that rule instead of a range.
     mixed_precision : bool
         Train with the ``mixed_float16`` policy (``mixed_bfloat16`` without a GPU); the
         saved model is float32.
@@ -247,9 +249,9 @@ def _samplers(train_pairs, val_pairs, held_out: bool, opts: TrainOptions, normal
     the range was found."""
     from chunkseg.model.training_data import CropSampler
 
-    computed = computed_range(train_pairs, normalization)
+    computed = computed_ranges(train_pairs, normalization)
     train_range = computed or normalization
-    val_computed = computed_range(val_pairs, normalization) if held_out else computed
+    val_computed = computed_ranges(val_pairs, normalization) if held_out else computed
     val_range = val_computed or normalization
     how = "given" if normalization is not None else "percentiles" if computed else None
     sampler = CropSampler(train_pairs, crop=opts.crop, seed=opts.seed,
