@@ -1,9 +1,10 @@
-"""Client memory and per-block time versus series length: predict, normalize, segment.
+"""Client memory and per-block time versus series length: every command that writes a series.
 
 Each command runs through the CLI with every default (predict: a LocalCluster sized to
-the machine; normalize, segment: dask's threaded scheduler) in a fresh child process
-on a series of ``T`` tiny time points (8 x 32 x 32, one block each), for two series
-lengths.  The child reports its own peak
+the machine; convert, normalize, binarize, segment: dask's threaded scheduler) in a
+fresh child process on a series of ``T`` tiny time points (8 x 32 x 32, one block
+each), for two series lengths: convert from a 4D TIFF, normalize and predict from the
+raw series, binarize from a label series, segment from a probability series.  The child reports its own peak
 RSS (``VmHWM``: the client process, which also hosts the LocalCluster's
 scheduler; the worker processes are not counted), the wall time of the command and
 the time until its first time point was logged as finished (``progress.jsonl``).
@@ -32,14 +33,24 @@ import time
 from pathlib import Path
 
 SHAPE = (8, 32, 32)
-COMMANDS = ("predict", "normalize", "segment")
+COMMANDS = ("predict", "normalize", "segment", "convert", "binarize")
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+def _labels(n_t: int):
+    """A (t, z, y, x) label series: 2 x 4 x 4 boxes per time point, numbered 1.."""
+    import numpy as np
+
+    z, y, x = np.indices(SHAPE)
+    cells = 1 + (z // 4) * 16 + (y // 8) * 4 + x // 8
+    return np.broadcast_to(cells.astype(np.uint16), (n_t, *SHAPE))
+
+
 def make_inputs(folder: Path, n_t: int) -> dict[str, Path]:
-    """A raw uint16 series and a float32 probability series of ``n_t`` time points."""
+    """Raw uint16 (Zarr and 4D TIFF), float32 probability and uint16 label series."""
     import dask.array as da
     import numpy as np
+    import tifffile
 
     from chunkseg.engine.blocks import write_volume
     from chunkseg.io.store import create_image, mark_complete
@@ -48,26 +59,31 @@ def make_inputs(folder: Path, n_t: int) -> dict[str, Path]:
     raw = rng.integers(100, 4000, size=(n_t, *SHAPE), dtype=np.uint16)
     prob = (rng.random((n_t, *SHAPE), dtype=np.float32) ** 4).astype(np.float32)
     paths = {}
-    for name, data in (("raw", raw), ("prob", prob)):
+    for name, data in (("raw", raw), ("prob", prob), ("labels", _labels(n_t))):
         path = folder / f"{name}.ome.zarr"
         # the raw series carries its intensity range (as after 'chunkseg normalize' without
         # --out), so predict measures the prediction, not a percentile pass over the series
-        attrs = ({"kind": "raw", "normalization": {"low": 100.0, "high": 4000.0}}
-                 if name == "raw" else {"kind": "probability"})
+        attrs = {"raw": {"kind": "raw", "normalization": {"low": 100.0, "high": 4000.0}},
+                 "prob": {"kind": "probability"}, "labels": {"kind": "labels"}}[name]
         create_image(path, shape=data.shape, dtype=data.dtype, attrs=attrs)
         write_volume(da.from_array(data, chunks=(1, *SHAPE)), path, progress=False)
         mark_complete(path)
         paths[name] = path
+    paths["tiff"] = folder / "raw.tif"
+    tifffile.imwrite(paths["tiff"], raw, imagej=True, metadata={"axes": "TZYX"})
     return paths
+
+
+#: the input of each command (a key of :func:`make_inputs`)
+SOURCE = {"predict": "raw", "normalize": "raw", "segment": "prob", "convert": "tiff",
+          "binarize": "labels"}
 
 
 def argv_for(command: str, inputs: dict[str, Path], out: Path) -> list[str]:
     """The CLI arguments of one command with every default."""
-    src = inputs["prob" if command == "segment" else "raw"]
-    quiet = ["--quiet"] if command != "normalize" else []  # normalize shows no bar when piped
-    # the default halo (10) exceeds an 8-slice volume, which predict refuses
-    halo = ["--halo", str(min(10, SHAPE[0]))] if command == "predict" else []
-    return [command, str(src), "--out", str(out), *quiet, *halo]
+    # the others show no progress bar when their output is piped
+    quiet = ["--quiet"] if command in ("predict", "segment") else []
+    return [command, str(inputs[SOURCE[command]]), "--out", str(out), *quiet]
 
 
 def peak_rss_mb() -> float:
@@ -136,8 +152,8 @@ def run(short: int, long: int, commands: list[str]) -> dict:
                              round(per_block, 4), "rss_flat": ratio <= 1.15,
                              "time_flat": per_block <= 0.08}
     return {"shape": list(SHAPE), "block": list(SHAPE), "short": short, "long": long,
-            "defaults": "CLI, every default (predict: LocalCluster; normalize, segment: threads); "
-                        "the raw series stores its intensity range",
+            "defaults": "CLI, every default (predict: LocalCluster; convert, normalize, binarize, "
+                        "segment: threads); the raw series stores its intensity range",
             "machine": machine(), "rows": rows, "verdicts": verdicts}
 
 

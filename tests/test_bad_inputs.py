@@ -18,7 +18,7 @@ import pytest
 import tifffile
 
 from chunkseg.cli import main
-from chunkseg.io.store import create_image, is_zarr, mark_complete, read_attrs
+from chunkseg.io.store import create_image, is_zarr, mark_complete, open_array, read_attrs
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -179,14 +179,15 @@ def test_halo_larger_than_block(corpus, tmp_path, capsys, tiny_model):
 
 
 @pytest.mark.timeout(120)
-def test_halo_larger_than_the_volume_refused_before_any_work(tmp_path, capsys, tiny_model):
-    # no --block: the default block is clipped to the 16 x 32 x 32 volume
+def test_halo_larger_than_a_split_axis_block_refused_before_any_work(tmp_path, capsys,
+                                                                     tiny_model):
+    # z is split into two 8-slice blocks; y and x are one block each (any halo clips there)
     raw = _zarr(tmp_path / "small.ome.zarr", np.ones((1, 16, 32, 32), np.uint16) * 7)
     out = tmp_path / "p.ome.zarr"
     code, err = run(capsys, "predict", raw, "--out", out, "--model", tiny_model,
-                    "--halo", 999, "--scheduler", "threads", "--quiet")
+                    "--block", 8, 64, 64, "--halo", 999, "--scheduler", "threads", "--quiet")
     assert code == 2
-    assert "halo (999, 999, 999) is larger than the block (16, 32, 32)" in err
+    assert "halo (999, 999, 999) is larger than the block (8, 32, 32) on an axis split" in err
     assert "volume (16, 32, 32)" in err
     assert not out.exists()  # refused before the output (or any pass over the input)
 
@@ -212,11 +213,13 @@ def test_disk_full_while_writing(corpus, tmp_path, capsys, monkeypatch):
 
     real = blocks._write_block
     calls = {"n": 0}
+    written = []
 
     def full(block, array_path, region):
         calls["n"] += 1
         if calls["n"] > 1:
             raise OSError(errno.ENOSPC, "No space left on device", array_path)
+        written.append(region)
         return real(block, array_path, region)
 
     monkeypatch.setattr(blocks, "_write_block", full)
@@ -227,4 +230,6 @@ def test_disk_full_while_writing(corpus, tmp_path, capsys, monkeypatch):
     assert_nothing_complete(out)
     # only the block written before the disk filled may be recorded (if it finished
     # before the local scheduler stopped at the failure); the failing one never is
-    assert blocks.done_blocks(out) <= {(0, 0, 0, 0)}
+    grid = open_array(out).shards
+    assert blocks.done_blocks(out) <= {tuple(s.start // g for s, g in zip(r, grid))
+                                       for r in written}

@@ -24,7 +24,7 @@ def test_plans_a_10_tb_series_without_data_in_bounded_memory():
     assert peak < 64 * 2**20  # nothing per block or per time point is held
     assert plan["bytes"] == math.prod(TEN_TB) * 2 > 10 * 10**12
     per_t = math.prod(math.ceil(s / b) for s, b in zip(TEN_TB[1:], plan["block"]))
-    assert plan["blocks"] == TEN_TB[0] * per_t and plan["tasks"] == 3 * plan["blocks"]
+    assert plan["blocks"] == TEN_TB[0] * per_t and plan["tasks"] == 2 * plan["blocks"]
     assert plan["network_voxels"] >= math.prod(TEN_TB)  # the halo costs voxels
     one = plan_run(shape=TEN_TB, workers=1, memory_gib=1.0)
     assert one["expected_hours"] == pytest.approx(8 * plan["expected_hours"], rel=1e-3)

@@ -26,6 +26,7 @@ from chunkseg.engine.manifest import Manifest
 from chunkseg.engine.predict import (
     ModelSpec,
     block_grid,
+    clip_halo,
     get_model,
     mirror_region,
     predict_array,
@@ -126,13 +127,27 @@ def test_predict_array_errors():
     x = da.zeros((20, 20, 20), chunks=10)
     with pytest.raises(ParameterError, match="halo .* is larger than the block"):
         predict_array(x, fake_net, block=5, halo=6, tile=16, pool=P)
-    with pytest.raises(ParameterError, match=r"larger than the block \(8, 8, 8\) .* volume"):
-        predict_array(da.zeros((8, 8, 8), chunks=8), fake_net, block=20, halo=9, tile=16, pool=P)
+    with pytest.raises(ParameterError, match=r"larger than the block \(8, 8, 8\) on an axis "
+                       r"split .*volume \(16, 8, 8\)"):
+        predict_array(da.zeros((16, 8, 8), chunks=8), fake_net, block=8, halo=9, tile=16, pool=P)
     with pytest.raises(ParameterError, match="multiple of the model's pooling factor"):
         predict_array(x, fake_net, block=10, halo=3, tile=(16, 18, 16), pool=P)
     with pytest.raises(ShapeError, match="3D"):
         predict_array(da.zeros((2, 20, 20, 20)), fake_net, block=10, halo=3, tile=16)
     assert tile_stats((20, 20, 20), block=20, halo=3, tile=32, pool=P)["tiles"] == 1
+
+
+def test_halo_beyond_a_whole_axis_block_is_clipped_to_the_volume():
+    a = np.random.default_rng(2).random((6, 20, 20)).astype(np.float32)
+    x = da.from_array(a, chunks=(6, 10, 10))
+    kw = dict(tile=(16, 12, 12), pool=P, receptive=R)
+    # z: one block covers the axis (halo 9 -> 6, all mirror); y, x: two blocks, halo 5
+    got = predict_array(x, fake_net, block=(8, 10, 10), halo=(9, 5, 5), **kw)
+    ref = predict_array(x, fake_net, block=(8, 10, 10), halo=(6, 5, 5), **kw)
+    np.testing.assert_array_equal(got.compute(), ref.compute())
+    assert clip_halo((9, 5, 12), (6, 10, 20), (6, 20, 20)) == (6, 5, 12)
+    assert (tile_stats(a.shape, block=(8, 10, 10), halo=(99, 5, 5), **kw)
+            == tile_stats(a.shape, block=(8, 10, 10), halo=(6, 5, 5), **kw))
 
 
 # ----------------------------------------------------------------------------- pipeline
@@ -245,6 +260,19 @@ def test_resume_recomputes_only_missing_blocks(raw, tiny_model, tmp_path):
     assert again["blocks_written"] == 1 and again["blocks_skipped"] == 15
     np.testing.assert_array_equal(open_array(out)[:], full)
     assert len(done_blocks(out)) == 16
+
+
+def test_every_default_on_volumes_thinner_than_the_halo(tiny_model, tmp_path):
+    # 8 slices, default halo 10: z is one block, its halo all mirror, clipped to 8
+    data = np.random.default_rng(4).integers(100, 4000, (2, 8, 32, 32)).astype(np.uint16)
+    path = tmp_path / "thin.ome.zarr"
+    create_image(path, shape=data.shape, dtype=np.uint16, attrs={"kind": "raw"})[:] = data
+    mark_complete(path)
+    summary = predict(path, tmp_path / "p.zarr", tiny_model)
+    assert summary["halo"] == [8, 10, 10] and summary["block"] == [8, 32, 32]
+    predict(path, tmp_path / "ref.zarr", tiny_model, halo=(8, 10, 10))
+    np.testing.assert_array_equal(open_array(tmp_path / "p.zarr")[:],
+                                  open_array(tmp_path / "ref.zarr")[:])
 
 
 def test_timepoints():

@@ -118,6 +118,39 @@ def test_compute_windowed_keeps_order_and_raises():
     assert failed == ["a"] and "ValueError" in error and seen == [("b", 2)]
 
 
+@pytest.mark.cluster
+def test_a_series_leaves_no_per_timepoint_state_in_client_or_scheduler(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    from chunkseg.engine.cluster import get_client
+
+    class KeyNames(distributed.diagnostics.plugin.SchedulerPlugin):
+        def update_graph(self, scheduler, **kwargs) -> None:  # noqa: ARG002
+            names.update(str(k) for k in scheduler.tasks)
+
+    def slab(a: int, b: int) -> da.Array:  # a few layers per time point, as a real command
+        x = da.full((b - a, 4, 6, 6), a, dtype=np.int32, chunks=(1, 4, 3, 3))
+        return (x + 1).map_blocks(np.negative).rechunk((1, 4, 6, 6))
+
+    names = set()
+    with get_client(workers=1, threads_per_worker=2, quiet=True) as client:
+        scheduler = client.cluster.scheduler
+        spans = scheduler.extensions["spans"]
+        scheduler.add_plugin(KeyNames())
+        for n_t in (3, 60):
+            out = tmp_path / f"s{n_t}.zarr"
+            create_image(out, shape=(n_t, 4, 6, 6), dtype=np.int32, chunks=(4, 6, 6))
+            write_volume(Series((n_t, 4, 6, 6), np.int32, slab), out, client=client,
+                         progress=False, desc="predict")
+            np.testing.assert_array_equal(open_array(out)[:, 0, 0, 0], -1 - np.arange(n_t))
+            groups = {tg.name for span in spans.spans.values() for tg in span.groups}
+            # per command, not per time point: nothing the scheduler keeps grows with n_t
+            assert groups == {"predict"}, groups
+            assert not scheduler.tasks and not client.futures and not scheduler.computations
+        assert scheduler.transition_log.maxlen == 100
+    assert {"predict-t0000-0.0.0-", "predict-t0059-rechunk_merge-0,0,0,0-"} <= {
+        name[: -8] for name in names}
+
+
 @pytest.mark.slow
 def test_four_workers_equal_one_worker(tmp_path):
     distributed = pytest.importorskip("distributed")

@@ -19,7 +19,14 @@ from chunkseg.errors import (
     ResumeMismatchError,
     ShapeError,
 )
-from chunkseg.io.store import create_image, default_chunks, mark_complete, open_volume, read_attrs
+from chunkseg.io.store import (
+    create_image,
+    default_chunks,
+    mark_complete,
+    open_volume,
+    read_attrs,
+    shard_sample,
+)
 
 
 def test_default_chunks_for_lattice_stack():
@@ -158,3 +165,34 @@ def test_missing_shard_detected_even_if_all_zero(tmp_path):
     shutil.rmtree(out / "0" / "c" / "0" / "1")
     with pytest.raises(IncompleteStoreError, match=r"shard files are missing.*\(0, 1, 0, 0\)"):
         open_volume(out)
+
+
+def test_shard_sample_is_bounded_and_spans_the_grid():
+    assert shard_sample((2, 1, 2, 1), 10) == [(0, 0, 0, 0), (0, 0, 1, 0), (1, 0, 0, 0),
+                                              (1, 0, 1, 0)]
+    picks = shard_sample((1000, 1, 10, 100), 64)  # 10^6 blocks
+    assert len(picks) == 64 and len(set(picks)) == 64
+    assert picks[0] == (0, 0, 0, 0) and picks[-1] == (999, 0, 9, 99)
+    steps = np.diff([t for t, *_ in picks])
+    assert steps.max() <= 17  # evenly spread over the series, no part skipped
+
+
+def test_verification_of_a_large_store_checks_a_bounded_sample(tmp_path, monkeypatch):
+    import chunkseg.io.store as store
+
+    x = np.zeros((40, 1, 4, 4), dtype=np.uint8)
+    out = tmp_path / "z.zarr"
+    create_image(out, shape=x.shape, dtype=x.dtype, chunks=(1, 1, 4, 4), shards=(1, 1, 4, 4))
+    write_volume(da.from_array(x, chunks=(1, 1, 4, 4)), out, progress=False)
+    mark_complete(out)
+    monkeypatch.setattr(store, "VERIFY_BLOCKS", 5)  # sample: t = 0, 9, 19, 29, 39
+    listed = []
+    monkeypatch.setattr(store, "missing_shards", lambda *a, **k: listed.append(a) or [])
+    (out / "0" / "c" / "12" / "0" / "0" / "0").unlink()  # not sampled: not seen
+    assert open_volume(out).shape == x.shape
+    (out / "0" / "c" / "39" / "0" / "0" / "0").unlink()
+    with pytest.raises(IncompleteStoreError, match=r"shard files are missing.*\(39, 0, 0, 0\)"):
+        open_volume(out)
+    assert listed == []  # no listing of every shard
+    monkeypatch.undo()
+    assert store.missing_shards(out) == [(12, 0, 0, 0), (39, 0, 0, 0)]

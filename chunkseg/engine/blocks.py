@@ -7,14 +7,16 @@ A series is never one graph: the blocks of one time point (one block along axis 
 form one graph, built only when the sliding window of in-flight blocks has room
 (:mod:`chunkseg.engine.submit`), so client memory and the time to the first finished
 block do not depend on the series length.  The data may be given as a dask array or
-as a :class:`Series` that builds the graph of each time point on demand.
+as a :class:`Series` that builds the graph of each time point on demand.  The graph of
+a time point is submitted under readable string keys (:func:`named_graph`).
 
 Only *after* a block's data are stored is it recorded in the store's completion
 manifest (:mod:`chunkseg.engine.manifest`: one append-only file per time point);
 with ``resume=True`` recorded blocks are not computed again.  A block whose task fails
 is never recorded; after the bounded retries the failed blocks are listed in
 :class:`~chunkseg.errors.BlockFailedError`.  Write tasks are named
-``<command>-t<time point>-<z>.<y>.<x>-<token>`` (the dashboard groups them by
+``<command>-t<time point>-<z>.<y>.<x>-<token>`` and the tasks feeding them
+``<command>-t<time point>-<layer>-<block>-<token>`` (the dashboard groups them by
 command), and every finished time point is logged to ``<store>/progress.jsonl``.
 """
 
@@ -32,15 +34,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import dask
 import dask.array as da
 import numpy as np
+from dask.delayed import Delayed
+from dask.task_spec import Task, TaskRef
 
 from chunkseg.engine.manifest import Manifest, TimepointLog, done_blocks
-from chunkseg.engine.submit import run_windowed
+from chunkseg.engine.submit import readable_graph, run_windowed
 from chunkseg.errors import BlockFailedError, ShapeError
 
-__all__ = ["Series", "WriteReport", "done_blocks", "write_grid", "write_volume"]
+__all__ = ["Series", "WriteReport", "done_blocks", "named_graph", "write_grid", "write_volume"]
 
 
 @dataclass
@@ -142,6 +145,29 @@ def _progress(total: int, desc: str, enabled: bool):
     return tqdm(total=total, desc=desc or "blocks", unit="block", disable=not enabled, leave=False)
 
 
+def named_graph(darr: da.Array, prefix: str, token: str) -> tuple[dict, np.ndarray]:
+    """The optimised graph of ``darr`` under readable string keys, and its block keys.
+
+    Keys ``<prefix>-<layer>-<block index>-<token>``
+    (:func:`chunkseg.engine.submit.readable_graph`; e.g.
+    ``predict-t0042-predict_owned_stack-0,0,0,0-1a2b3c4d``).
+
+    Returns
+    -------
+    graph : dict
+        ``{key: dask task}``, self-contained.
+    keys : numpy.ndarray of str
+        The new key of every block of ``darr`` (shape ``darr.numblocks``).
+    """
+    keys = darr.__dask_keys__()
+    graph, subs = readable_graph(darr.__dask_optimize__(darr.__dask_graph__(), keys),
+                                 prefix, token)
+    new_keys = np.empty(darr.numblocks, dtype=object)
+    for idx in np.ndindex(*darr.numblocks):
+        new_keys[idx] = subs[(darr.name, *idx)]
+    return graph, new_keys
+
+
 def task_prefix(desc: str) -> str:
     """Dashboard name of a command's tasks: ``"segment: flood"`` -> ``"segment_flood"``."""
     return re.sub(r"\W+", "_", desc).strip("_") or "write"
@@ -179,7 +205,8 @@ class _Plan:
             a, b = j * g0, min((j + 1) * g0, n_t)
             slab = _align(self.series.slab(a, b).astype(self.dtype, copy=False),
                           (b - a, *self.grid[1:]))
-            rows = slab.to_delayed(optimize_graph=True)[0]
+            graph, rows = named_graph(slab, f"{self.name}-t{j:04d}", token)
+            rows = rows[0]
             per_row = rows.size
             tasks = []
             for rest in itertools.product(*(range(n) for n in rows.shape)):
@@ -194,8 +221,8 @@ class _Plan:
                 region = (slice(a, b), *(
                     slice(sum(c[:k]), sum(c[: k + 1])) for c, k in zip(slab.chunks[1:], rest)))
                 key = f"{self.name}-t{j:04d}-{'.'.join(map(str, rest))}-{token}"
-                tasks.append((idx, dask.delayed(_write_block, pure=False)(
-                    rows[rest], self.array_path, region, dask_key_name=key)))
+                graph[key] = Task(key, _write_block, TaskRef(rows[rest]), self.array_path, region)
+                tasks.append((idx, Delayed(key, graph)))
             if tasks:
                 self.log.start(j, len(tasks))
             yield tasks

@@ -21,6 +21,7 @@ from chunkseg.engine.memory import MMAP_THRESHOLD
 from chunkseg.errors import ClusterError, ParameterError
 
 __all__ = [
+    "CLIENT_CONFIG",
     "LAYOUTS",
     "LOCAL_SCHEDULERS",
     "MEMORY_BUDGET",
@@ -49,6 +50,15 @@ MEMORY_BUDGET = 1 << 30
 MEMORY_FRACTION = 0.25
 #: ceiling of the default budget (beyond it the tile covers a default block anyway)
 MEMORY_CEILING = 16 << 30
+#: dask settings while a chunkseg client is open.  distributed's developer logs (on
+#: every connection the last messages sent, with the tasks they carried; the
+#: scheduler's transitions and events) keep 1000 entries each by default: tens of MB
+#: of task graphs in a long series, in the client and the scheduler, before they stop
+#: growing; 100 reach that bound within the first time points.  The history of
+#: computations (deprecated in favour of spans) is off: while the scheduler is busy
+#: its current computation collects every task group of the run.
+CLIENT_CONFIG = {"distributed.admin.low-level-log-length": 100,
+                 "distributed.diagnostics.computations.max-history": 0}
 
 
 def cpu_cores() -> int:
@@ -233,7 +243,8 @@ def get_client(
 
     This is the one place commands get their cluster from: the command line opens
     it here and hands the client to the ``run_*`` functions (``client=None`` there:
-    dask's current scheduler, threads by default).
+    dask's current scheduler, threads by default).  While a client is open,
+    :data:`CLIENT_CONFIG` bounds distributed's logs (client and LocalCluster).
 
     Raises
     ------
@@ -245,12 +256,28 @@ def get_client(
     for name, value in (("workers", workers), ("threads_per_worker", threads_per_worker)):
         if value is not None and value < 1:
             raise ParameterError(f"{name} must be >= 1; got {value}")
-    if scheduler in LOCAL_SCHEDULERS:
-        import dask
+    import dask
 
+    if scheduler in LOCAL_SCHEDULERS:
         with dask.config.set(scheduler=scheduler):
             yield None
         return
+    with dask.config.set(CLIENT_CONFIG):
+        client, cluster = _connect(scheduler, workers, threads_per_worker, timeout,
+                                   memory_limit, worker_env, layout, dashboard_address)
+        try:
+            if not quiet:
+                print(f"chunkseg: dask dashboard at {dashboard_url(client)}", file=sys.stderr)
+            yield client
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+
+
+def _connect(scheduler, workers, threads_per_worker, timeout, memory_limit, worker_env,
+             layout, dashboard_address) -> tuple[Any, Any]:
+    """``(client, cluster)`` of :func:`get_client` (cluster None for a remote scheduler)."""
     from distributed import Client, LocalCluster
 
     if scheduler is None:
@@ -266,22 +293,12 @@ def get_client(
             dashboard_address=dashboard_address or ":0",
             env=env,
         )
-        client = Client(cluster)
-    else:
-        cluster = None
-        try:
-            client = Client(scheduler, timeout=f"{timeout}s")
-        except (OSError, TimeoutError) as exc:
-            raise ClusterError(
-                f"could not reach the dask scheduler at {scheduler!r} within {timeout} s "
-                f"({exc}); expected an address like tcp://host:8786 of a running "
-                "'dask scheduler'"
-            ) from exc
+        return Client(cluster), cluster
     try:
-        if not quiet:
-            print(f"chunkseg: dask dashboard at {dashboard_url(client)}", file=sys.stderr)
-        yield client
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+        return Client(scheduler, timeout=f"{timeout}s"), None
+    except (OSError, TimeoutError) as exc:
+        raise ClusterError(
+            f"could not reach the dask scheduler at {scheduler!r} within {timeout} s "
+            f"({exc}); expected an address like tcp://host:8786 of a running "
+            "'dask scheduler'"
+        ) from exc

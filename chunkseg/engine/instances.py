@@ -76,7 +76,8 @@ def instance_report(
         pb, tb = p.to_delayed().ravel(), truth.data[t].rechunk(p.chunks).to_delayed().ravel()
         return dask.delayed(combine_contingency)([task(a, b) for a, b in zip(pb, tb)])
 
-    tables = compute_windowed((timepoint(t) for t in range(t0, t1)), client=client)
+    tables = compute_windowed((timepoint(t) for t in range(t0, t1)), client=client,
+                              name=lambda i: f"evaluate-t{t0 + i:04d}")
     per_t = [{"t": t0 + k, **instance_scores(table, ious=ious)}
              for k, table in enumerate(tables)]
     out: dict[str, Any] = {"pred": str(pred_labels_path), "truth": str(truth_labels_path),

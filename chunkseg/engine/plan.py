@@ -18,7 +18,7 @@ import dask.array as da
 
 from chunkseg.defaults import PREDICT_BLOCK
 from chunkseg.engine.cluster import MEMORY_BUDGET
-from chunkseg.engine.predict import ModelSpec, check_halo, predict_array, tile_stats
+from chunkseg.engine.predict import ModelSpec, check_halo, clip_halo, predict_array, tile_stats
 from chunkseg.engine.resample_predict import predict_array_resampled, resampled_halo
 from chunkseg.errors import ParameterError
 from chunkseg.model.info import ModelInfo
@@ -41,6 +41,9 @@ class TilePlan:
         The (z, y, x) volume planned for.
     block : 3 ints
         Output block = shard = one dask task.
+    halo : 3 ints
+        The halo blocks use (the requested one clipped to the volume on axes one
+        block covers: :func:`chunkseg.engine.predict.clip_halo`).
     tile : 3 ints
         Network input shape.
     batch : int
@@ -52,6 +55,7 @@ class TilePlan:
 
     shape: tuple[int, int, int]
     block: tuple[int, int, int]
+    halo: tuple[int, int, int]
     tile: tuple[int, int, int]
     batch: int
     stats: dict[str, int]
@@ -87,12 +91,13 @@ def plan_tiles(shape: Sequence[int], info: ModelInfo, *, halo: Sequence[int],
     Raises
     ------
     ParameterError
-        A halo larger than the block or the volume
+        A halo larger than the block on an axis split into several blocks
         (:func:`chunkseg.engine.predict.check_halo`); tile x batch above the model's
         ``max_call_voxels``.
     """
     block_ = tuple(min(b, s) for b, s in zip(as_triple(block or DEFAULT_BLOCK, "block"), shape))
     check_halo(halo, block_, shape)  # before any work, whatever the block came from
+    halo = clip_halo(halo, block_, shape)
     tile_ = _tile_for(block_, tile, halo, info, budget_bytes)
     stats = tile_stats(shape, block=block_, halo=halo, tile=tile_, pool=info.pool,
                        receptive=info.receptive)
@@ -106,7 +111,7 @@ def plan_tiles(shape: Sequence[int], info: ModelInfo, *, halo: Sequence[int],
             f"per network call; model {str(info.path)!r} takes at most "
             f"{info.max_call_voxels:,} (TensorFlow's CPU convolutions abort above about "
             f"2**31 / (18 x {info.config.base_filters} filters)): use a smaller tile or batch")
-    return TilePlan(shape=tuple(int(s) for s in shape), block=block_, tile=tile_,
+    return TilePlan(shape=tuple(int(s) for s in shape), block=block_, halo=halo, tile=tile_,
                     batch=int(batch), stats=stats)
 
 

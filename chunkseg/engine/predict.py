@@ -48,6 +48,7 @@ __all__ = [
     "ModelSpec",
     "block_grid",
     "check_halo",
+    "clip_halo",
     "get_model",
     "mirror_region",
     "predict_array",
@@ -207,6 +208,7 @@ def _plan(shape, block, halo, tile, pool, receptive):
     halo = as_triple(halo, "halo", minimum=0)
     block = tuple(min(b, s) for b, s in zip(as_triple(block, "block"), shape))
     check_halo(halo, block, shape)
+    halo = clip_halo(halo, block, shape)
     tile = as_triple(tile, "tile")
     if any(t % p for t, p in zip(tile, pool)):
         raise ParameterError(
@@ -221,23 +223,36 @@ def _plan(shape, block, halo, tile, pool, receptive):
     return shape, block, halo, tile, pool, context, crop
 
 
+def clip_halo(halo: Sequence[int], block: Sequence[int], shape: Sequence[int]) -> tuple[int, ...]:
+    """The halo blocks use: at most the volume's length on an axis one block covers.
+
+    There the whole halo is mirrored border (:func:`mirror_region`); one volume length
+    of it already shows the network the whole axis once more, and a wider one would
+    only add further mirrored copies to predict.  Other axes keep their halo
+    (:func:`check_halo` bounds it by the block).
+    """
+    return tuple(min(int(h), int(s)) if int(b) >= int(s) else int(h)
+                 for h, b, s in zip(halo, block, shape))
+
+
 def check_halo(halo: Sequence[int], block: Sequence[int], shape: Sequence[int]) -> None:
-    """Refuse a halo larger than the block (clipped to the volume) on any axis.
+    """Refuse a halo larger than the block on an axis split into several blocks.
 
     A wider halo adds no context a block could use, only mirrored copies of the volume
-    to predict: the work grows with the halo, not with the data.
+    to predict: the work grows with the halo, not with the data.  An axis one block
+    covers takes any halo (:func:`clip_halo` clips it to the volume).
 
     Raises
     ------
     ParameterError
-        ``halo > min(block, shape)`` on some axis.
+        ``halo > block`` on some axis where ``block < shape``.
     """
     clipped = tuple(min(int(b), int(s)) for b, s in zip(block, shape))
-    if any(int(h) > b for h, b in zip(halo, clipped)):
+    if any(int(h) > b and b < int(s) for h, b, s in zip(halo, clipped, shape)):
         raise ParameterError(
-            f"halo {tuple(int(h) for h in halo)} is larger than the block {clipped} (the block "
-            f"clipped to the volume {tuple(int(s) for s in shape)}): expected halo <= block "
-            "per axis (use a smaller --halo, or a bigger --block where the volume allows)")
+            f"halo {tuple(int(h) for h in halo)} is larger than the block {clipped} on an axis "
+            f"split into several blocks (volume {tuple(int(s) for s in shape)}): expected halo "
+            "<= block there (use a smaller --halo, or a bigger --block where the volume allows)")
 
 
 def tile_stats(shape, *, block, halo, tile, pool=1, receptive=None) -> dict[str, int]:
@@ -283,7 +298,8 @@ def predict_array(
     block : int or 3 ints
         Output block shape (the write grid); clipped to the volume.
     halo : int or 3 ints
-        Context read around each block; <= block.
+        Context read around each block; <= block on axes split into several blocks,
+        clipped to the volume on the others (:func:`clip_halo`).
     tile : int or 3 ints
         Network input shape; a multiple of ``pool``.
     pool : int or 3 ints

@@ -408,7 +408,8 @@ def _face_phase(run: _Run, seeds: Reader) -> tuple[list, int]:
     face = dask.delayed(_face_task, pure=True)
     grid = run.grid
     parts = compute_windowed((face(seeds, k, idx, run.shape3, run.block)
-                              for k in range(len(run.tps)) for idx in grid), client=run.client)
+                              for k in range(len(run.tps)) for idx in grid), client=run.client,
+                             name=lambda i: f"segment_faces-t{run.tps[i // len(grid)]:04d}")
     maps = [union_map([p for part in parts[k * len(grid):(k + 1) * len(grid)] for p in part])
             for k in range(len(run.tps))]
     return maps, int(sum(len(p) for part in parts for p in part))

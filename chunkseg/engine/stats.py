@@ -123,12 +123,13 @@ def compute(objs: Sequence[Any], client: Any = None) -> list[Any]:
 
 
 def fold(objs: Iterable[Any], combine: Callable, *, client: Any = None,
-         keep: bool = False) -> tuple[Any, list[Any]]:
+         keep: bool = False, name: Callable[[int], str] | None = None) -> tuple[Any, list[Any]]:
     """Compute delayed ``objs`` in a sliding window, combining results as they finish.
 
     Memory: the running result plus the window, whatever the number of objects.
     ``combine`` must be associative and commutative (results arrive in completion
     order).  Returns ``(combined, results in input order if keep else [])``.
+    ``name(i)``: object ``i``'s task-key prefix (:func:`chunkseg.engine.submit.run_windowed`).
     """
     acc: list[Any] = []
     kept: dict[int, Any] = {}
@@ -139,8 +140,12 @@ def fold(objs: Iterable[Any], combine: Callable, *, client: Any = None,
             kept[i] = result
 
     run_windowed(([(i, o)] for i, o in enumerate(objs)), on_done, client=client, retries=0,
-                 strict=True)
+                 strict=True, name=name)
     return acc[0], [kept[i] for i in sorted(kept)]
+
+
+def _histogram_t(t: int) -> str:
+    return f"histogram-t{t:04d}"
 
 
 def intensity_histogram(
@@ -192,11 +197,12 @@ def intensity_histogram(
 
     if kind in "iu":
         total, hists = fold(per_t(histogram_uint, merge_histograms), merge_histograms,
-                            client=client, keep=per_timepoint)
+                            client=client, keep=per_timepoint, name=_histogram_t)
         return IntensityHistogram(total, hists, "exact", 0.0, str(darr.dtype))
     if kind != "f":
         raise DTypeError(f"{where}percentiles need integer or float voxels; got {darr.dtype}")
-    summary, _ = fold(per_t(_float_summary, _merge_summary), _merge_summary, client=client)
+    summary, _ = fold(per_t(_float_summary, _merge_summary), _merge_summary, client=client,
+                      name=_histogram_t)
     vmin, vmax, n_bad = float(summary[0]), float(summary[1]), int(summary[2])
     if n_bad:
         raise InputError(
@@ -204,7 +210,7 @@ def intensity_histogram(
             f"{darr.size} (replace or mask them before normalizing)"
         )
     total, counts = fold(per_t(histogram_float, _sum_dense, vmin, vmax, bins), _sum_dense,
-                         client=client, keep=per_timepoint)
+                         client=client, keep=per_timepoint, name=_histogram_t)
     width = (vmax - vmin) / bins
     centres = np.clip(vmin + (np.arange(bins) + 0.5) * width, vmin, vmax)
 

@@ -8,7 +8,7 @@ finished task do not grow with the number of groups.  Each group is submitted as
 graph, so input chunks shared by neighbouring blocks of a time point are read once.
 
 * ``distributed``: groups go to ``client.compute`` while fewer than ``window`` tasks
-  are pending; results are taken with ``as_completed`` as they finish and their
+  are pending; results are gathered by ``as_completed`` as they finish and their
   futures released, and the next group is submitted (a sliding window).
 * dask's local schedulers (threads, sync): groups are batched up to ``window`` tasks
   and computed batch after batch; a scheduler callback reports every task as it
@@ -17,17 +17,28 @@ graph, so input chunks shared by neighbouring blocks of a time point are read on
 
 ``on_done(tag, result)`` is called in the calling process for every finished task;
 failures (after ``retries``) are returned.
+
+Tasks carry readable names: with ``name`` (a tag's key prefix, e.g.
+``"histogram-t0042"``) every key of a submitted graph becomes
+``<prefix>-<layer>-<block>-<run>`` (:func:`readable_graph`), so the dashboard shows
+command and time point, and the scheduler files the tasks of a phase under one task
+group instead of a few per time point.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
-from collections.abc import Callable, Iterable
+import re
+import uuid
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import dask
+from dask.delayed import Delayed
+from dask.task_spec import Alias
 
-__all__ = ["compute_windowed", "default_window", "run_windowed"]
+__all__ = ["compute_windowed", "default_window", "readable_graph", "run_windowed"]
 
 Group = list[tuple[Any, Any]]
 
@@ -57,6 +68,60 @@ def _default_client() -> Any:
     return owner if type(owner).__name__ == "Client" and hasattr(owner, "compute") else None
 
 
+def readable_graph(dsk: Mapping, prefix: str, token: str) -> tuple[dict, dict]:
+    """A graph under readable string keys: ``<prefix>-<layer>-<block index>-<token>``.
+
+    ``<layer>`` is dask's name of the task's layer without its hash (e.g.
+    ``predict_owned_stack``), ``<block index>`` the key's chunk index, comma-separated
+    (overlap keys have float indices; none for a delayed object's key).  The scheduler
+    groups string keys by their leading words, so all keys of one ``prefix`` command
+    (``predict-t0042-...``) share one task group whatever the series length.  Aliases
+    (left by blockwise fusion) are resolved: one task fewer per block.
+
+    Returns
+    -------
+    graph : dict
+        ``{new key: task}``, without the aliases.
+    keys : dict
+        Old key -> new key, for every key of ``dsk`` (an alias -> its target's).
+    """
+    from dask._task_spec import convert_legacy_graph
+    from dask.utils import key_split
+
+    dsk = convert_legacy_graph(dict(dsk))
+    labels: dict[Any, str] = {}
+    taken: set[str] = set()
+
+    def label(name: Any) -> str:  # one per layer; layers of one dask name are numbered
+        if name not in labels:
+            base = re.sub(r"\W+", "_", key_split(name)).strip("_") or "task"
+            labels[name] = next(lab for n in itertools.count()
+                                if (lab := f"{base}{n or ''}") not in taken)
+            taken.add(labels[name])
+        return labels[name]
+
+    def rename(key: Any) -> str:
+        while isinstance(dsk[key], Alias):
+            key = dsk[key].target
+        if not isinstance(key, tuple):
+            return f"{prefix}-{label(key)}-{token}"
+        return f"{prefix}-{label(key[0])}-{','.join(map(str, key[1:]))}-{token}"
+
+    subs = {k: rename(k) for k in dsk}
+    graph = {subs[k]: node.substitute(subs, key=subs[k]) for k, node in dsk.items()
+             if not isinstance(node, Alias)}
+    return graph, subs
+
+
+def _readable(obj: Any, prefix: str, token: str) -> Delayed:
+    """A delayed object (or any dask collection of one key) under :func:`readable_graph`."""
+    key = obj.__dask_keys__()
+    key = key[0] if isinstance(key, list) else key
+    graph, subs = readable_graph(obj.__dask_optimize__(obj.__dask_graph__(), [key]),
+                                 prefix, token)
+    return Delayed(subs[key], graph)
+
+
 def run_windowed(
     groups: Iterable[Group],
     on_done: Callable[[Any, Any], None],
@@ -65,6 +130,7 @@ def run_windowed(
     window: int | None = None,
     retries: int = 2,
     strict: bool = False,
+    name: Callable[[Any], str] | None = None,
 ) -> tuple[list[Any], str | None]:
     """Compute the tasks of ``groups`` with at most about ``window`` in flight.
 
@@ -83,6 +149,10 @@ def run_windowed(
         Further tries of a failed task.
     strict : bool
         Raise a task's exception at once instead of collecting failures.
+    name : callable, optional
+        ``name(tag)``: the key prefix of the task's graph (:func:`readable_graph`), e.g.
+        ``"histogram-t0042"``; None: the keys as given.  Each object's graph is
+        renamed on its own (tasks shared by two objects of a group would run twice).
 
     Returns
     -------
@@ -92,6 +162,10 @@ def run_windowed(
     client = client if client is not None else _default_client()
     window = window or default_window(client)
     runner = _distributed if client is not None else _local
+    if name is not None:  # run token and a serial: objects of one prefix never share keys
+        token, serial = uuid.uuid4().hex[:8], itertools.count()
+        groups = ([(tag, _readable(d, name(tag), f"{token}-{next(serial)}")) for tag, d in group]
+                  for group in groups)
     return runner(iter(groups), on_done, client, window, retries, strict)
 
 
@@ -99,20 +173,21 @@ def _distributed(groups, on_done, client, window, retries, strict):
     from distributed import as_completed
 
     pending: dict[str, Any] = {}
-    queue = as_completed()
+    # results are gathered in the background as tasks finish: no round trip per task
+    queue = as_completed(with_results=True, raise_errors=False)
     failed, error = [], None
 
     def collect_one():
         nonlocal error
-        fut = next(queue)
+        fut, result = next(queue)
         tag = pending.pop(fut.key)
-        if fut.status == "error":
+        if fut.status == "error":  # result: (type, exception, traceback)
             if strict:
-                fut.result()  # raises the task's exception
+                raise result[1].with_traceback(result[2])
             failed.append(tag)
-            error = repr(fut.exception())
+            error = repr(result[1])
         else:
-            on_done(tag, fut.result())
+            on_done(tag, result)
         fut.release()
 
     for group in groups:
@@ -181,12 +256,14 @@ def _local_batch(batch: Group, on_done, retries: int, failed: list, strict: bool
 
 
 def compute_windowed(
-    objs: Iterable[Any], *, client: Any = None, window: int | None = None
+    objs: Iterable[Any], *, client: Any = None, window: int | None = None,
+    name: Callable[[int], str] | None = None,
 ) -> list[Any]:
     """Compute delayed objects in windows, results in input order.
 
     For many small results (per-time-point statistics): the objects are built and
     submitted lazily, at most ``window`` at a time; a task's exception is raised.
+    ``name(i)`` gives object ``i``'s key prefix (see :func:`run_windowed`).
     """
     results: dict[int, Any] = {}
 
@@ -194,5 +271,5 @@ def compute_windowed(
         results[tag] = result
 
     run_windowed(([(i, obj)] for i, obj in enumerate(objs)), store, client=client,
-                 window=window, retries=0, strict=True)
+                 window=window, retries=0, strict=True, name=name)
     return [results[i] for i in range(len(results))]

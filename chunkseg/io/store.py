@@ -44,6 +44,7 @@ from chunkseg.errors import (
 __all__ = [
     "DEFAULT_CHUNKS",
     "DEFAULT_SHARDS",
+    "VERIFY_BLOCKS",
     "Volume",
     "check_resume_pyramid",
     "create_image",
@@ -54,6 +55,7 @@ __all__ = [
     "open_array",
     "open_volume",
     "read_attrs",
+    "shard_sample",
     "update_attrs",
     "ome_metadata",
 ]
@@ -394,18 +396,32 @@ def _as_tzyx(path: Path, data: da.Array) -> da.Array:
     )
 
 
+#: shard files :func:`open_volume` checks when verifying a complete store: every one
+#: up to this many blocks, else this many spread evenly over the grid
+VERIFY_BLOCKS = 4096
+
+
+def _shard_root(path: Path) -> Path:
+    return path / ARRAY_NAME / "c" if (path / ARRAY_NAME).is_dir() else path / "c"
+
+
+def _shard_grid(path: str | os.PathLike) -> tuple[Path, list[int]]:
+    """The folder of the shard files and the number of shards per axis."""
+    arr = open_array(path)
+    grid = arr.shards or arr.chunks
+    return _shard_root(Path(path)), [math.ceil(n / g) for n, g in zip(arr.shape, grid)]
+
+
 def missing_shards(path: str | os.PathLike, *, limit: int | None = None) -> list[tuple[int, ...]]:
     """Grid indices of shard (or chunk) files absent from a local chunkseg store.
 
     chunkseg writes every shard, empty ones included, so in a complete store a
     missing file means lost data (zarr would silently read it as the fill value).
+    Lists every shard file: O(blocks); :func:`open_volume` checks a bounded sample.
     """
     import itertools
 
-    arr = open_array(path)
-    grid = arr.shards or arr.chunks
-    counts = [math.ceil(n / g) for n, g in zip(arr.shape, grid)]
-    root = Path(path) / ARRAY_NAME / "c" if (Path(path) / ARRAY_NAME).is_dir() else Path(path) / "c"
+    root, counts = _shard_grid(path)
     present = {
         tuple(int(v) for v in f.relative_to(root).parts)
         for f in root.rglob("*") if f.is_file()
@@ -417,6 +433,31 @@ def missing_shards(path: str | os.PathLike, *, limit: int | None = None) -> list
             if limit is not None and len(missing) >= limit:
                 break
     return missing
+
+
+def shard_sample(counts: Sequence[int], n: int) -> list[tuple[int, ...]]:
+    """At most ``n`` grid indices spread evenly over a grid of ``counts`` shards.
+
+    Every index when the grid has at most ``n``; else the first, the last and evenly
+    spaced ones between them in C order (so every part of a series is visited).
+    """
+    total = math.prod(int(c) for c in counts)
+    if total <= n:
+        picks = range(total)
+    else:
+        picks = sorted({(i * (total - 1)) // (n - 1) for i in range(n)}) if n > 1 else [0]
+    return [tuple(int(v) for v in np.unravel_index(i, counts)) for i in picks]
+
+
+def _lost_shards(path: Path, limit: int) -> list[tuple[int, ...]]:
+    """Missing shard files of a complete store: all of them up to :data:`VERIFY_BLOCKS`
+    blocks, else among :func:`shard_sample` (cost bounded whatever the series length)."""
+    root, counts = _shard_grid(path)
+    if math.prod(counts) <= VERIFY_BLOCKS:
+        return missing_shards(path, limit=limit)
+    lost = [idx for idx in shard_sample(counts, VERIFY_BLOCKS)
+            if not root.joinpath(*map(str, idx)).is_file()]
+    return lost[:limit]
 
 
 def open_volume(
@@ -432,8 +473,10 @@ def open_volume(
     require_complete : bool
         Refuse a chunkseg store that was never marked complete.
     verify : bool
-        For a complete chunkseg store, check that every shard file exists (a file
-        listing, no voxels read).
+        For a complete chunkseg store, check that its shard files exist (no voxels
+        read): every one up to :data:`VERIFY_BLOCKS` blocks, else that many spread
+        evenly over the grid (:func:`shard_sample`), so opening costs the same at
+        10^6 blocks; :func:`missing_shards` checks every one.
 
     Returns
     -------
@@ -470,7 +513,7 @@ def open_volume(
             "command with --resume or --overwrite."
         )
     if meta.get("complete") and verify:
-        lost = missing_shards(path, limit=5)
+        lost = _lost_shards(path, limit=5)
         if lost:
             raise IncompleteStoreError(
                 f"{path}: the store is marked complete but shard files are missing "

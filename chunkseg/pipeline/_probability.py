@@ -170,9 +170,11 @@ def write_probability(
 
     def slab(a: int, b: int):  # the graph of time points a:b, built when submitted
         x = vol.data[t0 + a : t0 + b]
-        if norm is not None:
-            x = x.map_blocks(scale_to_uint8, norm["low"], norm["high"], dtype=np.uint8)
-        return scorer(x).map_blocks(to_output_dtype, dtype, dtype=np.dtype(dtype))
+        if norm is not None:  # meta given: no trial call per time point
+            x = x.map_blocks(scale_to_uint8, norm["low"], norm["high"], dtype=np.uint8,
+                             meta=np.empty((0,) * 4, np.uint8))
+        return scorer(x).map_blocks(to_output_dtype, dtype, dtype=np.dtype(dtype),
+                                    meta=np.empty((0,) * 4, np.dtype(dtype)))
 
     p = Series((t1 - t0, *vol.shape[1:]), np.dtype(dtype), slab)
     t_write = time.perf_counter()

@@ -272,7 +272,8 @@ def _statistics(prob, tdata, spec, *, times: tuple[int, int], offset: int, block
         return overlap_reduce(block_fn, [p, tdata[t + offset].rechunk(p.chunks)],
                               depths=[spec.halo_prob, spec.halo_truth])
 
-    per_t = compute_windowed((part(t) for t in range(*times)), client=client)
+    per_t = compute_windowed((part(t) for t in range(*times)), client=client,
+                             name=lambda i: f"evaluate-t{times[0] + i:04d}")
     return per_t, [int(c[0]) for c in frame(times[0]).chunks]
 
 

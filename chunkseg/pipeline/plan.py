@@ -38,9 +38,9 @@ __all__ = ["CALIBRATION", "BLOCK_TASKS", "format_plan", "load_calibration", "pla
 
 #: calibration of the packaged default model's throughput (see the module docstring)
 CALIBRATION = Path(__file__).resolve().parent.parent / "models" / "default_throughput.json"
-#: dask tasks per output block in ``chunkseg predict``: read with halo + network, output
-#: dtype, write
-BLOCK_TASKS = 3
+#: dask tasks per output block in ``chunkseg predict``: read with halo + network + output
+#: dtype (one fused task), write
+BLOCK_TASKS = 2
 
 
 def load_calibration(path: str | os.PathLike | None = None) -> dict[str, Any]:
@@ -145,6 +145,7 @@ def plan_run(
     budget = memory_budget(memory_gib)
     tiles = plan_tiles(shape4[1:], info, halo=halo_, block=block, tile=tile, batch=batch,
                        budget_bytes=budget, timepoints=shape4[0])
+    halo_ = tiles.halo
     n_t, vol3 = shape4[0], math.prod(shape4[1:])
     per_t = math.prod(math.ceil(s / b) for s, b in zip(shape4[1:], tiles.block))
     blocks = n_t * per_t

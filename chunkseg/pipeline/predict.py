@@ -97,7 +97,8 @@ def run_predict(
     halo : int, 3 ints or "auto"
         Context voxels around each block; "auto" = the model's receptive-field radius,
         which makes the result equal to a whole-volume pass (seam-free).  At most the
-        block (and the volume) per axis.
+        block on an axis split into several blocks; on an axis one block covers it is
+        clipped to the volume (all of it is mirrored border there).
     block : int or 3 ints, optional
         Output block = shard = one task (default
         :data:`chunkseg.engine.plan.DEFAULT_BLOCK`, clipped).
@@ -210,5 +211,5 @@ def _unet_scorer(vol: Volume, model, *, halo, block, tile, batch, blend, memory_
     budget = memory_budget(memory_gib, client=client)
     plan = plan_tiles(tuple(vol.shape[1:]), info, halo=halo_, block=block, tile=tile,
                       batch=batch, budget_bytes=budget, timepoints=timepoints)
-    return UNetScorer(info, plan, halo_, blend=blend, budget_bytes=budget, precision=precision,
-                      resampling=resampling)
+    return UNetScorer(info, plan, plan.halo, blend=blend, budget_bytes=budget,
+                      precision=precision, resampling=resampling)

@@ -69,7 +69,8 @@ def check_probability(vol, *, name: str, times: tuple[int, int] | None = None) -
     if data[t0:t1].size == 0:
         raise InputError(f"{name}: membrane probability is empty; found shape {data.shape}")
     pairs = (dask.delayed(np.array)([data[t].min(), data[t].max()]) for t in range(t0, t1))
-    (lo, hi), _ = fold(pairs, _min_max)  # one time point at a time
+    (lo, hi), _ = fold(pairs, _min_max,  # one time point at a time
+                       name=lambda i: f"segment_range-t{t0 + i:04d}")
     if not (lo >= 0 and hi <= 1):  # NaN fails both comparisons
         raise InputError(f"{name}: membrane probability must lie in [0, 1]; found values in "
                          f"[{lo}, {hi}] (NaN if shown)")
