@@ -145,6 +145,10 @@ def test_a_series_leaves_no_per_timepoint_state_in_client_or_scheduler(tmp_path)
             groups = {tg.name for span in spans.spans.values() for tg in span.groups}
             # per command, not per time point: nothing the scheduler keeps grows with n_t
             assert groups == {"predict"}, groups
+            # releases reach the scheduler asynchronously: give them a moment
+            deadline = time.monotonic() + 10
+            while (scheduler.tasks or client.futures) and time.monotonic() < deadline:
+                time.sleep(0.05)
             assert not scheduler.tasks and not client.futures and not scheduler.computations
         assert scheduler.transition_log.maxlen == 100
     assert {"predict-t0000-0.0.0-", "predict-t0059-rechunk_merge-0,0,0,0-"} <= {
