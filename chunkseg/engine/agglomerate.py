@@ -35,7 +35,7 @@ from chunkseg.ops.watershed import SegmentParams, as_probability
 
 __all__ = ["DEFAULT_FRAGMENT_RADIUS", "DEFAULT_FRAGMENT_SIGMA", "DEFAULT_INTERIOR_LEVELS",
            "DEFAULT_MEMBRANE_REACH", "DEFAULT_THRESHOLD", "METHODS", "SegmentMethod",
-           "agglo_method", "agglomerate_array", "segment_method"]
+           "agglo_method", "agglomerate_array", "fragment_graph", "segment_method"]
 
 #: the methods of :func:`segment_method`
 SegmentMethod = Literal["agglo", "flood"]
@@ -79,11 +79,35 @@ def agglomerate_array(prob: np.ndarray, params: AggloParams) -> tuple[np.ndarray
         Cells numbered 1..n by the raster order of their first voxel; 0 = unreached.
     cells : SegStats
     """
-    p = as_probability(prob)
-    frag = fragments(p, params.fragments)
-    keys, final, cells = _plan(block_stats(frag), block_edges(frag, p, frag.shape),
-                               params=params)
+    frag, stats, edges = fragment_graph(prob, params.fragments)
+    keys, final, cells = _plan(stats, edges, params=params)
     return relabel(frag, keys, final).astype(np.uint32), cells
+
+
+def fragment_graph(prob: np.ndarray, params: FragmentParams
+                   ) -> tuple[np.ndarray, SegStats, np.ndarray]:
+    """In-memory fragments of one 3D volume with their statistics and edge table.
+
+    The input of the global step (:func:`chunkseg.ops.rag.agglomeration_plan`), before
+    any merge threshold or minimum size applies.
+
+    Parameters
+    ----------
+    prob : ndarray, (z, y, x)
+        Membrane probability (float in [0, 1] or uint8).
+    params : FragmentParams
+
+    Returns
+    -------
+    fragments : ndarray of uint64
+    stats : SegStats
+        Per fragment.
+    edges : ndarray of uint64
+        The region graph (:func:`chunkseg.ops.rag.block_edges` of the whole volume).
+    """
+    p = as_probability(prob)
+    frag = fragments(p, params)
+    return frag, block_stats(frag), block_edges(frag, p, frag.shape)
 
 
 def segment_method(
