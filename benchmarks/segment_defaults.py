@@ -42,7 +42,8 @@ REPO = Path(__file__).resolve().parents[1]
 #: the grid (µm, µm³)
 RADII = (0.5, 1.0, 2.0)
 SIGMAS = (0.15, 0.5, 1.0)
-REACHES = (0.5, 1.0)
+#: membrane reach: None is the default rule (0.5 µm, or one voxel of the coarsest axis)
+REACHES = (None, 0.5, 1.0)
 THRESHOLDS = (0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6)
 MIN_SIZES = (0.3, 1.0, 4.0)
 TUNING = ("synth", "ovule")
@@ -52,15 +53,14 @@ def _objective(scores: list[dict]) -> float:
     return float(np.mean([(s["f1"] + 1.0 - s["adapted_rand_error"]) / 2 for s in scores]))
 
 
-def _frag_rows(truth, prob, vs, frag_kw: dict) -> tuple[list[dict], dict]:
+def _frag_rows(truth, prob, vs, fp) -> tuple[list[dict], dict]:
     """Scores of every (threshold, min size) for one fragment setting of one volume."""
-    from chunkseg.engine.agglomerate import fragment_graph, segment_method
+    from chunkseg.engine.agglomerate import fragment_graph
     from chunkseg.ops.instance_metrics import combine_contingency, contingency, instance_scores
     from chunkseg.ops.rag import agglomeration_plan
 
-    _, params = segment_method("agglo", voxel_size=vs, **frag_kw)
     c0 = time.process_time()
-    frag, stats, edges = fragment_graph(prob, params.fragments)
+    frag, stats, edges = fragment_graph(prob, fp)
     cpu = time.process_time() - c0
     table = contingency(truth, frag)  # fragments -> cells maps this table, not the voxels
     rows = []
@@ -74,7 +74,7 @@ def _frag_rows(truth, prob, vs, frag_kw: dict) -> tuple[list[dict], dict]:
         s = instance_scores(combine_contingency([np.column_stack([table[:, 0], cell,
                                                                   table[:, 2]])]))
         rows.append({"threshold": thr, "min_size": ms, **{k: s[k] for k in KEYS}})
-    halo = params.fragments.flood_params()
+    halo = fp.flood_params()
     from chunkseg.ops.watershed import flood_halo, flood_schedule
 
     cost = {"fragment_cpu_s": cpu, "flood_iterations": len(flood_schedule(halo)),
@@ -85,15 +85,20 @@ def _frag_rows(truth, prob, vs, frag_kw: dict) -> tuple[list[dict], dict]:
 
 def sweep(work: Path) -> list[dict]:
     """Every grid point on every (source, probability) run."""
+    from chunkseg.engine.agglomerate import segment_method
     from chunkseg.io.store import open_volume
 
     out = []
     for src in sources(work):
         for kind, store in src["prob"].items():
             p = open_volume(store).data.compute()[0]
+            done = {}  # the same fragment parameters (a reach rule that resolves alike) once
             for r, s, m in itertools.product(RADII, SIGMAS, REACHES):
-                kw = {"fragment_radius": r, "fragment_sigma": s, "membrane_reach": m}
-                rows, cost = _frag_rows(src["truth"], p, src["vs"], kw)
+                fp = segment_method("agglo", voxel_size=src["vs"], fragment_radius=r,
+                                    fragment_sigma=s, membrane_reach=m)[1].fragments
+                if fp not in done:
+                    done[fp] = _frag_rows(src["truth"], p, src["vs"], fp)
+                rows, cost = done[fp]
                 out += [{"source": src["name"], "probability": kind, "radius": r, "sigma": s,
                          "membrane_reach": m, **row, **cost} for row in rows]
             print(f"{src['name']} {kind}: {len(out)} rows", flush=True)
@@ -141,11 +146,8 @@ def main(argv=None) -> int:
                     help="folder of the cached probabilities (benchmarks/agglomerate.py's)")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "segment_defaults"))
     args = ap.parse_args(argv)
-    from chunkseg.engine import agglomerate as ag
-
-    old = {"radius": ag.DEFAULT_FRAGMENT_RADIUS, "sigma": ag.DEFAULT_FRAGMENT_SIGMA,
-           "membrane_reach": ag.DEFAULT_MEMBRANE_REACH, "threshold": ag.DEFAULT_THRESHOLD,
-           "min_size": 1.0}
+    # the defaults before this sweep (main at 297cf09)
+    old = {"radius": 0.5, "sigma": 0.15, "membrane_reach": 0.5, "threshold": 0.4, "min_size": 1.0}
     t0 = time.perf_counter()
     rows = sweep(Path(args.work))
     summary = summarise(rows, old)

@@ -209,3 +209,24 @@ def test_cli_agglo_bad_inputs(tmp_path, capsys):
     assert main(["segment", str(prob), "--out", str(tmp_path / "f.zarr"), "--method",
                  "flood", "--quiet"]) == 0
     assert json.loads(capsys.readouterr().out)["method"] == "flood"
+
+
+def test_default_membrane_reach_steps_between_coarse_slices(tmp_path):
+    """2 µm slices: a wall lying along a slice is reached by default, not with 0.5 µm."""
+    vs = (2.0, 0.25, 0.25)
+    p = np.full((7, 20, 24), 0.1, np.float32)
+    p[3] = 0.95  # a wall along a slice
+    p[:, :, 11:13] = 0.9  # a wall across the slices
+    p += np.random.default_rng(0).normal(0, 0.02, p.shape).astype(np.float32)
+    p = np.clip(p, 0, 1)
+    assert SegmentParams(voxel_size=vs).membrane_reach == 2.0
+    assert SegmentParams(voxel_size=VS).membrane_reach == 0.5  # finer voxels: unchanged
+    _, short = segment_method("agglo", voxel_size=vs, membrane_reach=0.5)
+    assert (agglomerate_array(p, short)[0][3] == 0).all()
+    method, params = segment_method("agglo", voxel_size=vs)
+    whole, _ = agglomerate_array(p, params)
+    assert (whole > 0).all() and whole.max() == 4
+    res = segment_volume(Reader(p[None]), (1, *p.shape), method, work=tmp_path / "w",
+                         block=(3, 7, 9))
+    np.testing.assert_array_equal(final_labels(res["flood"], res["tables"]).to_dask()
+                                  .compute()[0], whole)

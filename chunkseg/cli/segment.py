@@ -52,7 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "(default 3 D)")
     p.add_argument("--membrane-reach", type=float, metavar="M",
                    help="growth per membrane level (flood: of the cells, agglo: of the "
-                   "fragments), µm (default 0.5)")
+                   "fragments), µm (default 0.5, or one voxel of the coarsest axis if larger)")
     p.add_argument("--timepoints", metavar="A:B", help="segment only time points A..B-1")
     p.add_argument("--block", nargs=3, type=int, metavar=("Z", "Y", "X"),
                    help="processing block (default 64 256 256); the result does not depend on it")

@@ -31,7 +31,9 @@ from chunkseg.ops.fragments import (
 )
 from chunkseg.ops.rag import AggloParams, Linkage, agglomeration_plan, block_edges
 from chunkseg.ops.segstats import SegStats, block_stats, relabel
-from chunkseg.ops.watershed import SegmentParams, as_probability
+from chunkseg.ops.watershed import (
+    DEFAULT_MEMBRANE_REACH, SegmentParams, as_probability, default_membrane_reach,
+)
 
 __all__ = ["DEFAULT_FRAGMENT_RADIUS", "DEFAULT_FRAGMENT_SIGMA", "DEFAULT_INTERIOR_LEVELS",
            "DEFAULT_MEMBRANE_REACH", "DEFAULT_THRESHOLD", "METHODS", "SegmentMethod",
@@ -46,8 +48,6 @@ DEFAULT_THRESHOLD = 0.4
 DEFAULT_FRAGMENT_RADIUS = 0.5
 #: smoothing of that distance, µm
 DEFAULT_FRAGMENT_SIGMA = 0.15
-#: growth of the fragments per membrane level, µm
-DEFAULT_MEMBRANE_REACH = 0.5
 #: interior levels of the fragment flood
 DEFAULT_INTERIOR_LEVELS = 4
 
@@ -169,7 +169,8 @@ def segment_method(
         radius=DEFAULT_FRAGMENT_RADIUS if fragment_radius is None else fragment_radius,
         sigma=DEFAULT_FRAGMENT_SIGMA if fragment_sigma is None else fragment_sigma,
         voxel_size=tuple(voxel_size),
-        membrane_reach=DEFAULT_MEMBRANE_REACH if membrane_reach is None else membrane_reach,
+        membrane_reach=(default_membrane_reach(voxel_size) if membrane_reach is None
+                        else membrane_reach),
         levels=levels, interior_levels=DEFAULT_INTERIOR_LEVELS)
     params = AggloParams(frag, threshold=DEFAULT_THRESHOLD if threshold is None else threshold,
                          min_size=min_size, linkage=linkage or "mutex")
