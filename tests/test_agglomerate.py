@@ -25,7 +25,7 @@ from conftest import SEG_VS, store_volume
 
 VS = SEG_VS
 PARAMS = AggloParams(FragmentParams(voxel_size=VS, radius=0.5, sigma=0.15, interior_levels=4),
-                     threshold=0.4, min_size=0.3)
+                     threshold=0.45, min_size=0.3)
 
 
 @pytest.fixture(scope="module")

@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="agglomeration on the fragment graph (default) or seeded flood")
     p.add_argument("--threshold", type=float,
                    help="agglo: fragments merge when the mean probability on their interface "
-                   "is below T (default 0.4); flood: cell interior is p < T (default 0.5); "
+                   "is below T (default 0.45); flood: cell interior is p < T (default 0.5); "
                    "must lie in (0, 1)")
     p.add_argument("--min-size", type=float, default=1.0, metavar="V",
                    help="merge cells smaller than V µm³ into a neighbour (default 1)")

@@ -42,8 +42,8 @@ __all__ = ["DEFAULT_FRAGMENT_RADIUS", "DEFAULT_FRAGMENT_SIGMA", "DEFAULT_INTERIO
 #: the methods of :func:`segment_method`
 SegmentMethod = Literal["agglo", "flood"]
 METHODS: tuple[str, ...] = ("agglo", "flood")
-#: merge threshold on the mean interface probability
-DEFAULT_THRESHOLD = 0.4
+#: merge threshold on the mean interface probability (benchmarks/segment_defaults.py)
+DEFAULT_THRESHOLD = 0.45
 #: cap of the distance to the boundaries for the fragment seeds, µm
 DEFAULT_FRAGMENT_RADIUS = 0.5
 #: smoothing of that distance, µm
