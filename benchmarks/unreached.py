@@ -8,7 +8,8 @@ For organoid t1-t3 (labels made by the authors' network, not by hand) and each
 probability (``model``: the packaged default model through ``run_predict``; ``oracle``:
 the labels' membranes blurred plus noise, as in ``benchmarks/agglomerate.py``), the
 agglomerative default in memory (``agglomerate_array``, equal to the blockwise result)
-with ``--membrane-reach`` 0.5 (the default), 1.0 and 2.0 µm: the share of labelled
+with ``--membrane-reach`` 0.5 (the default before it became at least one voxel of the
+coarsest axis), 1.0 and 2.0 µm (the default now on these 2 µm slices): the share of labelled
 voxels left 0, the share of labelled voxels with ``p >= 0.5`` (the fragments' boundary),
 the median ``p`` of the unreached voxels, labelled cells without any fragment voxel, and
 cell F1@0.5.  Writes ``<out>.json`` and ``<out>.md``.
