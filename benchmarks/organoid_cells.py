@@ -56,8 +56,9 @@ def _majority(table: np.ndarray) -> dict[int, tuple[int, float, int]]:
 
 def fragment_facts(truth, frag, edges) -> dict:
     from chunkseg.ops.instance_metrics import contingency
-    from chunkseg.ops.rag import edge_mean
+    from chunkseg.ops.rag import edge_mean, split_table
 
+    edges = split_table(edges)[1]
     table = contingency(truth, frag)
     major = _majority(table)
     labelled = sum(m[2] for m in major.values())
@@ -109,7 +110,7 @@ def rows_of(src: dict, kind: str, prob: np.ndarray) -> dict:
     _, params = segment_method("agglo", voxel_size=vs)
     frag, stats, edges = fragment_graph(prob, params.fragments)
     keys, final, _ = agglomeration_plan(stats, edges, threshold=params.threshold,
-                                        min_voxels=params.min_voxels)
+                                        min_voxels=params.min_voxels, criterion=params.criterion)
     lab = relabel(frag, keys, final)
     s = instance_scores(contingency(truth, lab))
     ref = instance_scores(contingency(truth, reference(prob, vs, params.threshold,

@@ -6,8 +6,8 @@ Usage::
 
 A grid over the parameters ``segment`` exposes for its default method: the fragments'
 distance cap ``--fragment-radius`` and smoothing ``--fragment-sigma`` (µm), the growth
-per membrane level ``--membrane-reach`` (µm), the merge threshold ``--threshold`` and the
-minimum cell size ``--min-size`` (µm³).  Every point is scored in memory
+per membrane level ``--membrane-reach`` (µm), the interface score ``--criterion`` with its
+merge threshold ``--threshold``, and the minimum cell size ``--min-size`` (µm³).  Every point is scored in memory
 (:func:`chunkseg.engine.agglomerate.fragment_graph` then the global step, which is what
 ``segment`` computes blockwise: ``tests/test_agglomerate.py``); the fragments and their
 graph are made once per fragment setting, and threshold / minimum size only change the
@@ -45,7 +45,9 @@ RADII = (0.5, 1.0, 2.0)
 SIGMAS = (0.15, 0.5, 1.0)
 #: membrane reach: None is the default rule (0.5 µm, or one voxel of the coarsest axis)
 REACHES = (None, 0.5, 1.0)
-THRESHOLDS = (0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6)
+#: merge thresholds per interface score (``--criterion``)
+THRESHOLDS = {"mean": (0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6),
+              "contrast": (0.04, 0.06, 0.08, 0.1, 0.12, 0.15, 0.2)}
 MIN_SIZES = (0.3, 1.0, 4.0)
 TUNING = ("synth", "ovule")
 #: differences of the tuning objective below this are not taken as a reason to change a default
@@ -60,15 +62,16 @@ def _frag_rows(truth, prob, vs, fp) -> tuple[list[dict], dict]:
     """Scores of every (threshold, min size) for one fragment setting of one volume."""
     from chunkseg.engine.agglomerate import fragment_graph
     from chunkseg.ops.instance_metrics import combine_contingency, contingency, instance_scores
-    from chunkseg.ops.rag import agglomeration_plan
+    from chunkseg.ops.rag import agglomeration_plan, split_table
 
     c0 = time.process_time()
     frag, stats, edges = fragment_graph(prob, fp)
     cpu = time.process_time() - c0
     table = contingency(truth, frag)  # fragments -> cells maps this table, not the voxels
     rows = []
-    for thr, ms in itertools.product(THRESHOLDS, MIN_SIZES):
-        keys, final, _ = agglomeration_plan(stats, edges, threshold=thr,
+    points = [(c, t, m) for c, ts in THRESHOLDS.items() for t in ts for m in MIN_SIZES]
+    for crit, thr, ms in points:
+        keys, final, _ = agglomeration_plan(stats, edges, threshold=thr, criterion=crit,
                                             min_voxels=ms / float(np.prod(vs)))
         cell = np.zeros_like(table[:, 1])
         hit = table[:, 1] > 0
@@ -76,13 +79,14 @@ def _frag_rows(truth, prob, vs, fp) -> tuple[list[dict], dict]:
         # rows of fragments of one cell sum to that cell's overlap
         s = instance_scores(combine_contingency([np.column_stack([table[:, 0], cell,
                                                                   table[:, 2]])]))
-        rows.append({"threshold": thr, "min_size": ms, **{k: s[k] for k in KEYS}})
+        rows.append({"criterion": crit, "threshold": thr, "min_size": ms,
+                     **{k: s[k] for k in KEYS}})
     halo = fp.flood_params()
     from chunkseg.ops.watershed import flood_halo, flood_schedule
 
     cost = {"fragment_cpu_s": cpu, "flood_iterations": len(flood_schedule(halo)),
             "flood_halo": list(flood_halo(halo)), "fragments": int(stats.ids.size),
-            "edges": int(len(edges))}
+            "edges": int(len(split_table(edges)[1]))}
     return rows, cost
 
 
@@ -108,7 +112,7 @@ def sweep(work: Path) -> list[dict]:
     return out
 
 
-POINT = ("radius", "sigma", "membrane_reach", "threshold", "min_size")
+POINT = ("radius", "sigma", "membrane_reach", "criterion", "threshold", "min_size")
 
 
 def summarise(rows: list[dict], old: dict) -> dict:
@@ -159,7 +163,8 @@ def main(argv=None) -> int:
                     help="choose again from the rows of an existing <out>.json")
     args = ap.parse_args(argv)
     # the defaults before this sweep (main at 297cf09)
-    old = {"radius": 0.5, "sigma": 0.15, "membrane_reach": 0.5, "threshold": 0.4, "min_size": 1.0}
+    old = {"radius": 0.5, "sigma": 0.15, "membrane_reach": 0.5, "criterion": "mean",
+           "threshold": 0.4, "min_size": 1.0}
     t0 = time.perf_counter()
     out = Path(args.out).with_suffix(".json")
     rows = (json.loads(out.read_text())["rows"] if args.summary_only else

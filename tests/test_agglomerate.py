@@ -16,16 +16,17 @@ from chunkseg.io.store import read_attrs
 from chunkseg.ops.fragments import FragmentParams
 from chunkseg.ops.instance_metrics import contingency, instance_scores
 from chunkseg.ops.rag import (
-    EDGE_BINS, Q, AggloParams, block_edges, cluster, edge_mean, edge_quantile,
+    EDGE_BINS, Q, AggloParams, agglomeration_plan, block_edges, cluster, edge_mean,
+    edge_quantile, split_table,
 )
-from chunkseg.ops.segstats import sum_pair_counts
+from chunkseg.ops.segstats import block_stats, sum_pair_counts
 from chunkseg.ops.watershed import SegmentParams
 from chunkseg.pipeline.segment import run_segment
 from conftest import SEG_VS, store_volume
 
 VS = SEG_VS
 PARAMS = AggloParams(FragmentParams(voxel_size=VS, radius=0.5, sigma=0.15, interior_levels=4),
-                     threshold=0.45, min_size=0.3)
+                     threshold=0.1, min_size=0.3)
 
 
 @pytest.fixture(scope="module")
@@ -61,13 +62,30 @@ def _brute_edges(lab, prob):
     return out
 
 
+def _brute_nodes(lab, prob):
+    q = np.rint(prob.astype(np.float64) * Q).astype(np.int64)
+    out = {}
+    for x, qx in zip(lab.ravel(), q.ravel()):
+        if x:
+            row = out.setdefault((x, x), [0, 0] + [0] * EDGE_BINS)
+            row[0] += 1
+            row[1] += 2 * qx
+            row[2 + min(2 * qx * EDGE_BINS // (2 * Q), EDGE_BINS - 1)] += 1
+    return out
+
+
 def test_edge_table_blockwise_equals_whole():
     rng = np.random.default_rng(5)
     lab = rng.integers(0, 6, (9, 11, 13)).astype(np.uint64) * np.uint64(1 << 33)
     prob = rng.random(lab.shape, dtype=np.float32)
     whole = block_edges(lab, prob, lab.shape)
-    assert {(int(r[0]), int(r[1])): [int(v) for v in r[2:]] for r in whole} == \
+    nodes, edges = split_table(whole)
+    assert {(int(r[0]), int(r[1])): [int(v) for v in r[2:]] for r in edges} == \
         _brute_edges(lab, prob)
+    assert {(int(r[0]), int(r[1])): [int(v) for v in r[2:]] for r in nodes} == \
+        _brute_nodes(lab, prob)
+    np.testing.assert_allclose(edge_mean(nodes), [prob[lab == i].mean() for i in nodes[:, 0]],
+                               atol=1e-5)  # a node row's mean: the fragment's mean probability
     parts = []
     for z0 in range(0, 9, 4):
         for y0 in range(0, 11, 7):
@@ -96,6 +114,31 @@ def test_cluster_linkages_split_a_leaky_wall():
         assert comp[0] == comp[1] != comp[2] == comp[3], linkage
     with pytest.raises(ParameterError, match="linkage"):
         cluster(4, index, edges, threshold=0.5, linkage="ward")
+
+
+def _rows(pairs, faces, mean):
+    t = np.zeros((len(pairs), 4 + EDGE_BINS), np.uint64)
+    t[:, :2] = pairs
+    t[:, 2] = faces
+    t[:, 3] = np.rint(np.asarray(mean) * 2 * Q * np.asarray(faces)).astype(np.uint64)
+    return t
+
+
+def test_contrast_merges_a_cell_with_thick_walls_the_mean_does_not():
+    """Fragments 1, 2: one cell whose voxels are half wall (mean p 0.5), meeting at 0.55;
+    fragment 3: a clear cell (mean 0.1) behind a wall of 0.6."""
+    nodes = _rows([[1, 1], [2, 2], [3, 3]], [100, 100, 100], [0.5, 0.5, 0.1])
+    edges = _rows([[1, 2], [2, 3]], [40, 40], [0.55, 0.6])
+    stats = block_stats(np.array([[[1, 2, 3]]], np.uint64))
+    for linkage in ("mutex", "average", "single"):
+        ids, final, _ = agglomeration_plan(stats, np.concatenate([nodes, edges]), threshold=0.1,
+                                           min_voxels=0, linkage=linkage)
+        assert final[0] == final[1] != final[2], linkage  # contrast 0.05 joins, 0.3 does not
+        _, final, _ = agglomeration_plan(stats, np.concatenate([nodes, edges]), threshold=0.45,
+                                         min_voxels=0, linkage=linkage, criterion="mean")
+        assert len(set(final.tolist())) == 3, linkage  # both means above 0.45: all apart
+    with pytest.raises(ParameterError, match="criterion"):
+        agglomeration_plan(stats, nodes, threshold=0.1, min_voxels=0, criterion="max")
 
 
 def test_one_cell_and_no_edges():
@@ -176,6 +219,11 @@ def test_run_segment_default_is_agglo(synth, tmp_path):
     with pytest.raises(ParameterError, match="linkage"):
         run_segment(prob, out=tmp_path / "d.zarr", method="flood", linkage="mutex",
                     progress=False)
+    with pytest.raises(ParameterError, match="criterion"):
+        run_segment(prob, out=tmp_path / "d.zarr", method="flood", criterion="mean",
+                    progress=False)
+    with pytest.raises(ParameterError, match="criterion"):
+        run_segment(prob, out=tmp_path / "d.zarr", criterion="median", progress=False)
 
 
 @pytest.mark.parametrize("values,message", [

@@ -29,21 +29,27 @@ from chunkseg.errors import ParameterError
 from chunkseg.ops.fragments import (
     FragmentParams, fragment_seed_halo, fragment_seeds, fragments,
 )
-from chunkseg.ops.rag import AggloParams, Linkage, agglomeration_plan, block_edges
+from chunkseg.ops.rag import (
+    AggloParams, Criterion, Linkage, agglomeration_plan, block_edges,
+)
 from chunkseg.ops.segstats import SegStats, block_stats, relabel
 from chunkseg.ops.watershed import (
     DEFAULT_MEMBRANE_REACH, SegmentParams, as_probability, default_membrane_reach,
 )
 
-__all__ = ["DEFAULT_FRAGMENT_RADIUS", "DEFAULT_FRAGMENT_SIGMA", "DEFAULT_INTERIOR_LEVELS",
-           "DEFAULT_MEMBRANE_REACH", "DEFAULT_THRESHOLD", "METHODS", "SegmentMethod",
+__all__ = ["DEFAULT_CRITERION", "DEFAULT_FRAGMENT_RADIUS", "DEFAULT_FRAGMENT_SIGMA", "DEFAULT_INTERIOR_LEVELS",
+           "DEFAULT_MEMBRANE_REACH", "DEFAULT_THRESHOLD", "DEFAULT_THRESHOLDS", "METHODS", "SegmentMethod",
            "agglo_method", "agglomerate_array", "fragment_graph", "segment_method"]
 
 #: the methods of :func:`segment_method`
 SegmentMethod = Literal["agglo", "flood"]
 METHODS: tuple[str, ...] = ("agglo", "flood")
-#: merge threshold on the mean interface probability (benchmarks/segment_defaults.py)
-DEFAULT_THRESHOLD = 0.45
+#: the interface score the agglomeration merges on (:mod:`chunkseg.ops.rag`)
+DEFAULT_CRITERION = "contrast"
+#: merge threshold per interface score (benchmarks/segment_defaults.py)
+DEFAULT_THRESHOLDS = {"contrast": 0.1, "mean": 0.45}
+#: merge threshold of the default score
+DEFAULT_THRESHOLD = DEFAULT_THRESHOLDS[DEFAULT_CRITERION]
 #: cap of the distance to the boundaries for the fragment seeds, µm
 DEFAULT_FRAGMENT_RADIUS = 0.5
 #: smoothing of that distance, µm
@@ -54,7 +60,8 @@ DEFAULT_INTERIOR_LEVELS = 4
 
 def _plan(stats: SegStats, edges: np.ndarray, *, params: AggloParams) -> tuple:
     return agglomeration_plan(stats, edges, threshold=params.threshold,
-                              min_voxels=params.min_voxels, linkage=params.linkage)
+                              min_voxels=params.min_voxels, linkage=params.linkage,
+                              criterion=params.criterion)
 
 
 def agglo_method(params: AggloParams) -> BlockwiseMethod:
@@ -123,6 +130,7 @@ def segment_method(
     fragment_radius: float | None = None,
     fragment_sigma: float | None = None,
     linkage: Linkage | None = None,
+    criterion: Criterion | None = None,
 ) -> tuple[BlockwiseMethod, SegmentParams | AggloParams]:
     """The blockwise rules of a segmentation method and its validated parameters.
 
@@ -132,8 +140,9 @@ def segment_method(
     voxel_size : sequence of 3 float
         ``(z, y, x)`` µm.
     threshold : float, optional
-        ``agglo``: merge threshold on the mean interface probability (default
-        :data:`DEFAULT_THRESHOLD`); ``flood``: interior is ``p < threshold`` (0.5).
+        ``agglo``: merge threshold on the interface score (default
+        :data:`DEFAULT_THRESHOLDS` of the criterion); ``flood``: interior is
+        ``p < threshold`` (0.5).
     min_size : float
         µm³; smaller cells (flood: segments) join a neighbour.
     seed_distance, reach, membrane_reach, levels
@@ -144,6 +153,9 @@ def segment_method(
         (defaults :data:`DEFAULT_FRAGMENT_RADIUS`, :data:`DEFAULT_FRAGMENT_SIGMA`).
     linkage : {"mutex", "average", "single"}, optional
         ``agglo`` only (default ``"mutex"``).
+    criterion : {"contrast", "mean"}, optional
+        ``agglo`` only: the interface score (default :data:`DEFAULT_CRITERION`; see
+        :mod:`chunkseg.ops.rag`).
 
     Raises
     ------
@@ -154,7 +166,7 @@ def segment_method(
         raise ParameterError(f"method must be one of {METHODS}; got {method!r}")
     other = ({"seed_distance": seed_distance, "reach": reach} if method == "agglo" else
              {"fragment_radius": fragment_radius, "fragment_sigma": fragment_sigma,
-              "linkage": linkage})
+              "linkage": linkage, "criterion": criterion})
     given = [k for k, v in other.items() if v is not None]
     if given:
         raise ParameterError(f"{', '.join(given)}: not an option of method {method!r}")
@@ -172,6 +184,11 @@ def segment_method(
         membrane_reach=(default_membrane_reach(voxel_size) if membrane_reach is None
                         else membrane_reach),
         levels=levels, interior_levels=DEFAULT_INTERIOR_LEVELS)
-    params = AggloParams(frag, threshold=DEFAULT_THRESHOLD if threshold is None else threshold,
-                         min_size=min_size, linkage=linkage or "mutex")
+    criterion = criterion or DEFAULT_CRITERION
+    if criterion not in DEFAULT_THRESHOLDS:
+        raise ParameterError(f"criterion must be one of {tuple(DEFAULT_THRESHOLDS)}; "
+                             f"got {criterion!r}")
+    params = AggloParams(frag, threshold=DEFAULT_THRESHOLDS[criterion] if threshold is None
+                         else threshold, min_size=min_size, linkage=linkage or "mutex",
+                         criterion=criterion)
     return agglo_method(params), params
