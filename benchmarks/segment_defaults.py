@@ -1,27 +1,29 @@
-"""The defaults of ``segment`` (agglo), chosen on synthetic data + the ovule, checked on the organoid.
+"""The defaults of ``segment`` (agglo), chosen on synthetic data + the ovule, checked on the
+organoid.
 
 Usage::
 
     python benchmarks/segment_defaults.py [--work DIR] [--out benchmarks/results/segment_defaults]
 
 A grid over the parameters ``segment`` exposes for its default method: the fragments'
-distance cap ``--fragment-radius`` and smoothing ``--fragment-sigma`` (µm), the growth
-per membrane level ``--membrane-reach`` (µm), the interface score ``--criterion`` with its
-merge threshold ``--threshold``, and the minimum cell size ``--min-size`` (µm³).  Every point is scored in memory
-(:func:`chunkseg.engine.agglomerate.fragment_graph` then the global step, which is what
-``segment`` computes blockwise: ``tests/test_agglomerate.py``); the fragments and their
-graph are made once per fragment setting, and threshold / minimum size only change the
-global step.  Scores: cell F1@0.5, adapted Rand error, VOI split / merge (truth 0 left out).
+distance cap ``--fragment-radius`` and smoothing ``--fragment-sigma`` (µm), the growth per
+membrane level ``--membrane-reach`` (µm), the interface score ``--criterion`` with its
+merge threshold ``--threshold``, and the minimum cell size ``--min-size`` (µm³). Every
+point is scored in memory (:func:`chunkseg.engine.agglomerate.fragment_graph` then the
+global step, which is what ``segment`` computes blockwise: ``tests/test_agglomerate.py``);
+the fragments and their graph are made once per fragment setting, and threshold / minimum
+size only change the global step. Scores: cell F1@0.5, adapted Rand error, VOI split /
+merge (truth 0 left out).
 
 *Tuning* runs: the synthetic volume (exact truth) and the ovule (hand-drawn labels; the
 shipped model was trained on it, so its model rows are not held out), each with the
 default model's probability (``model``) and the truth-derived ``oracle``
-(``benchmarks/agglomerate.py``).  The chosen point maximises the mean over these four
-runs of ``(F1 + 1 - adapted Rand error) / 2``; among the points within ``NOISE`` (0.005)
-of the best, the one that changes the fewest of the old defaults.  *Validation*: organoid t1-t5 (labels
-made by the authors' network, not by hand; held out from the model), never used to
-choose.  The organoid's own best point is reported beside it, only to show the gap.
-Writes ``<out>.json`` and ``<out>.md``.
+(``benchmarks/agglomerate.py``). The chosen point maximises the mean over these four runs
+of ``(F1 + 1 - adapted Rand error) / 2``; among the points within ``NOISE`` (0.005) of the
+best, the one that changes the fewest of the old defaults. *Validation*: organoid t1-t5
+(labels made by the authors' network, not by hand; held out from the model), never used to
+choose. The organoid's own best point is reported beside it, only to show the gap. Writes
+``<out>.json`` and ``<out>.md``.
 """
 
 from __future__ import annotations

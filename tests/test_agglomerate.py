@@ -207,8 +207,8 @@ def test_run_segment_default_is_agglo(synth, tmp_path):
     _, p = synth
     q = p[:, ::-1].copy()
     prob = store_volume(tmp_path / "p.zarr", np.stack([p, q]))
-    s = run_segment(prob, out=tmp_path / "c.zarr", block=(13, 30, 30), progress=False,
-                    min_size=0.3)  # the other defaults are those of PARAMS
+    s = run_segment(prob, out=tmp_path / "c.zarr", block=(13, 30, 30),
+                    progress=False)  # the defaults are those of PARAMS
     assert s["method"] == "agglo" and s["graph"]["edges"] > 100 and read_attrs(
         tmp_path / "c.zarr")["complete"]
     got = open_volume(tmp_path / "c.zarr").data.compute()

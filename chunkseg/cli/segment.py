@@ -39,8 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="agglo: the interface score: contrast (default; the interface's mean "
                    "probability minus the mean probability of the two fragments) or mean (the "
                    "interface's mean probability)")
-    p.add_argument("--min-size", type=float, default=1.0, metavar="V",
-                   help="merge cells smaller than V µm³ into a neighbour (default 1)")
+    p.add_argument("--min-size", type=float, metavar="V",
+                   help="merge cells smaller than V µm³ into a neighbour (default 0.3 for agglo, "
+                   "1 for flood)")
     p.add_argument("--fragment-radius", type=float, metavar="R",
                    help="agglo: cap of the distance to the boundaries for the fragment seeds, "
                    "µm (default 0.5); cells wider than 2 R start from one seed")

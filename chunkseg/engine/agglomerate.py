@@ -37,8 +37,9 @@ from chunkseg.ops.watershed import (
     DEFAULT_MEMBRANE_REACH, SegmentParams, as_probability, default_membrane_reach,
 )
 
-__all__ = ["DEFAULT_CRITERION", "DEFAULT_FRAGMENT_RADIUS", "DEFAULT_FRAGMENT_SIGMA", "DEFAULT_INTERIOR_LEVELS",
-           "DEFAULT_MEMBRANE_REACH", "DEFAULT_THRESHOLD", "DEFAULT_THRESHOLDS", "METHODS", "SegmentMethod",
+__all__ = ["DEFAULT_CRITERION", "DEFAULT_FRAGMENT_RADIUS", "DEFAULT_FRAGMENT_SIGMA",
+           "DEFAULT_INTERIOR_LEVELS", "DEFAULT_MEMBRANE_REACH", "DEFAULT_MIN_SIZE",
+           "DEFAULT_THRESHOLD", "DEFAULT_THRESHOLDS", "METHODS", "SegmentMethod",
            "agglo_method", "agglomerate_array", "fragment_graph", "segment_method"]
 
 #: the methods of :func:`segment_method`
@@ -50,6 +51,8 @@ DEFAULT_CRITERION = "contrast"
 DEFAULT_THRESHOLDS = {"contrast": 0.1, "mean": 0.45}
 #: merge threshold of the default score
 DEFAULT_THRESHOLD = DEFAULT_THRESHOLDS[DEFAULT_CRITERION]
+#: cells smaller than this join a neighbour, µm³ (benchmarks/segment_defaults.py)
+DEFAULT_MIN_SIZE = 0.3
 #: cap of the distance to the boundaries for the fragment seeds, µm
 DEFAULT_FRAGMENT_RADIUS = 0.5
 #: smoothing of that distance, µm
@@ -122,7 +125,7 @@ def segment_method(
     *,
     voxel_size: Sequence[float],
     threshold: float | None = None,
-    min_size: float = 1.0,
+    min_size: float | None = None,
     seed_distance: float | None = None,
     reach: float | None = None,
     membrane_reach: float | None = None,
@@ -143,8 +146,9 @@ def segment_method(
         ``agglo``: merge threshold on the interface score (default
         :data:`DEFAULT_THRESHOLDS` of the criterion); ``flood``: interior is
         ``p < threshold`` (0.5).
-    min_size : float
-        µm³; smaller cells (flood: segments) join a neighbour.
+    min_size : float, optional
+        µm³; smaller cells (flood: segments) join a neighbour (default
+        :data:`DEFAULT_MIN_SIZE`; ``flood``: 1).
     seed_distance, reach, membrane_reach, levels
         ``flood`` only (:class:`chunkseg.ops.watershed.SegmentParams`); ``membrane_reach``
         and ``levels`` also set how far fragments grow into the membranes.
@@ -172,7 +176,8 @@ def segment_method(
         raise ParameterError(f"{', '.join(given)}: not an option of method {method!r}")
     if method == "flood":
         params = SegmentParams(
-            threshold=0.5 if threshold is None else threshold, min_size=min_size,
+            threshold=0.5 if threshold is None else threshold,
+            min_size=1.0 if min_size is None else min_size,
             seed_distance=0.5 if seed_distance is None else seed_distance,
             voxel_size=tuple(voxel_size), reach=reach, membrane_reach=membrane_reach,
             levels=levels)
@@ -189,6 +194,8 @@ def segment_method(
         raise ParameterError(f"criterion must be one of {tuple(DEFAULT_THRESHOLDS)}; "
                              f"got {criterion!r}")
     params = AggloParams(frag, threshold=DEFAULT_THRESHOLDS[criterion] if threshold is None
-                         else threshold, min_size=min_size, linkage=linkage or "mutex",
+                         else threshold,
+                         min_size=DEFAULT_MIN_SIZE if min_size is None else min_size,
+                         linkage=linkage or "mutex",
                          criterion=criterion)
     return agglo_method(params), params

@@ -21,22 +21,21 @@ and the voxels it owns.  Memory: ``(4 + bins) * 8`` bytes per edge and per fragm
 
 Agglomeration
 -------------
-:func:`cluster` merges fragments whose interface *score* is below the threshold.  The
+:func:`cluster` merges fragments whose interface *score* is below the threshold. The
 score (``criterion``) is ``"contrast"`` (default): the interface's mean probability
 minus the mean of its two fragments' mean probabilities, i.e. how much brighter the
 interface is than the fragments it separates; or ``"mean"``: the interface's mean
-probability itself.  The contrast does not depend on how much of a cell the
-probability marks as wall (thick, anisotropic walls raise both terms alike), so one
-threshold serves sources whose best mean thresholds differ
-(``benchmarks/organoid_cells.py``).  Rules (``linkage``: ``"mutex"`` — the mutex watershed of the ``mwatershed``
-package on the region graph, the default; ``"average"`` — scikit-image's hierarchical
-merging with the area-weighted mean interface probability updated after each merge;
-``"single"`` — SciPy connected components of the edges below the threshold, a floor).
-The decision uses every voxel of the interface, so a gap of a few voxels in a wall
-does not merge two cells.  :func:`agglomeration_plan` then merges cells smaller than
-``min_voxels`` into their strongest neighbour (lowest mean interface probability) and
-numbers cells by their first voxel, like the seeded flood
-(:func:`chunkseg.ops.segstats.merge_plan`).
+probability itself. The contrast does not depend on how much of a cell the probability
+marks as wall (thick, anisotropic walls raise both terms alike), so one threshold serves
+sources whose best mean thresholds differ (``benchmarks/organoid_cells.py``). Rules
+(``linkage``: ``"mutex"`` — the mutex watershed of the ``mwatershed`` package on the
+region graph, the default; ``"average"`` — scikit-image's hierarchical merging with the
+score updated after each merge (interfaces and fragments summed); ``"single"`` — SciPy
+connected components of the edges below the threshold, a floor). The decision uses every
+voxel of the interface, so a gap of a few voxels in a wall does not merge two cells.
+:func:`agglomeration_plan` then merges cells smaller than ``min_voxels`` into their
+strongest neighbour (lowest mean interface probability) and numbers cells by their first
+voxel, like the seeded flood (:func:`chunkseg.ops.segstats.merge_plan`).
 """
 
 from __future__ import annotations

@@ -115,7 +115,7 @@ def run_segment(
     label_name: str = "cells",
     method: SegmentMethod = "agglo",
     threshold: float | None = None,
-    min_size: float = 1.0,
+    min_size: float | None = None,
     seed_distance: float | None = None,
     reach: float | None = None,
     membrane_reach: float | None = None,
@@ -154,8 +154,9 @@ def run_segment(
         In (0, 1).  ``agglo``: fragments whose interface score is below it merge
         (default :data:`chunkseg.engine.agglomerate.DEFAULT_THRESHOLDS` of the
         criterion); ``flood``: the cell interior is ``p < threshold`` (default 0.5).
-    min_size : float
-        Cells (``flood``: segments) smaller than this many µm³ join a neighbour (>= 0).
+    min_size : float, optional
+        Cells (``flood``: segments) smaller than this many µm³ join a neighbour (>= 0;
+        default :data:`chunkseg.engine.agglomerate.DEFAULT_MIN_SIZE`, ``flood``: 1).
     seed_distance, reach, membrane_reach, levels
         ``flood`` only: seeds lie farther than ``seed_distance`` µm (default 0.5) from
         any voxel with ``p >= threshold``; flood extent (see
