@@ -54,7 +54,7 @@ KEYS = ("f1", "adapted_rand_error", "vi_split", "vi_merge", "n_pred", "n_truth")
 BLOCK = (24, 96, 96)
 #: the agglo defaults before benchmarks/segment_defaults.py re-chose them (main at 297cf09)
 PREVIOUS = {"threshold": 0.4, "fragment_radius": 0.5, "fragment_sigma": 0.15,
-            "membrane_reach": 0.5, "min_size": 1.0}
+            "membrane_reach": 0.5, "min_size": 1.0, "criterion": "mean"}
 
 
 def _store(path: Path, arr: np.ndarray, voxel_size, kind: str) -> Path:
@@ -131,7 +131,8 @@ def quality_rows(src: dict, kind: str, work: Path) -> list[dict]:
             for linkage in ("mutex", "average", "single"):
                 t0 = time.perf_counter()
                 whole, _ = agglomerate_array(p, AggloParams(params.fragments, params.threshold,
-                                                            params.min_size, linkage))
+                                                            params.min_size, linkage,
+                                                            params.criterion))
                 row = {**base, "method": f"agglo whole {linkage}",
                        **_scores(src["truth"], whole),
                        "seconds": time.perf_counter() - t0}
