@@ -189,13 +189,9 @@ def segment_method(
         membrane_reach=(default_membrane_reach(voxel_size) if membrane_reach is None
                         else membrane_reach),
         levels=levels, interior_levels=DEFAULT_INTERIOR_LEVELS)
-    criterion = criterion or DEFAULT_CRITERION
-    if criterion not in DEFAULT_THRESHOLDS:
-        raise ParameterError(f"criterion must be one of {tuple(DEFAULT_THRESHOLDS)}; "
-                             f"got {criterion!r}")
-    params = AggloParams(frag, threshold=DEFAULT_THRESHOLDS[criterion] if threshold is None
-                         else threshold,
+    criterion = criterion or DEFAULT_CRITERION  # an unknown one: AggloParams refuses it
+    params = AggloParams(frag, threshold=DEFAULT_THRESHOLDS.get(criterion, DEFAULT_THRESHOLD)
+                         if threshold is None else threshold,
                          min_size=DEFAULT_MIN_SIZE if min_size is None else min_size,
-                         linkage=linkage or "mutex",
-                         criterion=criterion)
+                         linkage=linkage or "mutex", criterion=criterion)
     return agglo_method(params), params
