@@ -257,6 +257,10 @@ def test_cli_agglo_bad_inputs(tmp_path, capsys):
     assert main(["segment", str(prob), "--out", str(tmp_path / "f.zarr"), "--method",
                  "flood", "--quiet"]) == 0
     assert json.loads(capsys.readouterr().out)["method"] == "flood"
+    assert main(["segment", str(prob), "--out", str(tmp_path / "m.zarr"), "--criterion",
+                 "mean", "--quiet"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["criterion"], out["threshold"], out["min_size"]) == ("mean", 0.45, 0.3)
 
 
 def test_default_membrane_reach_steps_between_coarse_slices(tmp_path):
