@@ -4,10 +4,12 @@ Usage::
 
     python benchmarks/organoid_cells.py [--work DIR] [--out benchmarks/results/organoid_cells]
 
-For the ovule (hand-drawn labels) and organoid t1-t5 (labels made by the authors'
-network, not by hand; 2 µm slices), with the default model's probability (``model``)
-and the truth-derived ``oracle`` (``benchmarks/agglomerate.py``), ``segment``'s default
-agglomeration in memory (equal to the blockwise result), and per volume:
+For the ovule (hand-drawn labels), organoid t1-t5 (labels made by the authors'
+network, not by hand; 2 µm slices) and ``synth_aniso`` (a synthetic volume at the
+organoid's voxel size, 10 µm cells, exact truth; never used to choose a default), with
+the default model's probability (``model``) and the truth-derived ``oracle``
+(``benchmarks/agglomerate.py``), ``segment``'s default agglomeration in memory (equal to
+the blockwise result), and per volume:
 
 * ``frag_purity``: share of the labelled voxels whose fragment's majority truth cell is
   their own (1: no fragment spans two cells; the agglomeration can only merge, so this
@@ -17,7 +19,8 @@ agglomeration in memory (equal to the blockwise result), and per volume:
   pure fragments (> 80 % one cell) of the same / of different truth cells, and
   ``best_split``: the threshold that best separates the two (a diagnosis, not a default);
 * ``unreached``: labelled voxels left 0; cell scores F1@0.5, adapted Rand error, VOI
-  split / merge, cells / truth;
+  split / merge, cells / truth; ``prev_*``: F1, adapted Rand error and unreached share
+  with the agglo defaults before ``benchmarks/segment_defaults.py`` re-chose them;
 * ``ref_*``: an unbounded, in-memory reference of the same idea (scikit-image's
   watershed of ``p`` from the maxima of the Euclidean distance transform, smoothed by
   0.5 µm, then the same agglomeration): what the probability allows when no rule is bounded.
@@ -36,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from agglomerate import _table, sources  # noqa: E402
+from agglomerate import PREVIOUS, _predict, _store, _table, oracle, sources  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -101,7 +104,7 @@ def reference(prob, vs, threshold: float, min_size: float, sigma: float = 0.5) -
 
 
 def rows_of(src: dict, kind: str, prob: np.ndarray) -> dict:
-    from chunkseg.engine.agglomerate import fragment_graph, segment_method
+    from chunkseg.engine.agglomerate import agglomerate_array, fragment_graph, segment_method
     from chunkseg.ops.instance_metrics import contingency, instance_scores
     from chunkseg.ops.rag import agglomeration_plan
     from chunkseg.ops.segstats import relabel
@@ -115,12 +118,31 @@ def rows_of(src: dict, kind: str, prob: np.ndarray) -> dict:
     s = instance_scores(contingency(truth, lab))
     ref = instance_scores(contingency(truth, reference(prob, vs, params.threshold,
                                                       params.min_size)))
+    _, before = segment_method("agglo", voxel_size=vs, **PREVIOUS)
+    prev = agglomerate_array(prob, before)[0]
+    sp = instance_scores(contingency(truth, prev))
     return {"volume": src["name"], "probability": kind,
             **fragment_facts(truth, frag, edges),
+            "prev_f1": sp["f1"], "prev_are": sp["adapted_rand_error"],
+            "prev_unreached": float((prev[truth > 0] == 0).mean()),
             "unreached": float((lab[truth > 0] == 0).mean()),
             "f1": s["f1"], "are": s["adapted_rand_error"], "vi_split": s["vi_split"],
             "vi_merge": s["vi_merge"], "cells": f"{s['n_pred']} / {s['n_truth']}",
             "ref_f1": ref["f1"], "ref_are": ref["adapted_rand_error"]}
+
+
+def aniso_source(work: Path) -> dict:
+    """A synthetic volume at the organoid's voxel size (2 × 0.26 × 0.26 µm): exact truth."""
+    from chunkseg.synth import synth_volume
+
+    vs = (2.0, 0.26, 0.26)
+    v = synth_volume((32, 190, 190), seed=3, voxel_size=vs, cell_diameter=10.0,
+                     psf_sigma=(1.0, 0.15, 0.15))
+    raw = _store(work / "synth_aniso_raw.zarr", v.raw, vs, "raw")
+    return {"name": "synth_aniso", "truth": v.labels.astype(np.uint32), "vs": vs,
+            "prob": {"model": _predict(raw, work / "synth_aniso.prob.zarr"),
+                     "oracle": _store(work / "synth_aniso.oracle.zarr", oracle(v.labels), vs,
+                                      "probability")}}
 
 
 def main(argv=None) -> int:
@@ -132,7 +154,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "organoid_cells"))
     args = ap.parse_args(argv)
     rows = []
-    for src in sources(Path(args.work)):
+    for src in [*sources(Path(args.work)), aniso_source(Path(args.work))]:
         if src["name"] == "synth":
             continue
         for kind, store in src["prob"].items():
