@@ -210,6 +210,14 @@ def _table(rows: list[dict], cols: list[str]) -> str:
     return "\n".join(lines)
 
 
+def write_results(out: str | Path, md: str, payload: dict) -> None:
+    """Print ``md``; write ``<out>.md`` and ``<out>.json`` (the payload and the load average)."""
+    print(md)
+    Path(out).with_suffix(".json").write_text(json.dumps(
+        {**payload, "load_average": os.getloadavg()}, indent=1, default=str))
+    Path(out).with_suffix(".md").write_text(md + "\n")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--work", default="agglomerate-work",

@@ -31,15 +31,15 @@ Writes ``<out>.json`` and ``<out>.md``.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from agglomerate import PREVIOUS, _predict, _store, _table, oracle, sources  # noqa: E402
+from agglomerate import (  # noqa: E402
+    PREVIOUS, _predict, _store, _table, oracle, sources, write_results,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -160,11 +160,7 @@ def main(argv=None) -> int:
         for kind, store in src["prob"].items():
             rows.append(rows_of(src, kind, open_volume(store).data.compute()[0]))
             print(rows[-1], flush=True)
-    md = _table(rows, list(rows[0]))
-    print(md)
-    Path(args.out).with_suffix(".json").write_text(json.dumps(
-        {"rows": rows, "load_average": os.getloadavg()}, indent=1))
-    Path(args.out).with_suffix(".md").write_text(md + "\n")
+    write_results(args.out, _table(rows, list(rows[0])), {"rows": rows})
     return 0
 
 

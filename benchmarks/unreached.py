@@ -18,15 +18,13 @@ cell F1@0.5.  Writes ``<out>.json`` and ``<out>.md``.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from agglomerate import REAL, _predict, _table, oracle  # noqa: E402
+from agglomerate import REAL, _predict, _table, oracle, write_results  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -74,11 +72,7 @@ def main(argv=None) -> int:
         rows += rows_of(f"organoid_t{t} oracle", truth, oracle(truth), vs)
     cols = ["volume", "membrane_reach", "unreached", "labelled_p_ge_boundary",
             "median_p_unreached", "cells_without_fragment", "f1"]
-    md = _table(rows, cols)
-    print(md)
-    Path(args.out).with_suffix(".json").write_text(json.dumps(
-        {"rows": rows, "load_average": os.getloadavg()}, indent=2))
-    Path(args.out).with_suffix(".md").write_text(md + "\n")
+    write_results(args.out, _table(rows, cols), {"rows": rows})
     return 0
 
 
