@@ -336,26 +336,14 @@ class _FloodState:
         self.steps = np.array([step * (lab.strides[axis] // lab.itemsize)
                                for axis, step in _NEIGHBOURS], np.int64)
         self.where = np.zeros(self.flab.size, np.uint8)
-        self.slot = np.empty(self.flab.size, np.int32)
-        self.fok = self.front = self.parked = self.active = None
+        self.fok = np.zeros(self.flab.size, bool)
+        self.front = self.parked = self.active = None
 
     def start_level(self, level: float, i: int) -> None:
         """Free voxels below ``level`` with a labelled face neighbour form the front."""
-        lab = self.lab
-        labelled = lab != 0
-        has_nb = np.zeros(lab.shape, bool)
-        for axis in range(3):
-            lo = [slice(None)] * 3
-            hi = [slice(None)] * 3
-            lo[axis], hi[axis] = slice(0, -1), slice(1, None)
-            has_nb[tuple(lo)] |= labelled[tuple(hi)]
-            has_nb[tuple(hi)] |= labelled[tuple(lo)]
-        self.fok = (~labelled & (self.pp < level)).ravel()
-        front = np.flatnonzero(self.fok & has_nb.ravel())
-        self.front = front[self.life[front] >= i]
+        self.front = _level_front(self.flab, self.fp, np.float32(level), self.life, i,
+                                  self.steps, self.fok, self.where)
         self.parked = np.zeros(0, np.int64)
-        self.where[:] = self.FREE
-        self.where[self.front] = self.FRONT
 
     def step(self, active: tuple[bool, bool, bool], i: int) -> None:
         """One synchronous iteration over the active axes."""
@@ -371,6 +359,33 @@ class _FloodState:
         self.front, failed = _flood_step(self.front, i, steps, self.steps, self.flab, self.fp,
                                          self.fpm, self.fok, self.where, self.life)
         self.parked = np.concatenate([self.parked, failed])
+
+
+@numba.njit(cache=True, nogil=True)
+def _level_front(flab, fp, level, life, i, all_steps, fok, where):
+    """Compiled body of :meth:`_FloodState.start_level`: set ``fok`` (free and below
+    ``level``) and ``where`` (FRONT on the front, FREE elsewhere) for every voxel of the
+    padded array; return the front: the ``fok`` voxels with a labelled face neighbour
+    whose life reaches iteration ``i``.  The pad (probability inf) is never ``fok``, so
+    the neighbours looked at lie inside the array.
+    """
+    n = 0
+    for v in range(flab.size):
+        fok[v] = flab[v] == 0 and fp[v] < level
+        where[v] = _FREE
+        if fok[v] and life[v] >= i:
+            for s in all_steps:
+                if flab[v + s] != 0:
+                    where[v] = _FRONT
+                    n += 1
+                    break
+    front = np.empty(n, np.int64)
+    n = 0
+    for v in range(flab.size):
+        if where[v] == _FRONT:
+            front[n] = v
+            n += 1
+    return front
 
 
 @numba.njit(cache=True, nogil=True)
