@@ -67,10 +67,9 @@ def _brute_nodes(lab, prob):
     out = {}
     for x, qx in zip(lab.ravel(), q.ravel()):
         if x:
-            row = out.setdefault((x, x), [0, 0] + [0] * EDGE_BINS)
+            row = out.setdefault((x, x), [0, 0] + [0] * EDGE_BINS)  # no histogram
             row[0] += 1
             row[1] += 2 * qx
-            row[2 + min(2 * qx * EDGE_BINS // (2 * Q), EDGE_BINS - 1)] += 1
     return out
 
 
@@ -95,10 +94,10 @@ def test_edge_table_blockwise_equals_whole():
                 parts.append(block_edges(lab[sl], prob[sl], own))
     np.testing.assert_array_equal(sum_pair_counts(parts), whole)
     np.testing.assert_allclose(edge_mean(whole), whole[:, 3] / (2 * Q * whole[:, 2]))
-    for q in (0.5, 0.9):  # the upper edge of the bin where the cumulative count reaches q
+    for q in (0.5, 0.9):  # interfaces: upper edge of the bin where the cumulative count reaches q
         want = [(np.searchsorted(np.cumsum(r[4:]), np.ceil(q * r[2])) + 1) / EDGE_BINS
-                for r in whole.astype(np.int64)]
-        np.testing.assert_allclose(edge_quantile(whole, q), want)
+                for r in edges.astype(np.int64)]
+        np.testing.assert_allclose(edge_quantile(edges, q), want)
 
 
 def test_cluster_linkages_split_a_leaky_wall():

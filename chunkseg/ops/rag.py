@@ -15,7 +15,8 @@ bin of ``(p(u) + p(v)) / 2`` (``bins`` equal bins of [0, 1]).  The mean boundary
 probability of an interface is ``psum / (2 * 2**16 * faces)``; a high quantile
 comes from the histogram.  One *node row* ``(a, a, ...)`` per fragment holds its own
 voxels the same way (each voxel ``u`` as the pair ``(u, u)``: ``faces`` = voxels,
-mean = the fragment's mean probability); :func:`split_table` separates the two.  A
+mean = the fragment's mean probability; its histogram is left 0); :func:`split_table`
+separates the two.  A
 block owns the pairs whose lower voxel it owns (:func:`chunkseg.ops.segstats.owned_faces`)
 and the voxels it owns.  Memory: ``(4 + bins) * 8`` bytes per edge and per fragment.
 
@@ -121,18 +122,18 @@ def block_edges(labels: np.ndarray, prob: np.ndarray, owned: Sequence[int], *,
 
 def _node_rows(ids: np.ndarray, dense: np.ndarray, q: np.ndarray, owned: Sequence[int],
                bins: int) -> np.ndarray:
-    """Node rows ``(a, a, voxels, 2 * sum q, hist)`` of the owned voxels of each fragment."""
+    """Node rows ``(a, a, voxels, 2 * sum q, 0...)`` of the owned voxels of each fragment.
+
+    Their histogram stays 0: only the mean of a node row is used.
+    """
     own = tuple(slice(0, int(o)) for o in owned)
-    d = dense[own].ravel().astype(np.int64)
-    val = 2 * q[own].ravel()
-    d, val = d[d != 0] - 1, val[d != 0]
+    d = dense[own].ravel()
     k = ids.size
-    count = np.bincount(d, minlength=k)
-    hist = np.bincount(d * bins + np.minimum(val * bins // (2 * Q), bins - 1),
-                       minlength=k * bins).reshape(k, bins)
-    rows = np.column_stack([ids, ids, count.astype(np.uint64),
-                            np.bincount(d, weights=val, minlength=k).astype(np.uint64),
-                            hist.astype(np.uint64)])
+    count = np.bincount(d, minlength=k + 1)[1:]
+    psum = 2 * np.bincount(d, weights=q[own].ravel(), minlength=k + 1)[1:]
+    rows = np.zeros((k, 4 + bins), np.uint64)
+    rows[:, 0] = rows[:, 1] = ids
+    rows[:, 2], rows[:, 3] = count, psum
     return rows[count > 0]
 
 
