@@ -13,7 +13,9 @@ Quality (cell F1@0.5, adapted Rand error, VOI split / merge; truth 0 left out)
     bound for the segmenter alone, NOT a prediction).  Methods: ``flood`` (the previous
     default, blockwise), ``agglo`` (the new default, blockwise, block B), ``agglo whole``
     (the in-memory reference of the same method; ``identical`` says whether the
-    blockwise labels equal it voxel for voxel), and the other linkages in memory.
+    blockwise labels equal it voxel for voxel), the other linkages in memory, and
+    ``agglo previous defaults`` (in memory, the defaults before
+    ``benchmarks/segment_defaults.py`` re-chose them).
 Speed and memory
     ``run_segment`` of both methods on a synthetic model probability at 1x and 4x volume:
     voxels/s, peak RSS above the start, graph nodes / edges per voxel, the share of the
@@ -50,6 +52,9 @@ REAL = (REPO / ".." / "shared" / "data" / "real").resolve()
 MODEL = REPO / "chunkseg" / "models" / "default.keras"
 KEYS = ("f1", "adapted_rand_error", "vi_split", "vi_merge", "n_pred", "n_truth")
 BLOCK = (24, 96, 96)
+#: the agglo defaults before benchmarks/segment_defaults.py re-chose them (main at 297cf09)
+PREVIOUS = {"threshold": 0.4, "fragment_radius": 0.5, "fragment_sigma": 0.15,
+            "membrane_reach": 0.5, "min_size": 1.0, "criterion": "mean"}
 
 
 def _store(path: Path, arr: np.ndarray, voxel_size, kind: str) -> Path:
@@ -126,13 +131,17 @@ def quality_rows(src: dict, kind: str, work: Path) -> list[dict]:
             for linkage in ("mutex", "average", "single"):
                 t0 = time.perf_counter()
                 whole, _ = agglomerate_array(p, AggloParams(params.fragments, params.threshold,
-                                                            params.min_size, linkage))
+                                                            params.min_size, linkage,
+                                                            params.criterion))
                 row = {**base, "method": f"agglo whole {linkage}",
                        **_scores(src["truth"], whole),
                        "seconds": time.perf_counter() - t0}
                 if linkage == params.linkage:
                     row["identical"] = bool(np.array_equal(whole, lab))
                 rows.append(row)
+            _, before = segment_method("agglo", voxel_size=src["vs"], **PREVIOUS)
+            rows.append({**base, "method": "agglo previous defaults",
+                         **_scores(src["truth"], agglomerate_array(p, before)[0])})
     return rows
 
 
@@ -199,6 +208,14 @@ def _table(rows: list[dict], cols: list[str]) -> str:
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(fmt(r.get(c, "")) for c in cols) + " |" for r in rows]
     return "\n".join(lines)
+
+
+def write_results(out: str | Path, md: str, payload: dict) -> None:
+    """Print ``md``; write ``<out>.md`` and ``<out>.json`` (the payload and the load average)."""
+    print(md)
+    Path(out).with_suffix(".json").write_text(json.dumps(
+        {**payload, "load_average": os.getloadavg()}, indent=1, default=str))
+    Path(out).with_suffix(".md").write_text(md + "\n")
 
 
 def main(argv=None) -> int:

@@ -8,7 +8,8 @@ For organoid t1-t3 (labels made by the authors' network, not by hand) and each
 probability (``model``: the packaged default model through ``run_predict``; ``oracle``:
 the labels' membranes blurred plus noise, as in ``benchmarks/agglomerate.py``), the
 agglomerative default in memory (``agglomerate_array``, equal to the blockwise result)
-with ``--membrane-reach`` 0.5 (the default), 1.0 and 2.0 µm: the share of labelled
+with ``--membrane-reach`` 0.5 (the default before it became at least one voxel of the
+coarsest axis), 1.0 and 2.0 µm (the default now on these 2 µm slices): the share of labelled
 voxels left 0, the share of labelled voxels with ``p >= 0.5`` (the fragments' boundary),
 the median ``p`` of the unreached voxels, labelled cells without any fragment voxel, and
 cell F1@0.5.  Writes ``<out>.json`` and ``<out>.md``.
@@ -17,15 +18,13 @@ cell F1@0.5.  Writes ``<out>.json`` and ``<out>.md``.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from agglomerate import REAL, _predict, _table, oracle  # noqa: E402
+from agglomerate import REAL, _predict, _table, oracle, write_results  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -73,11 +72,7 @@ def main(argv=None) -> int:
         rows += rows_of(f"organoid_t{t} oracle", truth, oracle(truth), vs)
     cols = ["volume", "membrane_reach", "unreached", "labelled_p_ge_boundary",
             "median_p_unreached", "cells_without_fragment", "f1"]
-    md = _table(rows, cols)
-    print(md)
-    Path(args.out).with_suffix(".json").write_text(json.dumps(
-        {"rows": rows, "load_average": os.getloadavg()}, indent=2))
-    Path(args.out).with_suffix(".md").write_text(md + "\n")
+    write_results(args.out, _table(rows, cols), {"rows": rows})
     return 0
 
 

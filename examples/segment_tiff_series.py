@@ -11,7 +11,8 @@ all chunked and out of core, on one dask cluster (LocalCluster by default, or
 2. ``normalize`` exact percentiles over the whole series -> 8-bit (range recorded);
 3. ``predict``   membrane probability with the U-Net, seam-free (``halo="auto"``), plus a
                  binary membrane mask at ``--threshold``;
-4. ``segment``   cell instances from the probability (watershed, merged across chunks).
+4. ``segment``   cell instances from the probability (fragments agglomerated on their
+                 region graph, exact across chunks), with its defaults.
 
 Each step's Python call is the same as the command line's (``chunkseg convert ...``).
 """
@@ -73,8 +74,9 @@ def main(argv: list[str] | None = None) -> int:
         pred = run_predict(out / "norm.ome.zarr", model=args.model, out=out / "prob.ome.zarr",
                            halo="auto", threshold=args.threshold, client=client,
                            overwrite=True)
-        cells = run_segment(out / "prob.ome.zarr", out=out / "cells.ome.zarr",
-                            threshold=args.threshold, client=client, overwrite=True)
+        # segment's own defaults: its --threshold is a merge threshold, not the membrane one
+        cells = run_segment(out / "prob.ome.zarr", out=out / "cells.ome.zarr", client=client,
+                            overwrite=True)
     summary = {"inputs": inputs, "probability": pred["out"], "membrane_mask": pred.get("mask"),
                "cells": str(out / "cells.ome.zarr"), "predict_voxels_per_s": pred["voxels_per_s"],
                "segment": {k: v for k, v in cells.items() if not isinstance(v, (list, dict))}}

@@ -16,16 +16,17 @@ from chunkseg.io.store import read_attrs
 from chunkseg.ops.fragments import FragmentParams
 from chunkseg.ops.instance_metrics import contingency, instance_scores
 from chunkseg.ops.rag import (
-    EDGE_BINS, Q, AggloParams, block_edges, cluster, edge_mean, edge_quantile,
+    EDGE_BINS, Q, AggloParams, agglomeration_plan, block_edges, cluster, edge_mean,
+    edge_quantile, split_table,
 )
-from chunkseg.ops.segstats import sum_pair_counts
+from chunkseg.ops.segstats import block_stats, sum_pair_counts
 from chunkseg.ops.watershed import SegmentParams
 from chunkseg.pipeline.segment import run_segment
 from conftest import SEG_VS, store_volume
 
 VS = SEG_VS
 PARAMS = AggloParams(FragmentParams(voxel_size=VS, radius=0.5, sigma=0.15, interior_levels=4),
-                     threshold=0.4, min_size=0.3)
+                     threshold=0.1, min_size=0.3)
 
 
 @pytest.fixture(scope="module")
@@ -61,13 +62,29 @@ def _brute_edges(lab, prob):
     return out
 
 
+def _brute_nodes(lab, prob):
+    q = np.rint(prob.astype(np.float64) * Q).astype(np.int64)
+    out = {}
+    for x, qx in zip(lab.ravel(), q.ravel()):
+        if x:
+            row = out.setdefault((x, x), [0, 0] + [0] * EDGE_BINS)  # no histogram
+            row[0] += 1
+            row[1] += 2 * qx
+    return out
+
+
 def test_edge_table_blockwise_equals_whole():
     rng = np.random.default_rng(5)
     lab = rng.integers(0, 6, (9, 11, 13)).astype(np.uint64) * np.uint64(1 << 33)
     prob = rng.random(lab.shape, dtype=np.float32)
     whole = block_edges(lab, prob, lab.shape)
-    assert {(int(r[0]), int(r[1])): [int(v) for v in r[2:]] for r in whole} == \
+    nodes, edges = split_table(whole)
+    assert {(int(r[0]), int(r[1])): [int(v) for v in r[2:]] for r in edges} == \
         _brute_edges(lab, prob)
+    assert {(int(r[0]), int(r[1])): [int(v) for v in r[2:]] for r in nodes} == \
+        _brute_nodes(lab, prob)
+    np.testing.assert_allclose(edge_mean(nodes), [prob[lab == i].mean() for i in nodes[:, 0]],
+                               atol=1e-5)  # a node row's mean: the fragment's mean probability
     parts = []
     for z0 in range(0, 9, 4):
         for y0 in range(0, 11, 7):
@@ -77,10 +94,10 @@ def test_edge_table_blockwise_equals_whole():
                 parts.append(block_edges(lab[sl], prob[sl], own))
     np.testing.assert_array_equal(sum_pair_counts(parts), whole)
     np.testing.assert_allclose(edge_mean(whole), whole[:, 3] / (2 * Q * whole[:, 2]))
-    for q in (0.5, 0.9):  # the upper edge of the bin where the cumulative count reaches q
+    for q in (0.5, 0.9):  # interfaces: upper edge of the bin where the cumulative count reaches q
         want = [(np.searchsorted(np.cumsum(r[4:]), np.ceil(q * r[2])) + 1) / EDGE_BINS
-                for r in whole.astype(np.int64)]
-        np.testing.assert_allclose(edge_quantile(whole, q), want)
+                for r in edges.astype(np.int64)]
+        np.testing.assert_allclose(edge_quantile(edges, q), want)
 
 
 def test_cluster_linkages_split_a_leaky_wall():
@@ -96,6 +113,31 @@ def test_cluster_linkages_split_a_leaky_wall():
         assert comp[0] == comp[1] != comp[2] == comp[3], linkage
     with pytest.raises(ParameterError, match="linkage"):
         cluster(4, index, edges, threshold=0.5, linkage="ward")
+
+
+def _rows(pairs, faces, mean):
+    t = np.zeros((len(pairs), 4 + EDGE_BINS), np.uint64)
+    t[:, :2] = pairs
+    t[:, 2] = faces
+    t[:, 3] = np.rint(np.asarray(mean) * 2 * Q * np.asarray(faces)).astype(np.uint64)
+    return t
+
+
+def test_contrast_merges_a_cell_with_thick_walls_the_mean_does_not():
+    """Fragments 1, 2: one cell whose voxels are half wall (mean p 0.5), meeting at 0.55;
+    fragment 3: a clear cell (mean 0.1) behind a wall of 0.6."""
+    nodes = _rows([[1, 1], [2, 2], [3, 3]], [100, 100, 100], [0.5, 0.5, 0.1])
+    edges = _rows([[1, 2], [2, 3]], [40, 40], [0.55, 0.6])
+    stats = block_stats(np.array([[[1, 2, 3]]], np.uint64))
+    for linkage in ("mutex", "average", "single"):
+        ids, final, _ = agglomeration_plan(stats, np.concatenate([nodes, edges]), threshold=0.1,
+                                           min_voxels=0, linkage=linkage)
+        assert final[0] == final[1] != final[2], linkage  # contrast 0.05 joins, 0.3 does not
+        _, final, _ = agglomeration_plan(stats, np.concatenate([nodes, edges]), threshold=0.45,
+                                         min_voxels=0, linkage=linkage, criterion="mean")
+        assert len(set(final.tolist())) == 3, linkage  # both means above 0.45: all apart
+    with pytest.raises(ParameterError, match="criterion"):
+        agglomeration_plan(stats, nodes, threshold=0.1, min_voxels=0, criterion="max")
 
 
 def test_one_cell_and_no_edges():
@@ -164,8 +206,8 @@ def test_run_segment_default_is_agglo(synth, tmp_path):
     _, p = synth
     q = p[:, ::-1].copy()
     prob = store_volume(tmp_path / "p.zarr", np.stack([p, q]))
-    s = run_segment(prob, out=tmp_path / "c.zarr", block=(13, 30, 30), progress=False,
-                    min_size=0.3)  # the other defaults are those of PARAMS
+    s = run_segment(prob, out=tmp_path / "c.zarr", block=(13, 30, 30),
+                    progress=False)  # the defaults are those of PARAMS
     assert s["method"] == "agglo" and s["graph"]["edges"] > 100 and read_attrs(
         tmp_path / "c.zarr")["complete"]
     got = open_volume(tmp_path / "c.zarr").data.compute()
@@ -176,6 +218,11 @@ def test_run_segment_default_is_agglo(synth, tmp_path):
     with pytest.raises(ParameterError, match="linkage"):
         run_segment(prob, out=tmp_path / "d.zarr", method="flood", linkage="mutex",
                     progress=False)
+    with pytest.raises(ParameterError, match="criterion"):
+        run_segment(prob, out=tmp_path / "d.zarr", method="flood", criterion="mean",
+                    progress=False)
+    with pytest.raises(ParameterError, match="criterion"):
+        run_segment(prob, out=tmp_path / "d.zarr", criterion="median", progress=False)
 
 
 @pytest.mark.parametrize("values,message", [
@@ -209,3 +256,28 @@ def test_cli_agglo_bad_inputs(tmp_path, capsys):
     assert main(["segment", str(prob), "--out", str(tmp_path / "f.zarr"), "--method",
                  "flood", "--quiet"]) == 0
     assert json.loads(capsys.readouterr().out)["method"] == "flood"
+    assert main(["segment", str(prob), "--out", str(tmp_path / "m.zarr"), "--criterion",
+                 "mean", "--quiet"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["criterion"], out["threshold"], out["min_size"]) == ("mean", 0.45, 0.3)
+
+
+def test_default_membrane_reach_steps_between_coarse_slices(tmp_path):
+    """2 µm slices: a wall lying along a slice is reached by default, not with 0.5 µm."""
+    vs = (2.0, 0.25, 0.25)
+    p = np.full((7, 20, 24), 0.1, np.float32)
+    p[3] = 0.95  # a wall along a slice
+    p[:, :, 11:13] = 0.9  # a wall across the slices
+    p += np.random.default_rng(0).normal(0, 0.02, p.shape).astype(np.float32)
+    p = np.clip(p, 0, 1)
+    assert SegmentParams(voxel_size=vs).membrane_reach == 2.0
+    assert SegmentParams(voxel_size=VS).membrane_reach == 0.5  # finer voxels: unchanged
+    _, short = segment_method("agglo", voxel_size=vs, membrane_reach=0.5)
+    assert (agglomerate_array(p, short)[0][3] == 0).all()
+    method, params = segment_method("agglo", voxel_size=vs)
+    whole, _ = agglomerate_array(p, params)
+    assert (whole > 0).all() and whole.max() == 4
+    res = segment_volume(Reader(p[None]), (1, *p.shape), method, work=tmp_path / "w",
+                         block=(3, 7, 9))
+    np.testing.assert_array_equal(final_labels(res["flood"], res["tables"]).to_dask()
+                                  .compute()[0], whole)

@@ -32,11 +32,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--method", choices=("agglo", "flood"), default="agglo",
                    help="agglomeration on the fragment graph (default) or seeded flood")
     p.add_argument("--threshold", type=float,
-                   help="agglo: fragments merge when the mean probability on their interface "
-                   "is below T (default 0.4); flood: cell interior is p < T (default 0.5); "
-                   "must lie in (0, 1)")
-    p.add_argument("--min-size", type=float, default=1.0, metavar="V",
-                   help="merge cells smaller than V µm³ into a neighbour (default 1)")
+                   help="agglo: fragments merge when their interface score (--criterion) is "
+                   "below T (default 0.1 for contrast, 0.45 for mean); flood: cell interior is "
+                   "p < T (default 0.5); must lie in (0, 1)")
+    p.add_argument("--criterion", choices=("contrast", "mean"),
+                   help="agglo: the interface score: contrast (default; the interface's mean "
+                   "probability minus the mean probability of the two fragments) or mean (the "
+                   "interface's mean probability)")
+    p.add_argument("--min-size", type=float, metavar="V",
+                   help="merge cells smaller than V µm³ into a neighbour (default 0.3 for agglo, "
+                   "1 for flood)")
     p.add_argument("--fragment-radius", type=float, metavar="R",
                    help="agglo: cap of the distance to the boundaries for the fragment seeds, "
                    "µm (default 0.5); cells wider than 2 R start from one seed")
@@ -52,7 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "(default 3 D)")
     p.add_argument("--membrane-reach", type=float, metavar="M",
                    help="growth per membrane level (flood: of the cells, agglo: of the "
-                   "fragments), µm (default 0.5)")
+                   "fragments), µm (default 0.5, or one voxel of the coarsest axis if larger)")
     p.add_argument("--timepoints", metavar="A:B", help="segment only time points A..B-1")
     p.add_argument("--block", nargs=3, type=int, metavar=("Z", "Y", "X"),
                    help="processing block (default 64 256 256); the result does not depend on it")
@@ -70,7 +75,7 @@ def _run(args: argparse.Namespace) -> int:
             args.input, out=args.out, labels_in=args.labels_in, label_name=args.label_name, method=args.method, threshold=args.threshold,
             min_size=args.min_size, seed_distance=args.seed_distance, reach=args.reach,
             fragment_radius=args.fragment_radius, fragment_sigma=args.fragment_sigma,
-            linkage=args.linkage,
+            linkage=args.linkage, criterion=args.criterion,
             membrane_reach=args.membrane_reach, timepoints=args.timepoints, block=args.block,
             chunks=args.chunks, overwrite=args.overwrite, resume=args.resume,
             pyramid=args.pyramid, client=client,

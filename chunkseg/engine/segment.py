@@ -54,7 +54,7 @@ from chunkseg.engine.blocks import Series, write_volume
 from chunkseg.engine.geometry import Block, cover, grid_shape
 from chunkseg.engine.submit import compute_windowed
 from chunkseg.io.chunk_cache import read_cached
-from chunkseg.ops.rag import block_edges
+from chunkseg.ops.rag import block_edges, split_table
 from chunkseg.ops.segstats import (
     SegStats, block_stats, combine_stats, face_pairs, finish_labels, merge_plan, relabel,
     sum_pair_counts, union_map,
@@ -91,8 +91,8 @@ class BlockwiseMethod:
     plan: Callable[[SegStats, np.ndarray], tuple]
 
 
-def _flood_plan(stats: SegStats, edges: np.ndarray, *, min_voxels: float) -> tuple:
-    return merge_plan(stats, edges[:, :3], min_voxels=min_voxels)
+def _flood_plan(stats: SegStats, table: np.ndarray, *, min_voxels: float) -> tuple:
+    return merge_plan(stats, split_table(table)[1][:, :3], min_voxels=min_voxels)
 
 
 def flood_method(params: SegmentParams) -> BlockwiseMethod:
@@ -443,7 +443,7 @@ def _stats_phase(run: _Run, stats_dir: Path) -> tuple[list, dict, float, float]:
         stats, edges, used = _load_stats(stats_dir, k, run.grid)
         task_secs += used
         graph["nodes"] += int(stats.ids.size)
-        graph["edges"] += len(edges)
+        graph["edges"] += len(split_table(edges)[1])
         t0 = time.perf_counter()
         tables.append(run.method.plan(stats, edges))
         plan_secs += time.perf_counter() - t0

@@ -13,22 +13,30 @@ over every pair of face-adjacent voxels ``(u, v)`` with labels ``a`` and ``b``:
 ``q(u) + q(v)`` with ``q = round(p * 2**16)``, and ``hist`` counts the pairs by the
 bin of ``(p(u) + p(v)) / 2`` (``bins`` equal bins of [0, 1]).  The mean boundary
 probability of an interface is ``psum / (2 * 2**16 * faces)``; a high quantile
-comes from the histogram.  A block owns the pairs whose lower voxel it owns
-(:func:`chunkseg.ops.segstats.owned_faces`).  Memory: ``(4 + bins) * 8`` bytes per
-edge.
+comes from the histogram.  One *node row* ``(a, a, ...)`` per fragment holds its own
+voxels the same way (each voxel ``u`` as the pair ``(u, u)``: ``faces`` = voxels,
+mean = the fragment's mean probability; its histogram is left 0); :func:`split_table`
+separates the two.  A
+block owns the pairs whose lower voxel it owns (:func:`chunkseg.ops.segstats.owned_faces`)
+and the voxels it owns.  Memory: ``(4 + bins) * 8`` bytes per edge and per fragment.
 
 Agglomeration
 -------------
-:func:`cluster` merges fragments whose interfaces have a mean probability below the
-threshold (``linkage``: ``"mutex"`` — the mutex watershed of the ``mwatershed``
-package on the region graph, the default; ``"average"`` — scikit-image's hierarchical
-merging with the area-weighted mean interface probability updated after each merge;
-``"single"`` — SciPy connected components of the edges below the threshold, a floor).
-The decision uses every voxel of the interface, so a gap of a few voxels in a wall
-does not merge two cells.  :func:`agglomeration_plan` then merges cells smaller than
-``min_voxels`` into their strongest neighbour (lowest mean interface probability) and
-numbers cells by their first voxel, like the seeded flood
-(:func:`chunkseg.ops.segstats.merge_plan`).
+:func:`cluster` merges fragments whose interface *score* is below the threshold. The
+score (``criterion``) is ``"contrast"`` (default): the interface's mean probability
+minus the mean of its two fragments' mean probabilities, i.e. how much brighter the
+interface is than the fragments it separates; or ``"mean"``: the interface's mean
+probability itself. The contrast does not depend on how much of a cell the probability
+marks as wall (thick, anisotropic walls raise both terms alike), so one threshold serves
+sources whose best mean thresholds differ (``benchmarks/organoid_cells.py``). Rules
+(``linkage``: ``"mutex"`` — the mutex watershed of the ``mwatershed`` package on the
+region graph, the default; ``"average"`` — scikit-image's hierarchical merging with the
+score updated after each merge (interfaces and fragments summed); ``"single"`` — SciPy
+connected components of the edges below the threshold, a floor). The decision uses every
+voxel of the interface, so a gap of a few voxels in a wall does not merge two cells.
+:func:`agglomeration_plan` then merges cells smaller than ``min_voxels`` into their
+strongest neighbour (lowest mean interface probability) and numbers cells by their first
+voxel, like the seeded flood (:func:`chunkseg.ops.segstats.merge_plan`).
 """
 
 from __future__ import annotations
@@ -47,8 +55,9 @@ from chunkseg.ops.segstats import (
     SegStats, combine_stats, dense_labels, merge_plan, owned_faces, sum_pair_counts,
 )
 
-__all__ = ["EDGE_BINS", "LINKAGES", "Q", "Linkage", "AggloParams", "agglomeration_plan", "block_edges",
-           "cluster", "contract_edges", "edge_mean", "edge_quantile"]
+__all__ = ["CRITERIA", "EDGE_BINS", "LINKAGES", "Q", "Criterion", "Linkage", "AggloParams",
+           "agglomeration_plan", "block_edges", "cluster", "contract_edges", "edge_mean",
+           "edge_quantile", "split_table"]
 
 #: fixed-point scale of the probability in ``psum``
 Q = 1 << 16
@@ -57,11 +66,14 @@ EDGE_BINS = 16
 #: the agglomeration rules of :func:`cluster`
 Linkage = Literal["mutex", "average", "single"]
 LINKAGES: tuple[str, ...] = ("mutex", "average", "single")
+#: the interface scores of :func:`cluster`
+Criterion = Literal["contrast", "mean"]
+CRITERIA: tuple[str, ...] = ("contrast", "mean")
 
 
 def block_edges(labels: np.ndarray, prob: np.ndarray, owned: Sequence[int], *,
                 bins: int = EDGE_BINS) -> np.ndarray:
-    """Edge table of the face pairs a block owns (see the module notes).
+    """Edge table of the face pairs a block owns, with the node rows of its voxels.
 
     Parameters
     ----------
@@ -78,13 +90,15 @@ def block_edges(labels: np.ndarray, prob: np.ndarray, owned: Sequence[int], *,
     Returns
     -------
     ndarray of uint64, (k, 4 + bins)
-        Rows ``a, b, faces, psum, hist...`` sorted by ``(a, b)``.
+        Rows ``a, b, faces, psum, hist...`` sorted by ``(a, b)``; rows with ``a == b``
+        are the node rows of the owned voxels (see the module notes).
     """
     if labels.shape != prob.shape:
         raise ShapeError(f"labels {labels.shape} and probability {prob.shape} differ in shape")
     ids, _, dense = dense_labels(labels)
     q = np.rint(prob.astype(np.float64) * Q).astype(np.int64)
     n = ids.size + 1
+    nodes = _node_rows(ids, dense, q, owned, bins)
     keys, values = [], []
     for src, nxt in owned_faces(labels.shape, owned):
         a, b = dense[src].ravel(), dense[nxt].ravel()
@@ -93,7 +107,7 @@ def block_edges(labels: np.ndarray, prob: np.ndarray, owned: Sequence[int], *,
         keys.append(np.minimum(a, b) * n + np.maximum(a, b))
         values.append(q[src].ravel()[keep] + q[nxt].ravel()[keep])
     if not keys or not sum(k.size for k in keys):
-        return np.zeros((0, 4 + bins), np.uint64)
+        return nodes
     key, val = np.concatenate(keys), np.concatenate(values)
     u, inv = np.unique(key, return_inverse=True)
     k = u.size
@@ -103,7 +117,30 @@ def block_edges(labels: np.ndarray, prob: np.ndarray, owned: Sequence[int], *,
                              np.bincount(inv, minlength=k).astype(np.uint64),
                              np.bincount(inv, weights=val, minlength=k).astype(np.uint64),
                              hist.astype(np.uint64)])
-    return sum_pair_counts([table])
+    return sum_pair_counts([table, nodes])
+
+
+def _node_rows(ids: np.ndarray, dense: np.ndarray, q: np.ndarray, owned: Sequence[int],
+               bins: int) -> np.ndarray:
+    """Node rows ``(a, a, voxels, 2 * sum q, 0...)`` of the owned voxels of each fragment.
+
+    Their histogram stays 0: only the mean of a node row is used.
+    """
+    own = tuple(slice(0, int(o)) for o in owned)
+    d = dense[own].ravel()
+    k = ids.size
+    count = np.bincount(d, minlength=k + 1)[1:]
+    psum = 2 * np.bincount(d, weights=q[own].ravel(), minlength=k + 1)[1:]
+    rows = np.zeros((k, 4 + bins), np.uint64)
+    rows[:, 0] = rows[:, 1] = ids
+    rows[:, 2], rows[:, 3] = count, psum
+    return rows[count > 0]
+
+
+def split_table(table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(node rows, edge rows)`` of a table of :func:`block_edges` (see the module notes)."""
+    self_row = table[:, 0] == table[:, 1]
+    return table[self_row], table[~self_row]
 
 
 def edge_mean(edges: np.ndarray) -> np.ndarray:
@@ -153,27 +190,38 @@ def _mutex(n: int, ia: np.ndarray, ib: np.ndarray, score: np.ndarray,
     return np.unique(seg, return_inverse=True)[1]
 
 
-def _average(n: int, ia: np.ndarray, ib: np.ndarray, faces: np.ndarray, psum: np.ndarray,
-             threshold: float) -> np.ndarray:
+def _average(n: int, ia: np.ndarray, ib: np.ndarray, edges: np.ndarray,
+             nodes: np.ndarray | None, threshold: float) -> np.ndarray:
     from skimage.graph import RAG, merge_hierarchical
 
+    def node_mean(data):
+        return data["s"] / (2.0 * Q * data["v"]) if nodes is not None else 0.0
+
+    def score(graph, f, s, a, b):  # a, b: the nodes the interface separates
+        return s / (2.0 * Q * f) - (node_mean(graph.nodes[a]) + node_mean(graph.nodes[b])) / 2
+
     rag = RAG()
-    rag.add_nodes_from((i, {"labels": [i]}) for i in range(n))
-    for a, b, f, s in zip(ia.tolist(), ib.tolist(), faces.tolist(), psum.tolist()):
-        rag.add_edge(a, b, faces=f, psum=s, weight=s / (2.0 * Q * f))
+    nv = nodes[:, 2:4].tolist() if nodes is not None else [[1, 0]] * n
+    rag.add_nodes_from((i, {"labels": [i], "v": v, "s": t}) for i, (v, t) in enumerate(nv))
+    for a, b, f, s in zip(ia.tolist(), ib.tolist(), edges[:, 2].tolist(), edges[:, 3].tolist()):
+        rag.add_edge(a, b, faces=f, psum=s)
+        rag[a][b]["weight"] = score(rag, f, s, a, b)
+
+    def merge(graph, src, dst):
+        for key in ("v", "s"):
+            graph.nodes[dst][key] += graph.nodes[src][key]
 
     def weight(graph, src, dst, nb):
         e = [graph[x][nb] for x in (src, dst) if nb in graph[x]]
         f, s = sum(d["faces"] for d in e), sum(d["psum"] for d in e)
-        return {"faces": f, "psum": s, "weight": s / (2.0 * Q * f)}
+        return {"faces": f, "psum": s, "weight": score(graph, f, s, dst, nb)}
 
     return merge_hierarchical(np.arange(n), rag, thresh=threshold, rag_copy=False,
-                              in_place_merge=True, merge_func=lambda *a: None,
-                              weight_func=weight)
+                              in_place_merge=True, merge_func=merge, weight_func=weight)
 
 
 def cluster(n: int, edges_index: np.ndarray, edges: np.ndarray, *, threshold: float,
-            linkage: Linkage = "mutex") -> np.ndarray:
+            linkage: Linkage = "mutex", nodes: np.ndarray | None = None) -> np.ndarray:
     """Group ``n`` fragments by agglomeration on their region graph.
 
     Parameters
@@ -183,10 +231,14 @@ def cluster(n: int, edges_index: np.ndarray, edges: np.ndarray, *, threshold: fl
     edges_index : ndarray of int, (k, 2)
         Node indices of each edge.
     edges : ndarray of uint64, (k, 4 + bins)
-        The edge table rows (see the module notes).
+        The edge rows (see the module notes).
     threshold : float
-        Interfaces with a mean probability below it join their fragments; in (0, 1).
+        Interfaces whose score is below it join their fragments; in (0, 1).
     linkage : {"mutex", "average", "single"}
+    nodes : ndarray of uint64, (n, 4 + bins), optional
+        The node rows of fragments ``0..n-1``: the score is then the ``"contrast"``
+        (the interface's mean probability minus the mean of its fragments' means;
+        ``average`` updates the means of merged fragments); without, the ``"mean"``.
 
     Returns
     -------
@@ -203,26 +255,37 @@ def cluster(n: int, edges_index: np.ndarray, edges: np.ndarray, *, threshold: fl
     if ia.size == 0:
         return np.arange(n)
     if linkage == "average":
-        out = _average(n, ia, ib, edges[:, 2].astype(np.int64), edges[:, 3].astype(np.int64),
-                       threshold)
+        out = _average(n, ia, ib, edges, nodes, threshold)
         return np.unique(out, return_inverse=True)[1]
+    score = edge_mean(edges)
+    if nodes is not None:
+        mean = edge_mean(nodes)
+        score = score - (mean[ia] + mean[ib]) / 2
     rule = _mutex if linkage == "mutex" else _single
-    return rule(n, ia, ib, edge_mean(edges), threshold)
+    return rule(n, ia, ib, score, threshold)
 
 
-def agglomeration_plan(stats: SegStats, edges: np.ndarray, *, threshold: float,
-                       min_voxels: float, linkage: Linkage = "mutex"
+def agglomeration_plan(stats: SegStats, table: np.ndarray, *, threshold: float,
+                       min_voxels: float, linkage: Linkage = "mutex",
+                       criterion: Criterion = "contrast"
                        ) -> tuple[np.ndarray, np.ndarray, SegStats]:
     """Cells from fragments: ``(fragment ids, final cell id per fragment, cells)``.
 
-    Fragments are grouped by :func:`cluster`; groups smaller than ``min_voxels`` then
-    join the neighbour whose interface has the lowest mean probability (ties: the
-    smaller first voxel), and cells are numbered 1..n by the raster order of their
-    first voxel (:func:`chunkseg.ops.segstats.merge_plan`).
+    ``table`` is the edge table with the node rows (:func:`block_edges`).  Fragments
+    are grouped by :func:`cluster` on the ``criterion``; groups smaller than
+    ``min_voxels`` then join the neighbour whose interface has the lowest mean
+    probability (ties: the smaller first voxel), and cells are numbered 1..n by the
+    raster order of their first voxel (:func:`chunkseg.ops.segstats.merge_plan`).
     """
+    if criterion not in CRITERIA:
+        raise ParameterError(f"criterion must be one of {CRITERIA}; got {criterion!r}")
+    node_rows, edges = split_table(table)
     n = stats.ids.size
     index = np.searchsorted(stats.ids, edges[:, :2]) if n else np.zeros((0, 2), np.int64)
-    comp = cluster(n, index, edges, threshold=threshold, linkage=linkage)
+    nodes = None
+    if criterion == "contrast":  # every fragment has voxels, so a node row
+        nodes = node_rows[np.searchsorted(node_rows[:, 0], stats.ids)] if n else node_rows
+    comp = cluster(n, index, edges, threshold=threshold, linkage=linkage, nodes=nodes)
     groups = combine_stats([SegStats(comp.astype(np.uint64) + np.uint64(1), stats.count,
                                      stats.sums, stats.lo, stats.hi, stats.first)])
     between = contract_edges(edges, comp, stats.ids)
@@ -242,16 +305,19 @@ class AggloParams:
     fragments : FragmentParams
         How the fragments (graph nodes) are made; carries the voxel size.
     threshold : float
-        Merge threshold on the mean interface probability; in (0, 1).
+        Merge threshold on the interface score; in (0, 1).
     min_size : float
         Cells smaller than this (µm³, >= 0) join their strongest neighbour.
     linkage : {"mutex", "average", "single"}
+    criterion : {"contrast", "mean"}
+        The interface score (see the module notes).
     """
 
     fragments: FragmentParams = FragmentParams()
     threshold: float = 0.5
     min_size: float = 1.0
     linkage: Linkage = "mutex"
+    criterion: Criterion = "contrast"
 
     def __post_init__(self) -> None:
         if not 0.0 < float(self.threshold) < 1.0:
@@ -260,6 +326,8 @@ class AggloParams:
             raise ParameterError(f"min_size must be >= 0 µm³; got {self.min_size!r}")
         if self.linkage not in LINKAGES:
             raise ParameterError(f"linkage must be one of {LINKAGES}; got {self.linkage!r}")
+        if self.criterion not in CRITERIA:
+            raise ParameterError(f"criterion must be one of {CRITERIA}; got {self.criterion!r}")
         object.__setattr__(self, "threshold", float(self.threshold))
         object.__setattr__(self, "min_size", float(self.min_size))
 
@@ -271,4 +339,5 @@ class AggloParams:
     def to_dict(self) -> dict:
         """JSON-ready parameters."""
         return {"threshold": self.threshold, "min_size": self.min_size,
-                "linkage": self.linkage, "fragments": self.fragments.to_dict()}
+                "linkage": self.linkage, "criterion": self.criterion,
+                "fragments": self.fragments.to_dict()}

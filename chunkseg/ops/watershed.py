@@ -55,9 +55,11 @@ from scipy import ndimage
 from chunkseg.errors import DTypeError, InputError, ParameterError, ShapeError
 
 __all__ = [
+    "DEFAULT_MEMBRANE_REACH",
     "SegmentParams",
     "as_probability",
     "capped_sq_distance",
+    "default_membrane_reach",
     "flood",
     "flood_halo",
     "flood_schedule",
@@ -68,6 +70,8 @@ __all__ = [
     "watershed_reference",
 ]
 
+#: growth per membrane level (µm) when none is given, at the least
+DEFAULT_MEMBRANE_REACH = 0.5
 #: neighbour order of the flood (axis, step); ties go to the first
 _NEIGHBOURS = ((0, -1), (0, 1), (1, -1), (1, 1), (2, -1), (2, 1))
 #: the flood's marks of a voxel: free, in the front, parked
@@ -91,7 +95,7 @@ class SegmentParams:
     reach : float, optional
         How far labels grow through the foreground (µm); default ``3 * seed_distance``.
     membrane_reach : float, optional
-        Growth per membrane level (µm); default 0.5.
+        Growth per membrane level (µm); default :func:`default_membrane_reach`.
     levels : int
         Membrane levels between ``threshold`` and 1.
     interior_levels : int
@@ -121,7 +125,8 @@ class SegmentParams:
         if len(vs) != 3 or not all(v > 0 for v in vs):
             raise ParameterError(f"voxel_size must be 3 positive numbers; got {self.voxel_size!r}")
         reach = 3.0 * float(self.seed_distance) if self.reach is None else float(self.reach)
-        mreach = 0.5 if self.membrane_reach is None else float(self.membrane_reach)
+        mreach = (default_membrane_reach(vs) if self.membrane_reach is None
+                  else float(self.membrane_reach))
         if not (reach >= 0 and mreach >= 0):
             raise ParameterError(f"reach and membrane_reach must be >= 0; got {reach}, {mreach}")
         if int(self.levels) < 1 or int(self.interior_levels) < 1:
@@ -145,6 +150,19 @@ class SegmentParams:
     def voxel_volume(self) -> float:
         """µm³ per voxel."""
         return float(np.prod(self.voxel_size))
+
+
+def default_membrane_reach(voxel_size: Sequence[float]) -> float:
+    """Growth per membrane level when none is given: :data:`DEFAULT_MEMBRANE_REACH` µm, or one
+    voxel of the coarsest axis where that is longer.
+
+    An axis takes part in the flood only in the iterations where the front crosses a
+    multiple of its voxel size (:func:`flood_schedule`); with a shorter membrane reach
+    the membrane levels of a volume whose slices lie farther apart than the three levels
+    together (e.g. 2 µm) never step between slices, and a wall lying along a slice stays
+    unreached.  At least one voxel per level lets each level take one step on every axis.
+    """
+    return max(DEFAULT_MEMBRANE_REACH, max(float(s) for s in voxel_size))
 
 
 def as_probability(block: np.ndarray, *, name: str = "") -> np.ndarray:

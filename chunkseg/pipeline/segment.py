@@ -33,7 +33,7 @@ from chunkseg.errors import DTypeError, InputError, OutputExistsError, ResumeMis
 from chunkseg.io.fingerprint import fingerprint as run_fingerprint
 from chunkseg.engine.pyramid import finish_image
 from chunkseg.io.store import check_resume_pyramid, create_image, is_zarr, open_volume, read_attrs
-from chunkseg.ops.rag import Linkage
+from chunkseg.ops.rag import Criterion, Linkage
 from chunkseg.ops.slices import parse_timepoints
 from chunkseg.pipeline.label_image import describe_labels, label_output
 
@@ -115,7 +115,7 @@ def run_segment(
     label_name: str = "cells",
     method: SegmentMethod = "agglo",
     threshold: float | None = None,
-    min_size: float = 1.0,
+    min_size: float | None = None,
     seed_distance: float | None = None,
     reach: float | None = None,
     membrane_reach: float | None = None,
@@ -123,6 +123,7 @@ def run_segment(
     fragment_radius: float | None = None,
     fragment_sigma: float | None = None,
     linkage: Linkage | None = None,
+    criterion: Criterion | None = None,
     timepoints: Any = None,
     block: Sequence[int] | None = None,
     chunks: Sequence[int] | None = None,
@@ -150,16 +151,17 @@ def run_segment(
     method : {"agglo", "flood"}
         ``agglo``: fragments merged on their region graph; ``flood``: seeded flood.
     threshold : float, optional
-        In (0, 1).  ``agglo``: fragments whose interface has a mean probability below
-        it merge (default :data:`chunkseg.engine.agglomerate.DEFAULT_THRESHOLD`);
-        ``flood``: the cell interior is ``p < threshold`` (default 0.5).
-    min_size : float
-        Cells (``flood``: segments) smaller than this many µm³ join a neighbour (>= 0).
+        In (0, 1).  ``agglo``: fragments whose interface score is below it merge
+        (default :data:`chunkseg.engine.agglomerate.DEFAULT_THRESHOLDS` of the
+        criterion); ``flood``: the cell interior is ``p < threshold`` (default 0.5).
+    min_size : float, optional
+        Cells (``flood``: segments) smaller than this many µm³ join a neighbour (>= 0;
+        default :data:`chunkseg.engine.agglomerate.DEFAULT_MIN_SIZE`, ``flood``: 1).
     seed_distance, reach, membrane_reach, levels
         ``flood`` only: seeds lie farther than ``seed_distance`` µm (default 0.5) from
         any voxel with ``p >= threshold``; flood extent (see
         :class:`chunkseg.ops.watershed.SegmentParams`).
-    fragment_radius, fragment_sigma, linkage
+    fragment_radius, fragment_sigma, linkage, criterion
         ``agglo`` only: see :func:`chunkseg.engine.agglomerate.segment_method`.
     timepoints : "A:B", optional
         Segment only time points A..B-1 (output time index 0 = A).
@@ -216,7 +218,7 @@ def run_segment(
         method, voxel_size=vol.voxel_size, threshold=threshold, min_size=min_size,
         seed_distance=seed_distance, reach=reach, membrane_reach=membrane_reach,
         levels=levels, fragment_radius=fragment_radius, fragment_sigma=fragment_sigma,
-        linkage=linkage)
+        linkage=linkage, criterion=criterion)
     params = {"method": method, **method_params.to_dict()}
     t0, t1 = parse_timepoints(timepoints, vol.shape[0])
     out = label_output(out, labels_in, label_name, shape=(t1 - t0, *vol.shape[1:]))
