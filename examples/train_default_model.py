@@ -7,15 +7,18 @@ real tissue geometry; every raw scaled to uint8 by the default normalization
 out of training ENTIRELY (default: the ovule, whose hand-drawn labels are the best judge).
 Groups of volumes (each real source, the synthetic generator, the tissue renders) are
 repeated so that each offers about as many crop positions (the sampler draws pairs in
-proportion to their positions).  Validation (model selection by loss): two held-out wide
+proportion to their positions); ``--weight organoid 0.5`` gives a group half the
+positions of the others.  Validation (model selection by loss): two held-out wide
 synthetic volumes, never a real one.
 
 Training: :func:`chunkseg.pipeline.train.run_train` with ``resume=True`` (``chunkseg train
 --resume``): depth-3 U-Net (base 8), initialised from ``--init`` (``chunkseg train
 --init``); random ``24 x 96 x 96`` crops, membrane-biased, augmented with flips, y-x
 rotations, intensity (window / gamma / contrast / offset / 8-bit requantization,
-:mod:`chunkseg.ops.augment_intensity`) and noise; class-weighted BCE + soft Dice; Adam
-at a constant rate.  It runs in chunks of ``--chunk`` epochs; after
+:mod:`chunkseg.ops.augment_intensity`; ``--gamma`` widens the gamma range, ``--curve``
+adds sigmoid tone curves) and noise; class-weighted BCE + soft Dice; Adam at a constant
+rate, or (``--schedule cosine``) decaying to 1 % over all ``--epochs`` (the decay length:
+it must not change when the run is continued).  It runs in chunks of ``--chunk`` epochs; after
 each, ``<ckpt>/snapshots/eNNN.keras`` holds the weights of that moment (for the held-out
 curve) and ``<ckpt>/default_training/checkpoint.npz`` the weights, Adam state and epoch.
 Running the same command again continues where it stopped (a kill loses at most one
@@ -75,27 +78,59 @@ def _parse(argv=None) -> argparse.Namespace:
                          "of its own per choice")
     ap.add_argument("--gamma", type=float, nargs=2, default=None,
                     help="gamma range of the intensity augmentation (default 0.6 1.7)")
+    ap.add_argument("--curve", type=float, default=None, metavar="P",
+                    help="probability of a sigmoid tone curve (chunkseg.ops.augment_intensity."
+                         "sigmoid_curve) in the intensity augmentation (default none)")
+    ap.add_argument("--schedule", choices=["constant", "cosine"], default="constant",
+                    help="learning rate: constant, or cosine decay to 1 %% over --epochs")
+    ap.add_argument("--weight", nargs=2, action="append", default=[], metavar=("GROUP", "W"),
+                    help="relative share of crop positions of a group (organoid, ovule, "
+                         "synthetic, tissue_render; default 1 each); repeatable")
     ap.add_argument("--broad", action="store_true",
                     help="add the broad-wall renders of tissue_labels.tif (broad_renders)")
-    return ap.parse_args(argv)
+    args = ap.parse_args(argv)
+    args.weight = _weights(ap, args.weight)
+    return args
+
+
+GROUPS = ("organoid", "ovule", "synthetic", "tissue_render")
+
+
+def _weights(ap: argparse.ArgumentParser, pairs: list[list[str]]) -> dict[str, float]:
+    out = {}
+    for group, value in pairs:
+        try:
+            w = float(value)
+        except ValueError:
+            w = -1.0
+        if group not in GROUPS or not w > 0:
+            ap.error(f"--weight {group} {value}: expected a group among {list(GROUPS)} and a "
+                     "weight > 0")
+        out[group] = w
+    return out
 
 
 def _positions(pair, crop) -> int:
     return int(np.prod([max(0, n - c + 1) for n, c in zip(pair[0].shape[-3:], crop)]))
 
 
-def _balanced(groups: dict[str, list], crop) -> list:
-    """Repeat each group's pairs so every group offers about as many crop positions
-    (the sampler draws pairs in proportion to their positions)."""
+def _balanced(groups: dict[str, list], crop, weights: dict[str, float] | None = None
+              ) -> tuple[list, dict[str, float]]:
+    """Repeat each group's pairs so that the groups offer crop positions in proportion to
+    their weight (default 1 each: about as many; the sampler draws pairs in proportion to
+    their positions).  The group with the fewest positions per weight is not repeated.
+    Returns the pairs and each group's share of all crop positions."""
+    weights = weights or {}
     counts = {g: sum(_positions(p, crop) for p in plist) for g, plist in groups.items()}
-    top = max(counts.values())
-    out = []
-    for g, plist in groups.items():
-        out += plist * max(1, round(top / max(counts[g], 1)))
-    return out
+    share = {g: weights.get(g, 1.0) / max(counts[g], 1) for g in groups}
+    low = min(share.values())
+    reps = {g: max(1, round(share[g] / low)) for g in groups}
+    total = sum(reps[g] * counts[g] for g in groups)
+    out = [p for g, plist in groups.items() for p in plist * reps[g]]
+    return out, {g: round(reps[g] * counts[g] / total, 3) for g in groups}
 
 
-def _pairs(args, work: Path) -> tuple[list, dict]:
+def _pairs(args, work: Path) -> tuple[list, dict, dict]:
     sources = build_sources(work, args.n_synth, args.mask, args.broad)
     names = source_names(args.n_synth, args.broad)
     groups, used = {}, {}
@@ -110,7 +145,7 @@ def _pairs(args, work: Path) -> tuple[list, dict]:
                          "mask": args.mask}
     if not groups:
         raise SystemExit("no training volume left after --hold-out / --only")
-    return _balanced(groups, args.crop), used
+    return (*_balanced(groups, args.crop, args.weight), used)
 
 
 def _snapshot(ckpt: Path, out: Path, dest: Path) -> None:
@@ -148,10 +183,10 @@ def main(argv=None) -> None:
     work, ckpt = Path(args.work), Path(args.ckpt)
     (ckpt / "snapshots").mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    pairs, used = _pairs(args, work)
+    pairs, shares, used = _pairs(args, work)
     val = validation_pairs(work, args.n_synth, args.mask)
-    print(f"data ready in {time.perf_counter() - t0:.0f} s: {len(pairs)} pairs, {used}",
-          flush=True)
+    print(f"data ready in {time.perf_counter() - t0:.0f} s: {len(pairs)} pairs, crop shares "
+          f"{shares}, {used}", flush=True)
     from chunkseg.model.io import load_model, save_model
     from chunkseg.pipeline.train import run_train
 
@@ -160,8 +195,12 @@ def main(argv=None) -> None:
     done = len(json.loads(state_f.read_text())["history"]["loss"]) if state_f.exists() else 0
     train = {**TRAIN, "crop": list(args.crop), "batch": args.batch, "lr": args.lr,
              "membrane_weight": args.membrane_weight, "steps": args.steps, "seed": args.seed}
-    if args.gamma:
-        train["intensity"] = {"gamma": list(args.gamma)}
+    intensity = {**({"gamma": list(args.gamma)} if args.gamma else {}),
+                 **({"curve_p": args.curve} if args.curve else {})}
+    if intensity:
+        train["intensity"] = intensity
+    if args.schedule == "cosine":
+        train.update(lr_schedule="cosine", decay_epochs=args.epochs)
     target = done
     while target < args.epochs and not _past(args.until):
         target = min(args.epochs, target + args.chunk)
@@ -173,7 +212,7 @@ def main(argv=None) -> None:
                             overwrite=True, verbose=0)
         model, meta = load_model(out)
         save_model(model, out, metadata=_with_normalization(
-            {**meta, "training": {**meta["training"], "sources": used,
+            {**meta, "training": {**meta["training"], "sources": used, "crop_shares": shares,
                                   "held_out": args.hold_out}}))
         _snapshot(ckpt, out, ckpt / "snapshots" / f"e{summary['epochs_run']:03d}.keras")
         print(f"epoch {summary['epochs_run']} ({summary['steps_done']} steps): best "

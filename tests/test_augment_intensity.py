@@ -16,6 +16,7 @@ from chunkseg.ops.augment_intensity import (
     draw_intensity,
     gamma,
     quantize,
+    sigmoid_curve,
     window,
 )
 
@@ -33,6 +34,42 @@ def test_functions_match_numpy():
     q = quantize(x)
     assert np.all(np.abs(q - x) <= 0.5 / 255 + 1e-7)
     np.testing.assert_allclose(np.unique(q * 255), np.round(np.unique(q * 255)), atol=1e-4)
+
+
+def test_sigmoid_curve_formula_ends_and_monotone():
+    x = np.linspace(0, 1, 101, dtype=np.float32)
+    s = lambda v, c, w: 1 / (1 + np.exp(-(v - c) / w))  # noqa: E731
+    for c, w in ((0.6, 0.1), (0.3, 0.05), (0.5, 0.5)):
+        y = sigmoid_curve(x, c, w)
+        assert y.dtype == np.float32
+        ref = (s(x.astype(np.float64), c, w) - s(0, c, w)) / (s(1, c, w) - s(0, c, w))
+        np.testing.assert_allclose(y, ref, atol=1e-5)
+        assert y[0] == 0 and y[-1] == pytest.approx(1, abs=1e-6) and np.all(np.diff(y) >= 0)
+    steep = sigmoid_curve(np.float32([0.4, 0.8]), 0.6, 0.05)
+    assert steep[0] < 0.03 and steep[1] > 0.97  # a steep curve nearly thresholds at centre
+    with pytest.raises(ParameterError):
+        sigmoid_curve(x, 0.5, 0.0)
+
+
+def test_curve_draws_seeded_and_leave_other_draws_alone():
+    plain = [draw_intensity(np.random.default_rng([4, i])) for i in range(200)]
+    off = [draw_intensity(np.random.default_rng([4, i]), {"curve_p": 0.0}) for i in range(200)]
+    assert off == plain and all(p.curve_width == 0 for p in plain)
+    on = [draw_intensity(np.random.default_rng([4, i]), {"curve_p": 1.0}) for i in range(200)]
+    assert on == [draw_intensity(np.random.default_rng([4, i]), {"curve_p": 1.0})
+                  for i in range(200)]
+    for a, b in zip(plain, on):  # the other parameters are drawn as without the curve
+        assert (a.gamma, a.contrast, a.offset) == (b.gamma, b.contrast, b.offset)
+        if a != IntensityParams():
+            assert INTENSITY_RANGES["curve_width"][0] <= b.curve_width \
+                <= INTENSITY_RANGES["curve_width"][1]
+            assert INTENSITY_RANGES["curve_centre"][0] <= b.curve_centre \
+                <= INTENSITY_RANGES["curve_centre"][1]
+    half = [draw_intensity(np.random.default_rng([5, i]), {"curve_p": 0.5}) for i in range(400)]
+    assert 120 < sum(p.curve_width > 0 for p in half) < 240  # 0.9 * 0.5 of 400
+    x = quantize(_crop())
+    p = IntensityParams(curve_centre=0.6, curve_width=0.1, quantize=False)
+    np.testing.assert_allclose(apply_intensity(x, p), sigmoid_curve(x, 0.6, 0.1), atol=1e-7)
 
 
 def test_identity_and_shapes_dtypes():
@@ -68,6 +105,7 @@ def test_draw_deterministic_and_within_ranges():
 
 
 @pytest.mark.parametrize("bad", [{"gamma": (0.0, 1.0)}, {"contrast": (2.0, 1.0)},
+                                 {"curve_width": (0.0, 0.2)}, {"curve_p": 1.5}, {"p": -0.1},
                                  {"nope": (0, 1)}, {"window_low": (0.5, 0.9),
                                                     "window_high": (0.6, 1.0)}, "yes"])
 def test_bad_ranges_raise(bad):

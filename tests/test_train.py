@@ -178,6 +178,7 @@ def test_train_config_validation(tmp_path, pairs):
 @pytest.mark.parametrize("kwargs", [
     {"epochs": 0}, {"steps": 1.5}, {"batch": True}, {"crop": (8, 16)}, {"lr": 0},
     {"lr_schedule": "step"}, {"patience": -1}, {"membrane_weight": 0}, {"augment": "yes"},
+    {"decay_epochs": -1}, {"decay_epochs": 2.5},
     {"crop": 5}, {"intensity": "yes"}, {"intensity": {"gamma": [0, 1]}},
     {"intensity": {"hue": [0, 1]}},
 ])

@@ -65,6 +65,35 @@ def test_resume_continues_steps_and_optimizer(pair, tmp_path):
                   resume=True, **{**FAST, "batch": 1})
 
 
+def test_cosine_decay_epochs_resumed_in_parts_equals_straight(pair, tmp_path):
+    """With ``decay_epochs`` the cosine schedule does not depend on the growing ``epochs``
+    of the parts: 3 parts of 1 epoch == 3 epochs straight."""
+    cfg, opts = {"model": TINY}, {**FAST, "lr_schedule": "cosine", "decay_epochs": 3}
+    run_train(*pair, out=tmp_path / "full.keras", config=cfg, verbose=0, epochs=3, **opts)
+    for epochs in (1, 2, 3):
+        part = run_train(*pair, out=tmp_path / "part.keras", config=cfg, verbose=0,
+                         epochs=epochs, resume=True, **opts)
+    assert part["steps_done"] == 6
+    h_full = json.loads((tmp_path / "full_training" / "history.json").read_text())["history"]
+    h_part = json.loads((tmp_path / "part_training" / "history.json").read_text())["history"]
+    np.testing.assert_allclose(h_part["loss"], h_full["loss"], rtol=1e-4)
+    for a, b in zip(_weights(tmp_path / "part.keras"), _weights(tmp_path / "full.keras")):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_decay_epochs_is_in_the_identity_only_when_set():
+    from chunkseg.pipeline._train_inputs import checkpoint_identity
+    from chunkseg.pipeline.train_config import TrainOptions
+
+    def ident(options):
+        return checkpoint_identity(model={}, options=options, data=[], validation=[], extra={})
+
+    opts = TrainOptions(lr_schedule="cosine").to_dict()
+    without = {k: v for k, v in opts.items() if k != "decay_epochs"}
+    assert ident(opts) == ident(without)  # a checkpoint written without the option resumes
+    assert ident({**opts, "decay_epochs": 5})["options"]["decay_epochs"] == 5
+
+
 def test_ignored_voxels_change_nothing_in_the_loss():
     from chunkseg.model.losses import membrane_loss
 

@@ -32,6 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, help="initial learning rate (default 1e-3)")
     p.add_argument("--lr-schedule", choices=["plateau", "cosine", "constant"],
                    help="learning-rate schedule (default plateau)")
+    p.add_argument("--decay-epochs", type=int,
+                   help="cosine schedule: decay over this many epochs (default: --epochs; "
+                   "set it when a training is resumed in parts with a growing --epochs)")
     p.add_argument("--patience", type=int, help="early-stopping patience in epochs (0: off)")
     p.add_argument("--membrane-weight", type=float, help="membrane class weight (default 3)")
     p.add_argument("--noise", help="noise augmentation preset: none, low, medium, high")
@@ -81,7 +84,7 @@ def _run(args: argparse.Namespace) -> int:
         ignore_value=args.ignore_value,
         epochs=args.epochs, steps=args.steps, val_steps=args.val_steps,
         crop=tuple(args.crop) if args.crop else None, batch=args.batch, lr=args.lr,
-        lr_schedule=args.lr_schedule, patience=args.patience,
+        lr_schedule=args.lr_schedule, decay_epochs=args.decay_epochs, patience=args.patience,
         membrane_weight=args.membrane_weight, noise=args.noise, seed=args.seed,
     )
     if args.json:

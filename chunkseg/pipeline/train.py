@@ -321,8 +321,8 @@ def _compiled(net_cfg: UNetConfig, opts: TrainOptions):
     model = build_unet(net_cfg)
     lr: Any = opts.lr
     if opts.lr_schedule == "cosine":
-        lr = keras.optimizers.schedules.CosineDecay(opts.lr, opts.epochs * opts.steps,
-                                                    alpha=0.01)
+        lr = keras.optimizers.schedules.CosineDecay(
+            opts.lr, (opts.decay_epochs or opts.epochs) * opts.steps, alpha=0.01)
     model.compile(optimizer=keras.optimizers.Adam(lr), loss=membrane_loss(opts.membrane_weight),
                   metrics=default_metrics())
     return model

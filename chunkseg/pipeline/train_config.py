@@ -54,7 +54,12 @@ class TrainOptions:
         Initial Adam learning rate.
     lr_schedule : {"plateau", "cosine", "constant"}
         ``plateau`` halves the rate after ``patience // 2`` epochs without improvement
-        of the validation loss; ``cosine`` decays to 1 % over all steps.
+        of the validation loss; ``cosine`` decays to 1 % over all steps, or over
+        ``decay_epochs``.
+    decay_epochs : int
+        Length of the cosine decay in epochs (0: ``epochs``).  Give it to a training
+        that is resumed in parts with a growing ``epochs``, so that the schedule does
+        not change with each part; after it the rate stays at 1 %.
     patience : int
         Early stopping after this many epochs without improvement (0 disables).
     membrane_weight : float
@@ -81,6 +86,7 @@ class TrainOptions:
     batch: int = 2
     lr: float = 1e-3
     lr_schedule: str = "plateau"
+    decay_epochs: int = 0
     patience: int = 10
     membrane_weight: float = 3.0
     membrane_bias: float = 0.5
@@ -94,7 +100,7 @@ class TrainOptions:
             v = getattr(self, key)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ParameterError(f"{key} must be an int >= 1; got {v!r}")
-        for key in ("patience", "seed"):
+        for key in ("patience", "seed", "decay_epochs"):
             v = getattr(self, key)
             if not isinstance(v, int) or isinstance(v, bool) or v < 0:
                 raise ParameterError(f"{key} must be an int >= 0; got {v!r}")

@@ -1,0 +1,49 @@
+"""Helpers of the default model's training recipe (``examples/train_default_model.py``):
+crop-position shares of the source groups and the ``--weight`` option."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+import train_default_model as recipe  # noqa: E402
+
+CROP = (4, 8, 8)
+
+
+def _groups():
+    big = [(np.zeros((12, 40, 40), np.uint8), None) for _ in range(2)]  # 2 x 9801 positions
+    small = [(np.zeros((8, 16, 16), np.uint8), None) for _ in range(3)]  # 3 x 405 positions
+    return {"organoid": big, "synthetic": small}
+
+
+def test_balanced_equal_weights_give_equal_shares():
+    pairs, shares = recipe._balanced(_groups(), CROP)
+    assert len(pairs) == 2 + 3 * round(19602 / 1215)
+    assert shares == pytest.approx({"organoid": 0.5, "synthetic": 0.5}, abs=0.01)
+
+
+def test_balanced_weights_set_the_shares():
+    groups = _groups()
+    pairs, shares = recipe._balanced(groups, CROP, {"organoid": 0.5})
+    assert shares == pytest.approx({"organoid": 1 / 3, "synthetic": 2 / 3}, abs=0.01)
+    positions = sum(recipe._positions(p, CROP) for p in pairs)
+    organoid = sum(recipe._positions(p, CROP) for p in pairs
+                   if any(p is q for q in groups["organoid"]))
+    assert organoid / positions == pytest.approx(shares["organoid"], abs=1e-3)
+    _, shares = recipe._balanced(groups, CROP, {"synthetic": 3.0})
+    assert shares == pytest.approx({"organoid": 0.25, "synthetic": 0.75}, abs=0.01)
+
+
+def test_weight_option():
+    args = recipe._parse(["--weight", "organoid", "0.5", "--weight", "tissue_render", "2"])
+    assert args.weight == {"organoid": 0.5, "tissue_render": 2.0}
+    assert recipe._parse([]).weight == {}
+    for bad in (["organoid", "0"], ["organoid", "x"], ["cells", "1"]):
+        with pytest.raises(SystemExit) as exc:
+            recipe._parse(["--weight", *bad])
+        assert exc.value.code == 2
