@@ -103,13 +103,34 @@ def test_predict_array_odd_blocks_equal_whole_volume(block, halo):
     np.testing.assert_allclose(chunked.compute(), ref, atol=1e-6)
 
 
+@pytest.mark.parametrize("group", [2, 3, 7])
+def test_grouped_timepoints_equal_each_time_point_alone(group):
+    # 7 time points in groups that do not divide them; blocks that do not divide the
+    # volume; tiles of two blocks per call
+    a = np.random.default_rng(4).integers(0, 256, (7, 13, 22, 19)).astype(np.uint8)
+    x = da.from_array(a, chunks=(1, 8, 16, 16))
+    kw = dict(block=(13, 12, 10), halo=3, tile=(12, 16, 16), pool=P, receptive=R, batch=5,
+              scale=1 / 255)
+    net = Counting()
+    grouped = predict_array(x, net, group=group, **kw)
+    assert grouped.chunks[0] == tuple(min(group, 7 - s) for s in range(0, 7, group))
+    got = grouped.compute(scheduler="sync")
+    alone = np.stack([predict_array(x[t], fake_net, **kw).compute() for t in range(7)])
+    np.testing.assert_array_equal(got, alone)
+    # the tiles of a group shared network calls: fewer calls than blocks x tiles
+    assert net.tiles == 7 * tile_stats(a.shape[1:], **{k: kw[k] for k in (
+        "block", "halo", "tile", "pool", "receptive")})["tiles"]
+    assert net.calls < net.tiles
+
+
 class Counting:
     """fake_net that records the tiles and voxels it was given."""
 
     def __init__(self):
-        self.tiles = self.voxels = 0
+        self.tiles = self.voxels = self.calls = 0
 
     def __call__(self, x):
+        self.calls += 1
         self.tiles += x.shape[0]
         self.voxels += x[..., 0].size
         return fake_net(x)
@@ -132,8 +153,10 @@ def test_predict_array_errors():
         predict_array(da.zeros((16, 8, 8), chunks=8), fake_net, block=8, halo=9, tile=16, pool=P)
     with pytest.raises(ParameterError, match="multiple of the model's pooling factor"):
         predict_array(x, fake_net, block=10, halo=3, tile=(16, 18, 16), pool=P)
-    with pytest.raises(ShapeError, match="3D"):
-        predict_array(da.zeros((2, 20, 20, 20)), fake_net, block=10, halo=3, tile=16)
+    with pytest.raises(ShapeError, match=r"3D \(z, y, x\) or 4D"):
+        predict_array(da.zeros((2, 2, 20, 20, 20)), fake_net, block=10, halo=3, tile=16)
+    with pytest.raises(ParameterError, match="group must be >= 1"):
+        predict_array(da.zeros((2, 20, 20, 20)), fake_net, block=10, halo=3, tile=16, group=0)
     assert tile_stats((20, 20, 20), block=20, halo=3, tile=32, pool=P)["tiles"] == 1
 
 
