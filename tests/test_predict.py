@@ -8,6 +8,7 @@ radius 9, pooling factor 2) saved as a chunkseg model.
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import shutil
 import time
@@ -201,6 +202,7 @@ def predict(raw, out, model, **kw):
 
 from chunkseg.model.info import model_info  # noqa: E402
 from chunkseg.ops.slices import parse_timepoints  # noqa: E402
+from chunkseg.pipeline.plan import plan_run  # noqa: E402
 from chunkseg.pipeline.predict import mask_path_for, run_predict  # noqa: E402
 
 
@@ -296,6 +298,32 @@ def test_every_default_on_volumes_thinner_than_the_halo(tiny_model, tmp_path):
     predict(path, tmp_path / "ref.zarr", tiny_model, halo=(8, 10, 10))
     np.testing.assert_array_equal(open_array(tmp_path / "p.zarr")[:],
                                   open_array(tmp_path / "ref.zarr")[:])
+
+
+def test_tiny_time_points_grouped_per_task_equal_ungrouped(tiny_model, tmp_path, monkeypatch):
+    import chunkseg.engine.plan as plan
+
+    # 7 thin time points (one block each, shapes the pooling factor does not divide):
+    # grouped 3 per task (3 + 3 + 1), against one per task
+    data = np.random.default_rng(5).integers(100, 4000, (7, 7, 30, 26)).astype(np.uint16)
+    path = tmp_path / "tiny.ome.zarr"
+    create_image(path, shape=data.shape, dtype=np.uint16, attrs={"kind": "raw"})[:] = data
+    mark_complete(path)
+    per_block = plan_run(path, model=tiny_model)["network_voxels"] // 7
+    monkeypatch.setattr(plan, "GROUP_VOXELS", 3 * per_block)
+    grouped = predict(path, tmp_path / "g.zarr", tiny_model)
+    monkeypatch.setattr(plan, "GROUP_VOXELS", 1)
+    alone = predict(path, tmp_path / "a.zarr", tiny_model)
+    assert (grouped["group"], alone["group"]) == (3, 1)
+    assert grouped["blocks_written"] == alone["blocks_written"] == 7
+    # bit for bit under TensorFlow's oneDNN kernels (conftest turns them on); Eigen's
+    # batched convolutions differ from single ones by ~2e-7
+    atol = 0 if os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "1" else 1e-6
+    np.testing.assert_allclose(open_array(tmp_path / "g.zarr")[:],
+                               open_array(tmp_path / "a.zarr")[:], rtol=0, atol=atol)
+    assert len(done_blocks(tmp_path / "g.zarr")) == 7
+    log = (tmp_path / "g.zarr" / "progress.jsonl").read_text().splitlines()
+    assert sorted(json.loads(line)["t"] for line in log) == list(range(7))
 
 
 def test_timepoints():
