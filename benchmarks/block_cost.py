@@ -38,7 +38,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
-BATCHES = (1, 2, 4, 8, 16, 32)
+BATCHES = (1, 4, 16)
+_DEFAULT_GROUP: list[int] = []
 #: profiled functions: (row name, file suffix, function name)
 PARTS = (("network call", "engine/backend.py", "run_model"),
          ("read with halo", "engine/predict.py", "mirror_region"),
@@ -76,17 +77,22 @@ def _default_path() -> str:
 
 
 def _profiled_run(raw: Path, out: Path, group_voxels: int | None) -> dict:
-    """run_predict of ``raw`` under cProfile on the sync scheduler; seconds per part."""
+    """run_predict of ``raw`` under cProfile on the sync scheduler; seconds per part.
+
+    ``group_voxels``: :data:`chunkseg.engine.plan.GROUP_VOXELS` for this run (None: the
+    default).
+    """
     import cProfile
     import pstats
 
     import dask
 
     import chunkseg.engine.plan as plan
+
+    _DEFAULT_GROUP.append(plan.GROUP_VOXELS)
     from chunkseg.pipeline.predict import run_predict
 
-    if group_voxels is not None:
-        plan.GROUP_VOXELS = group_voxels
+    plan.GROUP_VOXELS = group_voxels or _DEFAULT_GROUP[0]
     prof = cProfile.Profile()
     with dask.config.set(scheduler="sync"):
         t0, c0 = time.perf_counter(), time.process_time()

@@ -1,8 +1,7 @@
 """Chunked prediction of a (z, y, x) dask array: halo via ``map_overlap``, tiles inside.
 
 How a time point is predicted (:func:`predict_array`): one task per output block
-(per block of ``group`` time points when blocks are tiny: their tiles share network
-calls).  Block ``k`` (extent ``B_k``, origin ``k * B``) reads its region grown by ``halo``
+(per block of ``group`` time points when blocks are tiny).  Block ``k`` (extent ``B_k``, origin ``k * B``) reads its region grown by ``halo``
 voxels per side straight from the input (:func:`mirror_region`: outside the volume
 the border is mirrored, ``numpy.pad(mode="symmetric")`` of any width, so the border is
 treated the same way whatever the block size), predicts it tile by tile
@@ -192,16 +191,18 @@ def predict_block(
 ) -> np.ndarray:
     """Predict one haloed block whose first voxel lies at volume coordinate ``origin``.
 
-    ``block`` is (z, y, x), or (n, z, y, x): the same block of ``n`` time points, whose
-    tiles share the network calls.  Returns the prediction of the whole haloed block
+    ``block`` is (z, y, x), or (n, z, y, x): the same block of ``n`` time points,
+    predicted one after the other (a network call never mixes time points, so each is
+    predicted exactly as alone).  Returns the prediction of the whole haloed block
     (same shape).
     """
     x = block.astype(np.float32, copy=False) * np.float32(scale) if scale != 1 else block
-    out, _ = predict_tiled(
-        np.asarray(x, dtype=np.float32), predictor, tile=tile, context=context, pool=pool,
-        origin=origin, blend=blend, crop_context=crop_context, batch=batch,
-    )
-    return out
+    x = np.asarray(x, dtype=np.float32)
+    kw = dict(tile=tile, context=context, pool=pool, origin=origin, blend=blend,
+              crop_context=crop_context, batch=batch)
+    if x.ndim == 4:
+        return np.stack([predict_tiled(xi, predictor, **kw)[0] for xi in x])
+    return predict_tiled(x, predictor, **kw)[0]
 
 
 def _plan(shape, block, halo, tile, pool, receptive):
@@ -323,11 +324,10 @@ def predict_array(
     scale : float
         Factor applied to the input (1/255 for uint8).
     group : int
-        Time points per task of a series: one task predicts the same block of
-        ``group`` consecutive time points, their tiles batched into shared network
-        calls (for tiny blocks, where a task and a network call cost more than the
-        voxels).  Each time point is predicted exactly as alone, up to the network's
-        batch invariance (bit for bit with TensorFlow's oneDNN kernels).
+        Time points per task of a series: one task reads the same block of ``group``
+        consecutive time points at once and predicts them one after the other (for
+        tiny blocks, where a task, its graph and its read cost more than the voxels).
+        Each time point is predicted exactly as alone.
 
     Returns
     -------

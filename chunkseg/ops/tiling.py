@@ -210,12 +210,8 @@ def pad_to_grid(block: np.ndarray, grid: TileGrid, *, mode: str = "symmetric") -
 
 
 def crop(array: np.ndarray, before: Sequence[int], after: Sequence[int]) -> np.ndarray:
-    """Remove ``before`` / ``after`` voxels per axis (the inverse of padding).
-
-    They apply to the last ``len(before)`` axes; leading axes (a stack) are kept whole.
-    """
-    shape = array.shape[array.ndim - len(before):]
-    return array[(..., *(slice(b, n - a) for b, a, n in zip(before, after, shape)))]
+    """Remove ``before`` / ``after`` voxels per axis (the inverse of padding)."""
+    return array[tuple(slice(b, n - a) for b, a, n in zip(before, after, array.shape))]
 
 
 def _profile(n: int, mode: str) -> np.ndarray:
@@ -369,9 +365,7 @@ def predict_tiled(
     Parameters
     ----------
     block : numpy.ndarray
-        (z, y, x) network input (float32 in [0, 1]), halo included; or a stack
-        (n, z, y, x) of such blocks lying at the same ``origin`` (e.g. one block of
-        ``n`` time points), whose tiles then share the network calls.
+        (z, y, x) network input (float32 in [0, 1]), halo included.
     predict_batch : callable
         ``(b, tz, ty, tx, 1) float32 -> (b, tz, ty, tx, 1)``, e.g. a Keras model's
         ``predict_on_batch``.
@@ -383,9 +377,7 @@ def predict_tiled(
         Give the ``context`` voxels of inner tile sides weight 0 (exact when
         ``context`` >= the receptive-field radius); otherwise blend over them.
     batch : int, optional
-        Tiles per ``predict_batch`` call, counted over the whole stack (default:
-        :func:`choose_batch`).  The result does not depend on it when
-        ``predict_batch`` treats the tiles of a batch independently.
+        Tiles per ``predict_batch`` call (default: :func:`choose_batch`).
     pad_mode : str
         ``numpy.pad`` mode for the alignment padding around the block.
 
@@ -396,67 +388,49 @@ def predict_tiled(
     n_tiles : int
         Tiles predicted.
     """
-    if block.ndim not in (3, 4):
-        raise ShapeError(f"expected a 3D (z, y, x) block or a 4D (n, z, y, x) stack of "
-                         f"blocks; got shape {block.shape}")
-    stack = np.asarray(block, dtype=np.float32)
-    stack = stack[None] if stack.ndim == 3 else stack
+    if block.ndim != 3:
+        raise ShapeError(f"expected a 3D (z, y, x) block; got shape {block.shape}")
     context = as_triple(context, "context", minimum=0)
-    grid = tile_grid(stack.shape[1:], tile=tile, context=context, pool=pool, origin=origin)
-    padded = np.stack([pad_to_grid(b, grid, mode=pad_mode) for b in stack])
-    n_tiles = len(stack) * grid.n_tiles
-    batch = max(1, int(choose_batch(grid.tile, n_tiles=n_tiles) if batch is None else batch))
-    if grid.n_tiles == 1:  # one tile covers each block: nothing to stitch
-        out = np.concatenate([_call(predict_batch, padded[i:i + batch, ..., None])[..., 0]
-                              for i in range(0, len(padded), batch)])
-    else:
-        out = _stitch(padded, grid, predict_batch, weights=_TileWeights(grid, context, blend,
-                                                                        crop_context),
-                      batch=batch)
-    out = crop(out, grid.pad_before, grid.pad_after)
-    return (out if block.ndim == 4 else out[0]), n_tiles
+    grid = tile_grid(block.shape, tile=tile, context=context, pool=pool, origin=origin)
+    padded = pad_to_grid(np.asarray(block, dtype=np.float32), grid, mode=pad_mode)
+    num = np.zeros(grid.padded_shape, dtype=np.float32)
+    den = np.zeros(grid.padded_shape, dtype=np.float32)
+    last = tuple(s[-1] for s in grid.starts)
+    cropped = crop_context
+    weights: dict[tuple, np.ndarray] = {}
 
-
-def _call(predict_batch: Callable[[np.ndarray], np.ndarray], x: np.ndarray) -> np.ndarray:
-    """One network call; its output as float32, checked to have the input's shape."""
-    y = np.asarray(predict_batch(x), dtype=np.float32)
-    if y.shape != x.shape:
-        raise ShapeError(f"predict_batch returned shape {y.shape}; expected the input's {x.shape}")
-    return y
-
-
-class _TileWeights:
-    """Blend weights of a grid's tiles, one array per kind of tile position (cached)."""
-
-    def __init__(self, grid: TileGrid, context: Triple, blend: BlendMode,
-                 crop_context: bool) -> None:
-        self.grid, self.context, self.blend, self.crop = grid, context, blend, crop_context
-        self.last = tuple(s[-1] for s in grid.starts)
-        self.cache: dict[tuple, np.ndarray] = {}
-
-    def __call__(self, o: Triple) -> np.ndarray:
-        key = tuple((self.crop and oi > 0, self.crop and oi < li) for oi, li in zip(o, self.last))
-        if key not in self.cache:
-            self.cache[key] = blend_weights(
-                self.grid.tile, mode=self.blend,
-                crop_before=[c if k[0] else 0 for c, k in zip(self.context, key)],
-                crop_after=[c if k[1] else 0 for c, k in zip(self.context, key)],
+    def weight_for(o: Triple) -> np.ndarray:
+        key = tuple((cropped and oi > 0, cropped and oi < li) for oi, li in zip(o, last))
+        if key not in weights:
+            weights[key] = blend_weights(
+                grid.tile, mode=blend,
+                crop_before=[c if k[0] else 0 for c, k in zip(context, key)],
+                crop_after=[c if k[1] else 0 for c, k in zip(context, key)],
             )
-        return self.cache[key]
+        return weights[key]
 
-
-def _stitch(padded: np.ndarray, grid: TileGrid, predict_batch, *, weights: _TileWeights,
-            batch: int) -> np.ndarray:
-    """Predict the tiles of a stack of padded blocks ``batch`` at a time; blend them."""
-    num = np.zeros(padded.shape, dtype=np.float32)
-    den = np.zeros(padded.shape, dtype=np.float32)
-    items = [(i, org) for i in range(len(padded)) for org in grid.origins()]
-    for start in range(0, len(items), batch):
-        chunk = items[start:start + batch]
-        slices = [(i, *(slice(o, o + t) for o, t in zip(org, grid.tile))) for i, org in chunk]
-        y = _call(predict_batch, np.stack([padded[s] for s in slices])[..., None])
-        for s, (_, org), yi in zip(slices, chunk, y[..., 0]):
-            w = weights(org)
+    origins = grid.origins()
+    if len(origins) == 1:  # one tile covers the block: nothing to stitch
+        y = np.asarray(predict_batch(padded[None, ..., None]), dtype=np.float32)
+        if y.shape != (1, *padded.shape, 1):
+            raise ShapeError(f"predict_batch returned shape {y.shape}; expected the input's "
+                             f"{(1, *padded.shape, 1)}")
+        return crop(y[0, ..., 0], grid.pad_before, grid.pad_after), 1
+    if batch is None:
+        batch = choose_batch(grid.tile, n_tiles=len(origins))
+    batch = max(1, int(batch))
+    for i in range(0, len(origins), batch):
+        chunk = origins[i:i + batch]
+        slices = [tuple(slice(o, o + t) for o, t in zip(org, grid.tile)) for org in chunk]
+        x = np.stack([padded[s] for s in slices])[..., None]
+        y = np.asarray(predict_batch(x), dtype=np.float32)
+        if y.shape != x.shape:
+            raise ShapeError(
+                f"predict_batch returned shape {y.shape}; expected the input's {x.shape}"
+            )
+        for s, org, yi in zip(slices, chunk, y[..., 0]):
+            w = weight_for(org)
             num[s] += w * yi
             den[s] += w
-    return num / np.maximum(den, np.float32(1e-20))
+    out = num / np.maximum(den, np.float32(1e-20))
+    return crop(out, grid.pad_before, grid.pad_after), len(origins)
