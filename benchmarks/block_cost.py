@@ -16,7 +16,10 @@ chooses its kernels when it starts (``TF_ENABLE_ONEDNN_OPTS``):
   wall and CPU seconds per block, split into the network calls (``run_model``), the
   read with halo (``mirror_region``), the writes (``_write_block``), the graph
   building of the write path (``_Plan.groups``) and the rest (dask scheduling, the
-  manifests, progress log).
+  manifests, progress log);
+* ``cluster``: the same on the LocalCluster the command line opens (one worker, two dask
+  threads, two backend threads), one time point per task against the default grouping,
+  alternated: wall, client CPU and worker CPU seconds per block.
 
 Both with TensorFlow's oneDNN kernels off (its default on this AVX2 CPU) and on (what
 :func:`chunkseg.engine.backend.configure_backend` sets).  CPU seconds are the figures to
@@ -30,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -89,7 +93,7 @@ def _profiled_run(raw: Path, out: Path, group_voxels: int | None) -> dict:
 
     import chunkseg.engine.plan as plan
 
-    _DEFAULT_GROUP.append(plan.GROUP_VOXELS)
+    _DEFAULT_GROUP.append(plan.GROUP_VOXELS)  # the first call sees the default
     from chunkseg.pipeline.predict import run_predict
 
     plan.GROUP_VOXELS = group_voxels or _DEFAULT_GROUP[0]
@@ -113,6 +117,40 @@ def _profiled_run(raw: Path, out: Path, group_voxels: int | None) -> dict:
             "tile": summary["tile"], "halo": summary["halo"], "batch": summary["batch"]}
 
 
+def _cluster_runs(raw: Path, tmp: Path, groupings: list[int | None], rounds: int) -> list:
+    """``run_predict`` on the command line's LocalCluster (``layout="model"``: one worker,
+    two dask threads, two backend threads), the groupings alternated round by round:
+    wall, client CPU and worker CPU seconds per block."""
+    import shutil
+
+    import chunkseg.engine.plan as plan
+    from chunkseg.engine.cluster import get_client
+    from chunkseg.pipeline.predict import run_predict
+
+    default = plan.GROUP_VOXELS
+    rows = []
+    with get_client(layout="model", quiet=True) as client:
+        run_predict(raw, out=tmp / "warm-cluster.zarr", progress=False, timepoints="0:2",
+                    client=client)
+        for r in range(rounds):
+            for g in (groupings if r % 2 == 0 else groupings[::-1]):
+                plan.GROUP_VOXELS = g or default
+                out = tmp / f"cluster-{g}-{r}.zarr"
+                w0 = client.run(time.process_time)
+                t0, c0 = time.perf_counter(), time.process_time()
+                summary = run_predict(raw, out=out, progress=False, client=client)
+                wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+                w1 = client.run(time.process_time)
+                n = summary["blocks_written"]
+                rows.append({"group": summary["group"], "round": r, "wall_s_per_block": wall / n,
+                             "client_cpu_s_per_block": cpu / n,
+                             "worker_cpu_s_per_block": sum(w1[k] - w0[k] for k in w1) / n,
+                             "load": os.getloadavg()[0]})
+                shutil.rmtree(out)
+    plan.GROUP_VOXELS = default
+    return rows
+
+
 def child(timepoints: int) -> dict:
     """Everything measured in this process (its TensorFlow kernels fixed at start)."""
     from series_scaling import make_inputs
@@ -120,12 +158,16 @@ def child(timepoints: int) -> dict:
     from chunkseg.engine.predict import get_model
 
     get_model(_default_path())  # configures the backend (threads, kernels) and loads
+    onednn = os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "1"
     with tempfile.TemporaryDirectory(prefix="block-cost-") as tmp:
         inputs = make_inputs(Path(tmp), timepoints)
         _profiled_run(inputs["raw"], Path(tmp) / "warm.zarr", None)  # first traces
         runs = [_profiled_run(inputs["raw"], Path(tmp) / f"g{g}.zarr", g)
                 for g in (1, None)]
-    return {"network": _network(), "predict": runs, "load_average": list(os.getloadavg())}
+        cluster = _cluster_runs(inputs["raw"], Path(tmp), [1, None] if onednn else [1],
+                                rounds=4 if onednn else 2)
+    return {"network": _network(), "predict": runs, "cluster": cluster,
+            "load_average": list(os.getloadavg())}
 
 
 def run(timepoints: int) -> dict:
@@ -170,6 +212,19 @@ def table(result: dict) -> str:
                 + " | ".join(f"{p['parts_s_per_block'][n]:.4f}" for n in names)
                 + f" | {p['rest_s_per_block']:.4f} | {r['load_before']:.1f} / "
                 f"{r['load_after']:.1f} |")
+    lines += ["", "LocalCluster as the command line opens it (1 worker, 2 dask threads, 2 TF "
+              "threads), medians over the rounds (runs alternated):", "",
+              "| oneDNN | time points per task | wall s / block | client CPU s / block | "
+              "worker CPU s / block | runs | load |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for k, r in result["runs"].items():
+        for g in sorted({c["group"] for c in r["cluster"]}):
+            rows = [c for c in r["cluster"] if c["group"] == g]
+            med = {key: statistics.median(c[key] for c in rows) for key in (
+                "wall_s_per_block", "client_cpu_s_per_block", "worker_cpu_s_per_block", "load")}
+            lines.append(f"| {'on' if k == '1' else 'off'} | {g} | {med['wall_s_per_block']:.4f} "
+                         f"| {med['client_cpu_s_per_block']:.4f} | "
+                         f"{med['worker_cpu_s_per_block']:.4f} | {len(rows)} | "
+                         f"{med['load']:.1f} |")
     return "\n".join(lines)
 
 
