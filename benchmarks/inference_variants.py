@@ -13,8 +13,9 @@ machine load hits all of them), median per call:
 * ``tf.function``: ``model(x, training=False)`` in a cached ``tf.function``;
 * ``BN folded``: the same U-Net rebuilt without BatchNorm, its scale and shift folded
   into the convolution weights and bias;
-* ``XLA``: ``tf.function(jit_compile=True)``;
-* ``bfloat16``: the ``mixed_bfloat16`` copy ``--precision bfloat16`` predicts with.
+* ``XLA``: ``tf.function(jit_compile=True)`` (Eigen, one thread only);
+* ``bfloat16``: the ``mixed_bfloat16`` copy ``--precision bfloat16`` predicts with (one
+  thread only).
 
 Per op: one traced call (TensorFlow v1 session on the frozen graph, ``FULL_TRACE``
 step statistics), time per op type and per convolution (with its FLOPs, so GFLOP/s per
@@ -73,7 +74,7 @@ def folded(model, config):
     return net
 
 
-def _variants(model, meta, x, xla: bool) -> dict:
+def _variants(model, meta, x, extras: list[str]) -> dict:
     import tensorflow as tf
 
     from chunkseg.engine.backend import run_model
@@ -86,11 +87,12 @@ def _variants(model, meta, x, xla: bool) -> dict:
     fold = folded(model, meta["config"])
     out = {"predict_on_batch": lambda: run_model(model, x), "tf.function": fn(model),
            "BN folded": fn(fold)}
-    if xla:
+    if "XLA" in extras:
         out["XLA"] = fn(model, jit=True)
         out["XLA + BN folded"] = fn(fold, jit=True)
-    bf16 = with_precision(model, meta, "bfloat16")
-    out["bfloat16"] = lambda: run_model(bf16, x)
+    if "bfloat16" in extras:
+        bf16 = with_precision(model, meta, "bfloat16")
+        out["bfloat16"] = lambda: run_model(bf16, x)
     return out
 
 
@@ -173,7 +175,7 @@ def per_op(model, meta, shape) -> dict:
             "total_ms": sum(by_op.values())}
 
 
-def child(shape, rounds: int, big: bool) -> dict:
+def child(shape, rounds: int, big: bool, extras: list[str]) -> dict:
     """Timings of every call path in this process's TensorFlow setting."""
     from chunkseg.engine.backend import run_model
     from chunkseg.engine.predict import get_model
@@ -181,7 +183,7 @@ def child(shape, rounds: int, big: bool) -> dict:
 
     model, meta, _ = get_model(DEFAULT_MODEL)
     x = np.random.default_rng(0).random((1, *shape, 1), dtype=np.float32)
-    variants = _variants(model, meta, x, xla=os.environ.get("XLA", "1") == "1")
+    variants = _variants(model, meta, x, extras)
     outputs = {k: np.asarray(v(), dtype=np.float32) for k, v in variants.items()}
     res = {"shape": list(shape), "paired": _paired(variants, rounds),
            "outputs_file": None, "per_op": per_op(model, meta, shape)}
@@ -205,20 +207,23 @@ def child(shape, rounds: int, big: bool) -> dict:
     return res
 
 
-SETTINGS = (("Eigen", "0", "1"), ("oneDNN", "1", "1"), ("Eigen", "0", "2"), ("oneDNN", "1", "2"))
+#: (kernels, TF_ENABLE_ONEDNN_OPTS, intra-op threads, extra call paths); XLA and bfloat16
+#: only where they are measured (both are several times slower on this AVX2 CPU)
+SETTINGS = (("Eigen", "0", "1", ["XLA", "bfloat16"]), ("oneDNN", "1", "1", ["bfloat16"]),
+            ("Eigen", "0", "2", []), ("oneDNN", "1", "2", []))
 
 
-def run(shape, rounds: int, big: bool) -> dict:
+def run(shape, rounds: int, big: bool, xla_bf16: bool = True) -> dict:
     from load import LoadProbe, machine
 
     out = {"tile": list(shape), "rounds": rounds, "machine": machine(), "children": []}
-    for kernels, onednn, threads in SETTINGS:
+    for kernels, onednn, threads, extras in SETTINGS:
         env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": onednn, "TF_NUM_INTRAOP_THREADS": threads,
                "TF_NUM_INTEROP_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
         with LoadProbe() as probe:
             res = subprocess.run([sys.executable, __file__, "--child", json.dumps(
-                [list(shape), rounds, big and threads == "2"])], env=env, capture_output=True,
-                text=True, check=False)
+                [list(shape), rounds, big and threads == "2", extras if xla_bf16 else []])],
+                env=env, capture_output=True, text=True, check=False)
         if res.returncode != 0:
             raise RuntimeError(res.stderr[-3000:])
         row = {"kernels": kernels, "threads": int(threads),
@@ -272,15 +277,17 @@ def table(result: dict) -> str:
 
 def main() -> None:
     if len(sys.argv) > 2 and sys.argv[1] == "--child":
-        shape, rounds, big = json.loads(sys.argv[2])
-        print(json.dumps(child(tuple(shape), rounds, big)))
+        shape, rounds, big, extras = json.loads(sys.argv[2])
+        print(json.dumps(child(tuple(shape), rounds, big, extras)))
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tile", type=int, nargs=3, default=(54, 152, 152))
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--big", action="store_true")
+    parser.add_argument("--no-xla-bf16", action="store_true",
+                        help="skip the XLA and bfloat16 call paths (slow on AVX2)")
     args = parser.parse_args()
-    result = run(tuple(args.tile), args.rounds, args.big)
+    result = run(tuple(args.tile), args.rounds, args.big, not args.no_xla_bf16)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "inference_variants.json").write_text(json.dumps(result, indent=1))
     (RESULTS / "inference_variants.md").write_text(table(result) + "\n")
