@@ -108,7 +108,12 @@ def _worker_threads() -> int | None:
 def get_model(path: str | os.PathLike, *, threads: int | None = None,
               precision: str = "float32"):
     """The model at ``path`` in ``precision``, loaded once per process:
-    ``(model, metadata, lock)``."""
+    ``(model, metadata, lock)``.
+
+    In float32 the model predicts with its BatchNorms folded into the convolutions
+    (:func:`chunkseg.model.folding.fold_batchnorm`: the same probability within float32
+    rounding, faster); ``metadata`` is the file's.
+    """
     path = str(Path(path).resolve())
     key = path if precision == "float32" else f"{path}#{precision}"
     with _MODELS_LOCK:
@@ -116,10 +121,14 @@ def get_model(path: str | os.PathLike, *, threads: int | None = None,
         if entry is None:
             configure_backend(threads)
             from chunkseg.model import load_model
+            from chunkseg.model.folding import fold_batchnorm
             from chunkseg.model.precision import with_precision
 
             model, meta = load_model(path)
-            model = with_precision(model, meta, precision)
+            # bfloat16 keeps the BatchNorms in float32 (folded into bfloat16 kernels they
+            # would round the scales too)
+            model = (fold_batchnorm(model, meta)[0] if precision == "float32"
+                     else with_precision(model, meta, precision))
             entry = _MODELS[key] = (model, dict(meta or {}), threading.Lock())
         return entry
 
