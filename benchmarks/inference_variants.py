@@ -12,7 +12,8 @@ machine load hits all of them), median per call:
 * ``predict_on_batch``: what ``chunkseg predict`` calls (:func:`chunkseg.engine.backend.run_model`);
 * ``tf.function``: ``model(x, training=False)`` in a cached ``tf.function``;
 * ``BN folded``: the same U-Net rebuilt without BatchNorm, its scale and shift folded
-  into the convolution weights and bias;
+  into the convolution weights and bias (:func:`chunkseg.model.folding.fold_batchnorm`,
+  what ``chunkseg predict`` runs in float32);
 * ``XLA``: ``tf.function(jit_compile=True)`` (Eigen, one thread only);
 * ``bfloat16``: the ``mixed_bfloat16`` copy ``--precision bfloat16`` predicts with (one
   thread only).
@@ -53,38 +54,18 @@ def _vmhwm_mb() -> float:
     return float("nan")
 
 
-def folded(model, config):
-    """The U-Net without BatchNorm, each BN folded into the convolution before it."""
-    import keras
-
-    from chunkseg.model.unet import UNetConfig, build_unet
-
-    net = build_unet(UNetConfig.from_dict({**config, "batchnorm": False}))
-    for layer in net.layers:
-        src = model.get_layer(layer.name)
-        if "_conv" in layer.name:
-            (w,) = src.get_weights()
-            bn = model.get_layer(layer.name.replace("_conv", "_bn"))
-            gamma, beta, mean, var = bn.get_weights()
-            s = gamma / np.sqrt(var + bn.epsilon)
-            layer.set_weights([w * s, beta - mean * s])
-        elif layer.get_weights():
-            layer.set_weights(src.get_weights())
-    assert not any(isinstance(ly, keras.layers.BatchNormalization) for ly in net.layers)
-    return net
-
-
 def _variants(model, meta, x, extras: list[str]) -> dict:
     import tensorflow as tf
 
     from chunkseg.engine.backend import run_model
+    from chunkseg.model.folding import fold_batchnorm
     from chunkseg.model.precision import with_precision
 
     def fn(m, jit=False):
         f = tf.function(lambda t: m(t, training=False), jit_compile=jit, reduce_retracing=True)
         return lambda: f(tf.constant(x)).numpy()
 
-    fold = folded(model, meta["config"])
+    fold = fold_batchnorm(model, meta)[0]
     out = {"predict_on_batch": lambda: run_model(model, x), "tf.function": fn(model),
            "BN folded": fn(fold)}
     if "XLA" in extras:
@@ -177,11 +158,11 @@ def per_op(model, meta, shape) -> dict:
 
 def child(shape, rounds: int, big: bool, extras: list[str]) -> dict:
     """Timings of every call path in this process's TensorFlow setting."""
-    from chunkseg.engine.backend import run_model
-    from chunkseg.engine.predict import get_model
-    from chunkseg.model.io import DEFAULT_MODEL
+    from chunkseg.engine.backend import configure_backend, run_model
+    from chunkseg.model.io import DEFAULT_MODEL, load_model
 
-    model, meta, _ = get_model(DEFAULT_MODEL)
+    configure_backend()  # threads and kernels from this child's environment
+    model, meta = load_model(DEFAULT_MODEL)  # as saved: with its BatchNorms
     x = np.random.default_rng(0).random((1, *shape, 1), dtype=np.float32)
     variants = _variants(model, meta, x, extras)
     outputs = {k: np.asarray(v(), dtype=np.float32) for k, v in variants.items()}
