@@ -127,13 +127,14 @@ def test_a_series_of_several_time_points_per_slab_writes_and_resumes_each_block(
     log = [json.loads(line)["t"] for line in (out / PROGRESS_LOG).read_text().splitlines()]
     assert sorted(log) == list(range(10))
     # resume after a crash that left time points 4-7 partly written: slab (4, 8) again,
-    # only its missing blocks rewritten
+    # only its missing blocks rewritten; (0, 4) is built once for the block grid, (8, 10)
+    # not at all
     (out / ".chunkseg" / "done" / "t000005.log").unlink()
     Manifest(out).path(6).write_text("6.0.0.0\n")
     arr = open_array(out, mode="r+")
     arr[5], arr[6, 3:], arr[6, :3, 4:] = 0, 0, 0  # all but the one block recorded
     rep = run(out, resume=True)
-    assert slabs == [(4, 8)] and rep.written == 4 + 3 and rep.skipped == 40 - 7
+    assert slabs == [(0, 4), (4, 8)] and rep.written == 4 + 3 and rep.skipped == 40 - 7
     np.testing.assert_array_equal(open_array(out)[:], data)
     assert done_blocks(out) == {(t, z, y, 0) for t in range(10) for z in range(2)
                                 for y in range(2)}

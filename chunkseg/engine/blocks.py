@@ -200,33 +200,45 @@ class _Plan:
 
     def groups(self, bar) -> Iterator[list]:
         """One list of ``(index, write task)`` per slab of the series (``step`` time
-        points, one graph): a write task per wanted, unfinished block of every row."""
+        points, one graph): a write task per wanted, unfinished block of every row.
+
+        A block is a block of the slab's dask grid (aligned to the write grid; it may
+        span several shards).  Rows whose blocks are all done build no graph.
+        """
         g0, n_t = self.grid[0], self.series.shape[0]
         n_rows, per_slab = math.ceil(n_t / g0), max(1, self.series.step // g0)
         token = uuid.uuid4().hex[:8]  # unique per call: a rerun never reuses old results
+        rests = None  # block indices within a row, known once a slab is built
         for j0 in range(0, n_rows, per_slab):
-            todo = {j: self._todo(j, bar) for j in range(j0, min(j0 + per_slab, n_rows))}
-            if not any(todo.values()):  # finished time points: no graph built
+            js = range(j0, min(j0 + per_slab, n_rows))
+            done = {j: self.manifest.read(j) if self.resume else set() for j in js}
+            built = None if rests is not None else self._slab(j0, js, token)
+            if built is not None:
+                rests = list(itertools.product(*(range(n) for n in built[0].numblocks[1:])))
+            todo = {j: self._todo(j, done[j], rests, bar) for j in js}
+            if not any(todo.values()):  # finished time points
                 yield []
                 continue
-            a, b = j0 * g0, min((j0 + len(todo)) * g0, n_t)
-            slab = _align(self.series.slab(a, b).astype(self.dtype, copy=False),
-                          (g0, *self.grid[1:]))
-            graph, keys = named_graph(slab, f"{self.name}-t{j0:04d}", token)
-            tasks = [(idx, self._write_task(graph, keys, slab, a, idx, token))
-                     for indices in todo.values() for idx in indices]
+            slab, graph, keys = built or self._slab(j0, js, token)
             for j, indices in todo.items():
                 if indices:
                     self.log.start(j, len(indices))
-            yield tasks
+            yield [(idx, self._write_task(graph, keys, slab, j0 * g0, idx, token))
+                   for indices in todo.values() for idx in indices]
 
-    def _todo(self, j: int, bar) -> list[tuple[int, ...]]:
+    def _slab(self, j0: int, js: range, token: str) -> tuple[da.Array, dict, np.ndarray]:
+        """The aligned slab of rows ``js``, its graph under readable keys and its keys."""
+        g0 = self.grid[0]
+        a, b = j0 * g0, min((js[-1] + 1) * g0, self.series.shape[0])
+        slab = _align(self.series.slab(a, b).astype(self.dtype, copy=False),
+                      (g0, *self.grid[1:]))
+        return (slab, *named_graph(slab, f"{self.name}-t{j0:04d}", token))
+
+    def _todo(self, j: int, done: set, rests: list, bar) -> list[tuple[int, ...]]:
         """The wanted block indices of time-point row ``j`` not yet done (counted)."""
-        n = [math.ceil(s / g) for s, g in zip(self.series.shape[1:], self.grid[1:])]
-        wanted = [(j, *rest) for rest in itertools.product(*(range(k) for k in n))]
+        wanted = [(j, *rest) for rest in rests]
         if self.wanted is not None:
             wanted = [idx for idx in wanted if idx in self.wanted]
-        done = self.manifest.read(j) if self.resume else set()
         todo = [idx for idx in wanted if idx not in done]
         self.counts["n"] += len(wanted)
         self.counts["skipped"] += len(wanted) - len(todo)
