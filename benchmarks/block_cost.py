@@ -43,7 +43,6 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 BATCHES = (1, 4, 16)
-_DEFAULT_GROUP: list[int] = []
 #: profiled functions: (row name, file suffix, function name)
 PARTS = (("network call", "engine/backend.py", "run_model"),
          ("read with halo", "engine/predict.py", "mirror_region"),
@@ -93,10 +92,10 @@ def _profiled_run(raw: Path, out: Path, group_voxels: int | None) -> dict:
 
     import chunkseg.engine.plan as plan
 
-    _DEFAULT_GROUP.append(plan.GROUP_VOXELS)  # the first call sees the default
     from chunkseg.pipeline.predict import run_predict
 
-    plan.GROUP_VOXELS = group_voxels or _DEFAULT_GROUP[0]
+    default = plan.GROUP_VOXELS
+    plan.GROUP_VOXELS = group_voxels or default
     prof = cProfile.Profile()
     with dask.config.set(scheduler="sync"):
         t0, c0 = time.perf_counter(), time.process_time()
@@ -104,6 +103,7 @@ def _profiled_run(raw: Path, out: Path, group_voxels: int | None) -> dict:
         summary = run_predict(raw, out=out, progress=False)
         prof.disable()
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    plan.GROUP_VOXELS = default
     stats = pstats.Stats(prof).stats
     parts = {}
     for name, suffix, func in PARTS:
