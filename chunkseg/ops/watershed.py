@@ -48,6 +48,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 from scipy import ndimage
 
@@ -69,6 +70,8 @@ __all__ = [
 
 #: neighbour order of the flood (axis, step); ties go to the first
 _NEIGHBOURS = ((0, -1), (0, 1), (1, -1), (1, 1), (2, -1), (2, 1))
+#: the flood's marks of a voxel: free, in the front, parked
+_FREE, _FRONT, _PARKED = 0, 1, 2
 
 
 @dataclass(frozen=True)
@@ -324,7 +327,7 @@ class _FloodState:
     or the active axes change (which returns every parked voxel to the front).
     """
 
-    FREE, FRONT, PARKED = 0, 1, 2
+    FREE, FRONT, PARKED = _FREE, _FRONT, _PARKED
 
     def __init__(self, lab: np.ndarray, pp: np.ndarray, life: np.ndarray) -> None:
         self.lab, self.pp = lab, pp
@@ -333,26 +336,14 @@ class _FloodState:
         self.steps = np.array([step * (lab.strides[axis] // lab.itemsize)
                                for axis, step in _NEIGHBOURS], np.int64)
         self.where = np.zeros(self.flab.size, np.uint8)
-        self.slot = np.empty(self.flab.size, np.int32)
-        self.fok = self.front = self.parked = self.active = None
+        self.fok = np.zeros(self.flab.size, bool)
+        self.front = self.parked = self.active = None
 
     def start_level(self, level: float, i: int) -> None:
         """Free voxels below ``level`` with a labelled face neighbour form the front."""
-        lab = self.lab
-        labelled = lab != 0
-        has_nb = np.zeros(lab.shape, bool)
-        for axis in range(3):
-            lo = [slice(None)] * 3
-            hi = [slice(None)] * 3
-            lo[axis], hi[axis] = slice(0, -1), slice(1, None)
-            has_nb[tuple(lo)] |= labelled[tuple(hi)]
-            has_nb[tuple(hi)] |= labelled[tuple(lo)]
-        self.fok = (~labelled & (self.pp < level)).ravel()
-        front = np.flatnonzero(self.fok & has_nb.ravel())
-        self.front = front[self.life[front] >= i]
+        self.front = _level_front(self.flab, self.fp, np.float32(level), self.life, i,
+                                  self.steps, self.fok, self.where)
         self.parked = np.zeros(0, np.int64)
-        self.where[:] = self.FREE
-        self.where[self.front] = self.FRONT
 
     def step(self, active: tuple[bool, bool, bool], i: int) -> None:
         """One synchronous iteration over the active axes."""
@@ -361,27 +352,95 @@ class _FloodState:
             self.where[back] = self.FRONT
             self.front, self.parked, self.active = np.concatenate([self.front, back]), \
                 self.parked[:0], active
-        front = self.front[self.life[self.front] >= i]
         steps = self.steps[[k for k, (axis, _) in enumerate(_NEIGHBOURS) if active[axis]]]
-        if front.size == 0 or steps.size == 0:
-            self.front = front
+        if steps.size == 0:
+            self.front = self.front[self.life[self.front] >= i]
             return
-        nbp = self.fpm[front[None, :] + steps[:, None]]
-        best = nbp.argmin(axis=0)  # the first of equal minima: the fixed neighbour order
-        got = nbp[best, np.arange(front.size)] < np.inf
-        new, failed = front[got], front[~got]
-        self.flab[new] = self.flab[new + steps[best[got]]]
-        self.fpm[new] = self.fp[new]
-        self.fok[new] = False
-        self.where[new] = self.FREE
-        self.where[failed] = self.PARKED
-        cand = (new[:, None] + self.steps[None, :]).ravel()
-        cand = cand[self.fok[cand] & (self.where[cand] != self.FRONT)]
-        order = np.arange(cand.size, dtype=np.int32)
-        self.slot[cand] = order
-        cand = cand[self.slot[cand] == order]  # each voxel once
-        self.where[cand] = self.FRONT
-        self.front, self.parked = cand, np.concatenate([self.parked, failed])
+        self.front, failed = _flood_step(self.front, i, steps, self.steps, self.flab, self.fp,
+                                         self.fpm, self.fok, self.where, self.life)
+        self.parked = np.concatenate([self.parked, failed])
+
+
+@numba.njit(cache=True, nogil=True)
+def _level_front(flab, fp, level, life, i, all_steps, fok, where):
+    """Compiled body of :meth:`_FloodState.start_level`: set ``fok`` (free and below
+    ``level``) and ``where`` (FRONT on the front, FREE elsewhere) for every voxel of the
+    padded array; return the front: the ``fok`` voxels with a labelled face neighbour
+    whose life reaches iteration ``i``.  The pad (probability inf) is never ``fok``, so
+    the neighbours looked at lie inside the array.
+    """
+    n = 0
+    for v in range(flab.size):
+        fok[v] = flab[v] == 0 and fp[v] < level
+        where[v] = _FREE
+        if fok[v] and life[v] >= i:
+            for s in all_steps:
+                if flab[v + s] != 0:
+                    where[v] = _FRONT
+                    n += 1
+                    break
+    front = np.empty(n, np.int64)
+    n = 0
+    for v in range(flab.size):
+        if where[v] == _FRONT:
+            front[n] = v
+            n += 1
+    return front
+
+
+@numba.njit(cache=True, nogil=True)
+def _flood_step(front, i, steps, all_steps, flab, fp, fpm, fok, where, life):
+    """Compiled body of :meth:`_FloodState.step` (numba; the loop over the front).
+
+    A front voxel whose life ended before iteration ``i`` is dropped (it stays marked
+    FRONT, so it never returns).  Every other one takes the label of its labelled
+    neighbour of lowest probability along ``steps`` (the first of equal minima), all
+    read before any is written (a synchronous update), or is parked.  The next front:
+    the free neighbours (``all_steps``) of the newly labelled voxels that are not in it
+    yet.  Returns ``(front, parked)``.
+    """
+    n = front.size
+    new = np.empty(n, np.int64)
+    src = np.empty(n, np.int64)
+    failed = np.empty(n, np.int64)
+    n_new = 0
+    n_failed = 0
+    for k in range(n):
+        v = front[k]
+        if life[v] < i:
+            continue
+        best = np.inf
+        nb = -1
+        for s in steps:
+            q = fpm[v + s]
+            if q < best:
+                best = q
+                nb = v + s
+        if nb >= 0:
+            new[n_new] = v
+            src[n_new] = nb
+            n_new += 1
+        else:
+            failed[n_failed] = v
+            n_failed += 1
+    for k in range(n_new):
+        v = new[k]
+        flab[v] = flab[src[k]]
+        fpm[v] = fp[v]
+        fok[v] = False
+        where[v] = _FREE
+    for k in range(n_failed):
+        where[failed[k]] = _PARKED
+    cand = np.empty(n_new * all_steps.size, np.int64)
+    n_cand = 0
+    for k in range(n_new):
+        for s in all_steps:
+            c = new[k] + s
+            if fok[c] and where[c] != _FRONT:
+                where[c] = _FRONT
+                cand[n_cand] = c
+                n_cand += 1
+    return cand[:n_cand], failed[:n_failed]
 
 
 def segment_block(prob: np.ndarray, params: SegmentParams) -> np.ndarray:
