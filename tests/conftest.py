@@ -16,9 +16,15 @@ from pathlib import Path
 
 import pytest
 
+from chunkseg.engine.backend import ONEDNN_ENV
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "2")
 os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
+# the kernels chunkseg predict runs, also where a test imports TensorFlow before the
+# predict code configures it
+for _name, _value in ONEDNN_ENV.items():
+    os.environ.setdefault(_name, _value)
 
 REPO = Path(__file__).resolve().parents[1]
 #: fixtures that build or load a network

@@ -215,12 +215,12 @@ def test_disk_full_while_writing(corpus, tmp_path, capsys, monkeypatch):
     calls = {"n": 0}
     written = []
 
-    def full(block, array_path, region):
+    def full(block, array_path, region, *rows):
         calls["n"] += 1
         if calls["n"] > 1:
             raise OSError(errno.ENOSPC, "No space left on device", array_path)
         written.append(region)
-        return real(block, array_path, region)
+        return real(block, array_path, region, *rows)
 
     monkeypatch.setattr(blocks, "_write_block", full)
     big = _stack(tmp_path / "big.tif", shape=(70, 24, 20))  # 2 shards in z

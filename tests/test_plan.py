@@ -25,6 +25,7 @@ def test_plans_a_10_tb_series_without_data_in_bounded_memory():
     assert plan["bytes"] == math.prod(TEN_TB) * 2 > 10 * 10**12
     per_t = math.prod(math.ceil(s / b) for s, b in zip(TEN_TB[1:], plan["block"]))
     assert plan["blocks"] == TEN_TB[0] * per_t and plan["tasks"] == 2 * plan["blocks"]
+    assert plan["group"] == 1 and plan["graphs"] == TEN_TB[0]
     assert plan["network_voxels"] >= math.prod(TEN_TB)  # the halo costs voxels
     one = plan_run(shape=TEN_TB, workers=1, memory_gib=1.0)
     assert one["expected_hours"] == pytest.approx(8 * plan["expected_hours"], rel=1e-3)
@@ -45,7 +46,7 @@ def test_plan_of_a_real_input_matches_the_predict_run(tiny_model, tmp_path):
     plan = plan_run(path, **kw)
     run = run_predict(path, out=tmp_path / "p.zarr", progress=False, **kw)
     assert plan["shape"] == [2, 20, 40, 36] and plan["dtype"] == "uint16"
-    for key in ("block", "tile", "batch", "halo", "blocks", "tiles"):
+    for key in ("block", "tile", "batch", "group", "halo", "blocks", "tiles"):
         assert plan[key] == run[key], key
     assert plan["network_voxels"] == run["tile_voxels"]
 
@@ -61,6 +62,11 @@ def test_plan_errors_and_cli(capsys):
         plan_run(shape=(1, 8, 8, 8), workers=0)
     assert main(["plan", "--shape", "2", "16", "16", "16", "--json"]) == 0
     assert '"blocks": 2' in capsys.readouterr().out
+    # tiny time points: several per predict task
+    tiny = plan_run(shape=(1000, 8, 32, 32))
+    assert tiny["group"] > 1 and tiny["graphs"] == math.ceil(1000 / tiny["group"])
+    assert tiny["tasks"] == 1000 + tiny["graphs"]
+    assert f"one graph per {tiny['group']} time points" in format_plan(tiny)
     assert main(["plan"]) == 2
     assert "neither" in capsys.readouterr().err
 

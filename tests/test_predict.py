@@ -103,6 +103,24 @@ def test_predict_array_odd_blocks_equal_whole_volume(block, halo):
     np.testing.assert_allclose(chunked.compute(), ref, atol=1e-6)
 
 
+@pytest.mark.parametrize("group", [2, 3, 7])
+def test_grouped_timepoints_equal_each_time_point_alone(group):
+    # 7 time points in groups that do not divide them; blocks that do not divide the
+    # volume; tiles of two blocks per call
+    a = np.random.default_rng(4).integers(0, 256, (7, 13, 22, 19)).astype(np.uint8)
+    x = da.from_array(a, chunks=(1, 8, 16, 16))
+    kw = dict(block=(13, 12, 10), halo=3, tile=(12, 16, 16), pool=P, receptive=R, batch=5,
+              scale=1 / 255)
+    net = Counting()
+    grouped = predict_array(x, net, group=group, **kw)
+    assert grouped.chunks[0] == tuple(min(group, 7 - s) for s in range(0, 7, group))
+    got = grouped.compute(scheduler="sync")
+    alone = np.stack([predict_array(x[t], fake_net, **kw).compute() for t in range(7)])
+    np.testing.assert_array_equal(got, alone)
+    assert net.tiles == 7 * tile_stats(a.shape[1:], **{k: kw[k] for k in (
+        "block", "halo", "tile", "pool", "receptive")})["tiles"]
+
+
 class Counting:
     """fake_net that records the tiles and voxels it was given."""
 
@@ -132,8 +150,10 @@ def test_predict_array_errors():
         predict_array(da.zeros((16, 8, 8), chunks=8), fake_net, block=8, halo=9, tile=16, pool=P)
     with pytest.raises(ParameterError, match="multiple of the model's pooling factor"):
         predict_array(x, fake_net, block=10, halo=3, tile=(16, 18, 16), pool=P)
-    with pytest.raises(ShapeError, match="3D"):
-        predict_array(da.zeros((2, 20, 20, 20)), fake_net, block=10, halo=3, tile=16)
+    with pytest.raises(ShapeError, match=r"3D \(z, y, x\) or 4D"):
+        predict_array(da.zeros((2, 2, 20, 20, 20)), fake_net, block=10, halo=3, tile=16)
+    with pytest.raises(ParameterError, match="group must be >= 1"):
+        predict_array(da.zeros((2, 20, 20, 20)), fake_net, block=10, halo=3, tile=16, group=0)
     assert tile_stats((20, 20, 20), block=20, halo=3, tile=32, pool=P)["tiles"] == 1
 
 
@@ -178,6 +198,7 @@ def predict(raw, out, model, **kw):
 
 from chunkseg.model.info import model_info  # noqa: E402
 from chunkseg.ops.slices import parse_timepoints  # noqa: E402
+from chunkseg.pipeline.plan import plan_run  # noqa: E402
 from chunkseg.pipeline.predict import mask_path_for, run_predict  # noqa: E402
 
 
@@ -273,6 +294,29 @@ def test_every_default_on_volumes_thinner_than_the_halo(tiny_model, tmp_path):
     predict(path, tmp_path / "ref.zarr", tiny_model, halo=(8, 10, 10))
     np.testing.assert_array_equal(open_array(tmp_path / "p.zarr")[:],
                                   open_array(tmp_path / "ref.zarr")[:])
+
+
+def test_tiny_time_points_grouped_per_task_equal_ungrouped(tiny_model, tmp_path, monkeypatch):
+    import chunkseg.engine.plan as plan
+
+    # 7 thin time points (one block each, shapes the pooling factor does not divide):
+    # grouped 3 per task (3 + 3 + 1), against one per task
+    data = np.random.default_rng(5).integers(100, 4000, (7, 7, 30, 26)).astype(np.uint16)
+    path = tmp_path / "tiny.ome.zarr"
+    create_image(path, shape=data.shape, dtype=np.uint16, attrs={"kind": "raw"})[:] = data
+    mark_complete(path)
+    per_block = plan_run(path, model=tiny_model)["network_voxels"] // 7
+    monkeypatch.setattr(plan, "GROUP_VOXELS", 3 * per_block)
+    grouped = predict(path, tmp_path / "g.zarr", tiny_model)
+    monkeypatch.setattr(plan, "GROUP_VOXELS", 1)
+    alone = predict(path, tmp_path / "a.zarr", tiny_model)
+    assert (grouped["group"], alone["group"]) == (3, 1)
+    assert grouped["blocks_written"] == alone["blocks_written"] == 7
+    np.testing.assert_array_equal(open_array(tmp_path / "g.zarr")[:],
+                                  open_array(tmp_path / "a.zarr")[:])
+    assert len(done_blocks(tmp_path / "g.zarr")) == 7
+    log = (tmp_path / "g.zarr" / "progress.jsonl").read_text().splitlines()
+    assert sorted(json.loads(line)["t"] for line in log) == list(range(7))
 
 
 def test_timepoints():

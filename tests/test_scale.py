@@ -106,6 +106,40 @@ def test_window_bounds_the_graphs_built_ahead(tmp_path):
     np.testing.assert_array_equal(open_array(out)[:, 0, 0, 0], np.arange(40))
 
 
+def test_a_series_of_several_time_points_per_slab_writes_and_resumes_each_block(tmp_path):
+    data = np.random.default_rng(6).random((10, 5, 7, 6)).astype(np.float32)
+    slabs: list[tuple[int, int]] = []
+
+    def slab(a: int, b: int) -> da.Array:  # one chunk along t: a task per block of b - a
+        slabs.append((a, b))
+        return da.from_array(data[a:b], chunks=(b - a, 3, 4, 6))
+
+    def run(out: Path, **kw):
+        slabs.clear()
+        return write_volume(Series(data.shape, np.float32, slab, step=4), out, progress=False,
+                            **kw)
+
+    out = tmp_path / "s.zarr"
+    create_image(out, shape=data.shape, dtype=np.float32, chunks=(3, 4, 6), shards=(3, 4, 6))
+    rep = run(out)
+    assert slabs == [(0, 4), (4, 8), (8, 10)] and rep.written == 10 * 4
+    np.testing.assert_array_equal(open_array(out)[:], data)
+    log = [json.loads(line)["t"] for line in (out / PROGRESS_LOG).read_text().splitlines()]
+    assert sorted(log) == list(range(10))
+    # resume after a crash that left time points 4-7 partly written: slab (4, 8) again,
+    # only its missing blocks rewritten; (0, 4) is built once for the block grid, (8, 10)
+    # not at all
+    (out / ".chunkseg" / "done" / "t000005.log").unlink()
+    Manifest(out).path(6).write_text("6.0.0.0\n")
+    arr = open_array(out, mode="r+")
+    arr[5], arr[6, 3:], arr[6, :3, 4:] = 0, 0, 0  # all but the one block recorded
+    rep = run(out, resume=True)
+    assert slabs == [(0, 4), (4, 8)] and rep.written == 4 + 3 and rep.skipped == 40 - 7
+    np.testing.assert_array_equal(open_array(out)[:], data)
+    assert done_blocks(out) == {(t, z, y, 0) for t in range(10) for z in range(2)
+                                for y in range(2)}
+
+
 def test_compute_windowed_keeps_order_and_raises():
     import dask
 

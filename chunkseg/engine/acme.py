@@ -133,6 +133,8 @@ class AcmeScorer:
     compute_block: tuple[int, int, int]
 
     name = "acme"
+    #: time points per task
+    group = 1
     #: the intensity range a model would bring (the baseline has none)
     normalization = None
 

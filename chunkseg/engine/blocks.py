@@ -40,7 +40,7 @@ from dask.delayed import Delayed
 from dask.task_spec import Task, TaskRef
 
 from chunkseg.engine.manifest import Manifest, TimepointLog, done_blocks
-from chunkseg.engine.submit import readable_graph, run_windowed
+from chunkseg.engine.submit import default_window, readable_graph, run_windowed
 from chunkseg.errors import BlockFailedError, ShapeError
 
 __all__ = ["Series", "WriteReport", "done_blocks", "named_graph", "write_grid", "write_volume"]
@@ -89,12 +89,17 @@ class Series:
         Voxel dtype of the slabs.
     slab : callable
         ``slab(start, stop)`` -> the dask array of time points ``start:stop``
-        (shape ``(stop - start, z, y, x)``).  Called once per time point written.
+        (shape ``(stop - start, z, y, x)``).  Called once per ``step`` time points
+        written.
+    step : int
+        Time points per slab (one graph; e.g. when one task predicts several tiny time
+        points at once).  Default 1.
     """
 
     shape: tuple[int, ...]
     dtype: Any
     slab: Callable[[int, int], da.Array]
+    step: int = 1
 
     @classmethod
     def of(cls, darr: da.Array | Series) -> Series:
@@ -105,7 +110,8 @@ class Series:
 
     def to_dask(self) -> da.Array:
         """The whole series as one dask array (for small series and tests)."""
-        return da.concatenate([self.slab(t, t + 1) for t in range(self.shape[0])])
+        n_t, step = self.shape[0], max(1, self.step)
+        return da.concatenate([self.slab(t, min(t + step, n_t)) for t in range(0, n_t, step)])
 
 
 @functools.lru_cache(maxsize=16)
@@ -116,10 +122,13 @@ def _open_for_write(array_path: str):
     return zarr.open_array(array_path, mode="r+").with_config({"write_empty_chunks": True})
 
 
-def _write_block(block: np.ndarray, array_path: str, region: tuple[slice, ...]) -> int:
-    """Store one block.  Returns the number of voxels."""
-    _open_for_write(array_path)[region] = block
-    return int(block.size)
+def _write_block(block: np.ndarray, array_path: str, region: tuple[slice, ...],
+                 rows: slice = slice(None)) -> int:
+    """Store rows ``rows`` (axis 0) of a computed chunk as one block.  Returns the
+    number of voxels."""
+    part = block[rows]
+    _open_for_write(array_path)[region] = part
+    return int(part.size)
 
 
 def _align(darr: da.Array, grid: tuple[int, ...]) -> da.Array:
@@ -190,42 +199,65 @@ class _Plan:
     counts: dict = field(default_factory=lambda: {"n": 0, "skipped": 0})
 
     def groups(self, bar) -> Iterator[list]:
-        """One list of ``(index, write task)`` per time-point row of the write grid."""
+        """One list of ``(index, write task)`` per slab of the series (``step`` time
+        points, one graph): a write task per wanted, unfinished block of every row.
+
+        A block is a block of the slab's dask grid (aligned to the write grid; it may
+        span several shards).  Rows whose blocks are all done build no graph.
+        """
         g0, n_t = self.grid[0], self.series.shape[0]
+        n_rows, per_slab = math.ceil(n_t / g0), max(1, self.series.step // g0)
         token = uuid.uuid4().hex[:8]  # unique per call: a rerun never reuses old results
-        per_row = None
-        for j in range(math.ceil(n_t / g0)):
-            done = self.manifest.read(j) if self.resume else set()
-            if self.wanted is None and per_row is not None and len(done) == per_row:
-                self.counts["n"] += per_row  # finished time point: no graph built
-                self.counts["skipped"] += per_row
-                bar.update(per_row)
+        rests = None  # block indices within a row, known once a slab is built
+        for j0 in range(0, n_rows, per_slab):
+            js = range(j0, min(j0 + per_slab, n_rows))
+            done = {j: self.manifest.read(j) if self.resume else set() for j in js}
+            built = None if rests is not None else self._slab(j0, js, token)
+            if built is not None:
+                rests = list(itertools.product(*(range(n) for n in built[0].numblocks[1:])))
+            todo = {j: self._todo(j, done[j], rests, bar) for j in js}
+            if not any(todo.values()):  # finished time points
                 yield []
                 continue
-            a, b = j * g0, min((j + 1) * g0, n_t)
-            slab = _align(self.series.slab(a, b).astype(self.dtype, copy=False),
-                          (b - a, *self.grid[1:]))
-            graph, rows = named_graph(slab, f"{self.name}-t{j:04d}", token)
-            rows = rows[0]
-            per_row = rows.size
-            tasks = []
-            for rest in itertools.product(*(range(n) for n in rows.shape)):
-                idx = (j, *rest)
-                if self.wanted is not None and idx not in self.wanted:
-                    continue
-                self.counts["n"] += 1
-                if idx in done:
-                    self.counts["skipped"] += 1
-                    bar.update(1)
-                    continue
-                region = (slice(a, b), *(
-                    slice(sum(c[:k]), sum(c[: k + 1])) for c, k in zip(slab.chunks[1:], rest)))
-                key = f"{self.name}-t{j:04d}-{'.'.join(map(str, rest))}-{token}"
-                graph[key] = Task(key, _write_block, TaskRef(rows[rest]), self.array_path, region)
-                tasks.append((idx, Delayed(key, graph)))
-            if tasks:
-                self.log.start(j, len(tasks))
-            yield tasks
+            slab, graph, keys = built or self._slab(j0, js, token)
+            for j, indices in todo.items():
+                if indices:
+                    self.log.start(j, len(indices))
+            yield [(idx, self._write_task(graph, keys, slab, j0 * g0, idx, token))
+                   for indices in todo.values() for idx in indices]
+
+    def _slab(self, j0: int, js: range, token: str) -> tuple[da.Array, dict, np.ndarray]:
+        """The aligned slab of rows ``js``, its graph under readable keys and its keys."""
+        g0 = self.grid[0]
+        a, b = j0 * g0, min((js[-1] + 1) * g0, self.series.shape[0])
+        slab = _align(self.series.slab(a, b).astype(self.dtype, copy=False),
+                      (g0, *self.grid[1:]))
+        return (slab, *named_graph(slab, f"{self.name}-t{j0:04d}", token))
+
+    def _todo(self, j: int, done: set, rests: list, bar) -> list[tuple[int, ...]]:
+        """The wanted block indices of time-point row ``j`` not yet done (counted)."""
+        wanted = [(j, *rest) for rest in rests]
+        if self.wanted is not None:
+            wanted = [idx for idx in wanted if idx in self.wanted]
+        todo = [idx for idx in wanted if idx not in done]
+        self.counts["n"] += len(wanted)
+        self.counts["skipped"] += len(wanted) - len(todo)
+        bar.update(len(wanted) - len(todo))
+        return todo
+
+    def _write_task(self, graph: dict, keys: np.ndarray, slab: da.Array, a: int,
+                    idx: tuple[int, ...], token: str) -> Delayed:
+        """Add the write task of block ``idx`` (its rows of the slab chunk holding them)."""
+        j, rest = idx[0], idx[1:]
+        t0, t1 = j * self.grid[0] - a, min((j + 1) * self.grid[0], self.series.shape[0]) - a
+        starts = np.cumsum((0, *slab.chunks[0]))
+        c = int(np.searchsorted(starts, t0, side="right")) - 1  # chunk along t holding the row
+        region = (slice(a + t0, a + t1), *(
+            slice(sum(ch[:k]), sum(ch[: k + 1])) for ch, k in zip(slab.chunks[1:], rest)))
+        key = f"{self.name}-t{j:04d}-{'.'.join(map(str, rest))}-{token}"
+        graph[key] = Task(key, _write_block, TaskRef(keys[(c, *rest)]), self.array_path,
+                          region, slice(int(t0 - starts[c]), int(t1 - starts[c])))
+        return Delayed(key, graph)
 
 
 def write_volume(
@@ -264,7 +296,9 @@ def write_volume(
     blocks : iterable of tuple, optional
         Restrict the write to these block indices (e.g. some time points).
     window : int, optional
-        Blocks in flight (default :func:`chunkseg.engine.submit.default_window`).
+        Blocks in flight (default :func:`chunkseg.engine.submit.default_window`; for a
+        :class:`Series` of several time points per slab, at least two slabs' blocks,
+        so that one slab is read while the previous one is computed).
 
     Returns
     -------
@@ -292,6 +326,9 @@ def write_volume(
                  TimepointLog(out, desc or "write"), resume,
                  None if blocks is None else set(map(tuple, blocks)), task_prefix(desc))
     n_wanted = math.prod(math.ceil(n / g) for n, g in zip(series.shape, plan.grid))
+    if window is None and series.step > 1:
+        per_slab = n_wanted * min(series.step, series.shape[0]) // series.shape[0]
+        window = max(default_window(client), 2 * per_slab)
     bar = _progress(n_wanted if blocks is None else len(plan.wanted), desc, progress)
 
     def finished(idx, voxels):

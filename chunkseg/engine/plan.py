@@ -24,11 +24,27 @@ from chunkseg.errors import ParameterError
 from chunkseg.model.info import ModelInfo
 from chunkseg.ops.tiling import BlendMode, as_triple, choose_batch, choose_tile
 
-__all__ = ["DEFAULT_BLOCK", "TilePlan", "UNetScorer", "plan_tiles", "resolve_halo"]
+__all__ = ["DEFAULT_BLOCK", "GROUP_VOXELS", "TilePlan", "UNetScorer", "group_timepoints",
+           "plan_tiles", "resolve_halo"]
 
 #: output block (= shard, = dask task) shape of a prediction when none is given;
 #: clipped to the volume
 DEFAULT_BLOCK = PREDICT_BLOCK
+#: network input voxels of one predict task up to which it takes the same block of
+#: several time points (tiny time points: a task and a network call then cost more than
+#: the voxels; ``benchmarks/results/block_cost.md``)
+GROUP_VOXELS = 2**20
+
+
+def group_timepoints(stats: dict[str, int], blocks: int, timepoints: int) -> int:
+    """Time points per predict task: as many as keep its network input within
+    :data:`GROUP_VOXELS` (1 for blocks that exceed it alone), at most ``timepoints``.
+
+    ``stats`` is :func:`chunkseg.engine.predict.tile_stats` of one time point of
+    ``blocks`` blocks.
+    """
+    per_block = stats["tile_voxels"] / max(1, blocks)
+    return int(max(1, min(timepoints, GROUP_VOXELS // max(per_block, 1.0))))
 
 
 @dataclass(frozen=True)
@@ -51,6 +67,8 @@ class TilePlan:
     stats : dict
         :func:`chunkseg.engine.predict.tile_stats` of one time point (``tiles``,
         ``tile_voxels``, ...).
+    group : int
+        Time points per predict task (:func:`group_timepoints`).
     """
 
     shape: tuple[int, int, int]
@@ -59,6 +77,7 @@ class TilePlan:
     tile: tuple[int, int, int]
     batch: int
     stats: dict[str, int]
+    group: int = 1
 
 
 def _tile_for(block, tile, halo, info: ModelInfo, budget_bytes: float) -> tuple[int, int, int]:
@@ -83,6 +102,8 @@ def plan_tiles(shape: Sequence[int], info: ModelInfo, *, halo: Sequence[int],
     ``max_call_voxels`` (:func:`chunkseg.ops.tiling.choose_tile`) and the batch as many
     tiles as fit both (:func:`chunkseg.ops.tiling.choose_batch`).  A given tile is
     clipped to one haloed block; a tile x batch above ``max_call_voxels`` is refused.
+    Tiny blocks of a series are predicted ``group`` time points per task
+    (:func:`group_timepoints`).
 
     Returns
     -------
@@ -111,8 +132,10 @@ def plan_tiles(shape: Sequence[int], info: ModelInfo, *, halo: Sequence[int],
             f"per network call; model {str(info.path)!r} takes at most "
             f"{info.max_call_voxels:,} (TensorFlow's CPU convolutions abort above about "
             f"2**31 / (18 x {info.config.base_filters} filters)): use a smaller tile or batch")
+    blocks = math.prod(-(-int(s) // b) for s, b in zip(shape, block_))
     return TilePlan(shape=tuple(int(s) for s in shape), block=block_, halo=halo, tile=tile_,
-                    batch=int(batch), stats=stats)
+                    batch=int(batch), stats=stats,
+                    group=group_timepoints(stats, blocks, timepoints))
 
 
 def resolve_halo(halo: Any, receptive: tuple[int, int, int]) -> tuple[int, int, int]:
@@ -163,6 +186,11 @@ class UNetScorer:
     name = "unet"
 
     @property
+    def group(self) -> int:
+        """Time points per predict task (1 when resampling: per time point there)."""
+        return 1 if self.factor else self.plan.group
+
+    @property
     def factor(self) -> tuple[float, float, float] | None:
         """Zoom factors to the model's voxel size, or None (no resampling)."""
         factor = (self.resampling or {}).get("factor")
@@ -192,6 +220,7 @@ class UNetScorer:
             "model": info.path, "halo": list(self.halo), "receptive_field": list(info.receptive),
             "seam_free": all(h >= r for h, r in zip(self.halo, info.receptive)),
             "block": list(plan.block), "tile": list(plan.tile), "batch": plan.batch,
+            "group": self.group,
             "tiles": plan.stats["tiles"] * timepoints,
             "memory_gib": round(self.budget_bytes / 2**30, 2),
             "tile_voxels": voxels * timepoints,
@@ -211,5 +240,5 @@ class UNetScorer:
             return da.stack([predict_array_resampled(x[i], spec, factor=self.factor,
                                                      block=self.plan.block, context=self.halo,
                                                      **kw) for i in range(x.shape[0])])
-        return da.stack([predict_array(x[i], spec, block=self.plan.block, halo=self.halo, **kw)
-                         for i in range(x.shape[0])])
+        return predict_array(x, spec, block=self.plan.block, halo=self.halo, group=self.group,
+                             **kw)

@@ -1,7 +1,7 @@
 """Chunked prediction of a (z, y, x) dask array: halo via ``map_overlap``, tiles inside.
 
-How a time point is predicted (:func:`predict_array`): one task per output block.
-Block ``k`` (extent ``B_k``, origin ``k * B``) reads its region grown by ``halo``
+How a time point is predicted (:func:`predict_array`): one task per output block
+(per block of ``group`` time points when blocks are tiny).  Block ``k`` (extent ``B_k``, origin ``k * B``) reads its region grown by ``halo``
 voxels per side straight from the input (:func:`mirror_region`: outside the volume
 the border is mirrored, ``numpy.pad(mode="symmetric")`` of any width, so the border is
 treated the same way whatever the block size), predicts it tile by tile
@@ -108,7 +108,12 @@ def _worker_threads() -> int | None:
 def get_model(path: str | os.PathLike, *, threads: int | None = None,
               precision: str = "float32"):
     """The model at ``path`` in ``precision``, loaded once per process:
-    ``(model, metadata, lock)``."""
+    ``(model, metadata, lock)``.
+
+    In float32 the model predicts with its BatchNorms folded into the convolutions
+    (:func:`chunkseg.model.folding.fold_batchnorm`: the same probability within float32
+    rounding, faster); ``metadata`` is the file's.
+    """
     path = str(Path(path).resolve())
     key = path if precision == "float32" else f"{path}#{precision}"
     with _MODELS_LOCK:
@@ -116,10 +121,14 @@ def get_model(path: str | os.PathLike, *, threads: int | None = None,
         if entry is None:
             configure_backend(threads)
             from chunkseg.model import load_model
+            from chunkseg.model.folding import fold_batchnorm
             from chunkseg.model.precision import with_precision
 
             model, meta = load_model(path)
-            model = with_precision(model, meta, precision)
+            # bfloat16 keeps the BatchNorms in float32 (folded into bfloat16 kernels they
+            # would round the scales too)
+            model = (fold_batchnorm(model, meta)[0] if precision == "float32"
+                     else with_precision(model, meta, precision))
             entry = _MODELS[key] = (model, dict(meta or {}), threading.Lock())
         return entry
 
@@ -146,7 +155,9 @@ def mirror_region(
 
     Equals ``numpy.pad(volume, w, mode="symmetric")[start + w : stop + w]`` for any
     ``w`` covering the request (coordinates may be negative or beyond the shape); only
-    the bounding box of the needed voxels is read, with ``read(slices)``.
+    the bounding box of the needed voxels is read, with ``read(slices)``.  ``shape``,
+    ``start`` and ``stop`` describe the last axes of what ``read`` returns; leading
+    axes (e.g. time points) are kept whole.
     """
     index = []
     for n, a, b in zip(shape, start, stop):
@@ -154,7 +165,7 @@ def mirror_region(
         index.append(_mirror_index(n, before, after)[a + before : b + before])
     box = tuple(slice(int(i.min()), int(i.max()) + 1) for i in index)
     region = np.asarray(read(box))
-    for axis, (i, sl) in enumerate(zip(index, box)):
+    for axis, (i, sl) in enumerate(zip(index, box), start=-len(box)):
         local = i - sl.start
         if not np.array_equal(local, np.arange(local.size)):
             region = np.take(region, local, axis=axis)
@@ -189,14 +200,18 @@ def predict_block(
 ) -> np.ndarray:
     """Predict one haloed block whose first voxel lies at volume coordinate ``origin``.
 
-    Returns the prediction of the whole haloed block (same shape).
+    ``block`` is (z, y, x), or (n, z, y, x): the same block of ``n`` time points,
+    predicted one after the other (a network call never mixes time points, so each is
+    predicted exactly as alone).  Returns the prediction of the whole haloed block
+    (same shape).
     """
     x = block.astype(np.float32, copy=False) * np.float32(scale) if scale != 1 else block
-    out, _ = predict_tiled(
-        np.asarray(x, dtype=np.float32), predictor, tile=tile, context=context, pool=pool,
-        origin=origin, blend=blend, crop_context=crop_context, batch=batch,
-    )
-    return out
+    x = np.asarray(x, dtype=np.float32)
+    kw = dict(tile=tile, context=context, pool=pool, origin=origin, blend=blend,
+              crop_context=crop_context, batch=batch)
+    if x.ndim == 4:
+        return np.stack([predict_tiled(xi, predictor, **kw)[0] for xi in x])
+    return predict_tiled(x, predictor, **kw)[0]
 
 
 def _plan(shape, block, halo, tile, pool, receptive):
@@ -285,13 +300,16 @@ def predict_array(
     blend: BlendMode = "gaussian",
     batch: int | None = None,
     scale: float = 1.0,
+    group: int = 1,
 ) -> da.Array:
-    """Lazily predict a (z, y, x) volume block by block with a halo.
+    """Lazily predict a (z, y, x) volume, or each time point of a (t, z, y, x) series,
+    block by block with a halo.
 
     Parameters
     ----------
     x : dask.array.Array
-        (z, y, x) network input before ``scale`` (e.g. uint8 normalised raw).
+        (z, y, x) or (t, z, y, x) network input before ``scale`` (e.g. uint8 normalised
+        raw).
     predictor : callable
         ``(b, z, y, x, 1) float32 -> same shape``; a :class:`ModelSpec` (model loaded
         once per worker) or any picklable function.
@@ -314,29 +332,43 @@ def predict_array(
         Tiles per network call (default: :func:`chunkseg.ops.tiling.choose_batch`).
     scale : float
         Factor applied to the input (1/255 for uint8).
+    group : int
+        Time points per task of a series: one task reads the same block of ``group``
+        consecutive time points at once and predicts them one after the other (for
+        tiny blocks, where a task, its graph and its read cost more than the voxels).
+        Each time point is predicted exactly as alone.
 
     Returns
     -------
     dask.array.Array
-        float32, shape of ``x``, chunks = the block grid.
+        float32, shape of ``x``, chunks = the block grid (and ``group`` time points).
     """
-    if x.ndim != 3:
-        raise ShapeError(f"expected a 3D (z, y, x) array; got shape {x.shape}")
+    if x.ndim not in (3, 4):
+        raise ShapeError(f"expected a 3D (z, y, x) or 4D (t, z, y, x) array; got shape {x.shape}")
+    series = x if x.ndim == 4 else x[None]
     shape, block, halo, tile, pool, context, crop = _plan(
-        x.shape, block, halo, tile, pool, receptive)
+        series.shape[1:], block, halo, tile, pool, receptive)
+    if int(group) < 1:
+        raise ParameterError(f"group must be >= 1 time point; got {group!r}")
+    n_t = series.shape[0]
     chunks = tuple(tuple(min(b, n - s) for s in range(0, n, b)) for n, b in zip(shape, block))
-    return da.map_blocks(
-        _predict_owned, chunks=chunks, dtype=np.float32, meta=np.empty((0, 0, 0), np.float32),
-        read=_ArrayReader(x), shape=shape, block=block, halo=halo, predictor=predictor,
-        tile=tile, context=context, pool=pool, blend=blend, crop_context=crop, batch=batch,
-        scale=scale,
+    out = da.map_blocks(
+        _predict_owned, chunks=(tuple(min(int(group), n_t - s) for s in range(0, n_t, int(group))),
+                                *chunks),
+        dtype=np.float32, meta=np.empty((0, 0, 0, 0), np.float32), read=_ArrayReader(series),
+        shape=shape, block=block, halo=halo, predictor=predictor, tile=tile, context=context,
+        pool=pool, blend=blend, crop_context=crop, batch=batch, scale=scale,
     )
+    return out if x.ndim == 4 else out[0]
 
 
 def _predict_owned(*, read, shape, block, halo, block_info=None, **kw) -> np.ndarray:
-    """One output block: read it with its halo (mirrored at the border), predict, crop."""
-    blk = Block.at(block_info[None]["chunk-location"], shape=shape, block=block, halo=halo)
+    """One output block of some time points: read them with the halo (mirrored at the
+    border), predict them together, crop."""
+    info = block_info[None]
+    blk = Block.at(info["chunk-location"][1:], shape=shape, block=block, halo=halo)
+    times = slice(*info["array-location"][0])
     stop = [o.stop + h for o, h in zip(blk.owned, halo)]
-    out = predict_block(mirror_region(read, shape, blk.origin, stop), origin=blk.origin, **kw)
-    return out[blk.padded_crop]
-
+    region = mirror_region(lambda box: read((times, *box)), shape, blk.origin, stop)
+    out = predict_block(region, origin=blk.origin, **kw)
+    return out[(slice(None), *blk.padded_crop)]

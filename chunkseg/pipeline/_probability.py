@@ -157,8 +157,9 @@ def write_probability(
     """Scale the input, score it, write the probability image (and its mask); the summary.
 
     ``scorer`` has ``name``, ``normalization`` (a model's stored range or None),
-    ``settings()``, ``attrs()``, ``summary(timepoints)`` and maps a scaled (t, z, y, x) dask array
-    to a float32 probability of the same shape.  With ``pyramid`` the probability (and
+    ``group`` (time points it scores per task), ``settings()``, ``attrs()``,
+    ``summary(timepoints)`` and maps a scaled (t, z, y, x) dask array (``group`` time
+    points at a time) to a float32 probability of the same shape.  With ``pyramid`` the probability (and
     the mask) get a multiscale pyramid.
     """
     t_start = time.perf_counter()
@@ -176,7 +177,7 @@ def write_probability(
         return scorer(x).map_blocks(to_output_dtype, dtype, dtype=np.dtype(dtype),
                                     meta=np.empty((0,) * 4, np.dtype(dtype)))
 
-    p = Series((t1 - t0, *vol.shape[1:]), np.dtype(dtype), slab)
+    p = Series((t1 - t0, *vol.shape[1:]), np.dtype(dtype), slab, step=scorer.group)
     t_write = time.perf_counter()
     report = write_volume(p, out, client=client, resume=resume, progress=progress,
                           desc=scorer.name if scorer.name != "unet" else "predict")

@@ -34,13 +34,10 @@ from chunkseg.engine.plan import TilePlan, plan_tiles, resolve_halo
 from chunkseg.errors import ParameterError
 from chunkseg.model.info import ModelInfo, model_info
 
-__all__ = ["CALIBRATION", "BLOCK_TASKS", "format_plan", "load_calibration", "plan_run"]
+__all__ = ["CALIBRATION", "format_plan", "load_calibration", "plan_run"]
 
 #: calibration of the packaged default model's throughput (see the module docstring)
 CALIBRATION = Path(__file__).resolve().parent.parent / "models" / "default_throughput.json"
-#: dask tasks per output block in ``chunkseg predict``: read with halo + network + output
-#: dtype (one fused task), write
-BLOCK_TASKS = 2
 
 
 def load_calibration(path: str | os.PathLike | None = None) -> dict[str, Any]:
@@ -70,11 +67,12 @@ def _memory(info: ModelInfo, plan: TilePlan, halo, budget: float, threads: int,
     """Peak bytes of one worker: runtime + one network call + blocks held by its threads.
 
     Each thread holds one haloed block read (input dtype, then float32) and its float32
-    prediction, and the block it writes.
+    prediction, and the block it writes (``group`` of each when a task predicts several
+    time points).
     """
     block = plan.block
     haloed = math.prod(b + 2 * h for b, h in zip(block, halo))
-    per_block = haloed * (in_itemsize + 4 + 4) + math.prod(block) * 4
+    per_block = plan.group * (haloed * (in_itemsize + 4 + 4) + math.prod(block) * 4)
     calls = min(budget, plan.batch * math.prod(plan.tile) * info.bytes_per_voxel)
     gib = 2**30
     return {"runtime_gib": round(runtime / gib, 2), "network_call_gib": round(calls / gib, 2),
@@ -125,7 +123,8 @@ def plan_run(
     -------
     dict
         ``shape``, ``bytes``, ``block``, ``tile``, ``batch``, ``halo``,
-        ``blocks``, ``tasks``, ``network_voxels``, ``redundancy``, ``memory_per_worker``,
+        ``blocks``, ``tasks``, ``group`` (time points per predict task), ``graphs``,
+        ``network_voxels``, ``redundancy``, ``memory_per_worker``,
         ``voxels_per_s_per_worker``, ``expected_hours``, ``workers_for_target``, ...
 
     Raises
@@ -148,7 +147,7 @@ def plan_run(
     halo_ = tiles.halo
     n_t, vol3 = shape4[0], math.prod(shape4[1:])
     per_t = math.prod(math.ceil(s / b) for s, b in zip(shape4[1:], tiles.block))
-    blocks = n_t * per_t
+    blocks, graphs = n_t * per_t, math.ceil(n_t / tiles.group)
     net_voxels = n_t * tiles.stats["tile_voxels"]
     v = float(voxels_per_s or cal["network_voxels_per_s"])
     overhead = float(cal["block_overhead_s"])
@@ -159,8 +158,11 @@ def plan_run(
         "halo": list(halo_), "receptive_field": list(info.receptive),
         "seam_free": all(h >= r for h, r in zip(halo_, info.receptive)),
         "block": list(tiles.block), "tile": list(tiles.tile), "batch": tiles.batch,
-        "blocks_per_timepoint": per_t, "blocks": blocks, "tasks": BLOCK_TASKS * blocks,
-        "graphs": n_t, "tiles": n_t * tiles.stats["tiles"], "network_voxels": net_voxels,
+        # a task per block written, a task per block of ``group`` time points predicted
+        # (read with halo + network + output dtype, fused)
+        "blocks_per_timepoint": per_t, "blocks": blocks, "tasks": blocks + graphs * per_t,
+        "group": tiles.group, "graphs": graphs, "tiles": n_t * tiles.stats["tiles"],
+        "network_voxels": net_voxels,
         "redundancy": round(tiles.stats["tile_voxels"] / vol3, 3),
         "workers": int(workers), "threads_per_worker": int(threads_per_worker),
         "memory_per_worker": _memory(info, tiles, halo_, budget, threads_per_worker,
@@ -198,7 +200,9 @@ def format_plan(plan: dict[str, Any]) -> str:
         f"{plan['receptive_field']}, seam-free: {plan['seam_free']})",
         f"tile x batch     {plan['tile']} x {plan['batch']}",
         f"blocks           {plan['blocks']:,} ({plan['blocks_per_timepoint']:,} per time "
-        f"point), tasks {plan['tasks']:,}, one graph per time point ({plan['graphs']:,})",
+        f"point), tasks {plan['tasks']:,}, one graph per "
+        + ("time point" if plan["group"] == 1 else f"{plan['group']} time points")
+        + f" ({plan['graphs']:,})",
         f"network voxels   {_human(plan['network_voxels'])} (halo and tile context: "
         f"x{plan['redundancy']} the volume)",
         f"memory / worker  {mem['total_gib']} GiB = runtime {mem['runtime_gib']} + network "
