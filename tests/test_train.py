@@ -294,3 +294,14 @@ def test_cli_trains_on_a_mask_converted_from_tiff(pairs, tmp_path, capsys):
                  "--base-filters", "2", "--quiet"])
     assert code == 0, capsys.readouterr().err
     assert out.is_file()
+
+
+def test_train_sets_up_the_backend_first(monkeypatch, tmp_path):
+    """run_train configures TensorFlow (oneDNN kernels, threads) before anything imports it."""
+    import chunkseg.engine.backend as backend
+
+    calls = []
+    monkeypatch.setattr(backend, "configure_backend", lambda *a, **k: calls.append(a) or "tensorflow")
+    with pytest.raises(ParameterError):
+        run_train(tmp_path / "raw.zarr", tmp_path / "mask.zarr", out=tmp_path / "model.h5")
+    assert calls == [()]
