@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from chunkseg import __version__
+from chunkseg.engine import backend
 from chunkseg.errors import OutputExistsError, ParameterError
 from chunkseg.model.unet import (
     UNetConfig,
@@ -150,13 +151,10 @@ def run_train(
 
     Notes
     -----
-    TensorFlow is set up as for prediction (:func:`chunkseg.engine.backend.configure_backend`)
-    before it is first imported here: its oneDNN kernels are on (a training step of the default
-    model takes about 8x less CPU time on an AVX2 CPU, where TensorFlow leaves them off).
+    TensorFlow is set up as for prediction (:func:`~chunkseg.engine.backend.configure_backend`:
+    oneDNN kernels on, about 8x less CPU per step on an AVX2 CPU) before it is first imported.
     """
-    from chunkseg.engine.backend import configure_backend
-
-    configure_backend()
+    backend.configure_backend()
     opts, net_cfg, start = _resolve_options(config, model_config, train_options, init)
     out = Path(out)
     if out.suffix != ".keras":
@@ -167,9 +165,7 @@ def run_train(
     train_pairs = pairs(raw, mask, "training data")
     held_out = val_raw is not None or val_mask is not None
     val_pairs = pairs(val_raw, val_mask, "validation data") if held_out else train_pairs
-    from chunkseg.engine.backend import require_tensorflow
-
-    require_tensorflow("chunkseg train")  # tf.data pipeline; prediction runs on any backend
+    backend.require_tensorflow("chunkseg train")  # tf.data pipeline; prediction runs on any backend
     samplers, ranges, how = _samplers(train_pairs, val_pairs, held_out, opts, normalization,
                                       ignore_value)
     side = out.with_name(f"{out.stem}_training")
