@@ -337,18 +337,15 @@ def _light_cone(shape: Sequence[int], exact: Sequence[slice] | None,
 class _FloodState:
     """The flat arrays of :func:`flood` and its front of candidate voxels.
 
-    ``lab`` and ``pp`` are the padded labels and probability (changed in place);
-    ``pm`` is the probability of the labelled voxels (inf elsewhere), so that one
+    ``flab`` and ``fp`` are flat views of the padded labels (changed in place) and
+    probability; ``fpm`` is the probability of the labelled voxels (inf elsewhere), so that one
     gather per neighbour finds the labelled neighbour of lowest ``p``.  A front voxel
     that finds no labelled neighbour along the active axes is *parked*: it cannot
     succeed before a neighbour of it is labelled (which makes it a candidate again)
     or the active axes change (which returns every parked voxel to the front).
     """
 
-    FREE, FRONT, PARKED = _FREE, _FRONT, _PARKED
-
     def __init__(self, lab: np.ndarray, pp: np.ndarray, life: np.ndarray) -> None:
-        self.lab, self.pp = lab, pp
         self.flab, self.fp, self.life = lab.ravel(), pp.ravel(), life.ravel()
         self.fpm = np.where(self.flab != 0, self.fp, np.float32(np.inf))
         self.steps = np.array([step * (lab.strides[axis] // lab.itemsize)
@@ -366,8 +363,8 @@ class _FloodState:
     def step(self, active: tuple[bool, bool, bool], i: int) -> None:
         """One synchronous iteration over the active axes."""
         if active != self.active:
-            back = self.parked[self.where[self.parked] == self.PARKED]
-            self.where[back] = self.FRONT
+            back = self.parked[self.where[self.parked] == _PARKED]
+            self.where[back] = _FRONT
             self.front, self.parked, self.active = np.concatenate([self.front, back]), \
                 self.parked[:0], active
         steps = self.steps[[k for k, (axis, _) in enumerate(_NEIGHBOURS) if active[axis]]]
