@@ -44,7 +44,7 @@ from chunkseg.ops.instance_metrics import contingency, instance_scores
 from chunkseg.ops.rag import EDGE_BINS, Q, AggloParams, cluster
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import PeakRSS  # noqa: E402
+from common import PeakRSS, write_results  # noqa: E402
 from segment import _store as write_store  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -208,14 +208,6 @@ def _table(rows: list[dict], cols: list[str]) -> str:
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(fmt(r.get(c, "")) for c in cols) + " |" for r in rows]
     return "\n".join(lines)
-
-
-def write_results(out: str | Path, md: str, payload: dict) -> None:
-    """Print ``md``; write ``<out>.md`` and ``<out>.json`` (the payload and the load average)."""
-    print(md)
-    Path(out).with_suffix(".json").write_text(json.dumps(
-        {**payload, "load_average": os.getloadavg()}, indent=1, default=str))
-    Path(out).with_suffix(".md").write_text(md + "\n")
 
 
 def main(argv=None) -> int:

@@ -236,10 +236,10 @@ def main() -> None:
     parser.add_argument("--timepoints", type=int, default=150)
     args = parser.parse_args()
     result = run(args.timepoints)
+    from common import write_results
+
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "block_cost.json").write_text(json.dumps(result, indent=1))
-    (RESULTS / "block_cost.md").write_text(table(result) + "\n")
-    print(table(result))
+    write_results(RESULTS / "block_cost", table(result), result)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,9 @@ measurements both ``run.py`` and ``predict_throughput.py`` take (model, bare net
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import platform
 import threading
 import time
@@ -195,3 +197,11 @@ def naive_loop(model_path: str, volume: str, pool) -> dict[str, Any]:
     secs = time.perf_counter() - t
     return {"voxels_per_s": vol.size / secs, "seconds": secs, "calls": calls,
             "subvolume": sub, "overlap": ol}
+
+
+def write_results(out: str | Path, md: str, payload: dict) -> None:
+    """Print ``md``; write ``<out>.md`` and ``<out>.json`` (the payload and the load average)."""
+    print(md)
+    Path(out).with_suffix(".json").write_text(json.dumps(
+        {**payload, "load_average": os.getloadavg()}, indent=1, default=str))
+    Path(out).with_suffix(".md").write_text(md + "\n")

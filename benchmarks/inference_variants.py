@@ -269,10 +269,10 @@ def main() -> None:
                         help="skip the XLA and bfloat16 call paths (slow on AVX2)")
     args = parser.parse_args()
     result = run(tuple(args.tile), args.rounds, args.big, not args.no_xla_bf16)
+    from common import write_results
+
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "inference_variants.json").write_text(json.dumps(result, indent=1))
-    (RESULTS / "inference_variants.md").write_text(table(result) + "\n")
-    print(table(result))
+    write_results(RESULTS / "inference_variants", table(result), result)
 
 
 if __name__ == "__main__":

@@ -38,8 +38,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from agglomerate import (  # noqa: E402
-    PREVIOUS, _predict, _store, _table, oracle, sources, write_results,
+    PREVIOUS, _predict, _store, _table, oracle, sources,
 )
+from common import write_results  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from agglomerate import REAL, _predict, _table, oracle, write_results  # noqa: E402
+from agglomerate import REAL, _predict, _table, oracle  # noqa: E402
+from common import write_results  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
