@@ -2,8 +2,9 @@
 
 How a time point is predicted (:func:`predict_array`): one task per output block
 (per block of ``group`` time points when blocks are tiny).  Block ``k`` (extent
-``B_k``, origin ``k * B``) reads its region grown by ``halo`` voxels per side straight from the input (:func:`mirror_region`: outside the volume
-the border is mirrored, ``numpy.pad(mode="symmetric")`` of any width, so the border is
+``B_k``, origin ``k * B``) reads its region grown by ``halo`` voxels per side
+straight from the input (:func:`mirror_region`: outside the volume the border is
+mirrored, ``numpy.pad(mode="symmetric")`` of any width, so the border is
 treated the same way whatever the block size), predicts it tile by tile
 (:func:`predict_block`: :func:`chunkseg.ops.tiling.predict_tiled`, tile origins on the
 pooling grid in volume coordinates) and keeps the ``B_k`` voxels it owns.  No
