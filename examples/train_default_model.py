@@ -5,10 +5,11 @@ t1..t5 (labels by the authors' network), the wide synthetic domain and renders o
 real tissue geometry; every raw scaled to uint8 by the default normalization
 (:func:`chunkseg.ops.robust_range.robust_range`).  ``--hold-out`` names the sources kept
 out of training ENTIRELY (default: the ovule, whose hand-drawn labels are the best judge).
-Groups of volumes (each real source, the synthetic generator, the tissue renders) are
-repeated so that each offers about as many crop positions (the sampler draws pairs in
-proportion to their positions); ``--weight organoid 0.5`` gives a group half the
-positions of the others.  Validation (model selection by loss): two held-out wide
+Groups of volumes (each real source, the synthetic generator, the tissue renders) get
+per-pair sampler weights so that each offers about as many crop positions (the sampler
+draws pairs in proportion to their positions times their weight; ``--balance repeat``
+repeats pairs instead, as the runs v2-v5 did); ``--weight organoid 0.5`` gives a group
+half the positions of the others.  Validation (model selection by loss): two held-out wide
 synthetic volumes, never a real one.
 
 Training: :func:`chunkseg.pipeline.train.run_train` with ``resume=True`` (``chunkseg train
@@ -86,6 +87,13 @@ def _parse(argv=None) -> argparse.Namespace:
     ap.add_argument("--weight", nargs=2, action="append", default=[], metavar=("GROUP", "W"),
                     help="relative share of crop positions of a group (organoid, ovule, "
                          "synthetic, tissue_render; default 1 each); repeatable")
+    ap.add_argument("--balance", choices=["weights", "repeat"], default="weights",
+                    help="balance the groups by per-pair sampler weights, or (the runs "
+                         "v2-v5; give it to resume them) by repeating pairs")
+    ap.add_argument("--bn-recompute", type=int, default=0, metavar="N",
+                    help="write the LAST snapshot also as eNNN_bnN.keras, its BatchNorm "
+                         "statistics recomputed over N un-augmented training crops "
+                         "(default 0: none)")
     ap.add_argument("--broad", action="store_true",
                     help="add the broad-wall renders of tissue_labels.tif (broad_renders)")
     args = ap.parse_args(argv)
@@ -114,23 +122,28 @@ def _positions(pair, crop) -> int:
     return int(np.prod([max(0, n - c + 1) for n, c in zip(pair[0].shape[-3:], crop)]))
 
 
-def _balanced(groups: dict[str, list], crop, weights: dict[str, float] | None = None
-              ) -> tuple[list, dict[str, float]]:
-    """Repeat each group's pairs so that the groups offer crop positions in proportion to
-    their weight (default 1 each: about as many; the sampler draws pairs in proportion to
-    their positions).  The group with the fewest positions per weight is not repeated.
-    Returns the pairs and each group's share of all crop positions."""
+def _balanced(groups: dict[str, list], crop, weights: dict[str, float] | None = None,
+              repeat: bool = False) -> tuple[list, list[float] | None, dict[str, float]]:
+    """Balance the groups: each offers crop positions in proportion to its weight (default 1
+    each: about as many; the sampler draws pairs in proportion to their positions times
+    their pair weight).  Per-pair weights (the group with the fewest positions per weight
+    gets 1), or with ``repeat`` each group's pairs repeated a whole number of times (the
+    runs v2-v5 were trained so; weights None).  Returns the pairs, their weights and each
+    group's share of all crop positions."""
     weights = weights or {}
     counts = {g: sum(_positions(p, crop) for p in plist) for g, plist in groups.items()}
     share = {g: weights.get(g, 1.0) / max(counts[g], 1) for g in groups}
     low = min(share.values())
-    reps = {g: max(1, round(share[g] / low)) for g in groups}
+    reps = {g: max(1, round(share[g] / low)) if repeat else share[g] / low for g in groups}
     total = sum(reps[g] * counts[g] for g in groups)
-    out = [p for g, plist in groups.items() for p in plist * reps[g]]
-    return out, {g: round(reps[g] * counts[g] / total, 3) for g in groups}
+    shares = {g: round(reps[g] * counts[g] / total, 3) for g in groups}
+    if repeat:
+        return [p for g, plist in groups.items() for p in plist * reps[g]], None, shares
+    return ([p for plist in groups.values() for p in plist],
+            [reps[g] for g, plist in groups.items() for _ in plist], shares)
 
 
-def _pairs(args, work: Path) -> tuple[list, dict, dict]:
+def _pairs(args, work: Path) -> tuple[list, list[float] | None, dict, dict]:
     sources = build_sources(work, args.n_synth, args.mask, args.broad)
     names = source_names(args.n_synth, args.broad)
     groups, used = {}, {}
@@ -145,19 +158,36 @@ def _pairs(args, work: Path) -> tuple[list, dict, dict]:
                          "mask": args.mask}
     if not groups:
         raise SystemExit("no training volume left after --hold-out / --only")
-    return (*_balanced(groups, args.crop, args.weight), used)
+    return (*_balanced(groups, args.crop, args.weight, args.balance == "repeat"), used)
 
 
-def _snapshot(ckpt: Path, out: Path, dest: Path) -> None:
+def _snapshot(ckpt: Path, out: Path, dest: Path, bn: tuple | None = None) -> None:
     """Save the checkpoint's current (last) weights as an inference model with ``out``'s
-    metadata and the default normalization record."""
+    metadata and the default normalization record; with ``bn = (sampler, n)`` also
+    ``<dest stem>_bn<n>.keras``, its BatchNorm statistics recomputed over ``n`` crops."""
+    from chunkseg.model.batchnorm import recompute_batchnorm, sampler_batches
     from chunkseg.model.checkpoint import read_checkpoint
     from chunkseg.model.io import load_model, save_model
 
     model, meta = load_model(out)
     _, groups = read_checkpoint(ckpt / f"{out.stem}_training" / "checkpoint.npz")
     model.set_weights(groups["weights"])
-    save_model(model, dest, metadata=_with_normalization(meta))
+    meta = {**_with_normalization(meta), "bn_statistics": "moving averages of the training"}
+    save_model(model, dest, metadata=meta)
+    if bn is not None:
+        recompute_batchnorm(model, sampler_batches(*bn))
+        save_model(model, dest.with_name(f"{dest.stem}_bn{bn[1]}.keras"), metadata={
+            **meta, "bn_statistics": f"recomputed over {bn[1]} un-augmented training crops "
+                                     "(chunkseg.model.batchnorm.recompute_batchnorm)"})
+
+
+def _bn_sampler(args, pairs, pair_weights):
+    """The training crop sampler (its volumes and weights) for BatchNorm statistics."""
+    from chunkseg.model.training_data import CropSampler
+
+    return CropSampler(pairs, crop=args.crop, seed=args.seed,
+                       membrane_bias=TRAIN["membrane_bias"], weights=pair_weights,
+                       ignore_value=IGNORE if args.mask == "aniso-ignore" else None)
 
 
 def _with_normalization(meta: dict) -> dict:
@@ -183,7 +213,7 @@ def main(argv=None) -> None:
     work, ckpt = Path(args.work), Path(args.ckpt)
     (ckpt / "snapshots").mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    pairs, shares, used = _pairs(args, work)
+    pairs, pair_weights, shares, used = _pairs(args, work)
     val = validation_pairs(work, args.n_synth, args.mask)
     print(f"data ready in {time.perf_counter() - t0:.0f} s: {len(pairs)} pairs, crop shares "
           f"{shares}, {used}", flush=True)
@@ -209,12 +239,14 @@ def main(argv=None) -> None:
                             config={"model": MODEL, "train": {**train, "epochs": target}},
                             init=None if args.init == "none" else args.init, resume=True,
                             ignore_value=IGNORE if args.mask == "aniso-ignore" else None,
-                            overwrite=True, verbose=0)
+                            pair_weights=pair_weights, overwrite=True, verbose=0)
         model, meta = load_model(out)
         save_model(model, out, metadata=_with_normalization(
             {**meta, "training": {**meta["training"], "sources": used, "crop_shares": shares,
                                   "held_out": args.hold_out}}))
-        _snapshot(ckpt, out, ckpt / "snapshots" / f"e{summary['epochs_run']:03d}.keras")
+        last = (target >= args.epochs or _past(args.until)) and args.bn_recompute
+        _snapshot(ckpt, out, ckpt / "snapshots" / f"e{summary['epochs_run']:03d}.keras",
+                  (_bn_sampler(args, pairs, pair_weights), args.bn_recompute) if last else None)
         print(f"epoch {summary['epochs_run']} ({summary['steps_done']} steps): best "
               f"val_loss {summary['best'].get('val_loss', float('nan')):.4f} at epoch "
               f"{summary['best_epoch']}; {time.perf_counter() - t0:.0f} s", flush=True)

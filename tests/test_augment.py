@@ -292,6 +292,49 @@ def test_sampler_deterministic_per_seed_and_index(pair):
     assert a.sample(2).corner == a.sample(2, augment=True).corner  # position independent of aug
 
 
+def _weighted_pairs():
+    rng = np.random.default_rng(3)
+    shapes = [(6, 12, 12), (6, 12, 12), (8, 20, 20)]  # 75, 75, 845 positions of (4, 8, 8)
+    return [(zarr.array(rng.integers(0, 255, s, dtype=np.uint8)),
+             zarr.array((rng.random(s) < 0.3).astype(np.uint8))) for s in shapes]
+
+
+def test_sampler_draws_pairs_in_proportion_to_weight_times_positions():
+    pairs, n = _weighted_pairs(), 3000
+    weights = [1.0, 3.0, 0.5]
+    s = CropSampler(pairs, crop=(4, 8, 8), seed=11, membrane_bias=0.0, weights=weights)
+    expected = np.array([75 * 1.0, 75 * 3.0, 845 * 0.5])
+    expected /= expected.sum()
+    freq = np.bincount([s.sample(i).pair for i in range(n)], minlength=3) / n
+    sigma = np.sqrt(expected * (1 - expected) / n)
+    assert np.all(np.abs(freq - expected) < 4 * sigma), (freq, expected)
+    plain = CropSampler(pairs, crop=(4, 8, 8), seed=11, membrane_bias=0.0)
+    freq = np.bincount([plain.sample(i).pair for i in range(n)], minlength=3) / n
+    expected = np.array([75, 75, 845]) / 995
+    assert np.all(np.abs(freq - expected) < 4 * np.sqrt(expected * (1 - expected) / n))
+
+
+def test_weighted_sampler_is_reproducible_from_any_index():
+    """Crop i depends only on (seed, i) and the weights: a resumed training that starts its
+    sampler anew at index k draws the crops k, k+1, ... of the first run."""
+    pairs = _weighted_pairs()
+    a = CropSampler(pairs, crop=(4, 8, 8), seed=2, weights=[1, 3, 0.5])
+    b = CropSampler(pairs, crop=(4, 8, 8), seed=2, weights=[1, 3, 0.5])
+    first = [a.sample(i, augment=True, noise="low") for i in range(12)]
+    for i in (7, 11, 8):
+        c = b.sample(i, augment=True, noise="low")
+        np.testing.assert_array_equal(c.raw, first[i].raw)
+        assert c.info() == first[i].info()
+    other = CropSampler(pairs, crop=(4, 8, 8), seed=2, weights=[1, 1, 1])
+    assert [c.pair for c in first] != [other.sample(i).pair for i in range(12)]
+
+
+@pytest.mark.parametrize("weights", [[1, 2], [1, 0, 1], [1, -1, 1], [1, float("nan"), 1]])
+def test_sampler_rejects_bad_weights(weights):
+    with pytest.raises(ParameterError, match="one finite weight > 0 per pair"):
+        CropSampler(_weighted_pairs(), crop=(4, 8, 8), weights=weights)
+
+
 def test_membrane_bias_increases_membrane_fraction(pair):
     raw_path, mask_path, _, _ = pair
     fractions = {}

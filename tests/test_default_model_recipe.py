@@ -22,20 +22,29 @@ def _groups():
 
 
 def test_balanced_equal_weights_give_equal_shares():
-    pairs, shares = recipe._balanced(_groups(), CROP)
-    assert len(pairs) == 2 + 3 * round(19602 / 1215)
+    pairs, weights, shares = recipe._balanced(_groups(), CROP, repeat=True)
+    assert len(pairs) == 2 + 3 * round(19602 / 1215) and weights is None
     assert shares == pytest.approx({"organoid": 0.5, "synthetic": 0.5}, abs=0.01)
+    pairs, weights, shares = recipe._balanced(_groups(), CROP)
+    assert len(pairs) == 5 and weights == pytest.approx([1, 1] + [19602 / 1215] * 3)
+    assert shares == pytest.approx({"organoid": 0.5, "synthetic": 0.5}, abs=1e-3)
 
 
-def test_balanced_weights_set_the_shares():
+def _organoid_share(groups, pairs, weights) -> float:
+    w = weights or [1.0] * len(pairs)
+    positions = [recipe._positions(p, CROP) * wi for p, wi in zip(pairs, w)]
+    organoid = [x for p, x in zip(pairs, positions) if any(p is q for q in groups["organoid"])]
+    return sum(organoid) / sum(positions)
+
+
+@pytest.mark.parametrize("repeat", [True, False])
+def test_balanced_weights_set_the_shares(repeat):
     groups = _groups()
-    pairs, shares = recipe._balanced(groups, CROP, {"organoid": 0.5})
+    pairs, weights, shares = recipe._balanced(groups, CROP, {"organoid": 0.5}, repeat)
     assert shares == pytest.approx({"organoid": 1 / 3, "synthetic": 2 / 3}, abs=0.01)
-    positions = sum(recipe._positions(p, CROP) for p in pairs)
-    organoid = sum(recipe._positions(p, CROP) for p in pairs
-                   if any(p is q for q in groups["organoid"]))
-    assert organoid / positions == pytest.approx(shares["organoid"], abs=1e-3)
-    _, shares = recipe._balanced(groups, CROP, {"synthetic": 3.0})
+    assert _organoid_share(groups, pairs, weights) == pytest.approx(shares["organoid"],
+                                                                    abs=1e-3)
+    _, _, shares = recipe._balanced(groups, CROP, {"synthetic": 3.0}, repeat)
     assert shares == pytest.approx({"organoid": 0.25, "synthetic": 0.75}, abs=0.01)
 
 
@@ -43,6 +52,7 @@ def test_weight_option():
     args = recipe._parse(["--weight", "organoid", "0.5", "--weight", "tissue_render", "2"])
     assert args.weight == {"organoid": 0.5, "tissue_render": 2.0}
     assert recipe._parse([]).weight == {}
+    assert recipe._parse([]).balance == "weights"
     for bad in (["organoid", "0"], ["organoid", "x"], ["cells", "1"]):
         with pytest.raises(SystemExit) as exc:
             recipe._parse(["--weight", *bad])

@@ -232,3 +232,50 @@ def test_callback_counters_survive_a_resume(tmp_path):
         cb.on_train_begin()
     assert (es2.best, es2.wait, es2.best_epoch) == (0.25, 2, 4)
     assert (plateau2.best, plateau2.wait) == (0.25, 1)
+
+
+@pytest.mark.tf
+def test_bn_recompute_sets_population_statistics_of_the_saved_model(pair, tmp_path):
+    """``bn_recompute`` changes only the saved model's BatchNorm moving statistics: to those
+    :func:`recompute_batchnorm` computes over the training sampler's crops."""
+    from chunkseg.model import load_model
+    from chunkseg.model.batchnorm import batchnorm_layers, recompute_batchnorm, sampler_batches
+    from chunkseg.model.training_data import CropSampler
+    from chunkseg.pipeline._train_data import computed_ranges
+
+    cfg = {"model": TINY}
+    run_train(*pair, out=tmp_path / "a.keras", config=cfg, verbose=0, epochs=1, **FAST)
+    s = run_train(*pair, out=tmp_path / "b.keras", config=cfg, verbose=0, epochs=1,
+                  bn_recompute=3, **FAST)
+    plain, _ = load_model(tmp_path / "a.keras")
+    recomputed, meta = load_model(tmp_path / "b.keras")
+    assert meta["training"]["options"]["bn_recompute"] == 3 and s["steps_done"] == 2
+    stats = {id(v) for layer in batchnorm_layers(plain)
+             for v in (layer.moving_mean, layer.moving_variance)}
+    differ = [not np.allclose(a, b) for v, a, b in zip(plain.weights, plain.get_weights(),
+                                                       recomputed.get_weights())]
+    assert any(differ)
+    assert all(id(v) in stats for v, d in zip(plain.weights, differ) if d)
+    sampler = CropSampler([pair], crop=FAST["crop"], seed=FAST["seed"], membrane_bias=0.5,
+                          normalization=computed_ranges([pair], None) or None)
+    recompute_batchnorm(plain, sampler_batches(sampler, 3))
+    for a, b in zip(plain.get_weights(), recomputed.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    # not part of the identity: a resume may change it
+    run_train(*pair, out=tmp_path / "b.keras", config=cfg, verbose=0, epochs=2, resume=True,
+              **FAST)
+
+
+@pytest.mark.tf
+def test_resume_checks_the_pair_weights(pair, tmp_path):
+    cfg = {"model": TINY}
+    two = [pair, pair]
+    raws, masks = [p[0] for p in two], [p[1] for p in two]
+    run_train(raws, masks, out=tmp_path / "w.keras", config=cfg, verbose=0, epochs=1,
+              pair_weights=[1.0, 2.0], **FAST)
+    with pytest.raises(ResumeMismatchError, match="pair_weights"):
+        run_train(raws, masks, out=tmp_path / "w.keras", config=cfg, verbose=0, epochs=2,
+                  resume=True, pair_weights=[1.0, 3.0], **FAST)
+    s = run_train(raws, masks, out=tmp_path / "w.keras", config=cfg, verbose=0, epochs=2,
+                  resume=True, pair_weights=[1.0, 2.0], **FAST)
+    assert s["resumed_from_epoch"] == 1 and s["steps_done"] == 4

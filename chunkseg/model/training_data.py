@@ -15,6 +15,7 @@ imported only inside it.
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -116,6 +117,17 @@ def _per_pair(normalization: Any, n: int) -> list[Any]:
         raise ParameterError(f"normalization: expected one range per pair ({n}); "
                              f"got {len(ranges)}")
     return ranges
+
+
+def _pair_weights(weights: Sequence[float] | None, n: int) -> np.ndarray:
+    """``weights`` as ``n`` checked positive floats (all 1 when None)."""
+    if weights is None:
+        return np.ones(n)
+    w = np.asarray(weights, dtype=float)
+    if w.shape != (n,) or not np.all(np.isfinite(w) & (w > 0)):
+        raise ParameterError(f"weights: expected one finite weight > 0 per pair ({n}); "
+                             f"got {list(np.atleast_1d(weights))!r}")
+    return w
 
 
 def _raw_range(src: _Source, normalization: tuple[float, float] | None) -> tuple[float, float] | None:
@@ -241,9 +253,13 @@ class CropSampler:
         Mask value of unlabelled voxels (not 0 or 1).  Mask crops then keep it (through
         the augmentations too: they only flip and rotate the mask), and
         :func:`make_dataset` turns it into a weight of 0.
+    weights : sequence of float, optional
+        One weight > 0 per pair: a pair is drawn in proportion to its weight times its
+        number of crop positions (balance groups of volumes without repeating pairs).
 
-    Pairs are drawn in proportion to their number of crop positions, time points and
-    positions uniformly, so every possible crop is equally likely (unbiased draws).
+    Pairs are drawn in proportion to their number of crop positions (times ``weights``),
+    time points and positions uniformly, so without ``weights`` every possible crop is
+    equally likely (unbiased draws).
 
     Attributes
     ----------
@@ -267,6 +283,7 @@ class CropSampler:
         normalization: tuple[float, float] | Sequence[tuple[float, float] | None] | None = None,
         timepoints: Sequence[int] | None = None,
         ignore_value: int | None = None,
+        weights: Sequence[float] | None = None,
     ) -> None:
         pairs = list(pairs)
         if not pairs or any(not isinstance(p, (tuple, list)) or len(p) != 2 for p in pairs):
@@ -320,12 +337,21 @@ class CropSampler:
             (len(self.timepoints) if self.timepoints else s.shape[0])
             * float(np.prod([n - c + 1 for n, c in zip(s.shape[1:], crop)]))
             for s in self.raws
-        ])
+        ]) * _pair_weights(weights, len(pairs))
         self._weights = counts / counts.sum()
 
     def __repr__(self) -> str:
         return (f"CropSampler({len(self.raws)} pairs, crop={self.crop}, seed={self.seed}, "
                 f"membrane_bias={self.membrane_bias})")
+
+    def reseeded(self, seed: int) -> CropSampler:
+        """The same sampler (volumes, weights, options; masks not checked again) drawing
+        with crop seed ``seed``."""
+        if not (isinstance(seed, (int, np.integer)) and seed >= 0):
+            raise ParameterError(f"seed must be a non-negative int; got {seed!r}")
+        other = copy.copy(self)
+        other.seed = int(seed)
+        return other
 
     @property
     def voxel_size(self) -> tuple[float, float, float]:

@@ -70,8 +70,9 @@ _IDENTITY_IF_SET = {"decay_epochs": 0}
 def checkpoint_identity(*, model: Mapping[str, Any], options: Mapping[str, Any],
                         data: Any, validation: Any, extra: Mapping[str, Any]) -> dict[str, Any]:
     """What must not change between a training and its ``resume``: all but ``epochs``
-    (a resumed run may train longer) and ``patience``; ``decay_epochs`` only when set."""
-    opts = {k: v for k, v in options.items() if k not in ("epochs", "patience")
+    (a resumed run may train longer), ``patience`` and ``bn_recompute`` (it changes only
+    the saved model); ``decay_epochs`` only when set."""
+    opts = {k: v for k, v in options.items() if k not in ("epochs", "patience", "bn_recompute")
             and not (k in _IDENTITY_IF_SET and v == _IDENTITY_IF_SET[k])}
     return {"model": dict(model), "options": opts, "data": data, "validation": validation,
             **dict(extra)}

@@ -97,6 +97,7 @@ def run_train(
     resume: bool = False,
     init: PathLike | None = None,
     ignore_value: int | None = None,
+    pair_weights: Sequence[float] | None = None,
     **train_options: Any,
 ) -> dict[str, Any]:
     """Train a 3D U-Net on (raw, mask) volumes and save the best model with its metadata.
@@ -140,6 +141,9 @@ def run_train(
     ignore_value : int, optional
         Mask value of unlabelled voxels (sparse labels): excluded from the loss and the
         metrics.
+    pair_weights : sequence of float, optional
+        One weight > 0 per training pair: crops are drawn from a pair in proportion to
+        its weight times its number of crop positions (default: all 1).
     **train_options
         Override :class:`TrainOptions` fields (``epochs``, ``steps``, ``crop``, ``batch``,
         ``lr``, ``seed``, ...); None values are ignored.
@@ -167,13 +171,14 @@ def run_train(
     val_pairs = pairs(val_raw, val_mask, "validation data") if held_out else train_pairs
     backend.require_tensorflow("chunkseg train")  # tf.data pipeline; prediction runs on any backend
     samplers, ranges, how = _samplers(train_pairs, val_pairs, held_out, opts, normalization,
-                                      ignore_value)
+                                      ignore_value, pair_weights)
     side = out.with_name(f"{out.stem}_training")
     _start_point(start, side / "checkpoint.npz", resume=resume, identity=checkpoint_identity(
         model=net_cfg.to_dict(), options=opts.to_dict(), data=names(train_pairs),
         validation=names(val_pairs),
         extra={"mixed_precision": mixed_precision, "ignore_value": ignore_value,
-               "ranges": ranges, "init": init and str(init)}))
+               "ranges": ranges, "init": init and str(init),
+               **_weights_identity(pair_weights)}))
     train_ds, val_ds = _pipelines(samplers, opts, int(start["state"].get("epoch", 0)))
     side.mkdir(parents=True, exist_ok=True)
     (side / "config.json").write_text(json.dumps(
@@ -181,7 +186,7 @@ def run_train(
          "mixed_precision": mixed_precision}, indent=2))
     fit = _fit(net_cfg, opts, train_ds, val_ds, side, mixed_precision=mixed_precision,
                verbose=verbose, start=start)
-    final, history, best_epoch = _best_model(fit, net_cfg)
+    final, history, best_epoch = _best_model(fit, net_cfg, samplers[0], opts.bn_recompute)
     fit["best_epoch"], fit["best"] = best_epoch, {k: v[best_epoch] for k, v in history.items()
                                                   if len(v) > best_epoch}
     from chunkseg.model.io import save_model
@@ -213,6 +218,12 @@ def run_train(
     if verbose:
         print(format_summary(summary))
     return summary
+
+
+def _weights_identity(pair_weights: Sequence[float] | None) -> dict[str, Any]:
+    """The pair weights as part of a checkpoint's identity (absent when not given, so that
+    checkpoints written before them resume)."""
+    return {} if pair_weights is None else {"pair_weights": [float(w) for w in pair_weights]}
 
 
 def _resolve_options(config, model_config, train_options: dict[str, Any], init):
@@ -250,9 +261,9 @@ def _start_point(start: dict[str, Any], path: Path, *, resume: bool,
 
 
 def _samplers(train_pairs, val_pairs, held_out: bool, opts: TrainOptions, normalization,
-              ignore_value: int | None):
-    """Crop samplers (training, validation) with checked masks; the raw ranges used; how
-    the range was found."""
+              ignore_value: int | None, pair_weights: Sequence[float] | None = None):
+    """Crop samplers (training, with ``pair_weights``; validation) with checked masks; the
+    raw ranges used; how the range was found."""
     from chunkseg.model.training_data import CropSampler
 
     computed = computed_ranges(train_pairs, normalization)
@@ -262,7 +273,7 @@ def _samplers(train_pairs, val_pairs, held_out: bool, opts: TrainOptions, normal
     how = "given" if normalization is not None else "percentiles" if computed else None
     sampler = CropSampler(train_pairs, crop=opts.crop, seed=opts.seed,
                           membrane_bias=opts.membrane_bias, normalization=train_range,
-                          ignore_value=ignore_value)
+                          ignore_value=ignore_value, weights=pair_weights)
     val_sampler = CropSampler(val_pairs, crop=opts.crop, seed=opts.seed + 1_000_003,
                               membrane_bias=opts.membrane_bias, normalization=val_range,
                               ignore_value=ignore_value)
@@ -369,13 +380,17 @@ def _fit(net_cfg: UNetConfig, opts: TrainOptions, train_ds, val_ds, side: Path, 
             "steps_done": int(keras.ops.convert_to_numpy(model.optimizer.iterations))}
 
 
-def _best_model(fit: dict[str, Any], net_cfg: UNetConfig):
-    """A float32, uncompiled copy of the best weights; the history; the best epoch (0-based)."""
+def _best_model(fit: dict[str, Any], net_cfg: UNetConfig, sampler, bn_recompute: int):
+    """A float32, uncompiled copy of the best weights (BatchNorm statistics recomputed over
+    ``bn_recompute`` crops of ``sampler`` when > 0); the history; the best epoch (0-based)."""
+    from chunkseg.model.batchnorm import recompute_batchnorm, sampler_batches
     from chunkseg.model.unet import build_unet
 
     checkpoint = fit["checkpoint"]
     final = build_unet(net_cfg)
     final.set_weights(checkpoint.best_weights or fit["model"].get_weights())
+    if bn_recompute:
+        recompute_batchnorm(final, sampler_batches(sampler, bn_recompute))
     return final, checkpoint.history, checkpoint.best_epoch
 
 

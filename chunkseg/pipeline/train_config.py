@@ -77,6 +77,13 @@ class TrainOptions:
         (``{"gamma": [0.4, 1.7]}``, keys of ``INTENSITY_RANGES`` and ``p``).
     seed : int
         Seed of weights, crops and augmentations.
+    bn_recompute : int
+        After training, replace the saved model's BatchNorm moving statistics by the mean
+        and variance of each layer's input over this many un-augmented training crops
+        (:func:`chunkseg.model.batchnorm.recompute_batchnorm`; 0: keep the moving
+        averages).  With batch 1-2 and momentum 0.9 the moving averages follow the last
+        few crops; 200 crops give population statistics.  Not part of a checkpoint's
+        identity: it changes the saved model, not the training.
     """
 
     epochs: int = 50
@@ -94,13 +101,14 @@ class TrainOptions:
     augment: bool = True
     intensity: bool | Mapping[str, Any] = True
     seed: int = 0
+    bn_recompute: int = 0
 
     def __post_init__(self) -> None:
         for key in ("epochs", "steps", "val_steps", "batch"):
             v = getattr(self, key)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ParameterError(f"{key} must be an int >= 1; got {v!r}")
-        for key in ("patience", "seed", "decay_epochs"):
+        for key in ("patience", "seed", "decay_epochs", "bn_recompute"):
             v = getattr(self, key)
             if not isinstance(v, int) or isinstance(v, bool) or v < 0:
                 raise ParameterError(f"{key} must be an int >= 0; got {v!r}")

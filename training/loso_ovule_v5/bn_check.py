@@ -36,8 +36,8 @@ def main(argv=None) -> None:
     from chunkseg.model.training_data import CropSampler
 
     targs = recipe._parse(["--work", args.work, "--hold-out", "ovule", "--mask", "aniso-ignore",
-                           "--broad", "--weight", "organoid", "0.5"])
-    pairs, shares, _ = recipe._pairs(targs, Path(args.work))
+                           "--broad", "--weight", "organoid", "0.5", "--balance", "repeat"])
+    pairs, _, shares, _ = recipe._pairs(targs, Path(args.work))
     sampler = CropSampler(pairs, crop=targs.crop, seed=7, membrane_bias=0.6, ignore_value=2)
     model, meta = load_model(args.model)
     bns = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
