@@ -37,6 +37,7 @@ _LAZY: dict[str, str] = {
     "run_binarize": "chunkseg.pipeline.binarize",
     "CropSampler": "chunkseg.model.training_data",
     "make_dataset": "chunkseg.model.training_data",
+    "recompute_batchnorm": "chunkseg.model.batchnorm",
     "run_crops": "chunkseg.pipeline.crops",
     "synth_volume": "chunkseg.synth",
     "run_synth": "chunkseg.pipeline.synth",

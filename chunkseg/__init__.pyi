@@ -38,6 +38,9 @@ from chunkseg.io.store import (
     read_attrs as read_attrs,
     Volume as Volume,
 )
+from chunkseg.model.batchnorm import (
+    recompute_batchnorm as recompute_batchnorm,
+)
 from chunkseg.model.info import (
     model_info as model_info,
 )

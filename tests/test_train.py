@@ -144,6 +144,23 @@ def test_cli_train_mixed_precision(pairs, tmp_path, capsys):
     assert "exists" in capsys.readouterr().err
 
 
+def test_cli_train_pair_weights_and_bn_recompute(pairs, tmp_path, capsys):
+    out = tmp_path / "w.keras"
+    cfg = tmp_path / "cfg.toml"
+    cfg.write_text('[model]\ndepth = 2\nbase_filters = 2\npools = [[1, 2, 2]]\n'
+                   '[train]\nepochs = 1\nsteps = 2\nval_steps = 1\ncrop = [8, 16, 16]\n')
+    raws, masks = [p[0] for p in pairs], [p[1] for p in pairs]
+    assert main(["train", "--raw", *raws, "--mask", *masks, "--out", str(out), "--config",
+                 str(cfg), "--pair-weights", "1", "3", "--bn-recompute", "2", "--quiet"]) == 0
+    _, meta = load_model(out)
+    assert meta["training"]["options"]["bn_recompute"] == 2
+    capsys.readouterr()
+    assert main(["train", "--raw", *raws, "--mask", *masks, "--out", str(out), "--config",
+                 str(cfg), "--pair-weights", "1", "--overwrite"]) == 2
+    err = capsys.readouterr().err
+    assert "one finite weight > 0 per pair (2)" in err and err.count("\n") == 1
+
+
 def test_train_config_validation(tmp_path, pairs):
     assert load_train_config(None) == {"model": {}, "train": {}}
     with pytest.raises(ParameterError, match="unknown table"):

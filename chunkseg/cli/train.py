@@ -58,6 +58,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ignore-value", type=int, metavar="V",
                    help="mask value of unlabelled voxels (sparse labels): excluded from the "
                    "loss and the metrics")
+    p.add_argument("--bn-recompute", type=int, metavar="N",
+                   help="set the saved model's BatchNorm moving mean / variance to the "
+                   "statistics of each layer's input over N un-augmented training crops "
+                   "(default 0: keep the moving averages; with batch 1-2, 200 gives "
+                   "population statistics instead of those of the last few crops)")
+    p.add_argument("--pair-weights", nargs="+", type=float, metavar="W",
+                   help="one weight > 0 per --raw: crops are drawn from a volume in "
+                   "proportion to its weight times its number of crop positions")
     p.add_argument("--quiet", action="store_true", help="one line per epoch, no progress bar")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=_run)
@@ -81,8 +89,8 @@ def _run(args: argparse.Namespace) -> int:
         normalization=tuple(args.normalization) if args.normalization else None,
         mixed_precision=args.mixed_precision, overwrite=args.overwrite,
         verbose=2 if args.quiet else 1, resume=args.resume, init=args.init,
-        ignore_value=args.ignore_value,
-        epochs=args.epochs, steps=args.steps, val_steps=args.val_steps,
+        ignore_value=args.ignore_value, pair_weights=args.pair_weights,
+        bn_recompute=args.bn_recompute, epochs=args.epochs, steps=args.steps, val_steps=args.val_steps,
         crop=tuple(args.crop) if args.crop else None, batch=args.batch, lr=args.lr,
         lr_schedule=args.lr_schedule, decay_epochs=args.decay_epochs, patience=args.patience,
         membrane_weight=args.membrane_weight, noise=args.noise, seed=args.seed,

@@ -28,6 +28,7 @@ _LAZY: dict[str, str] = {
     "Crop": "chunkseg.model.training_data",
     "CropSampler": "chunkseg.model.training_data",
     "make_dataset": "chunkseg.model.training_data",
+    "recompute_batchnorm": "chunkseg.model.batchnorm",
 }
 
 __all__ = list(_LAZY)
