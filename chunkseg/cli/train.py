@@ -58,17 +58,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ignore-value", type=int, metavar="V",
                    help="mask value of unlabelled voxels (sparse labels): excluded from the "
                    "loss and the metrics")
+    _sampling_options(p)
+    p.add_argument("--quiet", action="store_true", help="one line per epoch, no progress bar")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=_run)
+
+
+def _sampling_options(p: argparse.ArgumentParser) -> None:
+    """``--pair-weights`` and ``--bn-recompute``."""
+    p.add_argument("--pair-weights", nargs="+", type=float, metavar="W",
+                   help="one weight > 0 per --raw: crops are drawn from a volume in "
+                   "proportion to its weight times its number of crop positions")
     p.add_argument("--bn-recompute", type=int, metavar="N",
                    help="set the saved model's BatchNorm moving mean / variance to the "
                    "statistics of each layer's input over N un-augmented training crops "
                    "(default 0: keep the moving averages; with batch 1-2, 200 gives "
                    "population statistics instead of those of the last few crops)")
-    p.add_argument("--pair-weights", nargs="+", type=float, metavar="W",
-                   help="one weight > 0 per --raw: crops are drawn from a volume in "
-                   "proportion to its weight times its number of crop positions")
-    p.add_argument("--quiet", action="store_true", help="one line per epoch, no progress bar")
-    p.add_argument("--json", action="store_true", help="print the summary as JSON")
-    p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
