@@ -22,7 +22,10 @@ rate, or (``--schedule cosine``) decaying to 1 % over all ``--epochs`` (the deca
 it must not change when the run is continued).  It runs in chunks of ``--chunk`` epochs; after
 each, ``<ckpt>/snapshots/eNNN.keras`` holds the weights of that moment (for the held-out
 curve) and ``<ckpt>/default_training/checkpoint.npz`` the weights, Adam state and epoch.
-Running the same command again continues where it stopped (a kill loses at most one
+With ``--bn-recompute N`` the last snapshot is also written as ``eNNN_bnN.keras``, its
+BatchNorm statistics recomputed over N un-augmented training crops
+(:func:`chunkseg.model.batchnorm.recompute_batchnorm`; ``examples/recompute_bn.py`` does it
+for any snapshot).  Running the same command again continues where it stopped (a kill loses at most one
 epoch), until ``--epochs`` or the ``--until`` UTC time.
 
 Run (one thread; the machine is shared)::
