@@ -109,6 +109,25 @@ def test_flood_equals_naive_automaton(vs):
     np.testing.assert_array_equal(fast, _naive_flood(markers.astype(np.uint64), p, prm))
 
 
+def test_flood_of_rising_levels_equals_naive_automaton():
+    """Several interior and membrane levels (voxels wait for a higher level), values on
+    the levels themselves and -0.0; blocks with a halo and a pruned light cone are exact."""
+    p = np.round(_prob(seed=7) * 16) / 16  # many voxels exactly on a level (p < level)
+    p[0, :3] = -0.0
+    prm = SegmentParams(voxel_size=(0.3, 0.1, 0.2), seed_distance=0.3, reach=0.4,
+                        membrane_reach=0.2, interior_levels=4, levels=3)
+    markers, n = label_seeds(seed_mask(p, prm))
+    assert n > 3
+    whole = flood(markers.astype(np.uint64), p, prm)
+    np.testing.assert_array_equal(whole, _naive_flood(markers.astype(np.uint64), p, prm))
+    rng = np.random.default_rng(8)
+    for _ in range(4):
+        box = _random_box(p.shape, rng)
+        ext, crop = _with_halo(box, flood_halo(prm), p.shape)
+        got = flood(markers[ext].astype(np.uint64), p[ext], prm, exact=crop)
+        np.testing.assert_array_equal(got[crop], whole[box])
+
+
 def test_flood_of_block_with_halo_is_exact_and_permutation_equivariant():
     p = _prob(seed=4)
     prm = SegmentParams(voxel_size=VS, seed_distance=0.45)
