@@ -228,7 +228,7 @@ def _work_store(path: Path, shape4, block, voxel_size, kind: str, *, resume: boo
     from chunkseg.io.store import create_image
 
     create_image(path, shape=shape4, dtype=np.uint64, voxel_size=voxel_size,
-                 chunks=(1, *_work_chunks(block)), shards=(1, *block),
+                 chunks=(1, *_work_chunks(block)), shards=(1, *block), codec="lz4",
                  attrs={"kind": kind, "fingerprint": fingerprint},
                  overwrite=not resume, resume=resume)
     return str(path)
