@@ -34,12 +34,14 @@ def test_capped_distance_equals_edt_within_radius():
     assert np.all(np.sqrt(d[~inside]) > radius - 1e-12)
 
 
-def test_capped_distance_is_the_box_minimum_bit_for_bit():
+@pytest.mark.parametrize("vs, radius", [((0.4, 0.13, 0.1), 0.45),  # windows 1, 3, 4
+                                        ((0.3, 0.1, 0.5), 0.45),  # none along x
+                                        ((0.5, 0.6, 0.7), 0.45)])  # none at all
+def test_capped_distance_is_the_box_minimum_bit_for_bit(vs, radius):
     """The value is one fixed float64 expression per offset, ((x + y) + z), minimised
     over the box: what makes a block with halo give the whole volume's bits."""
     rng = np.random.default_rng(4)
     bg = rng.random((6, 11, 9)) < 0.05
-    vs, radius = (0.4, 0.13, 0.1), 0.45
     d = capped_sq_distance(bg, radius=radius, voxel_size=vs)
     w = [int(np.floor(radius / s)) for s in vs]
     want = np.full(bg.shape, np.inf)

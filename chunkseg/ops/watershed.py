@@ -209,17 +209,64 @@ def capped_sq_distance(background: np.ndarray, *, radius: float,
     The box has half-widths ``floor(radius / s_a)`` voxels; ``inf`` where it holds no
     background.  Out-of-array voxels are not background.  Bit-identical for any
     sub-block that contains the box of a voxel (see the module notes): one grey
-    erosion per axis, ``min over |o| <= w of d[x + o] + (s o)^2``, in float64.
+    erosion per axis (x, then y, then z), ``min over |o| <= w of d[x + o] + (s o)^2``,
+    in float64.
     """
-    d = np.where(background, 0.0, np.inf)
+    d = None
     for axis, w in reversed(list(enumerate(_windows(radius, voxel_size)))):
         if w == 0:
             continue
         o = np.arange(-w, w + 1, dtype=np.float64)
-        cost = (float(voxel_size[axis]) ** 2 * o * o).reshape(
-            [-1 if a == axis else 1 for a in range(3)])
-        d = ndimage.grey_erosion(d, structure=-cost, mode="constant", cval=np.inf)
-    return d
+        cost = float(voxel_size[axis]) ** 2 * o * o
+        shape = (int(np.prod(background.shape[:axis])), background.shape[axis], -1)
+        d = (_erode_first(background.reshape(shape), cost) if d is None else
+             _erode_middle(d.reshape(shape), cost)).reshape(background.shape)
+    return np.where(background, 0.0, np.inf) if d is None else d
+
+
+@numba.njit(cache=True, nogil=True)
+def _erode_first(background, cost):
+    """:func:`_erode_middle` of ``where(background, 0, inf)``: the cost of the nearest
+    background voxel along the middle axis (``cost`` is symmetric and grows with
+    ``|o|``, so that is the minimum), found by one scan each way."""
+    a, n, b = background.shape
+    w = (cost.size - 1) // 2
+    out = np.empty(background.shape)
+    for i in range(a):
+        for k in range(b):
+            last = -n - w - 1
+            for j in range(n):
+                if background[i, j, k]:
+                    last = j
+                out[i, j, k] = cost[w + j - last] if j - last <= w else np.inf
+            last = 2 * n + w + 1
+            for j in range(n - 1, -1, -1):
+                if background[i, j, k]:
+                    last = j
+                if last - j <= w:
+                    out[i, j, k] = min(out[i, j, k], cost[w + last - j])
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _erode_middle(d, cost):
+    """Grey erosion along the middle axis of a C-contiguous 3D array:
+    ``out[i, j, k] = min over |o| <= w of d[i, j + o, k] + cost[o + w]`` (outside: inf).
+
+    One offset at a time over a whole slab ``i``, so the inner loop runs along memory.
+    """
+    a, n, b = d.shape
+    w = (cost.size - 1) // 2
+    src = d.reshape(a, n * b)
+    out = np.full((a, n * b), np.inf)
+    for i in range(a):
+        for o in range(-w, w + 1):
+            c = cost[o + w]
+            for t in range(max(0, -o) * b, min(n, n - o) * b):
+                v = src[i, t + o * b] + c
+                m = out[i, t]
+                out[i, t] = v if v < m else m
+    return out.reshape(d.shape)
 
 
 def seed_mask(prob: np.ndarray, params: SegmentParams) -> np.ndarray:
