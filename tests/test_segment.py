@@ -179,6 +179,12 @@ def test_partial_stats_and_contacts_combine_exactly():
     rng = np.random.default_rng(3)
     lab = rng.integers(0, 5, (9, 11, 13)).astype(np.uint64) * np.uint64(1 << 33)
     whole = block_stats(lab)
+    for i, cell in enumerate(whole.ids):  # against the voxels of each label
+        zyx = np.stack(np.nonzero(lab == cell), 1)
+        assert whole.count[i] == len(zyx) and whole.first[i] == np.flatnonzero(lab == cell)[0]
+        np.testing.assert_array_equal(whole.sums[i], zyx.sum(0).astype(np.float64))
+        np.testing.assert_array_equal(whole.lo[i], zyx.min(0))
+        np.testing.assert_array_equal(whole.hi[i], zyx.max(0))
     brute = {}
     for axis in range(3):
         a = np.moveaxis(lab, axis, 0)
