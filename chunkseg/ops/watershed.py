@@ -351,7 +351,7 @@ def flood(markers: np.ndarray, prob: np.ndarray, params: SegmentParams, *,
     state = _FloodState(markers, prob, levels, _light_cone(markers.shape, exact, sched))
     i = 0
     for k, level in enumerate(levels):
-        state.start_level(k, i)
+        state.start_level(k)
         while i < len(sched) and sched[i][0] == level:
             state.step(sched[i][1], i)
             i += 1
@@ -406,33 +406,35 @@ class _FloodState:
         key = np.empty(self.lab.shape, np.uint32)
         self.never = np.min_scalar_type(len(levels)).type(len(levels))
         rank = np.empty(self.lab.shape, self.never.dtype)
-        labelled = _fill_state(markers, np.asarray(prob, np.float32).view(np.uint32),
-                               np.array(levels, np.float32).view(np.uint32), self.lab, key,
-                               rank)
+        labelled = np.empty(np.count_nonzero(markers), np.int64)
+        _fill_state(markers, np.asarray(prob, np.float32).view(np.uint32),
+                    np.array(levels, np.float32).view(np.uint32), self.lab, key, rank, labelled)
         self.flab, self.key, self.rank = self.lab.ravel(), key.ravel(), rank.ravel()
         self.life = life.ravel()
         self.steps = np.array([step * (self.lab.strides[axis] // self.lab.itemsize)
                                for axis, step in _NEIGHBOURS], np.int64)
         self.where = np.zeros(self.flab.size, np.uint8)
         self.labelled = labelled
-        self.front = self.parked = self.waiting = self.active = None
+        self.front = self.active = None
+        self.parked, self.waiting, self.ranks = [], [], []
         self.level = 0
 
-    def start_level(self, level: int, i: int) -> None:
-        """The front of level ``level`` (an index) starting at iteration ``i``: the last
-        level's front and parked voxels, and the waiting voxels now below the level.
+    def start_level(self, level: int) -> None:
+        """The front of level ``level`` (an index): the last level's front and parked
+        voxels, and the waiting voxels now below the level (their ranks are kept beside
+        them, so this reads no voxel array).
 
         Sorted, so that the steps of the level visit memory roughly in order.
         """
         if self.front is None:
-            self.front, waiting = _touch(self.labelled, self.steps, self.rank, level,
-                                         self.never, self.where)
-            self.labelled, self.waiting = None, [waiting]
+            self.front, waiting, ranks = _touch(self.labelled, self.steps, self.rank, level,
+                                                self.never, self.where)
+            self.labelled, self.waiting, self.ranks = None, [waiting], [ranks]
         else:
             front = _unpark(self.front, np.concatenate(self.parked), self.where)
-            front, waiting = _promote(front, np.concatenate(self.waiting), self.rank,
-                                      self.where, self.life, i, level)
-            self.front, self.waiting = np.sort(front), [waiting]
+            front, waiting, ranks = _promote(front, np.concatenate(self.waiting),
+                                             np.concatenate(self.ranks), self.where, level)
+            self.front, self.waiting, self.ranks = np.sort(front), [waiting], [ranks]
         self.parked = [np.zeros(0, np.int64)]
         self.level = level
 
@@ -440,27 +442,31 @@ class _FloodState:
         """One synchronous iteration over the active axes."""
         if active != self.active:
             self.front = _unpark(self.front, np.concatenate(self.parked), self.where)
-            self.parked, self.active = [], active
+            self.parked, self.active = [np.zeros(0, np.int64)], active
         steps = self.steps[[k for k, (axis, _) in enumerate(_NEIGHBOURS) if active[axis]]]
         if steps.size == 0:
             self.front = self.front[self.life[self.front] >= i]
             return
-        self.front, failed, wait = _flood_step(self.front, i, steps, self.steps, self.flab,
-                                               self.key, self.rank, self.level, self.never,
-                                               self.where, self.life)
+        self.front, failed, wait, ranks = _flood_step(
+            self.front, i, steps, self.steps, self.flab, self.key, self.rank, self.level,
+            self.never, self.where, self.life)
         self.parked.append(failed)
         self.waiting.append(wait)
+        self.ranks.append(ranks)
 
 
 @numba.njit(cache=True, nogil=True)
-def _fill_state(markers, prob_bits, level_bits, lab, key, rank):
+def _fill_state(markers, prob_bits, level_bits, lab, key, rank, labelled):
     """Fill the padded labels (pad 0), keys (pad: unlabelled ``inf``) and ranks of
     :class:`_FloodState` from the markers, the bits of the float32 probability and of
-    the rising levels; return the flat indices of the labelled voxels."""
+    the rising levels, and ``labelled`` with the flat indices of the labelled voxels."""
     nz, ny, nx = markers.shape
-    key[:] = _INF_BITS | _SIGN
     never = level_bits.size
-    rank[:] = never
+    for side in (0, -1):  # the pad
+        key[side], key[:, side], key[:, :, side] = _INF_BITS | _SIGN, _INF_BITS | _SIGN, \
+            _INF_BITS | _SIGN
+        rank[side], rank[:, side], rank[:, :, side] = never, never, never
+    sy, sz = nx + 2, (nx + 2) * (ny + 2)
     n = 0
     for z in range(nz):
         for y in range(ny):
@@ -468,31 +474,27 @@ def _fill_state(markers, prob_bits, level_bits, lab, key, rank):
                 m = markers[z, y, x]
                 lab[z + 1, y + 1, x + 1] = m
                 bits = prob_bits[z, y, x] & ~_SIGN  # -0.0 reads as 0.0
-                key[z + 1, y + 1, x + 1] = bits if m != 0 else bits | _SIGN
                 r = 0
-                while r < level_bits.size and bits >= level_bits[r]:
-                    r += 1
-                rank[z + 1, y + 1, x + 1] = r if m == 0 else never
-                n += m != 0
-    out = np.empty(n, np.int64)
-    sy, sz = nx + 2, (nx + 2) * (ny + 2)
-    n = 0
-    for z in range(nz):
-        for y in range(ny):
-            for x in range(nx):
-                if markers[z, y, x] != 0:
-                    out[n] = (z + 1) * sz + (y + 1) * sy + x + 1
+                for b in level_bits:  # the levels rise: r counts those <= p
+                    r += bits >= b
+                if m == 0:
+                    key[z + 1, y + 1, x + 1] = bits | _SIGN
+                    rank[z + 1, y + 1, x + 1] = r
+                else:
+                    key[z + 1, y + 1, x + 1] = bits
+                    rank[z + 1, y + 1, x + 1] = never
+                    labelled[n] = (z + 1) * sz + (y + 1) * sy + x + 1
                     n += 1
-    return out
 
 
 @numba.njit(cache=True, nogil=True)
 def _touch(new, all_steps, rank, level, never, where):
     """The face neighbours of newly labelled voxels ``new`` that join the front (free
     voxels below the level) or wait (free voxels at or above it, not the pad), each
-    once: ``(front, waiting)``."""
+    once: ``(front, waiting, ranks of the waiting)``."""
     cand = np.empty(new.size * all_steps.size, np.int64)
     wait = np.empty(new.size * all_steps.size, np.int64)
+    ranks = np.empty(new.size * all_steps.size, rank.dtype)
     n_cand = n_wait = 0
     for v in new:
         for s in all_steps:
@@ -506,30 +508,28 @@ def _touch(new, all_steps, rank, level, never, where):
             elif r != never and where[c] == _FREE:
                 where[c] = _WAITING
                 wait[n_wait] = c
+                ranks[n_wait] = r
                 n_wait += 1
-    return cand[:n_cand], wait[:n_wait]
+    return cand[:n_cand], wait[:n_wait], ranks[:n_wait]
 
 
 @numba.njit(cache=True, nogil=True)
-def _promote(front, waiting, rank, where, life, i, level):
-    """The front with the waiting voxels below level ``level`` added, and the voxels
-    still waiting (those whose life ended before iteration ``i`` dropped)."""
+def _promote(front, waiting, ranks, where, level):
+    """The front with the waiting voxels of rank ``<= level`` added, and the voxels
+    still waiting with their ranks."""
     out = np.empty(front.size + waiting.size, np.int64)
     out[:front.size] = front
     n = front.size
-    still = np.empty(waiting.size, np.int64)
     m = 0
-    for v in waiting:
-        if life[v] < i:
-            continue
-        if rank[v] <= level:
-            where[v] = _FRONT
-            out[n] = v
+    for k in range(waiting.size):
+        if ranks[k] <= level:
+            where[waiting[k]] = _FRONT
+            out[n] = waiting[k]
             n += 1
-        else:
-            still[m] = v
+        else:  # compacted in place: only the voxels before k were read
+            waiting[m], ranks[m] = waiting[k], ranks[k]
             m += 1
-    return out[:n], still[:m]
+    return out[:n], waiting[:m], ranks[:m]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -555,7 +555,7 @@ def _flood_step(front, i, steps, all_steps, flab, key, rank, level, never, where
     neighbour of lowest probability along ``steps`` (the first of equal minima), all
     read before any is written (a synchronous update), or is parked.  The face
     neighbours (``all_steps``) of the newly labelled voxels then join the next front
-    or wait (:func:`_touch`).  Returns ``(front, parked, waiting)``.
+    or wait (:func:`_touch`).  Returns ``(front, parked, waiting, their ranks)``.
     """
     n = front.size
     new = np.empty(n, np.int64)
@@ -588,8 +588,8 @@ def _flood_step(front, i, steps, all_steps, flab, key, rank, level, never, where
         where[v] = _FREE
     for k in range(n_failed):
         where[failed[k]] = _PARKED
-    cand, wait = _touch(new[:n_new], all_steps, rank, level, never, where)
-    return cand, failed[:n_failed], wait
+    cand, wait, ranks = _touch(new[:n_new], all_steps, rank, level, never, where)
+    return cand, failed[:n_failed], wait, ranks
 
 
 def segment_block(prob: np.ndarray, params: SegmentParams) -> np.ndarray:
