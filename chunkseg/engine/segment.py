@@ -152,8 +152,8 @@ def _seed_task(read, t, idx, lin, shape3, block, method):
     b = Block.at(idx, shape=shape3, block=block, halo=method.seed_halo)
     seeds = method.seeds(as_probability(read(t, b.read)))[b.crop]
     lab, _ = label_seeds(seeds)
-    out = np.where(lab > 0, (np.uint64(lin + 1) << np.uint64(32)) | lab.astype(np.uint64),
-                   np.uint64(0))
+    out = lab.astype(np.uint64)
+    np.bitwise_or(out, np.uint64(lin + 1) << np.uint64(32), out=out, where=lab > 0)
     return out[None]
 
 
@@ -184,7 +184,7 @@ def _flood_task(read_prob, read_seeds, t, k, idx, shape3, block, params, keys, r
     markers = relabel(read_seeds(k, ext), keys, roots)
     prob = as_probability(read_prob(t, ext))
     plus = tuple(slice(c.start, min(c.stop + 1, n)) for c, n in zip(b.crop, prob.shape))
-    lab = flood(markers.astype(np.uint64), prob, params, exact=plus)
+    lab = flood(markers.astype(np.uint64, copy=False), prob, params, exact=plus)
     start = time.perf_counter()
     owned = lab[b.crop]
     st = block_stats(owned, offset=[r.start for r in b.owned], shape=shape3)
