@@ -515,8 +515,9 @@ def final_labels(flood_path: str, maps: str | os.PathLike, *, dtype=np.uint32) -
     arr = da.from_zarr(store, chunks=store.shards or store.chunks)  # one task per block
 
     def slab(a: int, b: int) -> da.Array:
+        meta = np.empty((0,) * arr.ndim, arr.dtype)  # the map is read by the tasks only
         parts = [arr[k : k + 1].map_blocks(_relabel_with, str(_map_file(maps, "cells", k)),
-                                           dtype=arr.dtype) for k in range(a, b)]
+                                           meta=meta) for k in range(a, b)]
         return da.concatenate(parts).astype(dtype)
 
     return Series(tuple(arr.shape), np.dtype(dtype), slab)
