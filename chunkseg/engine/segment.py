@@ -329,8 +329,9 @@ def segment_volume(
     dict
         ``flood`` (path of the provisional-label store, axes t z y x), ``maps`` (folder
         of the per-time-point id maps to relabel with: :func:`final_labels`),
-        ``n_cells`` (cells per output time point), ``seconds`` per phase, ``halo`` per phase, ``blocks``, ``face_pairs``, ``graph``
-        (segments and edges of the global step, summed over time points),
+        ``n_cells`` (cells per output time point), ``seconds`` per phase, ``halo`` per
+        phase, ``blocks``, ``face_pairs``, ``graph`` (segments and edges of the global
+        step, summed over time points),
         ``writes``: blocks ``written`` / ``skipped`` of the ``seeds`` and ``flood`` phases.
 
     Raises
