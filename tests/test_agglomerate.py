@@ -39,13 +39,15 @@ def test_agglo_chunking_independence(synth, tmp_path):
     whole, cells = agglomerate_array(p, PARAMS)
     assert whole.max() > 40
     for block in [(11, 23, 19), (17, 29, 37)]:
+        got_cells = {}
         res = segment_volume(Reader(p[None]), (1, *p.shape), agglo_method(PARAMS),
-                             work=tmp_path / "x".join(map(str, block)), block=block)
-        got = final_labels(res["flood"], res["tables"]).to_dask().compute()[0]
+                             work=tmp_path / "x".join(map(str, block)), block=block,
+                             on_cells=got_cells.__setitem__)
+        got = final_labels(res["flood"], res["maps"]).to_dask().compute()[0]
         assert res["blocks"] >= 12 and res["graph"]["edges"] > 100
         np.testing.assert_array_equal(got, whole)  # the same ids, not only the partition
-        np.testing.assert_array_equal(res["tables"][0][2].count, cells.count)
-        np.testing.assert_array_equal(res["tables"][0][2].first, cells.first)
+        np.testing.assert_array_equal(got_cells[0].count, cells.count)
+        np.testing.assert_array_equal(got_cells[0].first, cells.first)
 
 
 def _brute_edges(lab, prob):
@@ -313,5 +315,5 @@ def test_default_membrane_reach_steps_between_coarse_slices(tmp_path):
     assert (whole > 0).all() and whole.max() == 4
     res = segment_volume(Reader(p[None]), (1, *p.shape), method, work=tmp_path / "w",
                          block=(3, 7, 9))
-    np.testing.assert_array_equal(final_labels(res["flood"], res["tables"]).to_dask()
+    np.testing.assert_array_equal(final_labels(res["flood"], res["maps"]).to_dask()
                                   .compute()[0], whole)
