@@ -68,10 +68,10 @@ STAGES = [
     ("  flood", "flood", "_flood_task"),
     ("  fragment statistics", "block_stats", "_flood_task"),
     ("  edge tables", "block_edges", "_flood_task"),
-    ("C global step", "_stats_phase", None),
+    ("C global step (with the cell table)", "_stats_phase", None),
+    ("  cell table rows", "write_rows", "_stats_phase"),
     ("D relabel + write labels", "_write_labels", None),
     ("pyramid", "finish_image", None),
-    ("cell table", "write_cell_table", None),
 ]
 
 

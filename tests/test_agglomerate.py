@@ -13,14 +13,14 @@ from chunkseg.engine.agglomerate import agglo_method, agglomerate_array, segment
 from chunkseg.engine.segment import Reader, final_labels, segment_array, segment_volume
 from chunkseg.errors import InputError, ParameterError
 from chunkseg.io.store import read_attrs
-from chunkseg.ops.fragments import FragmentParams
+from chunkseg.ops.fragments import FragmentParams, fragment_seed_halo, fragment_seeds
 from chunkseg.ops.instance_metrics import contingency, instance_scores
 from chunkseg.ops.rag import (
     EDGE_BINS, Q, AggloParams, agglomeration_plan, block_edges, cluster, edge_mean,
     edge_quantile, split_table,
 )
 from chunkseg.ops.segstats import block_stats, sum_pair_counts
-from chunkseg.ops.watershed import SegmentParams
+from chunkseg.ops.watershed import SegmentParams, capped_sq_distance
 from chunkseg.pipeline.segment import run_segment
 from conftest import SEG_VS, store_volume
 
@@ -39,13 +39,15 @@ def test_agglo_chunking_independence(synth, tmp_path):
     whole, cells = agglomerate_array(p, PARAMS)
     assert whole.max() > 40
     for block in [(11, 23, 19), (17, 29, 37)]:
+        got_cells = {}
         res = segment_volume(Reader(p[None]), (1, *p.shape), agglo_method(PARAMS),
-                             work=tmp_path / "x".join(map(str, block)), block=block)
-        got = final_labels(res["flood"], res["tables"]).to_dask().compute()[0]
+                             work=tmp_path / "x".join(map(str, block)), block=block,
+                             on_cells=got_cells.__setitem__)
+        got = final_labels(res["flood"], res["maps"]).to_dask().compute()[0]
         assert res["blocks"] >= 12 and res["graph"]["edges"] > 100
         np.testing.assert_array_equal(got, whole)  # the same ids, not only the partition
-        np.testing.assert_array_equal(res["tables"][0][2].count, cells.count)
-        np.testing.assert_array_equal(res["tables"][0][2].first, cells.first)
+        np.testing.assert_array_equal(got_cells[0].count, cells.count)
+        np.testing.assert_array_equal(got_cells[0].first, cells.first)
 
 
 def _brute_edges(lab, prob):
@@ -71,6 +73,40 @@ def _brute_nodes(lab, prob):
             row[0] += 1
             row[1] += 2 * qx
     return out
+
+
+def _scipy_fragment_seeds(prob, fp):
+    """Reference of the seed rule with SciPy's filters (maxima with plateaus, no seed
+    on or beside a boundary voxel)."""
+    bg = prob >= np.float32(fp.boundary)
+    d2 = capped_sq_distance(bg, radius=fp.radius, voxel_size=fp.voxel_size)
+    far = sum((np.floor(fp.radius / s) * s) ** 2 for s in fp.voxel_size) + 1.0
+    dist = np.sqrt(np.where(np.isinf(d2), far, d2)).astype(np.float32)
+    dist = ndimage.gaussian_filter(dist, fp.sigmas(), mode="nearest", truncate=2.0)
+    peak = ndimage.maximum_filter(dist, size=3, mode="nearest")
+    return (dist >= peak) & ~bg & ~ndimage.binary_dilation(bg, border_value=0)
+
+
+def test_fragment_seeds_equal_scipy_rule_and_blocks_with_halo_are_exact():
+    """Walls with cells 1 to 30 voxels wide: plateaus of the deep interior, thin cells
+    whose interior touches a wall on one side only."""
+    rng = np.random.default_rng(11)
+    wall = np.zeros((16, 48, 52), bool)
+    wall[[0, 7, 8, 15]] = True
+    wall[:, [0, 20, 23, 24, 47]] = True
+    wall[:, :, [0, 3, 5, 8, 9, 11, 30, 33, 51]] = True
+    p = np.where(wall, 0.95, 0.05) + rng.normal(0, 0.02, wall.shape)
+    p = (np.round(np.clip(p, 0, 1) * 32) / 32).astype(np.float32)
+    fp = PARAMS.fragments
+    whole = fragment_seeds(p, fp)
+    np.testing.assert_array_equal(whole, _scipy_fragment_seeds(p, fp))
+    assert 0 < whole.sum() < whole.size
+    halo = fragment_seed_halo(fp)
+    for z0, y0, x0 in [(0, 0, 0), (5, 11, 17), (9, 30, 3)]:
+        box = (slice(z0, z0 + 4), slice(y0, y0 + 7), slice(x0, x0 + 20))
+        ext = tuple(slice(max(0, b.start - h), b.stop + h) for b, h in zip(box, halo))
+        crop = tuple(slice(b.start - e.start, b.stop - e.start) for b, e in zip(box, ext))
+        np.testing.assert_array_equal(fragment_seeds(p[ext], fp)[crop], whole[box])
 
 
 def test_edge_table_blockwise_equals_whole():
@@ -279,5 +315,5 @@ def test_default_membrane_reach_steps_between_coarse_slices(tmp_path):
     assert (whole > 0).all() and whole.max() == 4
     res = segment_volume(Reader(p[None]), (1, *p.shape), method, work=tmp_path / "w",
                          block=(3, 7, 9))
-    np.testing.assert_array_equal(final_labels(res["flood"], res["tables"]).to_dask()
+    np.testing.assert_array_equal(final_labels(res["flood"], res["maps"]).to_dask()
                                   .compute()[0], whole)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from chunkseg.errors import ParameterError
+from chunkseg.model.info import model_info
 from chunkseg.io.store import create_image, mark_complete
 from chunkseg.pipeline.plan import format_plan, load_calibration, plan_run
 
@@ -67,6 +68,12 @@ def test_plan_errors_and_cli(capsys):
     assert tiny["group"] > 1 and tiny["graphs"] == math.ceil(1000 / tiny["group"])
     assert tiny["tasks"] == 1000 + tiny["graphs"]
     assert f"one graph per {tiny['group']} time points" in format_plan(tiny)
+    # one 8 x 32 x 32 block is one tile: a network call takes that one tile, whatever
+    # the series length or the group
+    assert tiny["batch"] == 1
+    info = model_info("default")
+    call = math.prod(tiny["tile"]) * info.bytes_per_voxel / 2**30
+    assert tiny["memory_per_worker"]["network_call_gib"] == round(call, 2) < 0.05
     assert main(["plan"]) == 2
     assert "neither" in capsys.readouterr().err
 

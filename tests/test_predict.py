@@ -125,11 +125,12 @@ class Counting:
     """fake_net that records the tiles and voxels it was given."""
 
     def __init__(self):
-        self.tiles = self.voxels = 0
+        self.tiles = self.voxels = self.largest = 0
 
     def __call__(self, x):
         self.tiles += x.shape[0]
         self.voxels += x[..., 0].size
+        self.largest = max(self.largest, x.shape[0])
         return fake_net(x)
 
 
@@ -138,7 +139,12 @@ def test_tile_stats_counts_what_is_predicted():
     kw = dict(block=(16, 20, 18), halo=5, tile=(12, 16, 16), pool=P, receptive=R)
     net = Counting()
     predict_array(x, net, batch=3, **kw).compute(scheduler="sync")
-    assert tile_stats(x.shape, **kw) == {"tiles": net.tiles, "tile_voxels": net.voxels}
+    stats = tile_stats(x.shape, **kw)
+    assert {k: stats[k] for k in ("tiles", "tile_voxels")} == {"tiles": net.tiles,
+                                                                "tile_voxels": net.voxels}
+    net = Counting()  # a batch beyond one block's tiles: a call takes one block's tiles
+    predict_array(x, net, batch=10_000, **kw).compute(scheduler="sync")
+    assert 1 < net.largest == stats["block_tiles"] < stats["tiles"]
 
 
 def test_predict_array_errors():

@@ -79,6 +79,18 @@ def test_manifest_skips_a_truncated_last_line(tmp_path):
     assert m.timepoints() == [3] and done_blocks(tmp_path) == m.read(3)
 
 
+@pytest.mark.parametrize("fragment", ["3.2.", "3.0.1.1"])  # the second reads as an index
+def test_a_record_after_a_truncated_line_is_kept_and_the_fragment_stays_unread(tmp_path,
+                                                                             fragment):
+    m = Manifest(tmp_path)
+    m.record((3, 0, 0, 0))
+    with open(m.path(3), "a") as fh:
+        fh.write(fragment)  # killed mid-line, e.g. while writing "3.0.1.12"
+    m.record((3, 1, 1, 1))  # the resumed run appends
+    m.record((3, 1, 1, 2))
+    assert m.read(3) == {(3, 0, 0, 0), (3, 1, 1, 1), (3, 1, 1, 2)}
+
+
 def test_window_bounds_the_graphs_built_ahead(tmp_path):
     built: list[int] = []
     finished: list[int] = []

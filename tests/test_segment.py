@@ -34,9 +34,10 @@ def _same_partition(a, b):
 
 
 def _blockwise(p, block, tmp_path, name):
+    cells = {}
     res = segment_volume(Reader(p[None]), (1, *p.shape), PARAMS, work=tmp_path / name,
-                         block=block)
-    return final_labels(res["flood"], res["tables"]).to_dask().compute()[0], res
+                         block=block, on_cells=cells.__setitem__)
+    return final_labels(res["flood"], res["maps"]).to_dask().compute()[0], res, cells
 
 
 def test_chunking_independence(synth, tmp_path):
@@ -46,7 +47,7 @@ def test_chunking_independence(synth, tmp_path):
     halo = flood_halo(PARAMS)
     results = {}
     for block in [(11, 23, 19), (17, 29, 37)]:
-        got, res = _blockwise(p, block, tmp_path, "x".join(map(str, block)))
+        got, res, got_cells = _blockwise(p, block, tmp_path, "x".join(map(str, block)))
         results[block] = got
         assert res["blocks"] >= 12 and res["seed_unions"] > 20
         assert all(h >= 1 for h in halo)
@@ -57,9 +58,8 @@ def test_chunking_independence(synth, tmp_path):
         assert crossing > 0.5 * cells.ids.size
         # identical ids, not only the same partition
         np.testing.assert_array_equal(got, whole)
-        tables = res["tables"][0][2]
-        np.testing.assert_array_equal(tables.count, cells.count)
-        np.testing.assert_array_equal(tables.lo, cells.lo)
+        np.testing.assert_array_equal(got_cells[0].count, cells.count)
+        np.testing.assert_array_equal(got_cells[0].lo, cells.lo)
     a, b = results.values()
     assert _same_partition(a, b)
 
@@ -179,6 +179,12 @@ def test_partial_stats_and_contacts_combine_exactly():
     rng = np.random.default_rng(3)
     lab = rng.integers(0, 5, (9, 11, 13)).astype(np.uint64) * np.uint64(1 << 33)
     whole = block_stats(lab)
+    for i, cell in enumerate(whole.ids):  # against the voxels of each label
+        zyx = np.stack(np.nonzero(lab == cell), 1)
+        assert whole.count[i] == len(zyx) and whole.first[i] == np.flatnonzero(lab == cell)[0]
+        np.testing.assert_array_equal(whole.sums[i], zyx.sum(0).astype(np.float64))
+        np.testing.assert_array_equal(whole.lo[i], zyx.min(0))
+        np.testing.assert_array_equal(whole.hi[i], zyx.max(0))
     brute = {}
     for axis in range(3):
         a = np.moveaxis(lab, axis, 0)

@@ -4,6 +4,10 @@ continued without redoing finished blocks, and gives the labels of a clean run."
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
 
 import dask.array as da
 import numpy as np
@@ -110,3 +114,77 @@ def test_cli_resume(prob, clean, tmp_path, capsys, monkeypatch):
     summary = json.loads(capsys.readouterr().out)
     assert summary["writes"]["flood"] == {"written": 1, "skipped": 7}
     assert np.array_equal(np.asarray(open_volume(out).data), labels)
+
+
+@pytest.fixture(scope="module")
+def series(prob, tmp_path_factory):
+    """Three time points: the probability, mirrored in x, mirrored in y."""
+    p = np.asarray(open_volume(prob).data[0])
+    s = np.stack([p, p[:, :, ::-1], p[:, ::-1]])
+    path = tmp_path_factory.mktemp("series") / "series.zarr"
+    create_image(path, shape=s.shape, dtype=s.dtype, voxel_size=VS, attrs={"kind": "probability"})
+    write_volume(da.from_array(s, chunks=(1, 20, 40, 40)), path, progress=False)
+    mark_complete(path)
+    return path
+
+
+def test_a_crash_in_the_global_step_leaves_a_partial_cell_table_that_resume_rewrites(
+        series, tmp_path, monkeypatch):
+    clean = run_segment(series, out=tmp_path / "clean.zarr", **OPTS)
+    table = (tmp_path / "clean.zarr" / "cells.csv").read_text()
+    assert len(clean["n_cells"]) == 3 and clean["table_rows"] == sum(clean["n_cells"])
+    out = tmp_path / "labels.zarr"
+    real = engine_segment._save_map
+
+    def crash_at_second_plan(path, keys, values):
+        if path.name == "cells_000001.npz":
+            raise MemoryError("simulated crash in the global step of time point 1")
+        real(path, keys, values)
+
+    with monkeypatch.context() as m:
+        m.setattr(engine_segment, "_save_map", crash_at_second_plan)
+        with pytest.raises(MemoryError):
+            run_segment(series, out=out, **OPTS)
+    partial = (tmp_path / "labels.zarr.work" / "cells.csv").read_text().splitlines()
+    assert partial[0] == table.splitlines()[0]
+    assert 1 < len(partial) and {row.split(",")[0] for row in partial[1:]} == {"0"}
+    summary = run_segment(series, out=out, resume=True, **OPTS)
+    assert summary["writes"]["flood"] == {"written": 0, "skipped": 3 * 8}
+    assert summary["table_rows"] == clean["table_rows"]
+    assert (out / "cells.csv").read_text() == table  # no row lost, none twice
+    assert np.array_equal(np.asarray(open_volume(out).data),
+                          np.asarray(open_volume(tmp_path / "clean.zarr").data))
+
+
+@pytest.mark.subprocess
+@pytest.mark.timeout(600)
+def test_sigkill_while_the_cell_table_grows_then_resume_is_identical(tmp_path):
+    rng = np.random.default_rng(2)
+    p = (rng.random((150, 8, 32, 32), dtype=np.float32) ** 4).astype(np.float32)
+    prob = tmp_path / "prob.zarr"
+    create_image(prob, shape=p.shape, dtype=p.dtype, attrs={"kind": "probability"})
+    write_volume(da.from_array(p, chunks=(1, 8, 32, 32)), prob, progress=False)
+    mark_complete(prob)
+
+    def segment(out, *extra):
+        return [sys.executable, "-m", "chunkseg", "segment", str(prob), "--out", str(out),
+                "--quiet", *extra]
+
+    subprocess.run(segment(tmp_path / "clean.zarr"), check=True, capture_output=True)
+    out = tmp_path / "killed.zarr"
+    growing = tmp_path / "killed.zarr.work" / "cells.csv"
+    proc = subprocess.Popen(segment(out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while proc.poll() is None and time.monotonic() < deadline:
+        if growing.is_file() and growing.read_text().count("\n") > 1:  # rows past the header
+            break
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out.exists() and read_attrs(out).get("complete"))
+    assert growing.is_file(), "kill came too late: the table was already moved"
+    subprocess.run(segment(out, "--resume"), check=True, capture_output=True)
+    clean = tmp_path / "clean.zarr"
+    assert (out / "cells.csv").read_text() == (clean / "cells.csv").read_text()
+    np.testing.assert_array_equal(np.asarray(open_volume(out).data),
+                                  np.asarray(open_volume(clean).data))

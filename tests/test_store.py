@@ -65,6 +65,18 @@ def test_roundtrip_and_ngff_validation(tmp_path):
     np.testing.assert_array_equal(da.from_zarr(str(out / "0")).compute(), x)
 
 
+def test_lz4_codec_roundtrip_and_unknown_codec_refused(tmp_path):
+    x = np.arange(1 * 9 * 20 * 21, dtype=np.uint64).reshape(1, 9, 20, 21) << np.uint64(33)
+    out = tmp_path / "w.zarr"
+    arr = create_image(out, shape=x.shape, dtype=x.dtype, chunks=(4, 8, 8), codec="lz4")
+    assert arr.compressors[0].cname.value == "lz4"
+    write_volume(da.from_array(x, chunks=(1, 5, 7, 9)), out, progress=False)
+    np.testing.assert_array_equal(da.from_zarr(str(out / "0")).compute(), x)
+    with pytest.raises(ParameterError, match="codec must be one of"):
+        create_image(tmp_path / "v.zarr", shape=x.shape, dtype=x.dtype, codec="gzip")
+    assert not (tmp_path / "v.zarr").exists()
+
+
 def test_incomplete_store_refused(tmp_path):
     out = tmp_path / "b.zarr"
     create_image(out, shape=(1, 4, 4, 4), dtype="uint8")

@@ -34,12 +34,14 @@ def test_capped_distance_equals_edt_within_radius():
     assert np.all(np.sqrt(d[~inside]) > radius - 1e-12)
 
 
-def test_capped_distance_is_the_box_minimum_bit_for_bit():
+@pytest.mark.parametrize("vs, radius", [((0.4, 0.13, 0.1), 0.45),  # windows 1, 3, 4
+                                        ((0.3, 0.1, 0.5), 0.45),  # none along x
+                                        ((0.5, 0.6, 0.7), 0.45)])  # none at all
+def test_capped_distance_is_the_box_minimum_bit_for_bit(vs, radius):
     """The value is one fixed float64 expression per offset, ((x + y) + z), minimised
     over the box: what makes a block with halo give the whole volume's bits."""
     rng = np.random.default_rng(4)
     bg = rng.random((6, 11, 9)) < 0.05
-    vs, radius = (0.4, 0.13, 0.1), 0.45
     d = capped_sq_distance(bg, radius=radius, voxel_size=vs)
     w = [int(np.floor(radius / s)) for s in vs]
     want = np.full(bg.shape, np.inf)
@@ -107,6 +109,25 @@ def test_flood_equals_naive_automaton(vs):
     assert n > 3
     fast = flood(markers.astype(np.uint64), p, prm)
     np.testing.assert_array_equal(fast, _naive_flood(markers.astype(np.uint64), p, prm))
+
+
+def test_flood_of_rising_levels_equals_naive_automaton():
+    """Several interior and membrane levels (voxels wait for a higher level), values on
+    the levels themselves and -0.0; blocks with a halo and a pruned light cone are exact."""
+    p = np.round(_prob(seed=7) * 16) / 16  # many voxels exactly on a level (p < level)
+    p[0, :3] = -0.0
+    prm = SegmentParams(voxel_size=(0.3, 0.1, 0.2), seed_distance=0.3, reach=0.4,
+                        membrane_reach=0.2, interior_levels=4, levels=3)
+    markers, n = label_seeds(seed_mask(p, prm))
+    assert n > 3
+    whole = flood(markers.astype(np.uint64), p, prm)
+    np.testing.assert_array_equal(whole, _naive_flood(markers.astype(np.uint64), p, prm))
+    rng = np.random.default_rng(8)
+    for _ in range(4):
+        box = _random_box(p.shape, rng)
+        ext, crop = _with_halo(box, flood_halo(prm), p.shape)
+        got = flood(markers[ext].astype(np.uint64), p[ext], prm, exact=crop)
+        np.testing.assert_array_equal(got[crop], whole[box])
 
 
 def test_flood_of_block_with_halo_is_exact_and_permutation_equivariant():

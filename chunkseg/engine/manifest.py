@@ -4,10 +4,12 @@ A block is recorded only after its data are stored (the recording happens when t
 write task has returned), as one line ``"t.z.y.x\\n"`` appended with a single
 ``write(2)`` on a file opened ``O_APPEND``: concurrent appends never interleave, and a
 process killed mid-line leaves at most one truncated last line, which readers skip
-(that block is then simply written again).  One file per time point
-(``<store>/.chunkseg/done/t000042.log``) keeps resume cheap at 10^6 blocks: a run reads
-only the manifests of the time points it is about to submit, and a finished time point
-costs one file, not one file per block.
+(that block is then simply written again).  The next append to such a file first ends
+the fragment with ``"!\\n"``, so it stays unreadable (a cut ``"3.0.1.12"`` must not
+read as block ``3.0.1.1``) and the new record starts a line of its own.  One file per
+time point (``<store>/.chunkseg/done/t000042.log``) keeps resume cheap at 10^6 blocks:
+a run reads only the manifests of the time points it is about to submit, and a
+finished time point costs one file, not one file per block.
 
 Per time point, :class:`TimepointLog` also appends a JSON line to
 ``<store>/progress.jsonl`` once all its blocks are written (time point, blocks,
@@ -64,12 +66,16 @@ class Manifest:
     def record(self, index: tuple[int, ...]) -> None:
         """Append one finished block (call only after its data are stored)."""
         line = (".".join(map(str, index)) + "\n").encode()
+        flags = os.O_RDWR | os.O_APPEND | os.O_CREAT
         try:
-            fd = os.open(self.path(index[0]), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            fd = os.open(self.path(index[0]), flags, 0o644)
         except FileNotFoundError:
             self.folder.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path(index[0]), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            fd = os.open(self.path(index[0]), flags, 0o644)
         try:
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":  # a line cut short by a crash
+                line = b"!\n" + line
             os.write(fd, line)
         finally:
             os.close(fd)

@@ -100,7 +100,8 @@ def plan_tiles(shape: Sequence[int], info: ModelInfo, *, halo: Sequence[int],
     The block (default :data:`DEFAULT_BLOCK`) is clipped to the volume.  Unless given,
     the tile is the cheapest that fits ``budget_bytes`` of activations and the model's
     ``max_call_voxels`` (:func:`chunkseg.ops.tiling.choose_tile`) and the batch as many
-    tiles as fit both (:func:`chunkseg.ops.tiling.choose_batch`).  A given tile is
+    tiles as fit both (:func:`chunkseg.ops.tiling.choose_batch`), at most the tiles of
+    one block: a network call never mixes blocks or time points.  A given tile is
     clipped to one haloed block; a tile x batch above ``max_call_voxels`` is refused.
     Tiny blocks of a series are predicted ``group`` time points per task
     (:func:`group_timepoints`).
@@ -123,7 +124,7 @@ def plan_tiles(shape: Sequence[int], info: ModelInfo, *, halo: Sequence[int],
     stats = tile_stats(shape, block=block_, halo=halo, tile=tile_, pool=info.pool,
                        receptive=info.receptive)
     if batch is None:
-        batch = choose_batch(tile_, n_tiles=stats["tiles"] * timepoints,
+        batch = choose_batch(tile_, n_tiles=stats["block_tiles"],
                              bytes_per_voxel=info.bytes_per_voxel, budget_bytes=budget_bytes,
                              max_voxels=info.max_call_voxels)
     if int(batch) * math.prod(tile_) > info.max_call_voxels:

@@ -274,11 +274,13 @@ def check_halo(halo: Sequence[int], block: Sequence[int], shape: Sequence[int]) 
 def tile_stats(shape, *, block, halo, tile, pool=1, receptive=None) -> dict[str, int]:
     """Tiles and network-input voxels :func:`predict_array` spends on one (z, y, x) volume.
 
-    ``tile_voxels / prod(shape)`` is the redundancy the halo and the tile context cost.
+    ``tile_voxels / prod(shape)`` is the redundancy the halo and the tile context cost;
+    ``block_tiles`` is the most tiles of one block, the most a network call can take (a
+    call never mixes blocks or time points).
     """
     shape, block, halo, tile, pool, context, _ = _plan(shape, block, halo, tile, pool, receptive)
     grids = [block_grid(n, b, h) for n, b, h in zip(shape, block, halo)]
-    tiles = voxels = 0
+    tiles = voxels = most = 0
     for idx in itertools.product(*(range(len(g)) for g in grids)):
         ext = [g[i] + (h if i > 0 else 0) + (h if i < len(g) - 1 else 0)
                for g, i, h in zip(grids, idx, halo)]
@@ -286,7 +288,8 @@ def tile_stats(shape, *, block, halo, tile, pool=1, receptive=None) -> dict[str,
         grid = tile_grid(ext, tile=tile, context=context, pool=pool, origin=origin)
         tiles += grid.n_tiles
         voxels += grid.n_tiles * math.prod(grid.tile)
-    return {"tiles": tiles, "tile_voxels": voxels}
+        most = max(most, grid.n_tiles)
+    return {"tiles": tiles, "tile_voxels": voxels, "block_tiles": most}
 
 
 def predict_array(

@@ -14,7 +14,8 @@ A. **seeds** — per block, read the probability with the method's seed halo,
    work store.
 A2. **face merge** — for every internal block face, read the two facing planes of
    provisional seed ids, collect the touching pairs and resolve them by union-find
-   (:func:`chunkseg.ops.segstats.union_map`): the global seed components, exactly.
+   (:func:`chunkseg.ops.segstats.union_map`): the global seed components, exactly;
+   one id map file per time point in the work folder.
 B. **flood** — per block, read seeds (mapped to their roots) and probability with
    the flood halo (:func:`chunkseg.ops.watershed.flood_halo`) and run the bounded
    flood; the owned region is exact by the light-cone argument, and the flood stops
@@ -26,11 +27,14 @@ C. **statistics** — computed inside each flood task (no second read): sizes / 
    pairs it owns (:func:`chunkseg.ops.rag.block_edges`; the flood region has one extra
    voxel on the high side, so the neighbour voxel is exact too), saved as small
    ``.npz`` files and summed per time point; then the method's global ``plan`` (small
-   segments merged, or the agglomeration) numbers the cells by their first voxel.
-D. **relabel** — the final ids written with :func:`chunkseg.engine.blocks.write_volume`.
+   segments merged, or the agglomeration) numbers the cells by their first voxel;
+   its id map goes to a file, its cell statistics to the caller.
+D. **relabel** — the final ids written with :func:`chunkseg.engine.blocks.write_volume`,
+   each block mapped through its time point's id map file.
 
 Memory: one block plus halo per task; the driver holds the per-segment tables and
-the edge table of one time point (O(segments + edges)), and the id maps of all.
+the edge table of one time point (O(segments + edges)) and nothing per time point
+beyond a cell count.
 """
 
 from __future__ import annotations
@@ -52,7 +56,7 @@ import numpy as np
 from chunkseg.defaults import SEGMENT_BLOCK
 from chunkseg.engine.blocks import Series, write_volume
 from chunkseg.engine.geometry import Block, cover, grid_shape
-from chunkseg.engine.submit import compute_windowed
+from chunkseg.engine.submit import run_windowed
 from chunkseg.io.chunk_cache import read_cached
 from chunkseg.ops.rag import block_edges, split_table
 from chunkseg.ops.segstats import (
@@ -127,7 +131,7 @@ class Reader:
             arr = _open(self.path)
             key = key if arr.ndim == 4 else tuple(region)
             if self.token is not None:
-                return read_cached(arr, key, self.token)
+                return read_cached(arr, key, (self.token, int(t)))  # one per time point
             return np.asarray(arr[key])
         block = self.array[key]
         if isinstance(block, da.Array):
@@ -152,8 +156,8 @@ def _seed_task(read, t, idx, lin, shape3, block, method):
     b = Block.at(idx, shape=shape3, block=block, halo=method.seed_halo)
     seeds = method.seeds(as_probability(read(t, b.read)))[b.crop]
     lab, _ = label_seeds(seeds)
-    out = np.where(lab > 0, (np.uint64(lin + 1) << np.uint64(32)) | lab.astype(np.uint64),
-                   np.uint64(0))
+    out = lab.astype(np.uint64)
+    np.bitwise_or(out, np.uint64(lin + 1) << np.uint64(32), out=out, where=lab > 0)
     return out[None]
 
 
@@ -171,9 +175,9 @@ def _face_task(read, t, idx, shape3, block):
     return pairs
 
 
-def _flood_task(read_prob, read_seeds, t, k, idx, shape3, block, params, keys, roots,
-                stats_dir):
-    """Flood one block; also store its segment statistics and edge table.
+def _flood_task(read_prob, read_seeds, t, k, idx, shape3, block, params, seed_map, stats_dir):
+    """Flood one block (seed ids mapped to their roots by the file ``seed_map``); also
+    store its segment statistics and edge table.
 
     The region read is the owned block grown by the flood halo, plus one more voxel on
     the high side, so the owned block *and* its high-side neighbour voxels are exact:
@@ -181,10 +185,10 @@ def _flood_task(read_prob, read_seeds, t, k, idx, shape3, block, params, keys, r
     """
     b = Block.at(idx, shape=shape3, block=block, halo=flood_halo(params))
     ext = tuple(slice(e.start, min(s, e.stop + 1)) for e, s in zip(b.read, shape3))
-    markers = relabel(read_seeds(k, ext), keys, roots)
+    markers = relabel(read_seeds(k, ext), *_load_map(seed_map))
     prob = as_probability(read_prob(t, ext))
     plus = tuple(slice(c.start, min(c.stop + 1, n)) for c, n in zip(b.crop, prob.shape))
-    lab = flood(markers.astype(np.uint64), prob, params, exact=plus)
+    lab = flood(markers.astype(np.uint64, copy=False), prob, params, exact=plus)
     start = time.perf_counter()
     owned = lab[b.crop]
     st = block_stats(owned, offset=[r.start for r in b.owned], shape=shape3)
@@ -200,6 +204,29 @@ def _flood_task(read_prob, read_seeds, t, k, idx, shape3, block, params, keys, r
 def _stats_file(stats_dir: str | os.PathLike, k: int, idx: Sequence[int]) -> Path:
     """The statistics file of block ``idx`` of output time point ``k``."""
     return Path(stats_dir) / ("_".join(map(str, (k, *idx))) + ".npz")
+
+
+def _map_file(folder: str | os.PathLike, kind: str, k: int) -> Path:
+    """The id map (``kind``: ``"seeds"`` or ``"cells"``) of output time point ``k``."""
+    return Path(folder) / f"{kind}_{k:06d}.npz"
+
+
+def _save_map(path: Path, keys: np.ndarray, values: np.ndarray) -> None:
+    """Write an id map ``keys -> values`` atomically."""
+    tmp = path.with_suffix(f".tmp{os.getpid()}.npz")
+    np.savez(tmp, keys=keys, values=values)
+    os.replace(tmp, path)
+
+
+def _load_map(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """``(keys, values)`` of an id map written by :func:`_save_map`."""
+    with np.load(path) as f:
+        return f["keys"], f["values"]
+
+
+def _relabel_with(labels: np.ndarray, path: str) -> np.ndarray:
+    """``labels`` mapped through the id map file ``path``."""
+    return relabel(labels, *_load_map(path))
 
 
 def _load_stats(stats_dir: Path, k: int, grid) -> tuple[SegStats, np.ndarray, float]:
@@ -228,7 +255,7 @@ def _work_store(path: Path, shape4, block, voxel_size, kind: str, *, resume: boo
     from chunkseg.io.store import create_image
 
     create_image(path, shape=shape4, dtype=np.uint64, voxel_size=voxel_size,
-                 chunks=(1, *_work_chunks(block)), shards=(1, *block),
+                 chunks=(1, *_work_chunks(block)), shards=(1, *block), codec="lz4",
                  attrs={"kind": kind, "fingerprint": fingerprint},
                  overwrite=not resume, resume=resume)
     return str(path)
@@ -263,6 +290,7 @@ def segment_volume(
     progress: bool = False,
     resume: bool = False,
     fingerprint: str | None = None,
+    on_cells: Callable[[int, SegStats], None] | None = None,
 ) -> dict[str, Any]:
     """Segment every (selected) time point blockwise into uint64 provisional labels.
 
@@ -291,14 +319,19 @@ def segment_volume(
     fingerprint : str, optional
         Recorded in the work stores; must describe the input, ``params``, ``block``
         and ``timepoints`` (the provisional ids depend on the block grid).
+    on_cells : callable, optional
+        ``on_cells(k, cells)`` with the cell statistics (:class:`SegStats`, ``ids`` =
+        final ids) of output time point ``k``, in order, as soon as its global step is
+        done (e.g. to write the cell table); nothing per time point is kept here.
 
     Returns
     -------
     dict
-        ``flood`` (path of the provisional-label store, axes t z y x), ``tables``:
-        per output time point ``(keys, final ids, cells SegStats)`` to relabel with,
-        ``seconds`` per phase, ``halo`` per phase, ``blocks``, ``face_pairs``, ``graph``
-        (segments and edges of the global step, summed over time points),
+        ``flood`` (path of the provisional-label store, axes t z y x), ``maps`` (folder
+        of the per-time-point id maps to relabel with: :func:`final_labels`),
+        ``n_cells`` (cells per output time point), ``seconds`` per phase, ``halo`` per
+        phase, ``blocks``, ``face_pairs``, ``graph`` (segments and edges of the global
+        step, summed over time points),
         ``writes``: blocks ``written`` / ``skipped`` of the ``seeds`` and ``flood`` phases.
 
     Raises
@@ -325,8 +358,9 @@ def segment_volume(
     seeds_path, reports["seeds"] = _seed_phase(run, work / "seeds.zarr")
     secs["seeds"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    seeds = Reader(seeds_path)
-    maps, n_pairs = _face_phase(run, seeds)
+    seeds, maps = Reader(seeds_path), work / "maps"
+    maps.mkdir(exist_ok=True)
+    n_pairs, n_unions = _face_phase(run, seeds, maps)
     secs["face_merge"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     stats_dir = work / "stats"
@@ -334,13 +368,14 @@ def segment_volume(
                                                 stats_dir)
     secs["flood"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    tables, graph, task_secs, secs["global_plan"] = _stats_phase(run, stats_dir)
+    n_cells, graph, task_secs, secs["global_plan"] = _stats_phase(run, stats_dir, maps,
+                                                                  on_cells)
     secs["stats_merge"] = time.perf_counter() - t0  # includes global_plan
     secs["stats_in_flood_tasks"] = task_secs  # summed over tasks (CPU seconds, not wall)
-    return {"flood": flood_path, "tables": tables, "seconds": secs,
+    return {"flood": flood_path, "maps": str(maps), "n_cells": n_cells, "seconds": secs,
             "halo": {"seeds": list(method.seed_halo), "flood": list(flood_halo(params))},
             "blocks": len(run.grid) * len(tps), "block": list(block), "graph": graph,
-            "face_pairs": n_pairs, "seed_unions": int(sum(m[0].size for m in maps)),
+            "face_pairs": n_pairs, "seed_unions": n_unions,
             "writes": {name: {"written": r.written, "skipped": r.skipped}
                        for name, r in reports.items()}}
 
@@ -398,46 +433,62 @@ def _seed_phase(run: _Run, path: Path) -> tuple[str, Any]:
     return seeds_path, run.write(blocks_of, seeds_path, "segment: seeds")
 
 
-def _face_phase(run: _Run, seeds: Reader) -> tuple[list, int]:
+def _face_phase(run: _Run, seeds: Reader, maps: Path) -> tuple[int, int]:
     """A2: the seed ids touching across block faces, resolved by union-find.
 
     Seed ids are unique per block and time point and faces join blocks of one time
-    point only: one union-find per time point, ``(keys, roots)`` each; the face tasks
-    run in a sliding window.
+    point only: one union-find per time point, its ``(keys, roots)`` saved as the
+    ``seeds`` map of ``maps`` as soon as the time point's face tasks (run in a sliding
+    window) are done.  Returns the numbers of face pairs and of seed unions.
     """
     face = dask.delayed(_face_task, pure=True)
     grid = run.grid
-    parts = compute_windowed((face(seeds, k, idx, run.shape3, run.block)
-                              for k in range(len(run.tps)) for idx in grid), client=run.client,
-                             name=lambda i: f"segment_faces-t{run.tps[i // len(grid)]:04d}")
-    maps = [union_map([p for part in parts[k * len(grid):(k + 1) * len(grid)] for p in part])
-            for k in range(len(run.tps))]
-    return maps, int(sum(len(p) for part in parts for p in part))
+    open_tps: dict[int, list] = {}  # time point -> [face tasks left, its pair tables]
+    counts = {"pairs": 0, "unions": 0}
+
+    def done(k: int, pairs: list) -> None:
+        entry = open_tps.setdefault(k, [len(grid), []])
+        entry[0] -= 1
+        entry[1].extend(pairs)
+        counts["pairs"] += sum(len(p) for p in pairs)
+        if entry[0] == 0:
+            keys, roots = union_map(open_tps.pop(k)[1])
+            _save_map(_map_file(maps, "seeds", k), keys, roots)
+            counts["unions"] += int(keys.size)
+
+    run_windowed(([(k, face(seeds, k, idx, run.shape3, run.block))] for k in range(len(run.tps))
+                  for idx in grid), done, client=run.client, retries=0, strict=True,
+                 name=lambda k: f"segment_faces-t{run.tps[k]:04d}")
+    return counts["pairs"], counts["unions"]
 
 
-def _flood_phase(run: _Run, seeds: Reader, maps: list, path: Path,
+def _flood_phase(run: _Run, seeds: Reader, maps: Path, path: Path,
                  stats_dir: Path) -> tuple[str, Any]:
     """B + C: the bounded flood per block, its statistics saved beside it; the tasks of
-    time point ``k`` carry only its seed map ``maps[k]``."""
+    time point ``k`` read only its seed map."""
     flood_path = run.store(path, kind="flood")
     task = dask.delayed(_flood_task, pure=True)
     stats_dir.mkdir(exist_ok=True)
 
     def blocks_of(k: int) -> dict:
-        keys_d, roots_d = dask.delayed(maps[k][0]), dask.delayed(maps[k][1])
+        seed_map = str(_map_file(maps, "seeds", k))
         return {idx: task(run.prob, seeds, run.tps[k], k, idx, run.shape3, run.block,
-                          run.params, keys_d, roots_d, str(stats_dir)) for idx in run.grid}
+                          run.params, seed_map, str(stats_dir)) for idx in run.grid}
 
     return flood_path, run.write(blocks_of, flood_path, "segment: flood")
 
 
-def _stats_phase(run: _Run, stats_dir: Path) -> tuple[list, dict, float, float]:
+def _stats_phase(run: _Run, stats_dir: Path, maps: Path,
+                 on_cells: Callable[[int, SegStats], None] | None
+                 ) -> tuple[list[int], dict, float, float]:
     """C: combine the block statistics; the method's global plan of each time point.
 
-    Returns the tables, the graph size, the statistics seconds summed over the flood
-    tasks and the seconds of the global plans.
+    Each time point's plan is saved as the ``cells`` map of ``maps`` and its cell
+    statistics handed to ``on_cells`` before the next time point is loaded.  Returns
+    the cells per time point, the graph size, the statistics seconds summed over the
+    flood tasks and the seconds of the global plans.
     """
-    tables, graph = [], {"nodes": 0, "edges": 0}
+    n_cells, graph = [], {"nodes": 0, "edges": 0}
     task_secs = plan_secs = 0.0
     for k in range(len(run.tps)):
         stats, edges, used = _load_stats(stats_dir, k, run.grid)
@@ -445,25 +496,29 @@ def _stats_phase(run: _Run, stats_dir: Path) -> tuple[list, dict, float, float]:
         graph["nodes"] += int(stats.ids.size)
         graph["edges"] += len(split_table(edges)[1])
         t0 = time.perf_counter()
-        tables.append(run.method.plan(stats, edges))
+        keys, final, cells = run.method.plan(stats, edges)
         plan_secs += time.perf_counter() - t0
-    return tables, graph, task_secs, plan_secs
+        _save_map(_map_file(maps, "cells", k), keys, final)
+        n_cells.append(int(cells.ids.size))
+        if on_cells is not None:
+            on_cells(k, cells)
+    return n_cells, graph, task_secs, plan_secs
 
 
-def final_labels(flood_path: str, tables: list, *, dtype=np.uint32) -> Series:
-    """Lazy final labels ``(t, z, y, x)``: the provisional labels mapped through ``tables``.
+def final_labels(flood_path: str, maps: str | os.PathLike, *, dtype=np.uint32) -> Series:
+    """Lazy final labels ``(t, z, y, x)``: the provisional labels mapped through the
+    ``cells`` id maps in ``maps`` (see :func:`segment_volume`).
 
-    A :class:`~chunkseg.engine.blocks.Series`: the tasks of time point ``k`` carry only
-    ``tables[k]``.
+    A :class:`~chunkseg.engine.blocks.Series`: the tasks of time point ``k`` read only
+    its own map.
     """
     store = _open(flood_path)
     arr = da.from_zarr(store, chunks=store.shards or store.chunks)  # one task per block
 
     def slab(a: int, b: int) -> da.Array:
-        parts = []
-        for k in range(a, b):
-            keys, final, _ = tables[k]
-            parts.append(arr[k : k + 1].map_blocks(relabel, keys, final, dtype=arr.dtype))
+        meta = np.empty((0,) * arr.ndim, arr.dtype)  # the map is read by the tasks only
+        parts = [arr[k : k + 1].map_blocks(_relabel_with, str(_map_file(maps, "cells", k)),
+                                           meta=meta) for k in range(a, b)]
         return da.concatenate(parts).astype(dtype)
 
     return Series(tuple(arr.shape), np.dtype(dtype), slab)

@@ -5,7 +5,8 @@ block of 64 x 256 x 256 with a 13 x 55 x 55 halo, on chunks of 32 x 256 x 256, d
 36 chunks (75 M voxels) for 4 M voxels it owns.  Neighbouring blocks read the same
 chunks, so a bounded least-recently-used cache of decoded chunks, shared by the
 threads of one process, decodes most of them once.  Entries are keyed by a token of
-the caller (one per run), so a store rewritten between runs is never served stale.
+the caller (one per run and time point), so a store rewritten between runs is never
+served stale, and a long series keeps the chunks of the last few time points only.
 """
 
 from __future__ import annotations
@@ -17,38 +18,62 @@ from collections.abc import Callable, Hashable, Sequence
 
 import numpy as np
 
-__all__ = ["CACHE_BYTES", "ChunkCache", "read_cached"]
+__all__ = ["CACHE_BYTES", "CACHE_TOKENS", "ChunkCache", "read_cached"]
 
 #: budget of the per-process cache (decoded bytes)
 CACHE_BYTES = 384 * 2**20
+#: tokens (e.g. time points of a series) whose chunks the per-process cache keeps at once
+CACHE_TOKENS = 32
 
 
 class ChunkCache:
-    """Thread-safe least-recently-used store of arrays within a byte budget."""
+    """Thread-safe least-recently-used store of arrays within a byte and a token budget.
 
-    def __init__(self, budget: int = CACHE_BYTES) -> None:
+    Entries are grouped by token (a caller reading a series passes one per time point):
+    the chunks of at most ``tokens`` tokens are kept, those of the least recently used
+    token are dropped first, so a long series of small time points holds a few time
+    points' chunks, not one per time point read so far.
+    """
+
+    def __init__(self, budget: int = CACHE_BYTES, tokens: int = CACHE_TOKENS) -> None:
         self.budget = int(budget)
-        self._items: OrderedDict[Hashable, np.ndarray] = OrderedDict()
+        self.tokens = max(1, int(tokens))
+        self._items: OrderedDict[Hashable, OrderedDict[Hashable, np.ndarray]] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
         self.hits = self.misses = 0
 
-    def get(self, key: Hashable, load: Callable[[], np.ndarray]) -> np.ndarray:
-        """The cached array of ``key``, or ``load()`` stored under it."""
+    def get(self, token: Hashable, key: Hashable, load: Callable[[], np.ndarray]) -> np.ndarray:
+        """The cached array of ``key`` under ``token``, or ``load()`` stored there."""
         with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
+            group = self._items.get(token)
+            if group is not None and key in group:
+                self._items.move_to_end(token)
+                group.move_to_end(key)
                 self.hits += 1
-                return self._items[key]
+                return group[key]
         value = load()  # outside the lock: two threads may load one chunk, both correct
         with self._lock:
             self.misses += 1
-            if key not in self._items and value.nbytes <= self.budget:
-                self._items[key] = value
-                self._bytes += value.nbytes
-                while self._bytes > self.budget:
-                    self._bytes -= self._items.popitem(last=False)[1].nbytes
+            if value.nbytes <= self.budget:
+                self._store(token, key, value)
         return value
+
+    def _store(self, token: Hashable, key: Hashable, value: np.ndarray) -> None:
+        """Add one entry (lock held); drop old tokens and old entries beyond the budgets."""
+        group = self._items.setdefault(token, OrderedDict())
+        self._items.move_to_end(token)
+        if key in group:
+            return
+        group[key] = value
+        self._bytes += value.nbytes
+        while len(self._items) > self.tokens:
+            self._bytes -= sum(v.nbytes for v in self._items.popitem(last=False)[1].values())
+        while self._bytes > self.budget:
+            oldest = next(iter(self._items.values()))
+            self._bytes -= oldest.popitem(last=False)[1].nbytes
+            if not oldest:
+                self._items.popitem(last=False)
 
 
 _CACHE = ChunkCache()
@@ -64,7 +89,8 @@ def read_cached(arr, key: Sequence[int | slice], token: Hashable, *,
     key : sequence of int or slice
         One entry per axis; integers drop their axis, slices need step 1.
     token : hashable
-        Names the array and its content (a new token for a rewritten store).
+        Names the array and its content (a new token for a rewritten store); reading
+        a series, one per time point (see :class:`ChunkCache`).
     cache : ChunkCache, optional
         Default: the process's cache.
     """
@@ -75,7 +101,7 @@ def read_cached(arr, key: Sequence[int | slice], token: Hashable, *,
     ranges = [range(s.start // c, -(-s.stop // c)) for s, c in zip(region, arr.chunks)]
     for idx in itertools.product(*ranges):
         box = [slice(i * c, min((i + 1) * c, n)) for i, c, n in zip(idx, arr.chunks, arr.shape)]
-        chunk = cache.get((token, idx), lambda box=box: np.asarray(arr[tuple(box)]))
+        chunk = cache.get(token, idx, lambda box=box: np.asarray(arr[tuple(box)]))
         inter = [slice(max(s.start, b.start), min(s.stop, b.stop)) for s, b in zip(region, box)]
         out[tuple(slice(i.start - s.start, i.stop - s.start) for i, s in zip(inter, region))] = \
             chunk[tuple(slice(i.start - b.start, i.stop - b.start) for i, b in zip(inter, box))]

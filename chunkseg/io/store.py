@@ -12,6 +12,9 @@ chunks ``(1, 32, 256, 256)`` are 4 MiB uncompressed, small enough that a random
 compression (Blosc-zstd, bit-shuffle) works well.  Shards ``(1, 64, 512, 512)`` group
 8 chunks into one 32 MiB object, so a 1024 x 1024 time point is 16 files instead of
 128 and every dask task writes whole shards (the unit of safe parallel writes).
+A store written and read once by chunkseg itself (a work store) may use
+``codec="lz4"`` (:data:`CODECS`): several times faster to encode and decode, with a
+lower compression ratio.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from chunkseg.errors import (
 )
 
 __all__ = [
+    "CODECS",
     "DEFAULT_CHUNKS",
     "DEFAULT_SHARDS",
     "VERIFY_BLOCKS",
@@ -62,6 +66,12 @@ __all__ = [
 
 DEFAULT_CHUNKS: tuple[int, int, int, int] = CHUNKS
 DEFAULT_SHARDS: tuple[int, int, int, int] = SHARDS
+#: Blosc settings of :func:`create_image`'s codecs: ``zstd`` (the default, compact) and
+#: ``lz4`` (for work stores: on a block of labels about 6x faster to encode, 2x to decode)
+CODECS: dict[str, dict[str, Any]] = {
+    "zstd": {"cname": "zstd", "clevel": 3, "shuffle": "bitshuffle"},
+    "lz4": {"cname": "lz4", "clevel": 5, "shuffle": "noshuffle"},
+}
 AXES = ("t", "z", "y", "x")
 ARRAY_NAME = "0"
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -204,6 +214,7 @@ def create_image(
     resume: bool = False,
     fill_value: Any = 0,
     pyramid: bool = False,
+    codec: str = "zstd",
 ):
     """Create (or, with ``resume``, reopen) an OME-Zarr image group and its array.
 
@@ -229,6 +240,8 @@ def create_image(
     pyramid : bool
         Record that the store gets a multiscale pyramid when it is finished
         (:func:`chunkseg.engine.pyramid.finish_image` builds it).
+    codec : {"zstd", "lz4"}
+        Compression (:data:`CODECS`).
 
     Returns
     -------
@@ -250,6 +263,8 @@ def create_image(
     if len(shape) != 4:
         raise ShapeError(f"{path}: expected a 4D (t, z, y, x) shape; got {shape!r}")
     voxel_size = _positive("voxel_size", [float(v) for v in voxel_size], 3)
+    if codec not in CODECS:
+        raise ParameterError(f"{path}: codec must be one of {tuple(CODECS)}; got {codec!r}")
     attrs = {**(attrs or {}), "pyramid": bool(pyramid)}
     if path.exists():
         if resume and is_zarr(path):
@@ -280,7 +295,7 @@ def create_image(
             dtype=dtype,
             chunks=out_chunks,
             shards=out_shards,
-            compressors=BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle"),
+            compressors=BloscCodec(**CODECS[codec]),
             dimension_names=list(AXES),
             fill_value=fill_value,
         )

@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 from scipy import ndimage
 
@@ -141,13 +142,41 @@ def fragment_seeds(prob: np.ndarray, params: FragmentParams) -> np.ndarray:
     if params.sigma > 0:
         dist = ndimage.gaussian_filter(dist, params.sigmas(), mode="nearest",
                                        truncate=_TRUNCATE)
-    peak = ndimage.maximum_filter(dist, size=3, mode="nearest")
-    return (dist >= peak) & ~background & ~_touches(background)
+    return _maxima_inside(dist, background)
 
 
-def _touches(background: np.ndarray) -> np.ndarray:
-    """Voxels with a boundary face neighbour (no seed lies on the rim of a cell)."""
-    return ndimage.binary_dilation(background, border_value=0)
+@numba.njit(cache=True, nogil=True)
+def _maxima_inside(dist, background):
+    """Voxels whose ``dist`` is at least that of every voxel of their 3 x 3 x 3
+    neighbourhood (clipped to the array), that are not boundary and have no boundary
+    face neighbour (no seed lies on the rim of a cell)."""
+    nz, ny, nx = dist.shape
+    out = np.zeros(dist.shape, np.bool_)
+    for z in range(nz):
+        for y in range(ny):
+            for x in range(nx):
+                if (background[z, y, x] or (z > 0 and background[z - 1, y, x])
+                        or (z + 1 < nz and background[z + 1, y, x])
+                        or (y > 0 and background[z, y - 1, x])
+                        or (y + 1 < ny and background[z, y + 1, x])
+                        or (x > 0 and background[z, y, x - 1])
+                        or (x + 1 < nx and background[z, y, x + 1])):
+                    continue
+                out[z, y, x] = _is_peak(dist, z, y, x)
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _is_peak(dist, z, y, x):
+    """Whether no voxel of the clipped 3 x 3 x 3 neighbourhood exceeds ``dist[z, y, x]``."""
+    nz, ny, nx = dist.shape
+    v = dist[z, y, x]
+    for c in range(max(z - 1, 0), min(z + 2, nz)):
+        for b in range(max(y - 1, 0), min(y + 2, ny)):
+            for a in range(max(x - 1, 0), min(x + 2, nx)):
+                if dist[c, b, a] > v:
+                    return False
+    return True
 
 
 def fragments(prob: np.ndarray, params: FragmentParams) -> np.ndarray:

@@ -45,6 +45,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+import numba
 import numpy as np
 from scipy.sparse import coo_array
 from scipy.sparse.csgraph import connected_components
@@ -52,7 +53,7 @@ from scipy.sparse.csgraph import connected_components
 from chunkseg.errors import ParameterError, ShapeError
 from chunkseg.ops.fragments import FragmentParams
 from chunkseg.ops.segstats import (
-    SegStats, combine_stats, dense_labels, merge_plan, owned_faces, sum_pair_counts,
+    SegStats, combine_stats, dense_labels, merge_plan, sum_pair_counts,
 )
 
 __all__ = ["CRITERIA", "EDGE_BINS", "LINKAGES", "Q", "Criterion", "Linkage", "AggloParams",
@@ -96,19 +97,15 @@ def block_edges(labels: np.ndarray, prob: np.ndarray, owned: Sequence[int], *,
     if labels.shape != prob.shape:
         raise ShapeError(f"labels {labels.shape} and probability {prob.shape} differ in shape")
     ids, _, dense = dense_labels(labels)
-    q = np.rint(prob.astype(np.float64) * Q).astype(np.int64)
     n = ids.size + 1
-    nodes = _node_rows(ids, dense, q, owned, bins)
-    keys, values = [], []
-    for src, nxt in owned_faces(labels.shape, owned):
-        a, b = dense[src].ravel(), dense[nxt].ravel()
-        keep = (a != b) & (a != 0) & (b != 0)
-        a, b = a[keep].astype(np.int64), b[keep].astype(np.int64)
-        keys.append(np.minimum(a, b) * n + np.maximum(a, b))
-        values.append(q[src].ravel()[keep] + q[nxt].ravel()[keep])
-    if not keys or not sum(k.size for k in keys):
+    own = tuple(min(int(o), s) for o, s in zip(owned, labels.shape))
+    count, psum, key, val = _pair_sums(dense, np.asarray(prob, np.float32), *own, n)
+    nodes = np.zeros((ids.size, 4 + bins), np.uint64)
+    nodes[:, 0] = nodes[:, 1] = ids
+    nodes[:, 2], nodes[:, 3] = count, psum
+    nodes = nodes[count > 0]  # histogram left 0: only the mean of a node row is used
+    if key.size == 0:
         return nodes
-    key, val = np.concatenate(keys), np.concatenate(values)
     u, inv = np.unique(key, return_inverse=True)
     k = u.size
     b = np.minimum(val * bins // (2 * Q), bins - 1)
@@ -120,21 +117,54 @@ def block_edges(labels: np.ndarray, prob: np.ndarray, owned: Sequence[int], *,
     return sum_pair_counts([table, nodes])
 
 
-def _node_rows(ids: np.ndarray, dense: np.ndarray, q: np.ndarray, owned: Sequence[int],
-               bins: int) -> np.ndarray:
-    """Node rows ``(a, a, voxels, 2 * sum q, 0...)`` of the owned voxels of each fragment.
+@numba.njit(cache=True, nogil=True)
+def _pair_sums(dense, prob, oz, oy, ox, n):
+    """Over the owned box ``[:oz, :oy, :ox]`` of a dense label image: per label ``1..n-1``
+    the voxels and ``2 * sum q``; and per owned face pair ``(u, v)`` (``v`` the next voxel
+    along an axis, inside the array) of two different non-zero labels ``a``, ``b``: the
+    key ``min * n + max`` and ``q(u) + q(v)``, with ``q = rint(p * Q)``."""
+    count = np.zeros(n, np.int64)
+    psum = np.zeros(n, np.int64)
+    for z in range(oz):
+        for y in range(oy):
+            for x in range(ox):
+                count[dense[z, y, x]] += 1
+                psum[dense[z, y, x]] += 2 * _q(prob[z, y, x])
+    m = _face_pairs(dense, prob, oz, oy, ox, n, np.empty(0, np.int64), np.empty(0, np.int64))
+    key = np.empty(m, np.int64)
+    val = np.empty(m, np.int64)
+    _face_pairs(dense, prob, oz, oy, ox, n, key, val)
+    return count[1:], psum[1:], key, val
 
-    Their histogram stays 0: only the mean of a node row is used.
-    """
-    own = tuple(slice(0, int(o)) for o in owned)
-    d = dense[own].ravel()
-    k = ids.size
-    count = np.bincount(d, minlength=k + 1)[1:]
-    psum = 2 * np.bincount(d, weights=q[own].ravel(), minlength=k + 1)[1:]
-    rows = np.zeros((k, 4 + bins), np.uint64)
-    rows[:, 0] = rows[:, 1] = ids
-    rows[:, 2], rows[:, 3] = count, psum
-    return rows[count > 0]
+
+@numba.njit(cache=True, nogil=True)
+def _face_pairs(dense, prob, oz, oy, ox, n, key, val):
+    """The face pairs of :func:`_pair_sums`, written to ``key`` and ``val`` unless they
+    are empty; returns how many there are."""
+    nz, ny, nx = dense.shape
+    fill = key.size > 0
+    m = 0
+    for z in range(oz):
+        for y in range(oy):
+            for x in range(ox):
+                d = dense[z, y, x]
+                if d == 0:
+                    continue
+                for dz, dy, dx in ((1, 0, 0), (0, 1, 0), (0, 0, 1)):
+                    if z + dz < nz and y + dy < ny and x + dx < nx:
+                        e = dense[z + dz, y + dy, x + dx]
+                        if e != d and e != 0:
+                            if fill:
+                                key[m] = min(d, e) * n + max(d, e)
+                                val[m] = _q(prob[z, y, x]) + _q(prob[z + dz, y + dy, x + dx])
+                            m += 1
+    return m
+
+
+@numba.njit(cache=True, nogil=True)
+def _q(p):
+    """The fixed-point probability ``rint(p * Q)`` (int64)."""
+    return np.int64(np.rint(np.float64(p) * Q))
 
 
 def split_table(table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -16,8 +16,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numba
 import numpy as np
-from scipy import ndimage
 from scipy.sparse import coo_array
 from scipy.sparse.csgraph import connected_components
 
@@ -91,21 +91,36 @@ def block_stats(labels: np.ndarray, *, offset: Sequence[int] = (0, 0, 0),
     n = ids.size
     if n == 0:
         return SegStats.empty()
-    flat = dense.ravel()
-    count = np.bincount(flat, minlength=n + 1)[1:].astype(np.int64)
+    count, sums, lo, hi = _label_sums(dense, n)
     off = np.asarray(offset, np.int64)
-    sums = np.empty((n, 3))
-    for a in range(3):
-        # per-plane histograms: sum of coordinates without a full-size coordinate array
-        planes = np.moveaxis(dense, a, 0).reshape(dense.shape[a], -1)
-        per = np.stack([np.bincount(row, minlength=n + 1)[1:] for row in planes])
-        sums[:, a] = (np.arange(dense.shape[a], dtype=np.float64) + off[a]) @ per
-    boxes = ndimage.find_objects(dense, max_label=n)
-    lo = np.array([[sl.start for sl in b] for b in boxes], np.int64) + off
-    hi = np.array([[sl.stop - 1 for sl in b] for b in boxes], np.int64) + off
+    # integer sums of coordinates: exact, and below 2**53 exact as float64 too
+    sums = (sums + count[:, None] * off).astype(np.float64)
     fc = np.stack(np.unravel_index(first_pos, labels.shape), 1).astype(np.int64) + off
     first = (fc[:, 0] * shape[1] + fc[:, 1]) * shape[2] + fc[:, 2]
-    return SegStats(ids, count, sums, lo, hi, first.astype(np.int64))
+    return SegStats(ids, count, sums, lo + off, hi + off, first.astype(np.int64))
+
+
+@numba.njit(cache=True, nogil=True)
+def _label_sums(dense, n):
+    """Per label ``1..n`` of a dense 3D label image: voxels, sums of the z, y, x
+    indices, and the inclusive bounding box (lowest and highest index per axis)."""
+    count = np.zeros(n + 1, np.int64)
+    sums = np.zeros((n + 1, 3), np.int64)
+    lo = np.full((n + 1, 3), np.iinfo(np.int64).max, np.int64)
+    hi = np.full((n + 1, 3), -1, np.int64)
+    nz, ny, nx = dense.shape
+    for z in range(nz):
+        for y in range(ny):
+            for x in range(nx):
+                d = dense[z, y, x]
+                count[d] += 1
+                sums[d, 0] += z
+                sums[d, 1] += y
+                sums[d, 2] += x
+                lo[d, 0], hi[d, 0] = min(lo[d, 0], z), max(hi[d, 0], z)
+                lo[d, 1], hi[d, 1] = min(lo[d, 1], y), max(hi[d, 1], y)
+                lo[d, 2], hi[d, 2] = min(lo[d, 2], x), max(hi[d, 2], x)
+    return count[1:], sums[1:], lo[1:], hi[1:]
 
 
 def combine_stats(parts: Sequence[SegStats]) -> SegStats:

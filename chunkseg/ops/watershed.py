@@ -74,8 +74,12 @@ __all__ = [
 DEFAULT_MEMBRANE_REACH = 0.5
 #: neighbour order of the flood (axis, step); ties go to the first
 _NEIGHBOURS = ((0, -1), (0, 1), (1, -1), (1, 1), (2, -1), (2, 1))
-#: the flood's marks of a voxel: free, in the front, parked
-_FREE, _FRONT, _PARKED = 0, 1, 2
+#: the flood's marks of a voxel: free, in the front, parked, waiting for a higher level
+_FREE, _FRONT, _PARKED, _WAITING = 0, 1, 2, 3
+#: the sign bit of a float32: set in the flood's key of an unlabelled voxel
+_SIGN = np.uint32(0x80000000)
+#: the bits of float32 inf
+_INF_BITS = np.uint32(0x7F800000)
 
 
 @dataclass(frozen=True)
@@ -205,17 +209,64 @@ def capped_sq_distance(background: np.ndarray, *, radius: float,
     The box has half-widths ``floor(radius / s_a)`` voxels; ``inf`` where it holds no
     background.  Out-of-array voxels are not background.  Bit-identical for any
     sub-block that contains the box of a voxel (see the module notes): one grey
-    erosion per axis, ``min over |o| <= w of d[x + o] + (s o)^2``, in float64.
+    erosion per axis (x, then y, then z), ``min over |o| <= w of d[x + o] + (s o)^2``,
+    in float64.
     """
-    d = np.where(background, 0.0, np.inf)
+    d = None
     for axis, w in reversed(list(enumerate(_windows(radius, voxel_size)))):
         if w == 0:
             continue
         o = np.arange(-w, w + 1, dtype=np.float64)
-        cost = (float(voxel_size[axis]) ** 2 * o * o).reshape(
-            [-1 if a == axis else 1 for a in range(3)])
-        d = ndimage.grey_erosion(d, structure=-cost, mode="constant", cval=np.inf)
-    return d
+        cost = float(voxel_size[axis]) ** 2 * o * o
+        shape = (int(np.prod(background.shape[:axis])), background.shape[axis], -1)
+        d = (_erode_first(background.reshape(shape), cost) if d is None else
+             _erode_middle(d.reshape(shape), cost)).reshape(background.shape)
+    return np.where(background, 0.0, np.inf) if d is None else d
+
+
+@numba.njit(cache=True, nogil=True)
+def _erode_first(background, cost):
+    """:func:`_erode_middle` of ``where(background, 0, inf)``: the cost of the nearest
+    background voxel along the middle axis (``cost`` is symmetric and grows with
+    ``|o|``, so that is the minimum), found by one scan each way."""
+    a, n, b = background.shape
+    w = (cost.size - 1) // 2
+    out = np.empty(background.shape)
+    for i in range(a):
+        for k in range(b):
+            last = -n - w - 1
+            for j in range(n):
+                if background[i, j, k]:
+                    last = j
+                out[i, j, k] = cost[w + j - last] if j - last <= w else np.inf
+            last = 2 * n + w + 1
+            for j in range(n - 1, -1, -1):
+                if background[i, j, k]:
+                    last = j
+                if last - j <= w:
+                    out[i, j, k] = min(out[i, j, k], cost[w + last - j])
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _erode_middle(d, cost):
+    """Grey erosion along the middle axis of a C-contiguous 3D array:
+    ``out[i, j, k] = min over |o| <= w of d[i, j + o, k] + cost[o + w]`` (outside: inf).
+
+    One offset at a time over a whole slab ``i``, so the inner loop runs along memory.
+    """
+    a, n, b = d.shape
+    w = (cost.size - 1) // 2
+    src = d.reshape(a, n * b)
+    out = np.full((a, n * b), np.inf)
+    for i in range(a):
+        for o in range(-w, w + 1):
+            c = cost[o + w]
+            for t in range(max(0, -o) * b, min(n, n - o) * b):
+                v = src[i, t + o * b] + c
+                m = out[i, t]
+                out[i, t] = v if v < m else m
+    return out.reshape(d.shape)
 
 
 def seed_mask(prob: np.ndarray, params: SegmentParams) -> np.ndarray:
@@ -295,21 +346,16 @@ def flood(markers: np.ndarray, prob: np.ndarray, params: SegmentParams, *,
     """
     if markers.shape != prob.shape or markers.ndim != 3:
         raise ShapeError(f"markers {markers.shape} and probability {prob.shape} must be equal 3D")
-    inner = (slice(1, -1),) * 3
-    lab = np.zeros(tuple(s + 2 for s in markers.shape), markers.dtype)
-    lab[inner] = markers
-    pp = np.full(lab.shape, np.inf, np.float32)  # the pad is never taken: p < level fails
-    pp[inner] = prob
     sched = flood_schedule(params)
-    state = _FloodState(lab, pp, _light_cone(markers.shape, exact, sched))
+    levels = sorted({level for level, _ in sched})
+    state = _FloodState(markers, prob, levels, _light_cone(markers.shape, exact, sched))
     i = 0
-    while i < len(sched):
-        level = sched[i][0]
-        state.start_level(level, i)
+    for k, level in enumerate(levels):
+        state.start_level(k)
         while i < len(sched) and sched[i][0] == level:
             state.step(sched[i][1], i)
             i += 1
-    return lab[inner]
+    return state.lab[(slice(1, -1),) * 3]
 
 
 def _light_cone(shape: Sequence[int], exact: Sequence[slice] | None,
@@ -335,99 +381,195 @@ def _light_cone(shape: Sequence[int], exact: Sequence[slice] | None,
 
 
 class _FloodState:
-    """The flat arrays of :func:`flood` and its front of candidate voxels.
+    """The flat padded arrays of :func:`flood` and its lists of voxels.
 
-    ``flab`` and ``fp`` are flat views of the padded labels (changed in place) and
-    probability; ``fpm`` is the probability of the labelled voxels (inf elsewhere), so that one
-    gather per neighbour finds the labelled neighbour of lowest ``p``.  A front voxel
-    that finds no labelled neighbour along the active axes is *parked*: it cannot
-    succeed before a neighbour of it is labelled (which makes it a candidate again)
-    or the active axes change (which returns every parked voxel to the front).
+    ``key`` holds, per voxel, the bits of its probability as uint32 (for values >= 0
+    their order as integers is their order as floats) with the sign bit :data:`_SIGN`
+    set while the voxel is unlabelled; the pad is an unlabelled ``inf``.  So one
+    gather per neighbour finds the labelled neighbour of lowest ``p`` (the smallest
+    key below ``_SIGN``).  ``rank`` is the index of the first level above a free
+    voxel's ``p``, or ``never`` (the number of levels: labelled voxels, the pad and
+    voxels above every level): a voxel is free and below level ``k`` exactly when
+    ``rank <= k``.  So no level needs a pass over the whole array.
+
+    Lists: the *front* (free voxels below the level with a labelled face neighbour),
+    the *parked* front voxels (no labelled neighbour along the active axes: they cannot
+    succeed before a neighbour of theirs is labelled, which makes them candidates again,
+    or the active axes change, which returns them to the front) and the *waiting* voxels
+    (free, at or above the level, with a labelled neighbour: the front of a later level
+    takes them in).
     """
 
-    def __init__(self, lab: np.ndarray, pp: np.ndarray, life: np.ndarray) -> None:
-        self.flab, self.fp, self.life = lab.ravel(), pp.ravel(), life.ravel()
-        self.fpm = np.where(self.flab != 0, self.fp, np.float32(np.inf))
-        self.steps = np.array([step * (lab.strides[axis] // lab.itemsize)
+    def __init__(self, markers: np.ndarray, prob: np.ndarray, levels: Sequence[float],
+                 life: np.ndarray) -> None:
+        self.lab = np.zeros(tuple(s + 2 for s in markers.shape), markers.dtype)
+        key = np.empty(self.lab.shape, np.uint32)
+        self.never = np.min_scalar_type(len(levels)).type(len(levels))
+        rank = np.empty(self.lab.shape, self.never.dtype)
+        labelled = np.empty(np.count_nonzero(markers), np.int64)
+        _fill_state(markers, np.asarray(prob, np.float32).view(np.uint32),
+                    np.array(levels, np.float32).view(np.uint32), self.lab, key, rank, labelled)
+        self.flab, self.key, self.rank = self.lab.ravel(), key.ravel(), rank.ravel()
+        self.life = life.ravel()
+        self.steps = np.array([step * (self.lab.strides[axis] // self.lab.itemsize)
                                for axis, step in _NEIGHBOURS], np.int64)
         self.where = np.zeros(self.flab.size, np.uint8)
-        self.fok = np.zeros(self.flab.size, bool)
-        self.front = self.parked = self.active = None
+        self.labelled = labelled
+        self.front = self.active = None
+        self.parked, self.waiting, self.ranks = [], [], []
+        self.level = 0
 
-    def start_level(self, level: float, i: int) -> None:
-        """Free voxels below ``level`` with a labelled face neighbour form the front."""
-        self.front = _level_front(self.flab, self.fp, np.float32(level), self.life, i,
-                                  self.steps, self.fok, self.where)
-        self.parked = np.zeros(0, np.int64)
+    def start_level(self, level: int) -> None:
+        """The front of level ``level`` (an index): the last level's front and parked
+        voxels, and the waiting voxels now below the level (their ranks are kept beside
+        them, so this reads no voxel array).
+
+        Sorted, so that the steps of the level visit memory roughly in order.
+        """
+        if self.front is None:
+            self.front, waiting, ranks = _touch(self.labelled, self.steps, self.rank, level,
+                                                self.never, self.where)
+            self.labelled, self.waiting, self.ranks = None, [waiting], [ranks]
+        else:
+            front = _unpark(self.front, np.concatenate(self.parked), self.where)
+            front, waiting, ranks = _promote(front, np.concatenate(self.waiting),
+                                             np.concatenate(self.ranks), self.where, level)
+            self.front, self.waiting, self.ranks = np.sort(front), [waiting], [ranks]
+        self.parked = [np.zeros(0, np.int64)]
+        self.level = level
 
     def step(self, active: tuple[bool, bool, bool], i: int) -> None:
         """One synchronous iteration over the active axes."""
         if active != self.active:
-            back = self.parked[self.where[self.parked] == _PARKED]
-            self.where[back] = _FRONT
-            self.front, self.parked, self.active = np.concatenate([self.front, back]), \
-                self.parked[:0], active
+            self.front = _unpark(self.front, np.concatenate(self.parked), self.where)
+            self.parked, self.active = [np.zeros(0, np.int64)], active
         steps = self.steps[[k for k, (axis, _) in enumerate(_NEIGHBOURS) if active[axis]]]
         if steps.size == 0:
             self.front = self.front[self.life[self.front] >= i]
             return
-        self.front, failed = _flood_step(self.front, i, steps, self.steps, self.flab, self.fp,
-                                         self.fpm, self.fok, self.where, self.life)
-        self.parked = np.concatenate([self.parked, failed])
+        self.front, failed, wait, ranks = _flood_step(
+            self.front, i, steps, self.steps, self.flab, self.key, self.rank, self.level,
+            self.never, self.where, self.life)
+        self.parked.append(failed)
+        self.waiting.append(wait)
+        self.ranks.append(ranks)
 
 
 @numba.njit(cache=True, nogil=True)
-def _level_front(flab, fp, level, life, i, all_steps, fok, where):
-    """Compiled body of :meth:`_FloodState.start_level`: set ``fok`` (free and below
-    ``level``) and ``where`` (FRONT on the front, FREE elsewhere) for every voxel of the
-    padded array; return the front: the ``fok`` voxels with a labelled face neighbour
-    whose life reaches iteration ``i``.  The pad (probability inf) is never ``fok``, so
-    the neighbours looked at lie inside the array.
-    """
+def _fill_state(markers, prob_bits, level_bits, lab, key, rank, labelled):
+    """Fill the padded labels (pad 0), keys (pad: unlabelled ``inf``) and ranks of
+    :class:`_FloodState` from the markers, the bits of the float32 probability and of
+    the rising levels, and ``labelled`` with the flat indices of the labelled voxels."""
+    nz, ny, nx = markers.shape
+    never = level_bits.size
+    for side in (0, -1):  # the pad
+        key[side], key[:, side], key[:, :, side] = _INF_BITS | _SIGN, _INF_BITS | _SIGN, \
+            _INF_BITS | _SIGN
+        rank[side], rank[:, side], rank[:, :, side] = never, never, never
+    sy, sz = nx + 2, (nx + 2) * (ny + 2)
     n = 0
-    for v in range(flab.size):
-        fok[v] = flab[v] == 0 and fp[v] < level
-        where[v] = _FREE
-        if fok[v] and life[v] >= i:
-            for s in all_steps:
-                if flab[v + s] != 0:
-                    where[v] = _FRONT
+    for z in range(nz):
+        for y in range(ny):
+            for x in range(nx):
+                m = markers[z, y, x]
+                lab[z + 1, y + 1, x + 1] = m
+                bits = prob_bits[z, y, x] & ~_SIGN  # -0.0 reads as 0.0
+                r = 0
+                for b in level_bits:  # the levels rise: r counts those <= p
+                    r += bits >= b
+                if m == 0:
+                    key[z + 1, y + 1, x + 1] = bits | _SIGN
+                    rank[z + 1, y + 1, x + 1] = r
+                else:
+                    key[z + 1, y + 1, x + 1] = bits
+                    rank[z + 1, y + 1, x + 1] = never
+                    labelled[n] = (z + 1) * sz + (y + 1) * sy + x + 1
                     n += 1
-                    break
-    front = np.empty(n, np.int64)
-    n = 0
-    for v in range(flab.size):
-        if where[v] == _FRONT:
-            front[n] = v
-            n += 1
-    return front
 
 
 @numba.njit(cache=True, nogil=True)
-def _flood_step(front, i, steps, all_steps, flab, fp, fpm, fok, where, life):
+def _touch(new, all_steps, rank, level, never, where):
+    """The face neighbours of newly labelled voxels ``new`` that join the front (free
+    voxels below the level) or wait (free voxels at or above it, not the pad), each
+    once: ``(front, waiting, ranks of the waiting)``."""
+    cand = np.empty(new.size * all_steps.size, np.int64)
+    wait = np.empty(new.size * all_steps.size, np.int64)
+    ranks = np.empty(new.size * all_steps.size, rank.dtype)
+    n_cand = n_wait = 0
+    for v in new:
+        for s in all_steps:
+            c = v + s
+            r = rank[c]
+            if r <= level:
+                if where[c] != _FRONT:
+                    where[c] = _FRONT
+                    cand[n_cand] = c
+                    n_cand += 1
+            elif r != never and where[c] == _FREE:
+                where[c] = _WAITING
+                wait[n_wait] = c
+                ranks[n_wait] = r
+                n_wait += 1
+    return cand[:n_cand], wait[:n_wait], ranks[:n_wait]
+
+
+@numba.njit(cache=True, nogil=True)
+def _promote(front, waiting, ranks, where, level):
+    """The front with the waiting voxels of rank ``<= level`` added, and the voxels
+    still waiting with their ranks."""
+    out = np.empty(front.size + waiting.size, np.int64)
+    out[:front.size] = front
+    n = front.size
+    m = 0
+    for k in range(waiting.size):
+        if ranks[k] <= level:
+            where[waiting[k]] = _FRONT
+            out[n] = waiting[k]
+            n += 1
+        else:  # compacted in place: only the voxels before k were read
+            waiting[m], ranks[m] = waiting[k], ranks[k]
+            m += 1
+    return out[:n], waiting[:m], ranks[:m]
+
+
+@numba.njit(cache=True, nogil=True)
+def _unpark(front, parked, where):
+    """The front with the parked voxels returned to it (each once)."""
+    out = np.empty(front.size + parked.size, np.int64)
+    out[:front.size] = front
+    n = front.size
+    for v in parked:
+        if where[v] == _PARKED:
+            where[v] = _FRONT
+            out[n] = v
+            n += 1
+    return out[:n]
+
+
+@numba.njit(cache=True, nogil=True)
+def _flood_step(front, i, steps, all_steps, flab, key, rank, level, never, where, life):
     """Compiled body of :meth:`_FloodState.step` (numba; the loop over the front).
 
     A front voxel whose life ended before iteration ``i`` is dropped (it stays marked
     FRONT, so it never returns).  Every other one takes the label of its labelled
     neighbour of lowest probability along ``steps`` (the first of equal minima), all
-    read before any is written (a synchronous update), or is parked.  The next front:
-    the free neighbours (``all_steps``) of the newly labelled voxels that are not in it
-    yet.  Returns ``(front, parked)``.
+    read before any is written (a synchronous update), or is parked.  The face
+    neighbours (``all_steps``) of the newly labelled voxels then join the next front
+    or wait (:func:`_touch`).  Returns ``(front, parked, waiting, their ranks)``.
     """
     n = front.size
     new = np.empty(n, np.int64)
     src = np.empty(n, np.int64)
     failed = np.empty(n, np.int64)
-    n_new = 0
-    n_failed = 0
+    n_new = n_failed = 0
     for k in range(n):
         v = front[k]
         if life[v] < i:
             continue
-        best = np.inf
+        best = _SIGN
         nb = -1
         for s in steps:
-            q = fpm[v + s]
+            q = key[v + s]
             if q < best:
                 best = q
                 nb = v + s
@@ -441,21 +583,13 @@ def _flood_step(front, i, steps, all_steps, flab, fp, fpm, fok, where, life):
     for k in range(n_new):
         v = new[k]
         flab[v] = flab[src[k]]
-        fpm[v] = fp[v]
-        fok[v] = False
+        key[v] &= ~_SIGN
+        rank[v] = never
         where[v] = _FREE
     for k in range(n_failed):
         where[failed[k]] = _PARKED
-    cand = np.empty(n_new * all_steps.size, np.int64)
-    n_cand = 0
-    for k in range(n_new):
-        for s in all_steps:
-            c = new[k] + s
-            if fok[c] and where[c] != _FRONT:
-                where[c] = _FRONT
-                cand[n_cand] = c
-                n_cand += 1
-    return cand[:n_cand], failed[:n_failed]
+    cand, wait, ranks = _touch(new[:n_new], all_steps, rank, level, never, where)
+    return cand, failed[:n_failed], wait, ranks
 
 
 def segment_block(prob: np.ndarray, params: SegmentParams) -> np.ndarray:

@@ -66,7 +66,7 @@ def describe_labels(
     *,
     source: str | os.PathLike,
     image: str | os.PathLike | None,
-    ids: Sequence[np.ndarray],
+    n_cells: int,
     times: Sequence[int],
     table: str | os.PathLike,
 ) -> None:
@@ -82,14 +82,14 @@ def describe_labels(
     image : path-like, optional
         The image holding the labels as ``<image>/labels/<name>`` (the source image
         is then ``../../``).
-    ids : sequence of numpy.ndarray
-        Cell ids of each time point.
+    n_cells : int
+        The largest cell id: every time point numbers its cells 1..n.
     times : sequence of int
         The time points (the cell table's ``t``).
     table : path-like
         The cell table CSV.
     """
-    values = np.unique(np.concatenate([np.asarray(i, np.int64) for i in ids] or [[]]))
+    values = np.arange(1, int(n_cells) + 1)
     if len(times) == 1 and values.size <= MAX_LABEL_ENTRIES:
         props = _table_properties(Path(table), int(times[0]))
     else:

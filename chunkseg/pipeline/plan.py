@@ -66,14 +66,16 @@ def _memory(info: ModelInfo, plan: TilePlan, halo, budget: float, threads: int,
             in_itemsize: int, runtime: float) -> dict[str, float]:
     """Peak bytes of one worker: runtime + one network call + blocks held by its threads.
 
-    Each thread holds one haloed block read (input dtype, then float32) and its float32
+    A network call takes at most ``batch`` tiles of one block of one time point. Each
+    thread holds one haloed block read (input dtype, then float32) and its float32
     prediction, and the block it writes (``group`` of each when a task predicts several
     time points).
     """
     block = plan.block
     haloed = math.prod(b + 2 * h for b, h in zip(block, halo))
     per_block = plan.group * (haloed * (in_itemsize + 4 + 4) + math.prod(block) * 4)
-    calls = min(budget, plan.batch * math.prod(plan.tile) * info.bytes_per_voxel)
+    tiles = min(plan.batch, plan.stats["block_tiles"])
+    calls = min(budget, tiles * math.prod(plan.tile) * info.bytes_per_voxel)
     gib = 2**30
     return {"runtime_gib": round(runtime / gib, 2), "network_call_gib": round(calls / gib, 2),
             "blocks_gib": round(threads * per_block / gib, 2),

@@ -10,6 +10,9 @@ every processing block shape and equal to a whole-volume pass:
   Output: an OME-Zarr label image (uint32, uint64 if more cells;
 NGFF 0.5 ``image-label`` metadata so napari opens it as labels) and a cell table
 ``<out>/cells.csv`` (t, id, voxels, volume µm³, centroid µm, bounding box voxels).
+The table is written time point by time point into the work folder while the global
+step runs (nothing per time point stays in memory) and moved into the output after the
+labels; a resumed run writes it again from the start.
 """
 
 from __future__ import annotations
@@ -34,11 +37,11 @@ from chunkseg.io.fingerprint import fingerprint as run_fingerprint
 from chunkseg.engine.pyramid import finish_image
 from chunkseg.io.store import check_resume_pyramid, create_image, is_zarr, open_volume, read_attrs
 from chunkseg.ops.rag import Criterion, Linkage
+from chunkseg.ops.segstats import SegStats
 from chunkseg.ops.slices import parse_timepoints
 from chunkseg.pipeline.label_image import describe_labels, label_output
 
-__all__ = ["CELL_TABLE", "DEFAULT_BLOCK", "check_probability", "run_segment",
-           "write_cell_table"]
+__all__ = ["CELL_TABLE", "DEFAULT_BLOCK", "CellTable", "check_probability", "run_segment"]
 
 #: processing block (z, y, x) when none is given
 DEFAULT_BLOCK = SEGMENT_BLOCK
@@ -86,25 +89,48 @@ def _min_max(parts: Sequence[np.ndarray]) -> np.ndarray:
     return np.array([np.min(a[:, 0]), np.max(a[:, 1])])
 
 
-def write_cell_table(path: str | os.PathLike, tables: list, times: Sequence[int],
-                     voxel_size: Sequence[float]) -> int:
-    """Write the cell table CSV; returns the number of rows."""
-    vs = np.asarray(voxel_size, np.float64)
-    rows = 0
-    with open(path, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["t", "id", "voxels", "volume_um3", "centroid_z_um", "centroid_y_um",
-                    "centroid_x_um", "bbox_z0", "bbox_y0", "bbox_x0", "bbox_z1", "bbox_y1",
-                    "bbox_x1"])
-        for t, (_, _, cells) in zip(times, tables):
-            cent = cells.sums / np.maximum(cells.count, 1)[:, None] * vs
-            vol = cells.count * float(np.prod(vs))
-            for i in range(cells.ids.size):
-                w.writerow([t, int(cells.ids[i]), int(cells.count[i]), f"{vol[i]:.6g}",
-                            *(f"{c:.6g}" for c in cent[i]), *map(int, cells.lo[i]),
-                            *(int(v) + 1 for v in cells.hi[i])])
-                rows += 1
-    return rows
+class CellTable:
+    """The cell table CSV, written one time point at a time (a context manager).
+
+    Parameters
+    ----------
+    path : path-like
+        The CSV, replaced: opened for writing with its header.
+    voxel_size : sequence of 3 float
+        µm per voxel (z, y, x), for volumes and centroids.
+    times : sequence of int
+        The ``t`` column of each output time point ``k``.
+    """
+
+    COLUMNS = ("t", "id", "voxels", "volume_um3", "centroid_z_um", "centroid_y_um",
+               "centroid_x_um", "bbox_z0", "bbox_y0", "bbox_x0", "bbox_z1", "bbox_y1",
+               "bbox_x1")
+
+    def __init__(self, path: str | os.PathLike, voxel_size: Sequence[float],
+                 times: Sequence[int]) -> None:
+        self.voxel_size = np.asarray(voxel_size, np.float64)
+        self.times = times
+        self.rows = 0
+        self._fh = open(path, "w", newline="")  # noqa: SIM115 - closed by __exit__
+        self._writer = csv.writer(self._fh)
+        self._writer.writerow(self.COLUMNS)
+
+    def __enter__(self) -> CellTable:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._fh.close()
+
+    def write_rows(self, k: int, cells: SegStats) -> None:
+        """Append the rows of output time point ``k`` (its cells' statistics)."""
+        vs, t = self.voxel_size, self.times[k]
+        cent = cells.sums / np.maximum(cells.count, 1)[:, None] * vs
+        vol = cells.count * float(np.prod(vs))
+        self._writer.writerows(
+            [t, int(cells.ids[i]), int(cells.count[i]), f"{vol[i]:.6g}",
+             *(f"{c:.6g}" for c in cent[i]), *map(int, cells.lo[i]),
+             *(int(v) + 1 for v in cells.hi[i])] for i in range(cells.ids.size))
+        self.rows += int(cells.ids.size)
 
 
 def run_segment(
@@ -240,9 +266,12 @@ def run_segment(
     data = check_probability(vol, name=str(prob_path), times=(t0, t1))
     plain = data is vol.data and is_zarr(prob_path)
     secs = {"check": time.perf_counter() - t_check}
-    res = segment_volume(Reader(prob_path, cache=True) if plain else Reader(data), vol.shape,
-                         rules, work=work, block=block, timepoints=range(t0, t1), client=client,
-                         progress=progress, resume=resume, fingerprint=fingerprint)
+    work.mkdir(parents=True, exist_ok=True)  # the cell table grows there, time point by time point
+    with CellTable(work / CELL_TABLE, vol.voxel_size, range(t0, t1)) as table:
+        res = segment_volume(Reader(prob_path, cache=True) if plain else Reader(data),
+                             vol.shape, rules, work=work, block=block, timepoints=range(t0, t1),
+                             client=client, progress=progress, resume=resume,
+                             fingerprint=fingerprint, on_cells=table.write_rows)
     secs.update(res["seconds"])
     t_write = time.perf_counter()
     attrs = {"kind": "labels", "source": [str(prob_path)], "segment": params,
@@ -252,18 +281,16 @@ def run_segment(
                            resume=resume, overwrite=overwrite, progress=progress,
                            pyramid=pyramid)
     secs["relabel"] = time.perf_counter() - t_write
-    t_table = time.perf_counter()
-    n_rows = write_cell_table(out / CELL_TABLE, res["tables"], range(t0, t1), vol.voxel_size)
-    secs["cell_table"] = time.perf_counter() - t_table
+    os.replace(work / CELL_TABLE, out / CELL_TABLE)
     describe_labels(out, source=prob_path, image=labels_in, times=range(t0, t1),
-                    ids=[cells.ids for _, _, cells in res["tables"]], table=out / CELL_TABLE)
+                    n_cells=max(labels["n_cells"], default=0), table=out / CELL_TABLE)
     if not keep_work:
         remove_work(work)
     total = time.perf_counter() - t_start
     finish_image(out, client=client, resume=resume, progress=progress,
                  n_cells=labels["n_cells"], segment_seconds=round(total, 3), cell_table=CELL_TABLE)
     return {"input": str(prob_path), "out": str(out), "cell_table": str(out / CELL_TABLE),
-            **labels, "timepoints": [t0, t1], "table_rows": n_rows, **params,
+            **labels, "timepoints": [t0, t1], "table_rows": table.rows, **params,
             **_run_facts(res, secs, total), "fingerprint": fingerprint}
 
 
@@ -288,13 +315,13 @@ def _write_labels(vol, res: dict[str, Any], out: Path, *, attrs: dict[str, Any],
                   client, resume: bool, overwrite: bool, progress: bool,
                   pyramid: bool) -> dict[str, Any]:
     """The final labels (uint32, uint64 if more cells)."""
-    n_cells = [int(cells.ids.size) for _, _, cells in res["tables"]]
+    n_cells = res["n_cells"]
     dtype = np.uint32 if max(n_cells, default=0) < np.iinfo(np.uint32).max else np.uint64
     t0, t1 = attrs["timepoints"]
     shape = (t1 - t0, *vol.shape[1:])
     create_image(out, shape=shape, dtype=dtype, voxel_size=vol.voxel_size, chunks=chunks,
                  attrs=attrs, overwrite=overwrite, resume=resume, pyramid=pyramid)
-    report = write_volume(final_labels(res["flood"], res["tables"], dtype=dtype), out,
+    report = write_volume(final_labels(res["flood"], res["maps"], dtype=dtype), out,
                           client=client, resume=resume, progress=progress,
                           desc="segment: relabel")
     writes = {**res["writes"], "relabel": {"written": report.written, "skipped": report.skipped}}

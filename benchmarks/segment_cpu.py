@@ -1,0 +1,200 @@
+"""CPU seconds of ``segment`` (every default) across checkouts, with the labels compared.
+
+Usage::
+
+    python benchmarks/segment_cpu.py --prob PROB.zarr --trees main=/path/a lever1=/path/b ...
+        [--region 60:188,256:768,256:768] [--rounds 2] [--sections block,crop]
+        [--work /tmp/segment_cpu] [--out benchmarks/results/segment_cpu]
+
+Each ``NAME=PATH`` is a checkout of chunkseg (e.g. ``git archive COMMIT | tar -x -C PATH``);
+every measurement runs in a subprocess with ``PYTHONPATH=PATH``, the checkouts one after
+the other within each round (a first, uncounted round compiles their numba kernels), so
+their ratios come from the same minutes of a shared machine.  CPU seconds (all threads of
+the process) are less disturbed by other processes than wall seconds; the load average is
+recorded.
+
+Sections
+    block
+        The interior block ``(1, 1, 1)`` (64 x 256 x 256 voxels, read with every halo) of
+        ``--prob``'s first time point, as a ``segment`` task computes it: fragment seeds
+        on the block with the seed halo, seed components, the flood over the block with
+        the flood halo, the fragment statistics and the edge table.  CPU seconds per step
+        (median over rounds; each run computes the block twice and counts the second, after
+        numba has loaded its compiled kernels); the flood's labels of the owned block are
+        compared.
+    crop
+        ``run_segment`` with every default in dask's synchronous scheduler on ``--region``
+        of ``--prob`` (stored once under ``--work``): CPU and wall seconds (median), and
+        the labels compared bit for bit with the first checkout's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import write_results  # noqa: E402
+
+HERE = Path(__file__).resolve()
+BLOCK = (64, 256, 256)
+
+
+def _worker_block(prob: str, out: str) -> dict:
+    from chunkseg.engine.agglomerate import segment_method
+    from chunkseg.engine.geometry import Block
+    from chunkseg.io.store import open_volume
+    from chunkseg.ops.rag import block_edges
+    from chunkseg.ops.segstats import block_stats
+    from chunkseg.ops.watershed import as_probability, flood, flood_halo, label_seeds
+
+    vol = open_volume(prob)
+    rules, _ = segment_method("agglo", voxel_size=vol.voxel_size)
+    shape3 = tuple(vol.shape[1:])
+    fb = Block.at((1, 1, 1), shape=shape3, block=BLOCK, halo=flood_halo(rules.flood))
+    ext = tuple(slice(r.start, min(n, r.stop + 1)) for r, n in zip(fb.read, shape3))
+    big = tuple(slice(max(0, r.start - h), min(n, r.stop + h))
+                for r, h, n in zip(ext, rules.seed_halo, shape3))
+    p = as_probability(np.asarray(vol.data[(0, *big)]))
+    inner = tuple(slice(e.start - g.start, e.stop - g.start) for e, g in zip(ext, big))
+    sb = Block.at((1, 1, 1), shape=shape3, block=BLOCK, halo=rules.seed_halo)
+    sreg = tuple(slice(r.start - g.start, r.stop - g.start) for r, g in zip(sb.read, big))
+    cpu = {}
+
+    def timed(name, fn, *a, **k):
+        c = time.process_time()
+        r = fn(*a, **k)
+        cpu[name] = time.process_time() - c
+        return r
+
+    for _ in range(2):  # the second pass counts: the first loads the compiled kernels
+        timed("seeds", rules.seeds, np.ascontiguousarray(p[sreg]))
+        markers, _ = timed("label seeds", label_seeds, rules.seeds(p)[inner])
+        pe = np.ascontiguousarray(p[inner])
+        plus = tuple(slice(c.start, min(c.stop + 1, n)) for c, n in zip(fb.crop, pe.shape))
+        lab = timed("flood", flood, markers.astype(np.uint64), pe, rules.flood, exact=plus)
+        owned = lab[fb.crop]
+        timed("statistics", block_stats, owned, offset=[r.start for r in fb.owned],
+              shape=shape3)
+        timed("edge table", block_edges, lab[plus], pe[plus], owned.shape)
+    np.save(out, owned)
+    return cpu
+
+
+def _worker_crop(prob: str, out: str) -> dict:
+    import dask
+
+    from chunkseg.io.store import open_volume
+    from chunkseg.pipeline.segment import run_segment
+
+    with dask.config.set(scheduler="synchronous"):
+        t0, c0 = time.perf_counter(), time.process_time()
+        s = run_segment(prob, out=out + ".zarr", overwrite=True, progress=False)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    np.save(out + ".npy", np.asarray(open_volume(out + ".zarr").data))
+    return {"cpu": cpu, "wall": wall, "cells": s["n_cells"][0]}
+
+
+def _crop_store(prob: Path, region: str, work: Path) -> Path:
+    """``region`` (``z0:z1,y0:y1,x0:x1``) of the first time point, stored once."""
+    from chunkseg.engine.blocks import write_volume
+    from chunkseg.io.store import create_image, mark_complete, open_volume
+    import dask.array as da
+
+    out = work / ("crop_" + region.replace(":", "-").replace(",", "_") + ".zarr")
+    if (out / "zarr.json").is_file():
+        return out
+    vol = open_volume(prob)
+    sl = tuple(slice(*map(int, r.split(":"))) for r in region.split(","))
+    arr = np.asarray(vol.data[(slice(0, 1), *sl)])
+    create_image(out, shape=arr.shape, dtype=arr.dtype, voxel_size=vol.voxel_size,
+                 attrs={"kind": "probability"}, overwrite=True)
+    write_volume(da.from_array(arr), out, progress=False)
+    mark_complete(out)
+    return out
+
+
+def _run(tree: str, section: str, prob: Path, out: Path) -> dict:
+    env = {**os.environ, "PYTHONPATH": tree}
+    cmd = [sys.executable, str(HERE), "--worker", section, "--prob", str(prob), "--out", str(out)]
+    res = subprocess.run(cmd, env=env, cwd=tree, capture_output=True, text=True, check=True)
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def _compare(trees: dict, section: str, prob: Path, work: Path, rounds: int) -> dict:
+    """Every checkout in each round; the median per key, labels against the first's."""
+    runs: dict[str, list] = {name: [] for name in trees}
+    load = [round(os.getloadavg()[0], 2)]
+    for r in range(rounds + 1):  # round 0 compiles the numba kernels of each checkout
+        for name, tree in trees.items():
+            res = _run(tree, section, prob, work / f"{section}_{name}")
+            if r:
+                runs[name].append(res)
+        load.append(round(os.getloadavg()[0], 2))
+    ref = np.load(work / f"{section}_{next(iter(trees))}.npy")
+    out = {}
+    for name, rs in runs.items():
+        same = np.array_equal(np.load(work / f"{section}_{name}.npy"), ref)
+        out[name] = {"median": {k: float(np.median([x[k] for x in rs])) for k in rs[0]},
+                     "rounds": rs, "labels_identical": bool(same)}
+    return {"runs": out, "load": load}
+
+
+def _table(section: str, res: dict) -> list[str]:
+    names = list(res["runs"])
+    keys = list(res["runs"][names[0]]["median"])
+    cpu_keys = [k for k in keys if k not in ("wall", "cells")]
+
+    def total(name: str) -> float:
+        return sum(res["runs"][name]["median"][k] for k in cpu_keys)
+
+    lines = [f"### {section} (load average over the rounds: {res['load']})", "",
+             "| checkout | " + " | ".join(f"{k} (s)" if k != "cells" else k for k in keys)
+             + " | CPU / first | labels identical to the first |",
+             "|---" * (len(keys) + 3) + "|"]
+    for name in names:
+        med = res["runs"][name]["median"]
+        lines.append(f"| {name} | " + " | ".join(f"{med[k]:.3g}" if k != "cells" else
+                                                 str(int(med[k])) for k in keys)
+                     + f" | {total(name) / total(names[0]):.3f} | "
+                     f"{res['runs'][name]['labels_identical']} |")
+    return lines + [""]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--prob", required=True, help="probability store (t, z, y, x)")
+    ap.add_argument("--trees", nargs="+", default=[], help="NAME=PATH checkouts")
+    ap.add_argument("--region", default="60:188,256:768,256:768")
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--sections", default="block,crop")
+    ap.add_argument("--work", type=Path, default=Path("/tmp/segment_cpu"))
+    ap.add_argument("--out", default=str(HERE.parent / "results" / "segment_cpu"))
+    ap.add_argument("--worker", choices=["block", "crop"], help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        fn = _worker_block if args.worker == "block" else _worker_crop
+        print(json.dumps(fn(args.prob, args.out)))
+        return
+    trees = dict(t.split("=", 1) for t in args.trees)
+    args.work.mkdir(parents=True, exist_ok=True)
+    report = {"prob": args.prob, "region": args.region, "trees": trees, "sections": {}}
+    lines = [f"Probability {args.prob}; crop region {args.region}; {args.rounds} rounds.", ""]
+    for section in args.sections.split(","):
+        prob = (_crop_store(Path(args.prob), args.region, args.work) if section == "crop"
+                else Path(args.prob))
+        report["sections"][section] = res = _compare(trees, section, prob, args.work,
+                                                     args.rounds)
+        lines += _table(section, res)
+    write_results(args.out, "\n".join(lines), report)
+
+
+if __name__ == "__main__":
+    main()
