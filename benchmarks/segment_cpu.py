@@ -5,6 +5,8 @@ Usage::
     python benchmarks/segment_cpu.py --prob PROB.zarr --trees main=/path/a lever1=/path/b ...
         [--region 60:188,256:768,256:768] [--rounds 2] [--sections block,crop]
         [--work /tmp/segment_cpu] [--out benchmarks/results/segment_cpu]
+    python benchmarks/segment_cpu.py --prob PROB.zarr --sections blocks
+        [--blocks 64,256,256 128,512,512] [--region 0:251,0:1024,0:1024] ...
 
 Each ``NAME=PATH`` is a checkout of chunkseg (e.g. ``git archive COMMIT | tar -x -C PATH``);
 every measurement runs in a subprocess with ``PYTHONPATH=PATH``, the checkouts one after
@@ -26,11 +28,18 @@ Sections
         ``run_segment`` with every default in dask's synchronous scheduler on ``--region``
         of ``--prob`` (stored once under ``--work``): CPU and wall seconds (median), and
         the labels compared bit for bit with the first checkout's.
+    blocks
+        ``run_segment`` with every default but the processing block, one run per
+        ``--blocks`` entry (this checkout, interleaved within each round) on ``--region``:
+        CPU and wall seconds (median), the process's peak RSS (synchronous: one block
+        task at a time, i.e. the memory of one worker) and the labels compared bit for
+        bit with the first block's, time point by time point.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import subprocess
@@ -102,6 +111,71 @@ def _worker_crop(prob: str, out: str) -> dict:
     return {"cpu": cpu, "wall": wall, "cells": s["n_cells"][0]}
 
 
+def _worker_blocks(prob: str, out: str, block: str) -> dict:
+    import resource
+
+    import dask
+
+    from chunkseg.pipeline.segment import run_segment
+
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    with dask.config.set(scheduler="synchronous"):
+        t0, c0 = time.perf_counter(), time.process_time()
+        s = run_segment(prob, out=out + ".zarr", overwrite=True, progress=False,
+                        block=[int(b) for b in block.split(",")])
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"cpu": cpu, "wall": wall, "cells": s["n_cells"][0], "peak_rss_mb": rss,
+            "rss_after_import_mb": rss0, "blocks": s["blocks"]}
+
+
+def _same_labels(a: Path, b: Path) -> bool:
+    """Two label stores equal voxel for voxel (read one z-slab of a time point at a time)."""
+    from chunkseg.io.store import open_volume
+
+    x, y = open_volume(a).data, open_volume(b).data
+    if x.shape != y.shape:
+        return False
+    step = max(1, x.shape[1] // 8)
+    return all(np.array_equal(np.asarray(x[t, z:z + step]), np.asarray(y[t, z:z + step]))
+               for t in range(x.shape[0]) for z in range(0, x.shape[1], step))
+
+
+def _compare_blocks(blocks: list[str], prob: Path, work: Path, rounds: int) -> dict:
+    """Every block in each round (this checkout); the median per key, labels against the
+    first block's."""
+    tree = str(HERE.parents[1])
+    runs: dict[str, list] = {b: [] for b in blocks}
+    load = [round(os.getloadavg()[0], 2)]
+    for r in range(rounds + 1):  # round 0 loads the compiled kernels
+        for b in blocks:
+            res = _run(tree, "blocks", prob, work / f"blocks_{b.replace(',', '_')}", b)
+            if r:
+                runs[b].append(res)
+        load.append(round(os.getloadavg()[0], 2))
+    ref = work / f"blocks_{blocks[0].replace(',', '_')}.zarr"
+    out = {}
+    for b, rs in runs.items():
+        same = _same_labels(work / f"blocks_{b.replace(',', '_')}.zarr", ref)
+        out[b] = {"median": {k: float(np.median([x[k] for x in rs])) for k in rs[0]},
+                  "rounds": rs, "labels_identical": bool(same)}
+    return {"runs": out, "load": load}
+
+
+def _blocks_table(res: dict) -> list[str]:
+    names = list(res["runs"])
+    first = res["runs"][names[0]]["median"]
+    lines = [f"### blocks (load average over the rounds: {res['load']})", "",
+             "| block | blocks | CPU s | wall s | CPU / first | peak RSS of the process (MB) | "
+             "cells | labels identical to the first |", "|---" * 8 + "|"]
+    for name in names:
+        m = res["runs"][name]["median"]
+        lines.append(f"| ({name}) | {int(m['blocks'])} | {m['cpu']:.1f} | {m['wall']:.1f} | "
+                     f"{m['cpu'] / first['cpu']:.3f} | {m['peak_rss_mb']:.0f} | "
+                     f"{int(m['cells'])} | {res['runs'][name]['labels_identical']} |")
+    return lines + [""]
+
+
 def _crop_store(prob: Path, region: str, work: Path) -> Path:
     """``region`` (``z0:z1,y0:y1,x0:x1``) of the first time point, stored once."""
     from chunkseg.engine.blocks import write_volume
@@ -121,9 +195,10 @@ def _crop_store(prob: Path, region: str, work: Path) -> Path:
     return out
 
 
-def _run(tree: str, section: str, prob: Path, out: Path) -> dict:
+def _run(tree: str, section: str, prob: Path, out: Path, block: str = "") -> dict:
     env = {**os.environ, "PYTHONPATH": tree}
-    cmd = [sys.executable, str(HERE), "--worker", section, "--prob", str(prob), "--out", str(out)]
+    cmd = [sys.executable, str(HERE), "--worker", section, "--prob", str(prob), "--out", str(out),
+           *(["--blocks", block] if block else [])]
     res = subprocess.run(cmd, env=env, cwd=tree, capture_output=True, text=True, check=True)
     return json.loads(res.stdout.strip().splitlines()[-1])
 
@@ -177,10 +252,13 @@ def main() -> None:
     ap.add_argument("--sections", default="block,crop")
     ap.add_argument("--work", type=Path, default=Path("/tmp/segment_cpu"))
     ap.add_argument("--out", default=str(HERE.parent / "results" / "segment_cpu"))
-    ap.add_argument("--worker", choices=["block", "crop"], help=argparse.SUPPRESS)
+    ap.add_argument("--blocks", nargs="+", default=["64,256,256", "128,512,512"],
+                    help="processing blocks z,y,x of the blocks section")
+    ap.add_argument("--worker", choices=["block", "crop", "blocks"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        fn = _worker_block if args.worker == "block" else _worker_crop
+        fn = {"block": _worker_block, "crop": _worker_crop,
+              "blocks": functools.partial(_worker_blocks, block=args.blocks[0])}[args.worker]
         print(json.dumps(fn(args.prob, args.out)))
         return
     trees = dict(t.split("=", 1) for t in args.trees)
@@ -188,8 +266,13 @@ def main() -> None:
     report = {"prob": args.prob, "region": args.region, "trees": trees, "sections": {}}
     lines = [f"Probability {args.prob}; crop region {args.region}; {args.rounds} rounds.", ""]
     for section in args.sections.split(","):
-        prob = (_crop_store(Path(args.prob), args.region, args.work) if section == "crop"
-                else Path(args.prob))
+        prob = (Path(args.prob) if section == "block"
+                else _crop_store(Path(args.prob), args.region, args.work))
+        if section == "blocks":
+            report["sections"][section] = res = _compare_blocks(args.blocks, prob, args.work,
+                                                                args.rounds)
+            lines += _blocks_table(res)
+            continue
         report["sections"][section] = res = _compare(trees, section, prob, args.work,
                                                      args.rounds)
         lines += _table(section, res)
