@@ -111,22 +111,29 @@ def _worker_crop(prob: str, out: str) -> dict:
     return {"cpu": cpu, "wall": wall, "cells": s["n_cells"][0]}
 
 
-def _worker_blocks(prob: str, out: str, block: str) -> dict:
-    import resource
+def _peak_rss_mb() -> float:
+    """Peak resident memory of this process (``VmHWM``: reset by ``exec``, unlike
+    ``ru_maxrss``, which a child inherits from the parent it was forked from)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
+
+def _worker_blocks(prob: str, out: str, block: str) -> dict:
     import dask
 
     from chunkseg.pipeline.segment import run_segment
 
-    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss0 = _peak_rss_mb()
     with dask.config.set(scheduler="synchronous"):
         t0, c0 = time.perf_counter(), time.process_time()
         s = run_segment(prob, out=out + ".zarr", overwrite=True, progress=False,
                         block=[int(b) for b in block.split(",")])
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"cpu": cpu, "wall": wall, "cells": s["n_cells"][0], "peak_rss_mb": rss,
-            "rss_after_import_mb": rss0, "blocks": s["blocks"]}
+    phases = {f"{k} (s)": s["seconds"][k] for k in ("seeds", "flood", "relabel")}
+    return {"cpu": cpu, "wall": wall, "cells": s["n_cells"][0], "peak_rss_mb": _peak_rss_mb(),
+            "rss_after_import_mb": rss0, "blocks": s["blocks"], **phases}
 
 
 def _same_labels(a: Path, b: Path) -> bool:
@@ -146,19 +153,22 @@ def _compare_blocks(blocks: list[str], prob: Path, work: Path, rounds: int) -> d
     first block's."""
     tree = str(HERE.parents[1])
     runs: dict[str, list] = {b: [] for b in blocks}
+    warm: dict[str, dict] = {}
     load = [round(os.getloadavg()[0], 2)]
-    for r in range(rounds + 1):  # round 0 loads the compiled kernels
+    for r in range(rounds + 1):  # round 0 loads the compiled kernels (kept, not counted)
         for b in blocks:
             res = _run(tree, "blocks", prob, work / f"blocks_{b.replace(',', '_')}", b)
             if r:
                 runs[b].append(res)
+            else:
+                warm[b] = res
         load.append(round(os.getloadavg()[0], 2))
     ref = work / f"blocks_{blocks[0].replace(',', '_')}.zarr"
     out = {}
     for b, rs in runs.items():
         same = _same_labels(work / f"blocks_{b.replace(',', '_')}.zarr", ref)
         out[b] = {"median": {k: float(np.median([x[k] for x in rs])) for k in rs[0]},
-                  "rounds": rs, "labels_identical": bool(same)}
+                  "rounds": rs, "round_0": warm[b], "labels_identical": bool(same)}
     return {"runs": out, "load": load}
 
 
@@ -166,13 +176,17 @@ def _blocks_table(res: dict) -> list[str]:
     names = list(res["runs"])
     first = res["runs"][names[0]]["median"]
     lines = [f"### blocks (load average over the rounds: {res['load']})", "",
-             "| block | blocks | CPU s | wall s | CPU / first | peak RSS of the process (MB) | "
-             "cells | labels identical to the first |", "|---" * 8 + "|"]
+             "| block | blocks | CPU s | wall s | seeds / flood / relabel phase s | CPU / first "
+             "| CPU / first, round 0 | peak RSS of the process (MB) | cells | "
+             "labels identical to the first |", "|---" * 10 + "|"]
     for name in names:
-        m = res["runs"][name]["median"]
+        m, w = res["runs"][name]["median"], res["runs"][name]["round_0"]
+        phases = " / ".join(f"{m[k]:.1f}" for k in ("seeds (s)", "flood (s)", "relabel (s)"))
         lines.append(f"| ({name}) | {int(m['blocks'])} | {m['cpu']:.1f} | {m['wall']:.1f} | "
-                     f"{m['cpu'] / first['cpu']:.3f} | {m['peak_rss_mb']:.0f} | "
-                     f"{int(m['cells'])} | {res['runs'][name]['labels_identical']} |")
+                     f"{phases} | {m['cpu'] / first['cpu']:.3f} | "
+                     f"{w['cpu'] / res['runs'][names[0]]['round_0']['cpu']:.3f} | "
+                     f"{m['peak_rss_mb']:.0f} | {int(m['cells'])} | "
+                     f"{res['runs'][name]['labels_identical']} |")
     return lines + [""]
 
 

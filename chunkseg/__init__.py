@@ -61,7 +61,6 @@ _LAZY: dict[str, str] = {
     "plan_tiles": "chunkseg.engine.plan",
     "acme_map": "chunkseg.engine.acme",
     "segment_array": "chunkseg.engine.segment",
-    "default_segment_block": "chunkseg.engine.segment",
     "scale_volume": "chunkseg.engine.volumes",
     "membrane_volume": "chunkseg.engine.volumes",
 }

@@ -25,7 +25,6 @@ from chunkseg.engine.pyramid import (
     finish_image as finish_image,
 )
 from chunkseg.engine.segment import (
-    default_segment_block as default_segment_block,
     segment_array as segment_array,
 )
 from chunkseg.engine.volumes import (

@@ -5,8 +5,7 @@ All ``(z, y, x)`` except the ``(t, z, y, x)`` storage shapes.
 
 from __future__ import annotations
 
-__all__ = ["CHUNKS", "PREDICT_BLOCK", "PYRAMID_PLANE", "READ_BLOCK", "SEGMENT_BLOCKS",
-           "SEGMENT_MIN_BLOCKS", "SHARDS"]
+__all__ = ["CHUNKS", "PREDICT_BLOCK", "PYRAMID_PLANE", "READ_BLOCK", "SEGMENT_BLOCK", "SHARDS"]
 
 #: zarr chunks of a stored volume: 4 MiB of uint16, small enough for random crop reads
 CHUNKS: tuple[int, int, int, int] = (1, 32, 256, 256)
@@ -18,11 +17,5 @@ PYRAMID_PLANE: int = 512
 READ_BLOCK: tuple[int, int, int] = SHARDS[1:]
 #: output block (= shard = dask task) of ``predict`` / ``acme``, clipped to the volume
 PREDICT_BLOCK: tuple[int, int, int] = (128, 256, 256)
-#: processing blocks of ``segment``, largest first (its labels do not depend on the block):
-#: by default the first that cuts a run into SEGMENT_MIN_BLOCKS blocks, else the last.
-#: A larger block floods less halo per voxel, a smaller one keeps the workers of a small
-#: run busy.
-SEGMENT_BLOCKS: tuple[tuple[int, int, int], ...] = ((128, 512, 512), (128, 256, 256),
-                                                    (64, 256, 256))
-#: blocks per run (all its time points) the default ``segment`` block aims at
-SEGMENT_MIN_BLOCKS: int = 4
+#: processing block of ``segment`` (its labels do not depend on it)
+SEGMENT_BLOCK: tuple[int, int, int] = (64, 256, 256)

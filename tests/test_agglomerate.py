@@ -236,27 +236,6 @@ def test_gaps_merge_the_flood_not_the_default():
     assert _merges(truth, agglo) == 0 and f_agglo > 0.95
 
 
-def test_default_block_gives_the_labels_of_any_other_block(synth, tmp_path, monkeypatch):
-    """Without ``block`` the run takes the first block of the ladder that cuts it into 4
-    blocks (a scaled-down ladder here; it does not divide the shape): the labels equal
-    those of the smallest block of the ladder and of the whole volume."""
-    import chunkseg.engine.segment as engine
-
-    _, p = synth
-    monkeypatch.setattr(engine, "SEGMENT_BLOCKS", ((32, 96, 96), (16, 48, 48), (8, 24, 24)))
-    prob = store_volume(tmp_path / "p.zarr", p)
-    s = run_segment(prob, out=tmp_path / "a.zarr", progress=False)
-    assert s["block"] == [16, 48, 48] and s["blocks"] == 8
-    assert read_attrs(tmp_path / "a.zarr")["block"] == [16, 48, 48]
-    small = run_segment(prob, out=tmp_path / "b.zarr", block=(8, 24, 24), progress=False)
-    assert small["blocks"] == 36 and small["fingerprint"] != s["fingerprint"]
-    from chunkseg.io.store import open_volume
-
-    got = open_volume(tmp_path / "a.zarr").data.compute()[0]
-    np.testing.assert_array_equal(got, open_volume(tmp_path / "b.zarr").data.compute()[0])
-    np.testing.assert_array_equal(got, agglomerate_array(p, PARAMS)[0])
-
-
 def test_run_segment_default_is_agglo(synth, tmp_path):
     from chunkseg.io.store import open_volume
 

@@ -10,10 +10,7 @@ import pytest
 from scipy import ndimage
 
 from chunkseg.cli import main
-from chunkseg.defaults import SEGMENT_BLOCKS
-from chunkseg.engine.segment import (
-    Reader, default_segment_block, final_labels, segment_array, segment_volume,
-)
+from chunkseg.engine.segment import Reader, final_labels, segment_array, segment_volume
 from chunkseg.errors import DTypeError, InputError, OutputExistsError, ParameterError
 from chunkseg.io.store import open_volume, read_attrs
 from chunkseg.ops.watershed import SegmentParams, flood_halo
@@ -234,21 +231,6 @@ def test_relabel_maps_runs_like_a_lookup():
     assert got.dtype == np.uint32
     want = np.array([table.get(v, v) for v in lab.ravel().tolist()], np.uint64)
     np.testing.assert_array_equal(got.ravel(), want.astype(np.uint32))
-
-
-@pytest.mark.parametrize("shape, times, want", [
-    ((251, 1024, 1024), 1, (128, 512, 512)),  # a full time point: 8 blocks
-    ((128, 512, 512), 1, (128, 256, 256)),    # 1 block of the largest size: the next
-    ((128, 512, 512), 4, (128, 512, 512)),    # the time points count too
-    ((64, 512, 512), 1, (64, 256, 256)),
-    ((100, 300, 700), 2, (100, 300, 512)),
-    ((30, 64, 64), 1, (30, 64, 64)),          # small: the last size, clipped
-    ((2000, 4096, 4096), 1, (128, 512, 512)),  # memory bounded by the largest block
-])
-def test_default_segment_block(shape, times, want):
-    got = default_segment_block(shape, times)
-    assert got == want
-    assert all(g <= b for g, b in zip(got, SEGMENT_BLOCKS[0]))
 
 
 @pytest.mark.parametrize("block, want", [((64, 256, 256), (16, 64, 64)),

@@ -60,9 +60,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "fragments), µm (default 0.5, or one voxel of the coarsest axis if larger)")
     p.add_argument("--timepoints", metavar="A:B", help="segment only time points A..B-1")
     p.add_argument("--block", nargs=3, type=int, metavar=("Z", "Y", "X"),
-                   help="processing block (default 128 512 512 where the run has 4 blocks of "
-                   "it or more, else 128 256 256, else 64 256 256); the result does not depend "
-                   "on it")
+                   help="processing block (default 64 256 256); the result does not depend on it")
     add_output_options(p)
     add_scheduler_option(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -53,7 +53,7 @@ import dask
 import dask.array as da
 import numpy as np
 
-from chunkseg.defaults import SEGMENT_BLOCKS, SEGMENT_MIN_BLOCKS
+from chunkseg.defaults import SEGMENT_BLOCK
 from chunkseg.engine.blocks import Series, write_volume
 from chunkseg.engine.geometry import Block, cover, grid_shape
 from chunkseg.engine.submit import run_windowed
@@ -68,8 +68,8 @@ from chunkseg.ops.watershed import (
     segment_block,
 )
 
-__all__ = ["BlockwiseMethod", "Reader", "default_segment_block", "final_labels",
-           "flood_method", "remove_work", "segment_array", "segment_volume"]
+__all__ = ["BlockwiseMethod", "Reader", "final_labels", "flood_method", "remove_work",
+           "segment_array", "segment_volume"]
 
 
 @dataclass(frozen=True)
@@ -278,42 +278,13 @@ def _work_chunks(block: Sequence[int]) -> tuple[int, ...]:
     return tuple(out)
 
 
-def default_segment_block(shape: Sequence[int], timepoints: int = 1) -> tuple[int, int, int]:
-    """The processing block when none is given, clipped to the volume.
-
-    The first of :data:`chunkseg.defaults.SEGMENT_BLOCKS` (largest first) that cuts a
-    run of ``timepoints`` time points of the ``(z, y, x)`` volume ``shape`` into at least
-    :data:`chunkseg.defaults.SEGMENT_MIN_BLOCKS` blocks, else the last.  A larger
-    block floods less halo per voxel (the flood's halo is read around every block); a
-    smaller one keeps the workers of a small run busy.  It depends on the shape only,
-    not on the machine, so a resumed run finds the same block.
-
-    Examples
-    --------
-    >>> default_segment_block((251, 1024, 1024))
-    (128, 512, 512)
-    >>> default_segment_block((128, 512, 512))
-    (128, 256, 256)
-    >>> default_segment_block((128, 512, 512), timepoints=4)
-    (128, 512, 512)
-    >>> default_segment_block((40, 100, 100))
-    (40, 100, 100)
-    """
-    shape = tuple(int(s) for s in shape)
-    for block in SEGMENT_BLOCKS:
-        clipped = tuple(min(b, s) for b, s in zip(block, shape))
-        if int(np.prod(grid_shape(shape, clipped))) * int(timepoints) >= SEGMENT_MIN_BLOCKS:
-            return clipped
-    return clipped
-
-
 def segment_volume(
     prob: Reader,
     shape: Sequence[int],
     params: SegmentParams | BlockwiseMethod,
     *,
     work: str | os.PathLike,
-    block: Sequence[int] | None = None,
+    block: Sequence[int] = SEGMENT_BLOCK,
     timepoints: Sequence[int] | None = None,
     client: Any = None,
     progress: bool = False,
@@ -334,9 +305,8 @@ def segment_volume(
         fragments and agglomeration of :mod:`chunkseg.engine.agglomerate`).
     work : path-like
         Folder for the two work stores (created, left for the caller to remove).
-    block : sequence of 3 int, optional
-        Processing block ``(z, y, x)`` (default :func:`default_segment_block`); the result
-        does not depend on it.
+    block : sequence of 3 int
+        Processing block ``(z, y, x)``; the result does not depend on it.
     timepoints : sequence of int, optional
         Time points of ``prob`` to segment (default all); output index k holds
         ``timepoints[k]``.
@@ -374,9 +344,8 @@ def segment_volume(
     method = params if isinstance(params, BlockwiseMethod) else flood_method(params)
     params = method.flood
     shape3 = tuple(int(s) for s in shape[1:])
-    tps = list(range(int(shape[0]))) if timepoints is None else [int(t) for t in timepoints]
-    block = block or default_segment_block(shape3, len(tps))
     block = tuple(int(min(b, s)) for b, s in zip(block, shape3))
+    tps = list(range(int(shape[0]))) if timepoints is None else [int(t) for t in timepoints]
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
     run = _Run(prob, shape3, block, tuple(tps), method, client=client, progress=progress,

@@ -27,11 +27,10 @@ from typing import Any
 import dask
 import numpy as np
 
+from chunkseg.defaults import SEGMENT_BLOCK
 from chunkseg.engine.agglomerate import SegmentMethod, segment_method
 from chunkseg.engine.blocks import write_volume
-from chunkseg.engine.segment import (
-    Reader, default_segment_block, final_labels, remove_work, segment_volume,
-)
+from chunkseg.engine.segment import Reader, final_labels, remove_work, segment_volume
 from chunkseg.engine.stats import fold
 from chunkseg.errors import DTypeError, InputError, OutputExistsError, ResumeMismatchError
 from chunkseg.io.fingerprint import fingerprint as run_fingerprint
@@ -42,7 +41,10 @@ from chunkseg.ops.segstats import SegStats
 from chunkseg.ops.slices import parse_timepoints
 from chunkseg.pipeline.label_image import describe_labels, label_output
 
-__all__ = ["CELL_TABLE", "CellTable", "check_probability", "run_segment"]
+__all__ = ["CELL_TABLE", "DEFAULT_BLOCK", "CellTable", "check_probability", "run_segment"]
+
+#: processing block (z, y, x) when none is given
+DEFAULT_BLOCK = SEGMENT_BLOCK
 #: name of the cell table inside the output store
 CELL_TABLE = "cells.csv"
 
@@ -190,10 +192,7 @@ def run_segment(
     timepoints : "A:B", optional
         Segment only time points A..B-1 (output time index 0 = A).
     block : sequence of 3 int, optional
-        Processing block (z, y, x); the labels do not depend on it.  Default
-        :func:`chunkseg.engine.segment.default_segment_block`: (128, 512, 512) where
-        that cuts the run into 4 blocks or more (e.g. a 251 x 1024 x 1024 time point),
-        else (128, 256, 256), else (64, 256, 256); clipped to the volume.
+        Processing block (z, y, x), default (64, 256, 256); the labels do not depend on it.
     chunks : sequence of 3 int, optional
         Output chunk shape.
     overwrite : bool
@@ -254,8 +253,7 @@ def run_segment(
         if path.exists() and not (overwrite or resume):
             raise OutputExistsError(f"{path}: output exists; pass overwrite (--overwrite) to "
                                     "replace it or resume (--resume) to continue it")
-    block = block or default_segment_block(vol.shape[1:], t1 - t0)
-    block = tuple(min(int(b), s) for b, s in zip(block, vol.shape[1:]))
+    block = tuple(min(int(b), s) for b, s in zip(block or DEFAULT_BLOCK, vol.shape[1:]))
     fingerprint = run_fingerprint(prob_path, {**params, "block": block,
                                               "timepoints": [t0, t1]},
                                   shape=vol.shape, dtype=vol.dtype)
