@@ -34,6 +34,11 @@ Sections
         CPU and wall seconds (median), the process's peak RSS (synchronous: one block
         task at a time, i.e. the memory of one worker) and the labels compared bit for
         bit with the first block's, time point by time point.
+    steps
+        For each ``--blocks`` entry, the block of that shape at the centre of ``--prob``'s
+        first time point, computed as a ``segment`` task does (as in ``block``): CPU
+        nanoseconds per owned voxel of each step, and the voxels the flood reads per
+        owned voxel (its halo).  One process, every block twice, the second counted.
 """
 
 from __future__ import annotations
@@ -95,6 +100,74 @@ def _worker_block(prob: str, out: str) -> dict:
         timed("edge table", block_edges, lab[plus], pe[plus], owned.shape)
     np.save(out, owned)
     return cpu
+
+
+def _centre_regions(shape3, block, flood_halo, seed_halo):
+    """Owned, flood-read (+1 on the high side) and seed-read regions of the centred block,
+    and the largest region read (what is loaded)."""
+    own = tuple(slice((n - b) // 2, (n - b) // 2 + b) for n, b in zip(shape3, block))
+    ext = tuple(slice(max(0, o.start - h), min(n, o.stop + h + 1))
+                for o, h, n in zip(own, flood_halo, shape3))
+    big = tuple(slice(max(0, r.start - h), min(n, r.stop + h))
+                for r, h, n in zip(ext, seed_halo, shape3))
+    seed = tuple(slice(max(0, o.start - h), min(n, o.stop + h))
+                 for o, h, n in zip(own, seed_halo, shape3))
+    return own, ext, big, seed
+
+
+def _worker_steps(prob: str, blocks: list[str]) -> dict:
+    from chunkseg.engine.agglomerate import segment_method
+    from chunkseg.io.store import open_volume
+    from chunkseg.ops.rag import block_edges
+    from chunkseg.ops.segstats import block_stats
+    from chunkseg.ops.watershed import as_probability, flood, flood_halo, label_seeds
+
+    vol = open_volume(prob)
+    rules, _ = segment_method("agglo", voxel_size=vol.voxel_size)
+    shape3 = tuple(vol.shape[1:])
+    out = {}
+    for _ in range(2):  # the second pass counts: the first loads the compiled kernels
+        for name in blocks:
+            block = tuple(int(b) for b in name.split(","))
+            own, ext, big, seed = _centre_regions(shape3, block, flood_halo(rules.flood),
+                                                  rules.seed_halo)
+            p = as_probability(np.asarray(vol.data[(0, *big)]))
+            local = [tuple(slice(r.start - g.start, r.stop - g.start) for r, g in zip(reg, big))
+                     for reg in (ext, seed)]
+            crop = tuple(slice(o.start - e.start, o.stop - e.start) for o, e in zip(own, ext))
+            cpu = {}
+
+            def timed(step, fn, *a, **k):
+                c = time.process_time()
+                r = fn(*a, **k)
+                cpu[step] = time.process_time() - c
+                return r
+
+            timed("seeds", rules.seeds, np.ascontiguousarray(p[local[1]]))
+            markers, _ = timed("label seeds", label_seeds, rules.seeds(p)[local[0]])
+            pe = np.ascontiguousarray(p[local[0]])
+            plus = tuple(slice(c.start, min(c.stop + 1, n)) for c, n in zip(crop, pe.shape))
+            lab = timed("flood", flood, markers.astype(np.uint64), pe, rules.flood, exact=plus)
+            owned = lab[crop]
+            timed("statistics", block_stats, owned, offset=[o.start for o in own], shape=shape3)
+            timed("edge table", block_edges, lab[plus], pe[plus], owned.shape)
+            n = owned.size
+            out[name] = {"flood read / owned": pe.size / n,
+                         **{k: v / n * 1e9 for k, v in cpu.items()}}
+    return out
+
+
+def _steps_table(res: dict, load: list[float]) -> list[str]:
+    names = list(res)
+    keys = list(res[names[0]])
+    lines = [f"### steps: CPU ns per owned voxel, centred block (load {load})", "",
+             "| block | " + " | ".join(keys) + " | sum of the steps |", "|---" * (len(keys) + 2)
+             + "|"]
+    for name in names:
+        r = res[name]
+        lines.append(f"| ({name}) | " + " | ".join(f"{r[k]:.1f}" for k in keys)
+                     + f" | {sum(r[k] for k in keys[1:]):.0f} |")
+    return lines + [""]
 
 
 def _worker_crop(prob: str, out: str) -> dict:
@@ -209,10 +282,10 @@ def _crop_store(prob: Path, region: str, work: Path) -> Path:
     return out
 
 
-def _run(tree: str, section: str, prob: Path, out: Path, block: str = "") -> dict:
+def _run(tree: str, section: str, prob: Path, out: Path, *blocks: str) -> dict:
     env = {**os.environ, "PYTHONPATH": tree}
     cmd = [sys.executable, str(HERE), "--worker", section, "--prob", str(prob), "--out", str(out),
-           *(["--blocks", block] if block else [])]
+           *(["--blocks", *blocks] if blocks else [])]
     res = subprocess.run(cmd, env=env, cwd=tree, capture_output=True, text=True, check=True)
     return json.loads(res.stdout.strip().splitlines()[-1])
 
@@ -268,18 +341,29 @@ def main() -> None:
     ap.add_argument("--out", default=str(HERE.parent / "results" / "segment_cpu"))
     ap.add_argument("--blocks", nargs="+", default=["64,256,256", "128,512,512"],
                     help="processing blocks z,y,x of the blocks section")
-    ap.add_argument("--worker", choices=["block", "crop", "blocks"], help=argparse.SUPPRESS)
+    ap.add_argument("--worker", choices=["block", "crop", "blocks", "steps"],
+                    help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         fn = {"block": _worker_block, "crop": _worker_crop,
-              "blocks": functools.partial(_worker_blocks, block=args.blocks[0])}[args.worker]
+              "blocks": functools.partial(_worker_blocks, block=args.blocks[0]),
+              "steps": lambda prob, out: _worker_steps(prob, args.blocks)}[args.worker]
         print(json.dumps(fn(args.prob, args.out)))
         return
     trees = dict(t.split("=", 1) for t in args.trees)
     args.work.mkdir(parents=True, exist_ok=True)
-    report = {"prob": args.prob, "region": args.region, "trees": trees, "sections": {}}
+    report = {"prob": args.prob, "region": args.region, "trees": trees, "blocks": args.blocks,
+              "sections": {}}
     lines = [f"Probability {args.prob}; crop region {args.region}; {args.rounds} rounds.", ""]
     for section in args.sections.split(","):
+        if section == "steps":
+            load = [round(os.getloadavg()[0], 2)]
+            res = _run(str(HERE.parents[1]), "steps", Path(args.prob), args.work / "steps",
+                       *args.blocks)
+            report["sections"][section] = {"runs": res, "load": load + [
+                round(os.getloadavg()[0], 2)]}
+            lines += _steps_table(res, report["sections"][section]["load"])
+            continue
         prob = (Path(args.prob) if section == "block"
                 else _crop_store(Path(args.prob), args.region, args.work))
         if section == "blocks":
