@@ -128,7 +128,7 @@ def _worker_steps(prob: str, blocks: list[str]) -> dict:
     out = {}
     for _ in range(2):  # the second pass counts: the first loads the compiled kernels
         for name in blocks:
-            block = tuple(int(b) for b in name.split(","))
+            block = tuple(min(int(b), n) for b, n in zip(name.split(","), shape3))
             own, ext, big, seed = _centre_regions(shape3, block, flood_halo(rules.flood),
                                                   rules.seed_halo)
             p = as_probability(np.asarray(vol.data[(0, *big)]))
