@@ -7,6 +7,7 @@ radius 9, pooling factor 2) saved as a chunkseg model.
 
 from __future__ import annotations
 
+import itertools
 import json
 import pickle
 import shutil
@@ -225,6 +226,24 @@ def test_seamless_halo_auto_equals_whole_volume_pass(raw, tiny_model, tmp_path):
     predict(raw, tmp_path / "short.zarr", tiny_model, halo=3, block=(10, 12, 11), tile=28,
             timepoints="1:2")
     assert np.abs(open_array(tmp_path / "short.zarr")[:] - ref).max() > 1e-5
+
+
+def test_default_blocks_of_whole_shards_equal_whole_volume_pass(raw, tiny_model, tmp_path,
+                                                                monkeypatch):
+    import chunkseg.engine.plan as plan
+
+    whole = predict(raw, tmp_path / "whole.zarr", tiny_model, halo="auto", block=SHAPE[1:],
+                    tile=64, timepoints="0:1")
+    # output shards that do not divide the volume; a task takes a whole number of them
+    monkeypatch.setattr(plan, "DEFAULT_BLOCK", (6, 8, 10))
+    s = predict(raw, tmp_path / "auto.zarr", tiny_model, halo="auto", timepoints="0:1",
+                memory_gib=0.05)
+    assert s["shard"] == [6, 8, 10] and s["block"] != s["shard"]
+    assert all(b % c == 0 or b == n for b, c, n in zip(s["block"], s["shard"], SHAPE[1:]))
+    arr = open_array(tmp_path / "auto.zarr")
+    assert arr.shards == (1, 6, 8, 10)
+    assert np.abs(arr[:] - open_array(tmp_path / "whole.zarr")[:]).max() <= 1e-5
+    assert whole["tile_voxels"] <= s["tile_voxels"]
 
 
 def test_outputs_dtype_threshold_attrs(raw, tiny_model, tmp_path):
@@ -493,3 +512,32 @@ def test_command_line_hides_tensorflow_start_up_log(raw, tiny_model, tmp_path):
     assert json.loads(done.stdout)["out"] == str(out)
     for banner in ("oneDNN", "absl::InitializeLog", "cpu_feature_guard", "port.cc"):
         assert banner not in done.stderr, done.stderr
+
+
+def test_intensity_range_scales_only_the_voxels_a_block_reads(tmp_path, monkeypatch):
+    import zarr
+
+    import chunkseg.engine.predict as engine
+    from chunkseg.engine.predict import scale_array
+
+    a = np.random.default_rng(6).integers(0, 4000, (37, 45, 41)).astype(np.uint16)
+    store = zarr.create_array(tmp_path / "raw.zarr", shape=a.shape, dtype=a.dtype,
+                              chunks=(8, 8, 8), shards=(16, 16, 16))
+    store[:] = a
+    x = da.from_zarr(store, chunks=store.shards)  # as open_volume: dask chunks = shards
+    kw = dict(block=(16, 20, 18), halo=3, tile=(12, 16, 16), pool=P, receptive=R,
+              scale=1 / 255)
+    ref = predict_array(scale_array(x, (100.0, 3000.0)), fake_net, **kw).compute()
+    scaled = []
+    real = engine.scale_to_uint8
+    monkeypatch.setattr(engine, "scale_to_uint8",
+                        lambda v, lo, hi: scaled.append(v.size) or real(v, lo, hi))
+    got = predict_array(x, fake_net, intensity_range=(100.0, 3000.0), **kw).compute(
+        scheduler="sync")
+    np.testing.assert_array_equal(got, ref)
+    # each block scales its haloed region (mirrored at the border: at most that), not the
+    # whole 16^3 shards the region touches
+    blocks = [block_grid(n, b, 0) for n, b in zip(a.shape, kw["block"])]
+    haloed = sum(int(np.prod([b + 2 * 3 for b in size]))
+                 for size in itertools.product(*blocks))
+    assert len(scaled) == np.prod([len(b) for b in blocks]) and sum(scaled) <= haloed

@@ -24,6 +24,7 @@ import numpy as np
 
 from chunkseg.engine.geometry import Block
 from chunkseg.engine.plan import DEFAULT_BLOCK
+from chunkseg.engine.predict import scale_array
 from chunkseg.errors import ShapeError
 from chunkseg.ops.acme import AcmeParams, acme_halo, acme_score
 from chunkseg.ops.tiling import as_triple
@@ -150,6 +151,11 @@ class AcmeScorer:
                    compute_chunks(block_, compute_block or ACME_BLOCK))
 
     @property
+    def shard(self) -> tuple[int, int, int]:
+        """The output store's shard: the write block."""
+        return self.block
+
+    @property
     def halo(self) -> tuple[int, int, int]:
         """Context voxels each block reads (:func:`halo_of`)."""
         return halo_of(self.voxel_size, self.params)
@@ -168,7 +174,10 @@ class AcmeScorer:
         return {"method": "acme", "halo": list(self.halo), "block": list(self.block),
                 "compute_block": list(self.compute_block), "acme": self.params.to_dict()}
 
-    def __call__(self, x: da.Array) -> da.Array:
-        """float32 score of a (t, z, y, x) array chunked for writing in ``block`` shards."""
-        return acme_map(x, voxel_size=self.voxel_size, params=self.params,
+    def __call__(self, x: da.Array,
+                 intensity_range: tuple[float, float] | None = None) -> da.Array:
+        """float32 score of a (t, z, y, x) array chunked for writing in ``block`` shards,
+        scaled to uint8 by :func:`chunkseg.ops.normalize.scale_to_uint8` with
+        ``intensity_range`` first when given."""
+        return acme_map(scale_array(x, intensity_range), voxel_size=self.voxel_size, params=self.params,
                         chunks=self.compute_block)

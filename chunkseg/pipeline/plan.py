@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from chunkseg.engine.cluster import memory_budget
-from chunkseg.engine.plan import TilePlan, plan_tiles, resolve_halo
+from chunkseg.engine.plan import TilePlan, block_bytes, plan_tiles, resolve_halo
 from chunkseg.errors import ParameterError
 from chunkseg.model.info import ModelInfo, model_info
 
@@ -67,13 +67,11 @@ def _memory(info: ModelInfo, plan: TilePlan, halo, budget: float, threads: int,
     """Peak bytes of one worker: runtime + one network call + blocks held by its threads.
 
     A network call takes at most ``batch`` tiles of one block of one time point. Each
-    thread holds one haloed block read (input dtype, then float32) and its float32
-    prediction, and the block it writes (``group`` of each when a task predicts several
-    time points).
+    thread holds one block task (:func:`chunkseg.engine.plan.block_bytes`: the haloed
+    block read, scaled, padded, the sums of the tile blend, its float32 prediction;
+    ``group`` of each when a task predicts several time points).
     """
-    block = plan.block
-    haloed = math.prod(b + 2 * h for b, h in zip(block, halo))
-    per_block = plan.group * (haloed * (in_itemsize + 4 + 4) + math.prod(block) * 4)
+    per_block = block_bytes(plan.block, halo, itemsize=in_itemsize, group=plan.group)
     tiles = min(plan.batch, plan.stats["block_tiles"])
     calls = min(budget, tiles * math.prod(plan.tile) * info.bytes_per_voxel)
     gib = 2**30
@@ -159,7 +157,8 @@ def plan_run(
         "bytes": int(n_t * vol3 * dt.itemsize), "model": info.path,
         "halo": list(halo_), "receptive_field": list(info.receptive),
         "seam_free": all(h >= r for h, r in zip(halo_, info.receptive)),
-        "block": list(tiles.block), "tile": list(tiles.tile), "batch": tiles.batch,
+        "block": list(tiles.block), "shard": list(tiles.write_shard), "tile": list(tiles.tile),
+        "batch": tiles.batch,
         # a task per block written, a task per block of ``group`` time points predicted
         # (read with halo + network + output dtype, fused)
         "blocks_per_timepoint": per_t, "blocks": blocks, "tasks": blocks + graphs * per_t,
@@ -198,7 +197,8 @@ def format_plan(plan: dict[str, Any]) -> str:
     lines = [
         f"input            {plan['input']}: {' x '.join(map(str, plan['shape']))} "
         f"{plan['dtype']} ({_human(plan['bytes'], 'B')})",
-        f"block / halo     {plan['block']} / {plan['halo']} (receptive field "
+        f"block / halo     {plan['block']} (shards {plan['shard']}) / {plan['halo']} "
+        f"(receptive field "
         f"{plan['receptive_field']}, seam-free: {plan['seam_free']})",
         f"tile x batch     {plan['tile']} x {plan['batch']}",
         f"blocks           {plan['blocks']:,} ({plan['blocks_per_timepoint']:,} per time "
