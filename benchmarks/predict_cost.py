@@ -55,6 +55,7 @@ STAGES = [
     ("  read raw + halo (decompress, scale to uint8)", "mirror_region", None),
     ("    of which scale to uint8", "scale_to_uint8", None),
     ("  network (predict_on_batch)", "run_model", None),
+    ("  model load (TensorFlow import, load, fold; once)", "get_model", None),
     ("  tiling (pad, weights, stitch)", "predict_tiled", None),
     ("  output dtype", "to_output_dtype", None),
     ("  write shards (compress)", "_write_block", None),
@@ -101,7 +102,9 @@ def _profiled(raw: Path, prob: Path, plan: dict) -> dict:
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     st = pstats.Stats(prof)
     stages = {name: _cum(st, fn, caller) for name, fn, caller in STAGES}
-    stages["  tiling (pad, weights, stitch)"] -= stages["  network (predict_on_batch)"]
+    stages["  tiling (pad, weights, stitch)"] -= (stages["  network (predict_on_batch)"]
+                                                  + stages["  model load (TensorFlow import, "
+                                                           "load, fold; once)"])
     return {"wall_s": wall, "cpu_s": cpu, "stages_cpu_s": stages, "block": s["block"],
             "tile": s["tile"], "tile_voxels": s["tile_voxels"], "redundancy": s["redundancy"],
             "network_cpu_s_per_mvoxel": 1e6 * stages["  network (predict_on_batch)"]
@@ -148,6 +151,7 @@ def network(tiles: dict[str, list[int]], rounds: int) -> dict:
 def _markdown(label: str, result: dict) -> str:
     lines = [f"### {label} ({result['commit']}; shape {result['shape']}; uptime before: "
              f"{result['uptime_before']})", "",
+             *([result["note"], ""] if result.get("note") else []),
              "| plan @ shape | block | tile | tiles | network voxels / output voxel |",
              "|---|---|---|---|---|"]
     for k, g in result["geometry"].items():
@@ -164,7 +168,8 @@ def _markdown(label: str, result: dict) -> str:
                   "| stage | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
         for stage, *_ in STAGES:
             lines.append(f"| {stage} | " + " | ".join(
-                f"{st[n]['stages_cpu_s'][stage]:.2f}" for n in names) + " |")
+                f"{st[n]['stages_cpu_s'][stage]:.2f}" if stage in st[n]['stages_cpu_s'] else "-"
+                for n in names) + " |")
         for key, fmt in (("cpu_s", "{:.2f}"), ("wall_s", "{:.2f}"),
                          ("network_cpu_s_per_mvoxel", "{:.3f}"), ("redundancy", "{:.3f}")):
             lines.append(f"| **{key}** | " + " | ".join(fmt.format(st[n][key]) for n in names)

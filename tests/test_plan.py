@@ -82,24 +82,3 @@ def test_calibration_says_when_and_how():
     cal = load_calibration()
     assert cal["network_voxels_per_s"] > 0 and cal["block_overhead_s"] > 0
     assert cal["measured"] and "calibrate_plan.py" in cal["how"] and cal["machine"]["cores"]
-
-
-def test_default_block_takes_whole_shards_with_the_fewest_network_voxels():
-    from chunkseg.engine.plan import DEFAULT_BLOCK, block_bytes, plan_tiles
-
-    info = model_info("default")  # metadata only: no TensorFlow
-    shape, halo, budget = (251, 1024, 1024), (10, 10, 10), 6 * 2**30
-    plan = plan_tiles(shape, info, halo=halo, budget_bytes=budget)
-    shard = plan_tiles(shape, info, halo=halo, budget_bytes=budget, block=DEFAULT_BLOCK)
-    assert plan.write_shard == shard.block == shard.write_shard == DEFAULT_BLOCK
-    assert all(b % s == 0 or b == n for b, s, n in zip(plan.block, DEFAULT_BLOCK, shape))
-    assert block_bytes(plan.block, halo) <= budget / 2
-    # a full light-sheet time point: the tile is no longer bound to one shard plus halo
-    assert plan.stats["tile_voxels"] < 0.98 * shard.stats["tile_voxels"]
-    assert plan.stats["tile_voxels"] / math.prod(shape) < 1.36
-    # where no larger block fits the budget, the shard itself
-    small = plan_tiles(shape, info, halo=halo, budget_bytes=2**27)
-    assert small.block == small.write_shard == DEFAULT_BLOCK
-    # a volume within one shard is one block
-    one = plan_tiles((40, 100, 90), info, halo=halo, budget_bytes=budget)
-    assert one.block == one.write_shard == (40, 100, 90)

@@ -228,24 +228,6 @@ def test_seamless_halo_auto_equals_whole_volume_pass(raw, tiny_model, tmp_path):
     assert np.abs(open_array(tmp_path / "short.zarr")[:] - ref).max() > 1e-5
 
 
-def test_default_blocks_of_whole_shards_equal_whole_volume_pass(raw, tiny_model, tmp_path,
-                                                                monkeypatch):
-    import chunkseg.engine.plan as plan
-
-    whole = predict(raw, tmp_path / "whole.zarr", tiny_model, halo="auto", block=SHAPE[1:],
-                    tile=64, timepoints="0:1")
-    # output shards that do not divide the volume; a task takes a whole number of them
-    monkeypatch.setattr(plan, "DEFAULT_BLOCK", (6, 8, 10))
-    s = predict(raw, tmp_path / "auto.zarr", tiny_model, halo="auto", timepoints="0:1",
-                memory_gib=0.05)
-    assert s["shard"] == [6, 8, 10] and s["block"] != s["shard"]
-    assert all(b % c == 0 or b == n for b, c, n in zip(s["block"], s["shard"], SHAPE[1:]))
-    arr = open_array(tmp_path / "auto.zarr")
-    assert arr.shards == (1, 6, 8, 10)
-    assert np.abs(arr[:] - open_array(tmp_path / "whole.zarr")[:]).max() <= 1e-5
-    assert whole["tile_voxels"] <= s["tile_voxels"]
-
-
 def test_outputs_dtype_threshold_attrs(raw, tiny_model, tmp_path):
     out = tmp_path / "p8.ome.zarr"
     s = predict(raw, out, tiny_model, halo="auto", block=(13, 16, 16), dtype="uint8",

@@ -33,17 +33,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="context voxels around each block (default 10, as the paper); 'auto' = "
                    "the model's receptive-field radius (seam-free)")
     p.add_argument("--block", nargs=3, type=int, metavar=("Z", "Y", "X"),
-                   help="output block = shard = one task (default: shards of 128 256 256, "
-                   "a task taking the whole number of them that spends the fewest network "
-                   "voxels within half of --memory)")
+                   help="output block = shard = one task (default 128 256 256)")
     p.add_argument("--tile", nargs=3, type=int, metavar=("Z", "Y", "X"),
                    help="network input tile, a multiple of the pooling factor (default: the "
                    "fewest network voxels per block within --memory)")
     p.add_argument("--batch", type=int, help="tiles per network call (default: from the budget)")
     p.add_argument("--memory", type=float, default=None, metavar="GIB",
                    help="activation memory of one network call in GiB; the default tile and "
-                   "batch are the cheapest that fit it, the default block's buffers fit half "
-                   "of it (default: a quarter of this machine's "
+                   "batch are the cheapest that fit it (default: a quarter of this machine's "
                    "RAM per worker, 1 to 16 GiB; 1 GiB on GPUs or a remote --scheduler)")
     p.add_argument("--blend", choices=("gaussian", "linear", "none"), default="gaussian",
                    help="weights of overlapping tile outputs when halo < receptive field")

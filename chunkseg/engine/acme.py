@@ -151,11 +151,6 @@ class AcmeScorer:
                    compute_chunks(block_, compute_block or ACME_BLOCK))
 
     @property
-    def shard(self) -> tuple[int, int, int]:
-        """The output store's shard: the write block."""
-        return self.block
-
-    @property
     def halo(self) -> tuple[int, int, int]:
         """Context voxels each block reads (:func:`halo_of`)."""
         return halo_of(self.voxel_size, self.params)

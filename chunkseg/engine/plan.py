@@ -9,7 +9,6 @@ holds it with the model and maps a (t, z, y, x) array to its probability through
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,10 +26,10 @@ from chunkseg.model.info import ModelInfo
 from chunkseg.ops.tiling import BlendMode, as_triple, choose_batch, choose_tile
 
 __all__ = ["BLOCK_BYTES_PER_VOXEL", "DEFAULT_BLOCK", "GROUP_VOXELS", "TilePlan", "UNetScorer",
-           "block_bytes", "choose_block", "group_timepoints", "plan_tiles", "resolve_halo"]
+           "block_bytes", "group_timepoints", "plan_tiles", "resolve_halo"]
 
-#: output shard of a prediction when no block is given (clipped to the volume); the
-#: block predicted by one task is then a whole number of these (:func:`choose_block`)
+#: output block (= shard, = dask task) shape of a prediction when none is given;
+#: clipped to the volume
 DEFAULT_BLOCK = PREDICT_BLOCK
 #: bytes a predict task holds per haloed block voxel besides the input's own itemsize
 #: and the network call: the uint8 block read, its copy padded to the pooling grid and
@@ -63,49 +62,6 @@ def block_bytes(block: Sequence[int], halo: Sequence[int], *, itemsize: int = 2,
     return int(group) * (haloed * (int(itemsize) + BLOCK_BYTES_PER_VOXEL) + owned * 4)
 
 
-def _multiples(shard: int, length: int) -> list[int]:
-    """Whole numbers of shards along one axis: 1, 2, 4, ... shards, and the whole axis."""
-    out, k = [], 1
-    while k * shard < length:
-        out.append(k * shard)
-        k *= 2
-    return [*out, length]
-
-
-def choose_block(shape: Sequence[int], info: ModelInfo, *, halo: Sequence[int],
-                 shard: Sequence[int], budget_bytes: float) -> tuple[int, int, int]:
-    """The block one predict task takes: whole shards, the fewest network voxels.
-
-    Among blocks of 1, 2, 4, ... ``shard`` (or the whole axis) per axis whose task
-    memory (:func:`block_bytes`) fits half of ``budget_bytes`` (a worker holds the
-    block it predicts and the next one it reads), the one whose plan spends the fewest
-    network voxels on a ``shape`` volume (:func:`chunkseg.engine.predict.tile_stats`
-    with the tile :func:`chunkseg.ops.tiling.choose_tile` picks for it) among those whose
-    halo is legal (:func:`chunkseg.engine.predict.check_halo`); ties go to the smaller
-    block.  Larger blocks free the tile shape from the shard grid (a tile can
-    be deep along z and narrow in y and x), and a block seam costs as much overlap as a
-    tile seam, so they never cost more voxels.  ``shard`` clipped to the volume when
-    nothing larger fits.
-    """
-    shard = tuple(min(int(b), int(s)) for b, s in zip(shard, shape))
-    best, best_key = shard, None
-    for block in itertools.product(*(_multiples(b, int(s)) for b, s in zip(shard, shape))):
-        if block != shard and block_bytes(block, halo) > budget_bytes / 2:
-            continue
-        try:
-            check_halo(halo, block, shape)
-        except ParameterError:
-            continue
-        halo_ = clip_halo(halo, block, shape)
-        stats = tile_stats(shape, block=block, halo=halo_, pool=info.pool,
-                           tile=_tile_for(block, None, halo_, info, budget_bytes),
-                           receptive=info.receptive)
-        key = (stats["tile_voxels"], math.prod(block))
-        if best_key is None or key < best_key:
-            best, best_key = block, key
-    return best  # type: ignore[return-value]
-
-
 @dataclass(frozen=True)
 class TilePlan:
     """Block, tile and batch of a prediction of one volume per time point.
@@ -115,8 +71,7 @@ class TilePlan:
     shape : 3 ints
         The (z, y, x) volume planned for.
     block : 3 ints
-        Output block of one dask task: a whole number of ``shard`` per axis, or clipped
-        to the volume.
+        Output block = shard = one dask task.
     halo : 3 ints
         The halo blocks use (the requested one clipped to the volume on axes one
         block covers: :func:`chunkseg.engine.predict.clip_halo`).
@@ -129,8 +84,6 @@ class TilePlan:
         ``tile_voxels``, ...).
     group : int
         Time points per predict task (:func:`group_timepoints`).
-    shard : 3 ints, optional
-        The output store's shard (default: ``block``).
     """
 
     shape: tuple[int, int, int]
@@ -140,12 +93,6 @@ class TilePlan:
     batch: int
     stats: dict[str, int]
     group: int = 1
-    shard: tuple[int, int, int] | None = None
-
-    @property
-    def write_shard(self) -> tuple[int, int, int]:
-        """The output store's shard."""
-        return self.shard or self.block
 
 
 def _tile_for(block, tile, halo, info: ModelInfo, budget_bytes: float) -> tuple[int, int, int]:
@@ -162,14 +109,10 @@ def _tile_for(block, tile, halo, info: ModelInfo, budget_bytes: float) -> tuple[
 def plan_tiles(shape: Sequence[int], info: ModelInfo, *, halo: Sequence[int],
                block: int | Sequence[int] | None = None,
                tile: int | Sequence[int] | None = None, batch: int | None = None,
-               budget_bytes: float = MEMORY_BUDGET, timepoints: int = 1,
-               shard: int | Sequence[int] | None = None) -> TilePlan:
+               budget_bytes: float = MEMORY_BUDGET, timepoints: int = 1) -> TilePlan:
     """Plan the prediction of one ``shape`` volume per time point.
 
-    A given block is the output shard and one task, clipped to the volume.  Without
-    one, the output shard is ``shard`` (default :data:`DEFAULT_BLOCK`, clipped) and a
-    task predicts the block :func:`choose_block` picks: whole shards, the fewest
-    network voxels within half of ``budget_bytes``.  Unless given,
+    The block (default :data:`DEFAULT_BLOCK`) is clipped to the volume.  Unless given,
     the tile is the cheapest that fits ``budget_bytes`` of activations and the model's
     ``max_call_voxels`` (:func:`chunkseg.ops.tiling.choose_tile`) and the batch as many
     tiles as fit both (:func:`chunkseg.ops.tiling.choose_batch`), at most the tiles of
@@ -189,10 +132,7 @@ def plan_tiles(shape: Sequence[int], info: ModelInfo, *, halo: Sequence[int],
         (:func:`chunkseg.engine.predict.check_halo`); tile x batch above the model's
         ``max_call_voxels``.
     """
-    shard_ = tuple(min(b, s) for b, s in zip(
-        as_triple(block or shard or DEFAULT_BLOCK, "block"), shape))
-    block_ = shard_ if block else choose_block(shape, info, halo=halo, shard=shard_,
-                                               budget_bytes=budget_bytes)
+    block_ = tuple(min(b, s) for b, s in zip(as_triple(block or DEFAULT_BLOCK, "block"), shape))
     check_halo(halo, block_, shape)  # before any work, whatever the block came from
     halo = clip_halo(halo, block_, shape)
     tile_ = _tile_for(block_, tile, halo, info, budget_bytes)
@@ -211,7 +151,7 @@ def plan_tiles(shape: Sequence[int], info: ModelInfo, *, halo: Sequence[int],
     blocks = math.prod(-(-int(s) // b) for s, b in zip(shape, block_))
     return TilePlan(shape=tuple(int(s) for s in shape), block=block_, halo=halo, tile=tile_,
                     batch=int(batch), stats=stats,
-                    group=group_timepoints(stats, blocks, timepoints), shard=shard_)
+                    group=group_timepoints(stats, blocks, timepoints))
 
 
 def resolve_halo(halo: Any, receptive: tuple[int, int, int]) -> tuple[int, int, int]:
@@ -277,11 +217,6 @@ class UNetScorer:
         """The intensity range stored with the model."""
         return self.info.normalization
 
-    @property
-    def shard(self) -> tuple[int, int, int]:
-        """The output store's shard (the block is a whole number of them)."""
-        return self.plan.write_shard
-
     def settings(self) -> dict[str, Any]:
         """What the output depends on, besides the input, model, dtype and time points."""
         return dict(halo=list(self.halo), block=list(self.plan.block),
@@ -300,8 +235,8 @@ class UNetScorer:
         return {
             "model": info.path, "halo": list(self.halo), "receptive_field": list(info.receptive),
             "seam_free": all(h >= r for h, r in zip(self.halo, info.receptive)),
-            "block": list(plan.block), "shard": list(plan.write_shard), "tile": list(plan.tile),
-            "batch": plan.batch, "group": self.group,
+            "block": list(plan.block), "tile": list(plan.tile), "batch": plan.batch,
+            "group": self.group,
             "tiles": plan.stats["tiles"] * timepoints,
             "memory_gib": round(self.budget_bytes / 2**30, 2),
             "tile_voxels": voxels * timepoints,

@@ -5,9 +5,9 @@ stored range, else the model's, else exact (1, 99.5) percentiles of the non-zero
 (:mod:`chunkseg.ops.robust_range`), through ``scale_to_uint8``),
 write the same kind of output (an OME-Zarr ``probability`` image, float32 / float16 /
 uint8, shard-aligned through ``write_volume``, resumable) and return the same summary
-keys; they differ only in the *scorer* that maps the (t, z, y, x) array and its intensity
-range (scaled as the scorer reads it) to the probability (:class:`chunkseg.engine.plan.UNetScorer`,
-:class:`chunkseg.engine.acme.AcmeScorer`).
+keys; they differ only in the *scorer* that maps the (t, z, y, x) array and its
+intensity range (scaled as the scorer reads it) to the probability
+(:class:`chunkseg.engine.plan.UNetScorer`, :class:`chunkseg.engine.acme.AcmeScorer`).
 """
 
 from __future__ import annotations
@@ -131,9 +131,9 @@ def _create(in_path, vol: Volume, out: Path, scorer, *, norm, t0: int, t1: int, 
              "fingerprint": fingerprint(in_path, {**settings, **extra, "norm": norm},
                                         shape=vol.shape, dtype=vol.dtype),
              "predict": settings, "scale": 1 / 255 if dtype == "uint8" else 1.0}
-    shard = scorer.shard
+    block = settings["block"]
     create_image(out, shape=(t1 - t0, *vol.shape[1:]), dtype=dtype, voxel_size=vol.voxel_size,
-                 chunks=(1, *shard_chunks(shard)), shards=(1, *shard), attrs=attrs,
+                 chunks=(1, *shard_chunks(block)), shards=(1, *block), attrs=attrs,
                  overwrite=overwrite, resume=resume, pyramid=pyramid)
 
 
@@ -156,12 +156,12 @@ def write_probability(
     """Scale the input, score it, write the probability image (and its mask); the summary.
 
     ``scorer`` has ``name``, ``normalization`` (a model's stored range or None),
-    ``group`` (time points it scores per task), ``shard`` (the output's), ``settings()``,
-    ``attrs()``, ``summary(timepoints)`` and maps a (t, z, y, x) dask array (``group``
-    time points at a time) and an intensity range (``(low, high)`` for
+    ``group`` (time points it scores per task), ``settings()``, ``attrs()``,
+    ``summary(timepoints)`` and maps a (t, z, y, x) dask array (``group`` time points at
+    a time) and an intensity range (``(low, high)`` for
     :func:`chunkseg.ops.normalize.scale_to_uint8`, or None: already scaled) to a float32
-    probability of the same shape.  With ``pyramid`` the probability (and
-    the mask) get a multiscale pyramid.
+    probability of the same shape.  With ``pyramid`` the probability (and the mask) get
+    a multiscale pyramid.
     """
     t_start = time.perf_counter()
     out = Path(out)

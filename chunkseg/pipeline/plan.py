@@ -157,8 +157,7 @@ def plan_run(
         "bytes": int(n_t * vol3 * dt.itemsize), "model": info.path,
         "halo": list(halo_), "receptive_field": list(info.receptive),
         "seam_free": all(h >= r for h, r in zip(halo_, info.receptive)),
-        "block": list(tiles.block), "shard": list(tiles.write_shard), "tile": list(tiles.tile),
-        "batch": tiles.batch,
+        "block": list(tiles.block), "tile": list(tiles.tile), "batch": tiles.batch,
         # a task per block written, a task per block of ``group`` time points predicted
         # (read with halo + network + output dtype, fused)
         "blocks_per_timepoint": per_t, "blocks": blocks, "tasks": blocks + graphs * per_t,
@@ -197,8 +196,7 @@ def format_plan(plan: dict[str, Any]) -> str:
     lines = [
         f"input            {plan['input']}: {' x '.join(map(str, plan['shape']))} "
         f"{plan['dtype']} ({_human(plan['bytes'], 'B')})",
-        f"block / halo     {plan['block']} (shards {plan['shard']}) / {plan['halo']} "
-        f"(receptive field "
+        f"block / halo     {plan['block']} / {plan['halo']} (receptive field "
         f"{plan['receptive_field']}, seam-free: {plan['seam_free']})",
         f"tile x batch     {plan['tile']} x {plan['batch']}",
         f"blocks           {plan['blocks']:,} ({plan['blocks_per_timepoint']:,} per time "

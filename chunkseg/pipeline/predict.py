@@ -5,9 +5,9 @@ Plan of a run (:func:`run_predict`):
 1. open the input lazily (OME-Zarr, Zarr or TIFF), read the model's metadata (no
    TensorFlow in the client): pooling factor, receptive field, width
    (:func:`chunkseg.model.info.model_info`);
-2. resolve ``halo`` ("auto" = receptive-field radius), output shard, block (a whole
-   number of shards per task), tile and batch (all within a memory budget) into a
-   frozen plan (:func:`chunkseg.engine.plan.plan_tiles`);
+2. resolve ``halo`` ("auto" = receptive-field radius), block (= output shard), tile
+   and batch (both from a memory budget for activations) into a frozen plan
+   (:func:`chunkseg.engine.plan.plan_tiles`);
 3. the intensity range: the input's stored ``normalization``, else the model's, else
    exact (1, 99.5) percentiles of the input's non-zero voxels
    (:mod:`chunkseg.ops.robust_range`; one streaming pass, recorded in the output;
@@ -33,7 +33,7 @@ from typing import Any, Literal
 
 from chunkseg.engine.acme import AcmeScorer
 from chunkseg.engine.cluster import memory_budget
-from chunkseg.engine.plan import DEFAULT_BLOCK, UNetScorer, plan_tiles, resolve_halo
+from chunkseg.engine.plan import UNetScorer, plan_tiles, resolve_halo
 from chunkseg.errors import ParameterError
 from chunkseg.io.store import Volume, open_volume
 from chunkseg.model.info import model_info
@@ -100,11 +100,8 @@ def run_predict(
         block on an axis split into several blocks; on an axis one block covers it is
         clipped to the volume (all of it is mirrored border there).
     block : int or 3 ints, optional
-        Output block = shard = one task.  Default: shards of
-        :data:`chunkseg.engine.plan.DEFAULT_BLOCK` (clipped), a task predicting the whole
-        number of them that spends the fewest network voxels within half of
-        ``memory_gib`` (:func:`chunkseg.engine.plan.choose_block`; the shard itself when
-        resampling).
+        Output block = shard = one task (default
+        :data:`chunkseg.engine.plan.DEFAULT_BLOCK`, clipped).
     tile : int or 3 ints, optional
         Network input shape, a multiple of the model's pooling factor (default: the
         tile spending the fewest network voxels per block that fits ``memory_gib``).
@@ -123,8 +120,7 @@ def run_predict(
         Mask store (default :func:`mask_path_for`).
     memory_gib : float, optional
         Activation memory of one network call (GiB); the default tile and batch are the
-        cheapest that fit it (:func:`chunkseg.ops.tiling.choose_tile`), and the default
-        block's task memory fits half of it.  Default
+        cheapest that fit it (:func:`chunkseg.ops.tiling.choose_tile`).  Default
         (:func:`chunkseg.engine.cluster.memory_budget`): a quarter of this machine's
         RAM per worker process (1 GiB to 16 GiB) for the threads scheduler or a
         LocalCluster on CPU; 1 GiB with GPUs or a remote cluster.
@@ -213,8 +209,6 @@ def _unet_scorer(vol: Volume, model, *, halo, block, tile, batch, blend, memory_
         print(f"chunkseg predict: warning: {warning}", file=sys.stderr)
     halo_ = resolve_halo(halo, info.receptive)
     budget = memory_budget(memory_gib, client=client)
-    if resampling.get("factor") and block is None:  # block memory counts input voxels
-        block = DEFAULT_BLOCK
     plan = plan_tiles(tuple(vol.shape[1:]), info, halo=halo_, block=block, tile=tile,
                       batch=batch, budget_bytes=budget, timepoints=timepoints)
     return UNetScorer(info, plan, plan.halo, blend=blend, budget_bytes=budget,
