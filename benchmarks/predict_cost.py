@@ -19,6 +19,11 @@ Sections
         (intensity range, read with halo, network, tiling, output dtype, shard writes,
         pyramid), network CPU seconds per network voxel.  Plans alternate, ``--rounds``
         times each; the fastest round of each is kept.
+    read
+        Every block's haloed region of the default plan read from the ``--shape`` raw
+        store (``--full``: mirrored to 251 x 1024 x 1024) and scaled to uint8, as predict
+        reads it (the region scaled as read) and as it read before (the array scaled chunk
+        by chunk, then sliced): CPU seconds, alternated ``--rounds`` times.
     network
         The bare network (the folded default model, as ``predict`` runs it) on the tile each
         plan picks for the full time point, in memory: CPU seconds per million input voxels,
@@ -33,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import itertools
 import json
 import math
 import os
@@ -148,6 +154,31 @@ def network(tiles: dict[str, list[int]], rounds: int) -> dict:
                 / (math.prod(tiles[k]) / 1e6), "load": _load()} for k, v in cpu.items()}
 
 
+def read(raw: Path, rounds: int) -> dict:
+    """CPU seconds to read and scale every haloed block region, both ways."""
+    from chunkseg.engine.geometry import Block
+    from chunkseg.engine.plan import DEFAULT_BLOCK
+    from chunkseg.engine.predict import _ArrayReader, mirror_region, scale_array
+    from chunkseg.io.store import open_volume
+
+    vol = open_volume(raw)
+    shape, halo, rng = vol.shape[1:], (10, 10, 10), (100.0, 3000.0)
+    readers = {"region scaled as read": _ArrayReader(vol.data, rng),
+               "array scaled, then sliced (before)": _ArrayReader(scale_array(vol.data, rng))}
+    grid = [range(-(-n // b)) for n, b in zip(shape, DEFAULT_BLOCK)]
+    cpu: dict[str, list[float]] = {k: [] for k in readers}
+    for i in range(rounds):
+        for name in list(readers)[:: 1 if i % 2 == 0 else -1]:
+            c0 = time.process_time()
+            for idx in itertools.product(*grid):
+                blk = Block.at(idx, shape=shape, block=DEFAULT_BLOCK, halo=halo)
+                stop = [o.stop + h for o, h in zip(blk.owned, halo)]
+                mirror_region(lambda box, r=readers[name]: r((slice(0, 1), *box)), shape,
+                              blk.origin, stop)
+            cpu[name].append(time.process_time() - c0)
+    return {"shape": list(shape), "cpu_s": cpu, "load": _load()}
+
+
 def _markdown(label: str, result: dict) -> str:
     lines = [f"### {label} ({result['commit']}; shape {result['shape']}; uptime before: "
              f"{result['uptime_before']})", "",
@@ -157,6 +188,12 @@ def _markdown(label: str, result: dict) -> str:
     for k, g in result["geometry"].items():
         lines.append(f"| {k} | {g['block']} | {g['tile']} | {g['tiles']} | "
                      f"{g['redundancy']:.4f} |")
+    if "read" in result:
+        r = result["read"]
+        lines.append(f"\nRead + scale every haloed 128 x 256 x 256 block region of a "
+                     f"{r['shape']} uint16 store (load {r['load']}): " + "; ".join(
+                         f"{k} {min(v):.2f} CPU s (rounds {[round(x, 2) for x in v]})"
+                         for k, v in r["cpu_s"].items()))
     for k, n in result.get("network", {}).items():
         lines.append(f"\nBare network, tile {n['tile']} ({k}): {n['cpu_s_per_mvoxel']:.3f} CPU s "
                      f"per M voxels (median of {len(n['cpu_s'])}; load {n['load']})")
@@ -185,6 +222,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--plans", default="default")
     ap.add_argument("--sections", default="geometry,stages")
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--full", action="store_true", help="read section: mirror --shape to "
+                    "251 x 1024 x 1024")
     ap.add_argument("--label", default="run")
     ap.add_argument("--work", default="/tmp/chunkseg_predict_cost")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "predict_cost"))
@@ -203,6 +242,8 @@ def main(argv: list[str] | None = None) -> dict:
         tiles = {name: result["geometry"][f"{name} @ {'x'.join(map(str, FULL))}"]["tile"]
                  for name in plans}
         result["network"] = network(tiles, args.rounds)
+    if "read" in sections:
+        result["read"] = read(_volumes(work, args.shape, args.full)[0], args.rounds)
     if "stages" in sections:
         raw, _ = _volumes(work, args.shape, False)
         result["stages"] = stages(raw, work, plans, args.rounds)
