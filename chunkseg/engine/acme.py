@@ -174,5 +174,5 @@ class AcmeScorer:
         """float32 score of a (t, z, y, x) array chunked for writing in ``block`` shards,
         scaled to uint8 by :func:`chunkseg.ops.normalize.scale_to_uint8` with
         ``intensity_range`` first when given."""
-        return acme_map(scale_array(x, intensity_range), voxel_size=self.voxel_size, params=self.params,
-                        chunks=self.compute_block)
+        return acme_map(scale_array(x, intensity_range), voxel_size=self.voxel_size,
+                        params=self.params, chunks=self.compute_block)
