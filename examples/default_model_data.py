@@ -74,6 +74,8 @@ def synth_params(i: int) -> tuple[dict, dict]:
 
 
 IGNORE = 2  # mask value of voxels left out of the loss (``--mask aniso-ignore``)
+IGNORING = ("aniso-ignore", "network-ignore")  # mask kinds that use IGNORE
+NETWORK_LABELS = ("organoid",)  # sources whose labels a segmentation network made
 
 
 def training_mask(labels: np.ndarray, voxel_size, ignore: int | None = None) -> np.ndarray:
@@ -248,11 +250,13 @@ def source_pairs(work: Path, name: str, volumes: list[dict],
                  mask: str = "thick") -> list[tuple[Any, Any]]:
     """uint8-scaled raw and mask of ``volumes`` as cached zarr arrays under ``work``
     (``mask="aniso"`` / ``"aniso-ignore"``: :func:`training_mask` instead of the volume's
-    own mask)."""
+    own mask; ``"network-ignore"``: ``"aniso-ignore"`` for the sources whose labels a
+    network made, :data:`NETWORK_LABELS`, the volume's own mask for the others)."""
+    own = mask == "thick" or (mask == "network-ignore" and name not in NETWORK_LABELS)
     pairs = []
     for v in volumes:
-        m = (v["mask"] if mask == "thick" else training_mask(
-            v["labels"], v["voxel_size"], IGNORE if mask == "aniso-ignore" else None))
+        m = (v["mask"] if own else training_mask(
+            v["labels"], v["voxel_size"], IGNORE if mask in IGNORING else None))
         pairs.append(_store(work / "data" / name / v["name"], _scaled(v["raw"]),
                             m.astype(np.uint8)))
     return pairs

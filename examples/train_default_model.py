@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from default_model_data import (IGNORE, LABELS_FROM, build_sources,  # noqa: E402
+from default_model_data import (IGNORE, IGNORING, LABELS_FROM, build_sources,  # noqa: E402
                                 source_names, validation_pairs)
 
 MODEL = {"depth": 3, "base_filters": 8, "pools": [[1, 2, 2], [2, 2, 2]], "kernel_size": 3,
@@ -75,11 +75,13 @@ def _parse(argv=None) -> argparse.Namespace:
     ap.add_argument("--until", default=None, help="stop after this UTC time (HH:MM)")
     ap.add_argument("--seed", type=int, default=TRAIN["seed"])
     ap.add_argument("--n-synth", type=int, default=16)
-    ap.add_argument("--mask", choices=["thick", "aniso", "aniso-ignore"], default="thick",
+    ap.add_argument("--mask", choices=["thick", "aniso", "aniso-ignore", "network-ignore"],
+                    default="thick",
                     help="training masks: membrane_mask, or training_mask (lateral width "
                          "independent of z anisotropy; 'aniso-ignore' leaves the voxels "
-                         "marked only through z neighbours out of the loss); use a --work "
-                         "of its own per choice")
+                         "marked only through z neighbours out of the loss; 'network-ignore' "
+                         "does that for the labels a network made, the organoid's, and keeps "
+                         "every other volume's own mask); use a --work of its own per choice")
     ap.add_argument("--gamma", type=float, nargs=2, default=None,
                     help="gamma range of the intensity augmentation (default 0.6 1.7)")
     ap.add_argument("--curve", type=float, default=None, metavar="P",
@@ -190,7 +192,7 @@ def _bn_sampler(args, pairs, pair_weights):
 
     return CropSampler(pairs, crop=args.crop, seed=args.seed,
                        membrane_bias=TRAIN["membrane_bias"], weights=pair_weights,
-                       ignore_value=IGNORE if args.mask == "aniso-ignore" else None)
+                       ignore_value=IGNORE if args.mask in IGNORING else None)
 
 
 def _with_normalization(meta: dict) -> dict:
@@ -241,7 +243,7 @@ def main(argv=None) -> None:
                             val_raw=[p[0] for p in val], val_mask=[p[1] for p in val],
                             config={"model": MODEL, "train": {**train, "epochs": target}},
                             init=None if args.init == "none" else args.init, resume=True,
-                            ignore_value=IGNORE if args.mask == "aniso-ignore" else None,
+                            ignore_value=IGNORE if args.mask in IGNORING else None,
                             pair_weights=pair_weights, overwrite=True, verbose=0)
         model, meta = load_model(out)
         save_model(model, out, metadata=_with_normalization(
