@@ -7,6 +7,7 @@ radius 9, pooling factor 2) saved as a chunkseg model.
 
 from __future__ import annotations
 
+import itertools
 import json
 import pickle
 import shutil
@@ -493,3 +494,32 @@ def test_command_line_hides_tensorflow_start_up_log(raw, tiny_model, tmp_path):
     assert json.loads(done.stdout)["out"] == str(out)
     for banner in ("oneDNN", "absl::InitializeLog", "cpu_feature_guard", "port.cc"):
         assert banner not in done.stderr, done.stderr
+
+
+def test_intensity_range_scales_only_the_voxels_a_block_reads(tmp_path, monkeypatch):
+    import zarr
+
+    import chunkseg.engine.predict as engine
+    from chunkseg.engine.predict import scale_array
+
+    a = np.random.default_rng(6).integers(0, 4000, (37, 45, 41)).astype(np.uint16)
+    store = zarr.create_array(tmp_path / "raw.zarr", shape=a.shape, dtype=a.dtype,
+                              chunks=(8, 8, 8), shards=(16, 16, 16))
+    store[:] = a
+    x = da.from_zarr(store, chunks=store.shards)  # as open_volume: dask chunks = shards
+    kw = dict(block=(16, 20, 18), halo=3, tile=(12, 16, 16), pool=P, receptive=R,
+              scale=1 / 255)
+    ref = predict_array(scale_array(x, (100.0, 3000.0)), fake_net, **kw).compute()
+    scaled = []
+    real = engine.scale_to_uint8
+    monkeypatch.setattr(engine, "scale_to_uint8",
+                        lambda v, lo, hi: scaled.append(v.size) or real(v, lo, hi))
+    got = predict_array(x, fake_net, intensity_range=(100.0, 3000.0), **kw).compute(
+        scheduler="sync")
+    np.testing.assert_array_equal(got, ref)
+    # each block scales its haloed region (mirrored at the border: at most that), not the
+    # whole 16^3 shards the region touches
+    blocks = [block_grid(n, b, 0) for n, b in zip(a.shape, kw["block"])]
+    haloed = sum(int(np.prod([b + 2 * 3 for b in size]))
+                 for size in itertools.product(*blocks))
+    assert len(scaled) == np.prod([len(b) for b in blocks]) and sum(scaled) <= haloed

@@ -202,3 +202,27 @@ def test_choose_tile_minimises_network_voxels_within_budget():
     for other in [(128, 128, 128), (64, 128, 256), (148, 108, 108), (32, 256, 256)]:
         if np.prod(other) * bpv <= budget:
             assert work(best) <= work(other)
+
+
+@pytest.mark.parametrize("crop_context", [True, False])
+def test_uint8_block_scaled_per_tile_in_bounded_memory(crop_context):
+    import tracemalloc
+
+    from chunkseg.engine.plan import BLOCK_BYTES_PER_VOXEL
+
+    block = np.random.default_rng(5).integers(0, 256, (30, 70, 66)).astype(np.uint8)
+    kw = dict(tile=(12, 24, 20), context=2, pool=P, origin=(1, 3, 2), batch=2,
+              crop_context=crop_context)
+    ref, _ = predict_tiled(block.astype(np.float32) / 255, np.sqrt, **kw)
+    tracemalloc.start()
+    got, n = predict_tiled(block, np.sqrt, scale=1 / 255, **kw)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-6)
+    grid = tile_grid(block.shape, **{k: kw[k] for k in ("tile", "context", "pool", "origin")})
+    assert n == grid.n_tiles >= 27  # first, inner and last tiles on every axis
+    # the padded uint8 copy and the two float32 sums of the blend, plus a few arrays the
+    # size of one network call (input, output, one tile's weights, a product); never the
+    # weights of every kind of tile, nor a float32 copy of the block
+    call = 4 * kw["batch"] * int(np.prod(grid.tile))
+    assert peak <= (BLOCK_BYTES_PER_VOXEL - 1) * int(np.prod(grid.padded_shape)) + 5 * call

@@ -45,7 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="one intensity range for every raw (default: each raw's stored range, else "
                    "its (1, 99.5) percentiles of the non-zero voxels, as predict does)")
     p.add_argument("--mixed-precision", action="store_true",
-                   help="train with mixed_float16 on GPUs (mixed_bfloat16 on CPU); the saved "
+                   help="train with mixed_float16 on GPUs (mixed_bfloat16 on CPU: only on CPUs "
+                   "with avx512_bf16 or amx_bf16; 23x slower on AVX2-only ones); the saved "
                    "model is float32")
     p.add_argument("--overwrite", action="store_true", help="replace an existing model file")
     p.add_argument("--resume", action="store_true",

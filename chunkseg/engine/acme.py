@@ -24,6 +24,7 @@ import numpy as np
 
 from chunkseg.engine.geometry import Block
 from chunkseg.engine.plan import DEFAULT_BLOCK
+from chunkseg.engine.predict import scale_array
 from chunkseg.errors import ShapeError
 from chunkseg.ops.acme import AcmeParams, acme_halo, acme_score
 from chunkseg.ops.tiling import as_triple
@@ -168,7 +169,10 @@ class AcmeScorer:
         return {"method": "acme", "halo": list(self.halo), "block": list(self.block),
                 "compute_block": list(self.compute_block), "acme": self.params.to_dict()}
 
-    def __call__(self, x: da.Array) -> da.Array:
-        """float32 score of a (t, z, y, x) array chunked for writing in ``block`` shards."""
-        return acme_map(x, voxel_size=self.voxel_size, params=self.params,
-                        chunks=self.compute_block)
+    def __call__(self, x: da.Array,
+                 intensity_range: tuple[float, float] | None = None) -> da.Array:
+        """float32 score of a (t, z, y, x) array chunked for writing in ``block`` shards,
+        scaled to uint8 by :func:`chunkseg.ops.normalize.scale_to_uint8` with
+        ``intensity_range`` first when given."""
+        return acme_map(scale_array(x, intensity_range), voxel_size=self.voxel_size,
+                        params=self.params, chunks=self.compute_block)

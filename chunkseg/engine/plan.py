@@ -18,18 +18,23 @@ import dask.array as da
 
 from chunkseg.defaults import PREDICT_BLOCK
 from chunkseg.engine.cluster import MEMORY_BUDGET
-from chunkseg.engine.predict import ModelSpec, check_halo, clip_halo, predict_array, tile_stats
+from chunkseg.engine.predict import (ModelSpec, check_halo, clip_halo, predict_array,
+                                     scale_array, tile_stats)
 from chunkseg.engine.resample_predict import predict_array_resampled, resampled_halo
 from chunkseg.errors import ParameterError
 from chunkseg.model.info import ModelInfo
 from chunkseg.ops.tiling import BlendMode, as_triple, choose_batch, choose_tile
 
-__all__ = ["DEFAULT_BLOCK", "GROUP_VOXELS", "TilePlan", "UNetScorer", "group_timepoints",
-           "plan_tiles", "resolve_halo"]
+__all__ = ["BLOCK_BYTES_PER_VOXEL", "DEFAULT_BLOCK", "GROUP_VOXELS", "TilePlan", "UNetScorer",
+           "block_bytes", "group_timepoints", "plan_tiles", "resolve_halo"]
 
 #: output block (= shard, = dask task) shape of a prediction when none is given;
 #: clipped to the volume
 DEFAULT_BLOCK = PREDICT_BLOCK
+#: bytes a predict task holds per haloed block voxel besides the input's own itemsize
+#: and the network call: the uint8 block read, its copy padded to the pooling grid and
+#: the two float32 sums of the tile blend (:func:`chunkseg.ops.tiling.predict_tiled`)
+BLOCK_BYTES_PER_VOXEL = 1 + 1 + 4 + 4
 #: network input voxels of one predict task up to which it takes the same block of
 #: several time points (tiny time points: a task and a network call then cost more than
 #: the voxels; ``benchmarks/results/block_cost.md``)
@@ -45,6 +50,16 @@ def group_timepoints(stats: dict[str, int], blocks: int, timepoints: int) -> int
     """
     per_block = stats["tile_voxels"] / max(1, blocks)
     return int(max(1, min(timepoints, GROUP_VOXELS // max(per_block, 1.0))))
+
+
+def block_bytes(block: Sequence[int], halo: Sequence[int], *, itemsize: int = 2,
+                group: int = 1) -> int:
+    """Peak bytes one predict task holds besides the network call: per haloed voxel the
+    input read (``itemsize``) and :data:`BLOCK_BYTES_PER_VOXEL`, per owned voxel its
+    float32 prediction; ``group`` time points at a time."""
+    haloed = math.prod(int(b) + 2 * int(h) for b, h in zip(block, halo))
+    owned = math.prod(int(b) for b in block)
+    return int(group) * (haloed * (int(itemsize) + BLOCK_BYTES_PER_VOXEL) + owned * 4)
 
 
 @dataclass(frozen=True)
@@ -231,15 +246,19 @@ class UNetScorer:
                 resampled_halo(self.halo, self.factor)) if self.factor else None},
         }
 
-    def __call__(self, x: da.Array) -> da.Array:
-        """float32 probability of a (t, z, y, x) array (uint8 inputs are read as v / 255)."""
+    def __call__(self, x: da.Array,
+                 intensity_range: tuple[float, float] | None = None) -> da.Array:
+        """float32 probability of a (t, z, y, x) array, scaled to uint8 by
+        :func:`chunkseg.ops.normalize.scale_to_uint8` with ``intensity_range`` when given
+        (uint8 inputs are read as v / 255)."""
         spec = ModelSpec(self.info.path, precision=self.precision)
+        uint8 = intensity_range is not None or x.dtype == "uint8"
         kw = dict(tile=self.plan.tile, pool=self.info.pool, receptive=self.info.receptive,
-                  blend=self.blend, batch=self.plan.batch,
-                  scale=1 / 255 if x.dtype == "uint8" else 1.0)
+                  blend=self.blend, batch=self.plan.batch, scale=1 / 255 if uint8 else 1.0)
         if self.factor:
+            x = scale_array(x, intensity_range)
             return da.stack([predict_array_resampled(x[i], spec, factor=self.factor,
                                                      block=self.plan.block, context=self.halo,
                                                      **kw) for i in range(x.shape[0])])
         return predict_array(x, spec, block=self.plan.block, halo=self.halo, group=self.group,
-                             **kw)
+                             intensity_range=intensity_range, **kw)

@@ -27,7 +27,6 @@ the GPU).
 
 from __future__ import annotations
 
-import itertools
 import math
 import os
 import sys
@@ -43,7 +42,8 @@ import numpy as np
 from chunkseg.engine.backend import configure_backend, run_model
 from chunkseg.engine.geometry import Block
 from chunkseg.errors import ParameterError, ShapeError
-from chunkseg.ops.tiling import BlendMode, as_triple, predict_tiled, tile_grid
+from chunkseg.ops.normalize import scale_to_uint8
+from chunkseg.ops.tiling import BlendMode, as_triple, axis_tiles, predict_tiled
 
 __all__ = [
     "ModelSpec",
@@ -54,6 +54,7 @@ __all__ = [
     "mirror_region",
     "predict_array",
     "predict_block",
+    "scale_array",
     "tile_stats",
 ]
 
@@ -173,17 +174,35 @@ def mirror_region(
     return region
 
 
-class _ArrayReader:
-    """Picklable ``read(slices)`` of a dask array (one small synchronous compute)."""
+def scale_array(x: da.Array, intensity_range: tuple[float, float] | None) -> da.Array:
+    """``x`` scaled to uint8 chunk by chunk by :func:`chunkseg.ops.normalize.scale_to_uint8`
+    with ``intensity_range`` (``x`` itself when None)."""
+    if intensity_range is None:
+        return x
+    return x.map_blocks(scale_to_uint8, *intensity_range, dtype=np.uint8,
+                        meta=np.empty((0,) * x.ndim, np.uint8))
 
-    def __init__(self, x: da.Array) -> None:
+
+class _ArrayReader:
+    """Picklable ``read(slices)`` of a dask array (one small synchronous compute), scaled to
+    uint8 by :func:`chunkseg.ops.normalize.scale_to_uint8` when given an intensity range.
+
+    Scaling the region read, not the array, keeps the read to the stored chunks the region
+    touches: dask fuses a slice of a Zarr array into its read, but not through a
+    ``map_blocks`` in between, which would read and scale every whole dask chunk (shard)
+    the region touches.
+    """
+
+    def __init__(self, x: da.Array, intensity_range: tuple[float, float] | None = None) -> None:
         self.x = x
+        self.intensity_range = intensity_range
 
     def __call__(self, region: tuple[slice, ...]) -> np.ndarray:
-        return np.asarray(self.x[region].compute(scheduler="sync"))
+        out = np.asarray(self.x[region].compute(scheduler="sync"))
+        return out if self.intensity_range is None else scale_to_uint8(out, *self.intensity_range)
 
     def __dask_tokenize__(self) -> str:
-        return self.x.name
+        return f"{self.x.name}-{self.intensity_range}"
 
 
 def predict_block(
@@ -206,13 +225,11 @@ def predict_block(
     predicted exactly as alone).  Returns the prediction of the whole haloed block
     (same shape).
     """
-    x = block.astype(np.float32, copy=False) * np.float32(scale) if scale != 1 else block
-    x = np.asarray(x, dtype=np.float32)
     kw = dict(tile=tile, context=context, pool=pool, origin=origin, blend=blend,
-              crop_context=crop_context, batch=batch)
-    if x.ndim == 4:
-        return np.stack([predict_tiled(xi, predictor, **kw)[0] for xi in x])
-    return predict_tiled(x, predictor, **kw)[0]
+              crop_context=crop_context, batch=batch, scale=scale)
+    if block.ndim == 4:
+        return np.stack([predict_tiled(xi, predictor, **kw)[0] for xi in block])
+    return predict_tiled(block, predictor, **kw)[0]
 
 
 def _plan(shape, block, halo, tile, pool, receptive):
@@ -279,16 +296,14 @@ def tile_stats(shape, *, block, halo, tile, pool=1, receptive=None) -> dict[str,
     call never mixes blocks or time points).
     """
     shape, block, halo, tile, pool, context, _ = _plan(shape, block, halo, tile, pool, receptive)
-    grids = [block_grid(n, b, h) for n, b, h in zip(shape, block, halo)]
-    tiles = voxels = most = 0
-    for idx in itertools.product(*(range(len(g)) for g in grids)):
-        ext = [g[i] + (h if i > 0 else 0) + (h if i < len(g) - 1 else 0)
-               for g, i, h in zip(grids, idx, halo)]
-        origin = [i * b - h for i, b, h in zip(idx, block, halo)]
-        grid = tile_grid(ext, tile=tile, context=context, pool=pool, origin=origin)
-        tiles += grid.n_tiles
-        voxels += grid.n_tiles * math.prod(grid.tile)
-        most = max(most, grid.n_tiles)
+    tiles = voxels = most = 1
+    for n, b, h, t, c, p, name in zip(shape, block, halo, tile, context, pool, "zyx"):
+        g = block_grid(n, b, h)  # the grid is a product of its axes: so are the sums
+        per_block = [axis_tiles(g[i] + h * (i > 0) + h * (i < len(g) - 1), tile=t, context=c,
+                                pool=p, origin=i * b - h, name=name) for i in range(len(g))]
+        tiles *= sum(k for k, _ in per_block)
+        voxels *= sum(k * e for k, e in per_block)
+        most *= max(k for k, _ in per_block)
     return {"tiles": tiles, "tile_voxels": voxels, "block_tiles": most}
 
 
@@ -305,6 +320,7 @@ def predict_array(
     batch: int | None = None,
     scale: float = 1.0,
     group: int = 1,
+    intensity_range: tuple[float, float] | None = None,
 ) -> da.Array:
     """Lazily predict a (z, y, x) volume, or each time point of a (t, z, y, x) series,
     block by block with a halo.
@@ -335,12 +351,16 @@ def predict_array(
     batch : int, optional
         Tiles per network call (default: :func:`chunkseg.ops.tiling.choose_batch`).
     scale : float
-        Factor applied to the input (1/255 for uint8).
+        Factor applied to the input (1/255 for uint8), after ``intensity_range``.
     group : int
         Time points per task of a series: one task reads the same block of ``group``
         consecutive time points at once and predicts them one after the other (for
         tiny blocks, where a task, its graph and its read cost more than the voxels).
         Each time point is predicted exactly as alone.
+    intensity_range : (low, high), optional
+        Scale each region read to uint8 with
+        :func:`chunkseg.ops.normalize.scale_to_uint8` (the same as scaling ``x`` first,
+        but only the stored chunks a block touches are read and scaled).
 
     Returns
     -------
@@ -359,7 +379,8 @@ def predict_array(
     out = da.map_blocks(
         _predict_owned, chunks=(tuple(min(int(group), n_t - s) for s in range(0, n_t, int(group))),
                                 *chunks),
-        dtype=np.float32, meta=np.empty((0, 0, 0, 0), np.float32), read=_ArrayReader(series),
+        dtype=np.float32, meta=np.empty((0, 0, 0, 0), np.float32),
+        read=_ArrayReader(series, intensity_range),
         shape=shape, block=block, halo=halo, predictor=predictor, tile=tile, context=context,
         pool=pool, blend=blend, crop_context=crop, batch=batch, scale=scale,
     )

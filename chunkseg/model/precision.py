@@ -2,8 +2,10 @@
 
 On CPUs with AVX512-BF16 (or AMX) oneDNN runs bfloat16 convolutions natively; the
 ``mixed_bfloat16`` Keras policy computes in bfloat16 and keeps float32 weights and a
-float32 sigmoid output.  Measured on this AMD EPYC (avx512_bf16, no AMX), default-size
-U-Net: ``benchmarks/results/mixed_precision.md``.  With the packaged model on a synthetic
+float32 sigmoid output.  Measured with the default-size U-Net on an AMD EPYC with
+avx512_bf16 (no AMX): 1.2-1.6x the float32 speed (``benchmarks/results/mixed_precision.md``);
+on a Zen 3 EPYC with AVX2 only, where oneDNN has no bfloat16 kernels: 0.03-0.04x
+(``benchmarks/results/mixed_precision_zen3.md``).  With the packaged model on a synthetic
 volume the probability differs from float32 by 3e-4 on average (at most 0.014, 3.5 8-bit
 grey levels) and the masks at 0.5 agree on 99.97 % of the voxels, so
 ``chunkseg predict --precision bfloat16`` is offered, float32 staying the default (the

@@ -46,6 +46,7 @@ __all__ = [
     "BlendMode",
     "TileGrid",
     "as_triple",
+    "axis_tiles",
     "blend_weights",
     "choose_batch",
     "choose_tile",
@@ -194,6 +195,18 @@ def tile_grid(
     )
 
 
+def axis_tiles(length: int, *, tile: int, context: int, pool: int = 1, origin: int = 0,
+               name: str = "axis") -> tuple[int, int]:
+    """``(tiles, tile extent)`` :func:`tile_grid` lays along one axis of a block.
+
+    The grid is a product of its axes, so a block's tiles and network voxels are the
+    products of these counts and extents.
+    """
+    _, _, extent, starts = _axis_grid(int(length), int(origin), int(tile), int(context),
+                                      int(pool), name)
+    return len(starts), extent
+
+
 def count_tiles(shape: Sequence[int], **kwargs: Any) -> int:
     """Number of tiles :func:`tile_grid` lays over a block of ``shape`` (same keywords)."""
     return tile_grid(shape, **kwargs).n_tiles
@@ -256,13 +269,22 @@ def blend_weights(
     """
     tile = as_triple(tile, "tile")
     w = np.ones((), dtype=np.float64)
+    for p in _axis_weights(tile, mode, crop_before, crop_after):
+        w = np.multiply.outer(w, p)
+    return w.astype(np.float32)
+
+
+def _axis_weights(tile: Triple, mode: str, crop_before: Sequence[int],
+                  crop_after: Sequence[int]) -> list[np.ndarray]:
+    """The per-axis profiles of :func:`blend_weights` (float64)."""
+    out = []
     for axis, n in enumerate(tile):
         p = _profile(n, mode)
         p[: crop_before[axis]] = 0.0
         if crop_after[axis]:
             p[n - crop_after[axis]:] = 0.0
-        w = np.multiply.outer(w, p)
-    return w.astype(np.float32)
+        out.append(p)
+    return out
 
 
 def choose_batch(
@@ -359,13 +381,16 @@ def predict_tiled(
     crop_context: bool = True,
     batch: int | None = None,
     pad_mode: str = "symmetric",
+    scale: float = 1.0,
 ) -> tuple[np.ndarray, int]:
     """Predict a whole block tile by tile and stitch the tile outputs.
 
     Parameters
     ----------
     block : numpy.ndarray
-        (z, y, x) network input (float32 in [0, 1]), halo included.
+        (z, y, x) network input before ``scale`` (e.g. uint8 normalised raw, or float32
+        in [0, 1]), halo included.  It stays in its dtype; each tile is cast to float32
+        and multiplied by ``scale`` when it is sent to the network.
     predict_batch : callable
         ``(b, tz, ty, tx, 1) float32 -> (b, tz, ty, tx, 1)``, e.g. a Keras model's
         ``predict_on_batch``.
@@ -380,6 +405,8 @@ def predict_tiled(
         Tiles per ``predict_batch`` call (default: :func:`choose_batch`).
     pad_mode : str
         ``numpy.pad`` mode for the alignment padding around the block.
+    scale : float
+        Factor applied to the tiles (1/255 for uint8 input).
 
     Returns
     -------
@@ -387,31 +414,39 @@ def predict_tiled(
         float32, same shape as ``block``.
     n_tiles : int
         Tiles predicted.
+
+    Memory: besides the network call, the block, its padded copy (when the block is
+    not on the pooling grid) and, when it takes several tiles, two float32 arrays of the
+    padded block (weighted sum and weights; the result is divided in place) and one
+    tile's weights at a time.
     """
     if block.ndim != 3:
         raise ShapeError(f"expected a 3D (z, y, x) block; got shape {block.shape}")
     context = as_triple(context, "context", minimum=0)
     grid = tile_grid(block.shape, tile=tile, context=context, pool=pool, origin=origin)
-    padded = pad_to_grid(np.asarray(block, dtype=np.float32), grid, mode=pad_mode)
-    num = np.zeros(grid.padded_shape, dtype=np.float32)
-    den = np.zeros(grid.padded_shape, dtype=np.float32)
+    padded = pad_to_grid(np.asarray(block), grid, mode=pad_mode)
+    scale_ = np.float32(scale)
+
+    def network_input(parts: list[np.ndarray]) -> np.ndarray:
+        x = np.stack(parts)[..., None].astype(np.float32, copy=False)  # stack: a new array
+        if scale != 1:
+            x *= scale_
+        return x
+
     last = tuple(s[-1] for s in grid.starts)
-    cropped = crop_context
-    weights: dict[tuple, np.ndarray] = {}
 
     def weight_for(o: Triple) -> np.ndarray:
-        key = tuple((cropped and oi > 0, cropped and oi < li) for oi, li in zip(o, last))
-        if key not in weights:
-            weights[key] = blend_weights(
-                grid.tile, mode=blend,
-                crop_before=[c if k[0] else 0 for c, k in zip(context, key)],
-                crop_after=[c if k[1] else 0 for c, k in zip(context, key)],
-            )
-        return weights[key]
+        """:func:`blend_weights` of the tile at ``o`` (its context cropped on the sides
+        that have a neighbour), built from float32 profiles: one tile-sized array."""
+        inner = [(crop_context and oi > 0, crop_context and oi < li) for oi, li in zip(o, last)]
+        pz, py, px = (p.astype(np.float32) for p in _axis_weights(
+            grid.tile, blend, [c if k[0] else 0 for c, k in zip(context, inner)],
+            [c if k[1] else 0 for c, k in zip(context, inner)]))
+        return pz[:, None, None] * py[None, :, None] * px[None, None, :]
 
     origins = grid.origins()
     if len(origins) == 1:  # one tile covers the block: nothing to stitch
-        y = np.asarray(predict_batch(padded[None, ..., None]), dtype=np.float32)
+        y = np.asarray(predict_batch(network_input([padded])), dtype=np.float32)
         if y.shape != (1, *padded.shape, 1):
             raise ShapeError(f"predict_batch returned shape {y.shape}; expected the input's "
                              f"{(1, *padded.shape, 1)}")
@@ -419,10 +454,12 @@ def predict_tiled(
     if batch is None:
         batch = choose_batch(grid.tile, n_tiles=len(origins))
     batch = max(1, int(batch))
+    num = np.zeros(grid.padded_shape, dtype=np.float32)
+    den = np.zeros(grid.padded_shape, dtype=np.float32)
     for i in range(0, len(origins), batch):
         chunk = origins[i:i + batch]
         slices = [tuple(slice(o, o + t) for o, t in zip(org, grid.tile)) for org in chunk]
-        x = np.stack([padded[s] for s in slices])[..., None]
+        x = network_input([padded[s] for s in slices])
         y = np.asarray(predict_batch(x), dtype=np.float32)
         if y.shape != x.shape:
             raise ShapeError(
@@ -432,5 +469,5 @@ def predict_tiled(
             w = weight_for(org)
             num[s] += w * yi
             den[s] += w
-    out = num / np.maximum(den, np.float32(1e-20))
+    out = np.divide(num, np.maximum(den, np.float32(1e-20), out=den), out=num)
     return crop(out, grid.pad_before, grid.pad_after), len(origins)

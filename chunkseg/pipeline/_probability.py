@@ -5,9 +5,9 @@ stored range, else the model's, else exact (1, 99.5) percentiles of the non-zero
 (:mod:`chunkseg.ops.robust_range`), through ``scale_to_uint8``),
 write the same kind of output (an OME-Zarr ``probability`` image, float32 / float16 /
 uint8, shard-aligned through ``write_volume``, resumable) and return the same summary
-keys; they differ only in the *scorer* that maps the scaled (t, z, y, x) array to
-the probability (:class:`chunkseg.engine.plan.UNetScorer`,
-:class:`chunkseg.engine.acme.AcmeScorer`).
+keys; they differ only in the *scorer* that maps the (t, z, y, x) array and its
+intensity range (scaled as the scorer reads it) to the probability
+(:class:`chunkseg.engine.plan.UNetScorer`, :class:`chunkseg.engine.acme.AcmeScorer`).
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ from chunkseg.errors import ParameterError
 from chunkseg.io.fingerprint import fingerprint
 from chunkseg.engine.pyramid import finish_image
 from chunkseg.io.store import Volume, create_image, open_array, open_volume
-from chunkseg.ops.normalize import scale_to_uint8
 from chunkseg.ops.probability import OUTPUT_DTYPES, OutputDtype, threshold_block, to_output_dtype
 from chunkseg.ops.robust_range import model_percentiles, range_from_histogram
 
@@ -158,9 +157,11 @@ def write_probability(
 
     ``scorer`` has ``name``, ``normalization`` (a model's stored range or None),
     ``group`` (time points it scores per task), ``settings()``, ``attrs()``,
-    ``summary(timepoints)`` and maps a scaled (t, z, y, x) dask array (``group`` time
-    points at a time) to a float32 probability of the same shape.  With ``pyramid`` the probability (and
-    the mask) get a multiscale pyramid.
+    ``summary(timepoints)`` and maps a (t, z, y, x) dask array (``group`` time points at
+    a time) and an intensity range (``(low, high)`` for
+    :func:`chunkseg.ops.normalize.scale_to_uint8`, or None: already scaled) to a float32
+    probability of the same shape.  With ``pyramid`` the probability (and the mask) get
+    a multiscale pyramid.
     """
     t_start = time.perf_counter()
     out = Path(out)
@@ -169,13 +170,11 @@ def write_probability(
     _create(in_path, vol, out, scorer, norm=norm, t0=t0, t1=t1, dtype=dtype,
             overwrite=overwrite, resume=resume, pyramid=pyramid)
 
+    scale = None if norm is None else (norm["low"], norm["high"])
+
     def slab(a: int, b: int):  # the graph of time points a:b, built when submitted
-        x = vol.data[t0 + a : t0 + b]
-        if norm is not None:  # meta given: no trial call per time point
-            x = x.map_blocks(scale_to_uint8, norm["low"], norm["high"], dtype=np.uint8,
-                             meta=np.empty((0,) * 4, np.uint8))
-        return scorer(x).map_blocks(to_output_dtype, dtype, dtype=np.dtype(dtype),
-                                    meta=np.empty((0,) * 4, np.dtype(dtype)))
+        return scorer(vol.data[t0 + a : t0 + b], scale).map_blocks(
+            to_output_dtype, dtype, dtype=np.dtype(dtype), meta=np.empty((0,) * 4, np.dtype(dtype)))
 
     p = Series((t1 - t0, *vol.shape[1:]), np.dtype(dtype), slab, step=scorer.group)
     t_write = time.perf_counter()

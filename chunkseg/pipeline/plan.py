@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from chunkseg.engine.cluster import memory_budget
-from chunkseg.engine.plan import TilePlan, plan_tiles, resolve_halo
+from chunkseg.engine.plan import TilePlan, block_bytes, plan_tiles, resolve_halo
 from chunkseg.errors import ParameterError
 from chunkseg.model.info import ModelInfo, model_info
 
@@ -67,13 +67,11 @@ def _memory(info: ModelInfo, plan: TilePlan, halo, budget: float, threads: int,
     """Peak bytes of one worker: runtime + one network call + blocks held by its threads.
 
     A network call takes at most ``batch`` tiles of one block of one time point. Each
-    thread holds one haloed block read (input dtype, then float32) and its float32
-    prediction, and the block it writes (``group`` of each when a task predicts several
-    time points).
+    thread holds one block task (:func:`chunkseg.engine.plan.block_bytes`: the haloed
+    block read, scaled, padded, the sums of the tile blend, its float32 prediction;
+    ``group`` of each when a task predicts several time points).
     """
-    block = plan.block
-    haloed = math.prod(b + 2 * h for b, h in zip(block, halo))
-    per_block = plan.group * (haloed * (in_itemsize + 4 + 4) + math.prod(block) * 4)
+    per_block = block_bytes(plan.block, halo, itemsize=in_itemsize, group=plan.group)
     tiles = min(plan.batch, plan.stats["block_tiles"])
     calls = min(budget, tiles * math.prod(plan.tile) * info.bytes_per_voxel)
     gib = 2**30
