@@ -75,6 +75,8 @@ def _parse(argv=None) -> argparse.Namespace:
     ap.add_argument("--until", default=None, help="stop after this UTC time (HH:MM)")
     ap.add_argument("--seed", type=int, default=TRAIN["seed"])
     ap.add_argument("--n-synth", type=int, default=16)
+    ap.add_argument("--base-filters", type=int, default=MODEL["base_filters"],
+                    help="filters of the first level (the size table: 4 / 8 / 16)")
     ap.add_argument("--mask", choices=["thick", "aniso", "aniso-ignore", "network-ignore"],
                     default="thick",
                     help="training masks: membrane_mask, or training_mask (lateral width "
@@ -241,7 +243,8 @@ def main(argv=None) -> None:
         target = min(args.epochs, target + args.chunk)
         summary = run_train([p[0] for p in pairs], [p[1] for p in pairs], out=out,
                             val_raw=[p[0] for p in val], val_mask=[p[1] for p in val],
-                            config={"model": MODEL, "train": {**train, "epochs": target}},
+                            config={"model": {**MODEL, "base_filters": args.base_filters},
+                                    "train": {**train, "epochs": target}},
                             init=None if args.init == "none" else args.init, resume=True,
                             ignore_value=IGNORE if args.mask in IGNORING else None,
                             pair_weights=pair_weights, overwrite=True, verbose=0)
