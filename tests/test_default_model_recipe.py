@@ -57,3 +57,33 @@ def test_weight_option():
         with pytest.raises(SystemExit) as exc:
             recipe._parse(["--weight", *bad])
         assert exc.value.code == 2
+
+
+def _anisotropic_volume(name: str) -> dict:
+    """Two cells split by an oblique wall at z / lateral 8: z neighbours spread the wall."""
+    from chunkseg.ops.boundaries import membrane_mask
+
+    z, y, x = np.mgrid[:6, :12, :12]
+    labels = np.where(x + 2 * z < 10, 1, 2).astype(np.uint16)
+    raw = (labels * 100).astype(np.uint16)
+    return {"name": name, "raw": raw, "labels": labels, "mask": membrane_mask(labels),
+            "voxel_size": (2.0, 0.25, 0.25)}
+
+
+def test_network_ignore_masks(tmp_path):
+    import default_model_data as data
+
+    from chunkseg.ops.boundaries import membrane_mask
+
+    vol = _anisotropic_volume("v")
+    thick = membrane_mask(vol["labels"])
+    thin = membrane_mask(vol["labels"], in_plane=True)
+    assert (thick > thin).any()  # the z spread exists
+    for source, expect_ignore in (("synthetic", False), ("organoid", True)):
+        _, mask = data.source_pairs(tmp_path / source, source, [vol], "network-ignore")[0]
+        m = mask[...]
+        if expect_ignore:
+            assert np.array_equal(m == 1, thin > 0)
+            assert np.array_equal(m == data.IGNORE, (thick > 0) & (thin == 0))
+        else:
+            assert np.array_equal(m, thick.astype(np.uint8))
