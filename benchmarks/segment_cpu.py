@@ -39,6 +39,11 @@ Sections
         first time point, computed as a ``segment`` task does (as in ``block``): CPU
         nanoseconds per owned voxel of each step, and the voxels the flood reads per
         owned voxel (its halo).  One process, every block twice, the second counted.
+    profile
+        ``run_segment`` with every default on ``--region`` (this checkout, synchronous
+        scheduler, a first uncounted run loads the compiled kernels) under cProfile with
+        the process CPU clock: CPU seconds per phase and per step
+        (``segment_speed.STAGES``), inside the flood, and the functions of most own CPU.
 """
 
 from __future__ import annotations
@@ -56,6 +61,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_results  # noqa: E402
+from segment_speed import STAGES, _cum  # noqa: E402
 
 HERE = Path(__file__).resolve()
 BLOCK = (64, 256, 256)
@@ -182,6 +188,52 @@ def _worker_crop(prob: str, out: str) -> dict:
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     np.save(out + ".npy", np.asarray(open_volume(out + ".zarr").data))
     return {"cpu": cpu, "wall": wall, "cells": s["n_cells"][0]}
+
+
+#: (step, function, caller or None) inside the flood (:func:`chunkseg.ops.watershed.flood`)
+FLOOD_STEPS = [
+    ("    flood: light cone", "_light_cone", "flood"),
+    ("    flood: state (labels, keys, ranks)", "__init__", "flood"),
+    ("    flood: level starts (fronts, sorts)", "start_level", "flood"),
+    ("    flood: steps (compiled front loop)", "_flood_step", "step"),
+    ("    flood: parked voxels back", "_unpark", "step"),
+]
+
+
+def _worker_profile(prob: str, out: str) -> dict:
+    import cProfile
+    import pstats
+
+    import dask
+
+    from chunkseg.pipeline.segment import run_segment
+
+    with dask.config.set(scheduler="synchronous"):
+        run_segment(prob, out=out + "_warm.zarr", overwrite=True, progress=False)
+        prof = cProfile.Profile(time.process_time)
+        t0, c0 = time.perf_counter(), time.process_time()
+        prof.enable()
+        s = run_segment(prob, out=out + ".zarr", overwrite=True, progress=False)
+        prof.disable()
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    st = pstats.Stats(prof)
+    rows = {name: _cum(st, fn, caller) for name, fn, caller in STAGES + FLOOD_STEPS}
+    own = sorted(((v[2], f"{Path(k[0]).name}:{k[2]}") for k, v in st.stats.items()),
+                 reverse=True)[:15]
+    return {"cpu": cpu, "wall": wall, "cells": s["n_cells"][0], "blocks": s["blocks"],
+            "halo": s["halo"], "stages": rows, "own": [[n, c] for c, n in own]}
+
+
+def _profile_table(res: dict, load: list[float]) -> list[str]:
+    cpu = res["cpu"]
+    lines = [f"### profile: CPU by phase and step, cProfile with the process CPU clock, "
+             f"synchronous ({res['blocks']} blocks, halo {res['halo']}, CPU {cpu:.1f} s, "
+             f"wall {res['wall']:.1f} s, load {load})", "", "| stage | CPU s | share |",
+             "|---|---|---|"]
+    lines += [f"| {k} | {v:.2f} | {100 * v / cpu:.1f} % |" for k, v in res["stages"].items()]
+    lines += ["", "Functions of most own CPU:", "", "| function | own CPU s |", "|---|---|"]
+    lines += [f"| {name} | {c:.2f} |" for name, c in res["own"]]
+    return lines + [""]
 
 
 def _peak_rss_mb() -> float:
@@ -341,13 +393,14 @@ def main() -> None:
     ap.add_argument("--out", default=str(HERE.parent / "results" / "segment_cpu"))
     ap.add_argument("--blocks", nargs="+", default=["64,256,256", "128,512,512"],
                     help="processing blocks z,y,x of the blocks section")
-    ap.add_argument("--worker", choices=["block", "crop", "blocks", "steps"],
+    ap.add_argument("--worker", choices=["block", "crop", "blocks", "steps", "profile"],
                     help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         fn = {"block": _worker_block, "crop": _worker_crop,
               "blocks": functools.partial(_worker_blocks, block=args.blocks[0]),
-              "steps": lambda prob, out: _worker_steps(prob, args.blocks)}[args.worker]
+              "steps": lambda prob, out: _worker_steps(prob, args.blocks),
+              "profile": _worker_profile}[args.worker]
         print(json.dumps(fn(args.prob, args.out)))
         return
     trees = dict(t.split("=", 1) for t in args.trees)
@@ -356,13 +409,14 @@ def main() -> None:
               "sections": {}}
     lines = [f"Probability {args.prob}; crop region {args.region}; {args.rounds} rounds.", ""]
     for section in args.sections.split(","):
-        if section == "steps":
+        if section in ("steps", "profile"):
             load = [round(os.getloadavg()[0], 2)]
-            res = _run(str(HERE.parents[1]), "steps", Path(args.prob), args.work / "steps",
-                       *args.blocks)
-            report["sections"][section] = {"runs": res, "load": load + [
-                round(os.getloadavg()[0], 2)]}
-            lines += _steps_table(res, report["sections"][section]["load"])
+            prob = (Path(args.prob) if section == "steps"
+                    else _crop_store(Path(args.prob), args.region, args.work))
+            res = _run(str(HERE.parents[1]), section, prob, args.work / section, *args.blocks)
+            load.append(round(os.getloadavg()[0], 2))
+            report["sections"][section] = {"runs": res, "load": load}
+            lines += (_steps_table if section == "steps" else _profile_table)(res, load)
             continue
         prob = (Path(args.prob) if section == "block"
                 else _crop_store(Path(args.prob), args.region, args.work))
