@@ -439,17 +439,22 @@ class _FloodState:
         self.level = level
 
     def step(self, active: tuple[bool, bool, bool], i: int) -> None:
-        """One synchronous iteration over the active axes."""
+        """One synchronous iteration over the active axes.
+
+        The front it leaves is sorted, as after a level start: the next step then reads
+        its voxels' neighbourhoods in memory order (the result does not depend on it).
+        """
         if active != self.active:
-            self.front = _unpark(self.front, np.concatenate(self.parked), self.where)
+            self.front = np.sort(_unpark(self.front, np.concatenate(self.parked), self.where))
             self.parked, self.active = [np.zeros(0, np.int64)], active
         steps = self.steps[[k for k, (axis, _) in enumerate(_NEIGHBOURS) if active[axis]]]
         if steps.size == 0:
             self.front = self.front[self.life[self.front] >= i]
             return
-        self.front, failed, wait, ranks = _flood_step(
+        front, failed, wait, ranks = _flood_step(
             self.front, i, steps, self.steps, self.flab, self.key, self.rank, self.level,
             self.never, self.where, self.life)
+        self.front = np.sort(front)
         self.parked.append(failed)
         self.waiting.append(wait)
         self.ranks.append(ranks)
