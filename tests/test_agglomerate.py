@@ -19,7 +19,7 @@ from chunkseg.ops.rag import (
     EDGE_BINS, Q, AggloParams, agglomeration_plan, block_edges, cluster, edge_mean,
     edge_quantile, split_table,
 )
-from chunkseg.ops.segstats import block_stats, sum_pair_counts
+from chunkseg.ops.segstats import block_stats, dense_labels, sum_pair_counts
 from chunkseg.ops.watershed import SegmentParams, capped_sq_distance
 from chunkseg.pipeline.segment import run_segment
 from conftest import SEG_VS, store_volume
@@ -134,6 +134,26 @@ def test_edge_table_blockwise_equals_whole():
         want = [(np.searchsorted(np.cumsum(r[4:]), np.ceil(q * r[2])) + 1) / EDGE_BINS
                 for r in edges.astype(np.int64)]
         np.testing.assert_allclose(edge_quantile(edges, q), want)
+
+
+def test_dense_labels_with_ids_give_the_same_tables():
+    """Dense labels of a wider region (so some ids are absent from the block) with their
+    ids: the same statistics and edge table as the ids themselves."""
+    rng = np.random.default_rng(8)
+    wide = rng.integers(0, 9, (10, 12, 14)).astype(np.uint64) * np.uint64(1 << 33)
+    wide[9, 11, 13] = np.uint64(99 << 33)  # outside the block
+    prob = rng.random(wide.shape, dtype=np.float32)
+    ids, _, dense = dense_labels(wide)
+    sl = (slice(3, 8), slice(2, 9), slice(0, 6))
+    own = (4, 6, 5)
+    assert np.setdiff1d(ids, wide[3:7, 2:8, 0:5]).size  # the case of absent ids
+    np.testing.assert_array_equal(block_edges(dense[sl], prob[sl], own, ids=ids),
+                                  block_edges(wide[sl], prob[sl], own))
+    owned = tuple(slice(s.start, s.start + o) for s, o in zip(sl, own))
+    got = block_stats(dense[owned], offset=(3, 2, 0), shape=wide.shape, ids=ids)
+    want = block_stats(wide[owned], offset=(3, 2, 0), shape=wide.shape)
+    for name in ("ids", "count", "sums", "lo", "hi", "first"):
+        np.testing.assert_array_equal(getattr(got, name), getattr(want, name))
 
 
 def test_cluster_linkages_split_a_leaky_wall():

@@ -60,8 +60,8 @@ from chunkseg.engine.submit import run_windowed
 from chunkseg.io.chunk_cache import read_cached
 from chunkseg.ops.rag import block_edges, split_table
 from chunkseg.ops.segstats import (
-    SegStats, block_stats, combine_stats, face_pairs, finish_labels, merge_plan, relabel,
-    sum_pair_counts, union_map,
+    SegStats, block_stats, combine_stats, dense_labels, face_pairs, finish_labels, merge_plan,
+    relabel, sum_pair_counts, union_map,
 )
 from chunkseg.ops.watershed import (
     SegmentParams, as_probability, flood, flood_halo, label_seeds, seed_halo, seed_mask,
@@ -185,14 +185,17 @@ def _flood_task(read_prob, read_seeds, t, k, idx, shape3, block, params, seed_ma
     """
     b = Block.at(idx, shape=shape3, block=block, halo=flood_halo(params))
     ext = tuple(slice(e.start, min(s, e.stop + 1)) for e, s in zip(b.read, shape3))
-    markers = relabel(read_seeds(k, ext), *_load_map(seed_map))
+    # dense labels through the flood, statistics and edges (ids[d - 1] is label d)
+    ids, _, markers = dense_labels(relabel(read_seeds(k, ext), *_load_map(seed_map)))
     prob = as_probability(read_prob(t, ext))
     plus = tuple(slice(c.start, min(c.stop + 1, n)) for c, n in zip(b.crop, prob.shape))
-    lab = flood(markers.astype(np.uint64, copy=False), prob, params, exact=plus)
+    lab = flood(markers, prob, params, exact=plus)
     start = time.perf_counter()
-    owned = lab[b.crop]
-    st = block_stats(owned, offset=[r.start for r in b.owned], shape=shape3)
-    edges = block_edges(lab[plus], prob[plus], owned.shape)
+    st = block_stats(lab[b.crop], offset=[r.start for r in b.owned], shape=shape3, ids=ids)
+    edges = block_edges(lab[plus], prob[plus], lab[b.crop].shape, ids=ids)
+    table = np.zeros(ids.size + 1, np.uint64)
+    table[1:] = ids
+    owned = table[lab[b.crop]]
     name = _stats_file(stats_dir, k, idx)
     tmp = name.with_suffix(f".tmp{os.getpid()}.npz")
     np.savez(tmp, ids=st.ids, count=st.count, sums=st.sums, lo=st.lo, hi=st.hi,

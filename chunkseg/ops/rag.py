@@ -73,7 +73,7 @@ CRITERIA: tuple[str, ...] = ("contrast", "mean")
 
 
 def block_edges(labels: np.ndarray, prob: np.ndarray, owned: Sequence[int], *,
-                bins: int = EDGE_BINS) -> np.ndarray:
+                bins: int = EDGE_BINS, ids: np.ndarray | None = None) -> np.ndarray:
     """Edge table of the face pairs a block owns, with the node rows of its voxels.
 
     Parameters
@@ -87,6 +87,9 @@ def block_edges(labels: np.ndarray, prob: np.ndarray, owned: Sequence[int], *,
         Shape of the owned block (the low corner of ``labels``).
     bins : int
         Histogram bins.
+    ids : ndarray of uint64, optional
+        Sorted fragment ids of a dense ``labels``: label ``d`` stands for ``ids[d - 1]``
+        (as in :func:`chunkseg.ops.segstats.dense_labels`).
 
     Returns
     -------
@@ -96,10 +99,11 @@ def block_edges(labels: np.ndarray, prob: np.ndarray, owned: Sequence[int], *,
     """
     if labels.shape != prob.shape:
         raise ShapeError(f"labels {labels.shape} and probability {prob.shape} differ in shape")
-    ids, _, dense = dense_labels(labels)
+    if ids is None:
+        ids, _, labels = dense_labels(labels)
     n = ids.size + 1
     own = tuple(min(int(o), s) for o, s in zip(owned, labels.shape))
-    count, psum, key, val = _pair_sums(dense, np.asarray(prob, np.float32), *own, n)
+    count, psum, key, val = _pair_sums(labels, np.asarray(prob, np.float32), *own, n)
     nodes = np.zeros((ids.size, 4 + bins), np.uint64)
     nodes[:, 0] = nodes[:, 1] = ids
     nodes[:, 2], nodes[:, 3] = count, psum

@@ -84,14 +84,23 @@ def dense_labels(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
 
 
 def block_stats(labels: np.ndarray, *, offset: Sequence[int] = (0, 0, 0),
-                shape: Sequence[int] | None = None) -> SegStats:
-    """Statistics of the non-zero labels of a block at ``offset`` in a volume of ``shape``."""
+                shape: Sequence[int] | None = None, ids: np.ndarray | None = None) -> SegStats:
+    """Statistics of the non-zero labels of a block at ``offset`` in a volume of ``shape``.
+
+    With ``ids`` (sorted uint64), ``labels`` is dense: label ``d`` stands for
+    ``ids[d - 1]`` (0: none), as in :func:`dense_labels`; ids absent from the block
+    get no row.
+    """
     shape = tuple(labels.shape) if shape is None else tuple(int(s) for s in shape)
-    ids, first_pos, dense = dense_labels(labels)
-    n = ids.size
-    if n == 0:
+    if ids is None:
+        ids, _, labels = dense_labels(labels)
+    if ids.size == 0:
         return SegStats.empty()
-    count, sums, lo, hi = _label_sums(dense, n)
+    count, sums, lo, hi, first_pos = _label_sums(labels, ids.size)
+    if not count.all():
+        keep = count > 0
+        ids, count, sums, lo, hi, first_pos = (a[keep] for a in
+                                               (ids, count, sums, lo, hi, first_pos))
     off = np.asarray(offset, np.int64)
     # integer sums of coordinates: exact, and below 2**53 exact as float64 too
     sums = (sums + count[:, None] * off).astype(np.float64)
@@ -103,16 +112,20 @@ def block_stats(labels: np.ndarray, *, offset: Sequence[int] = (0, 0, 0),
 @numba.njit(cache=True, nogil=True)
 def _label_sums(dense, n):
     """Per label ``1..n`` of a dense 3D label image: voxels, sums of the z, y, x
-    indices, and the inclusive bounding box (lowest and highest index per axis)."""
+    indices, the inclusive bounding box (lowest and highest index per axis) and the
+    first flat position (raster order; -1 where the label is absent)."""
     count = np.zeros(n + 1, np.int64)
     sums = np.zeros((n + 1, 3), np.int64)
     lo = np.full((n + 1, 3), np.iinfo(np.int64).max, np.int64)
     hi = np.full((n + 1, 3), -1, np.int64)
+    first = np.full(n + 1, -1, np.int64)
     nz, ny, nx = dense.shape
     for z in range(nz):
         for y in range(ny):
             for x in range(nx):
                 d = dense[z, y, x]
+                if count[d] == 0:
+                    first[d] = (z * ny + y) * nx + x
                 count[d] += 1
                 sums[d, 0] += z
                 sums[d, 1] += y
@@ -120,7 +133,7 @@ def _label_sums(dense, n):
                 lo[d, 0], hi[d, 0] = min(lo[d, 0], z), max(hi[d, 0], z)
                 lo[d, 1], hi[d, 1] = min(lo[d, 1], y), max(hi[d, 1], y)
                 lo[d, 2], hi[d, 2] = min(lo[d, 2], x), max(hi[d, 2], x)
-    return count[1:], sums[1:], lo[1:], hi[1:]
+    return count[1:], sums[1:], lo[1:], hi[1:], first[1:]
 
 
 def combine_stats(parts: Sequence[SegStats]) -> SegStats:
