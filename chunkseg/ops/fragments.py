@@ -138,11 +138,25 @@ def fragment_seeds(prob: np.ndarray, params: FragmentParams) -> np.ndarray:
     # no boundary in the window: farther than any distance seen in it, so a gap narrower
     # than the window never joins two plateaus
     far = sum((math.floor(params.radius / s) * s) ** 2 for s in params.voxel_size) + 1.0
-    dist = np.sqrt(np.where(np.isinf(d2), far, d2)).astype(np.float32)
+    dist = _root32(d2, far)
     if params.sigma > 0:
         dist = ndimage.gaussian_filter(dist, params.sigmas(), mode="nearest",
                                        truncate=_TRUNCATE)
     return _maxima_inside(dist, background)
+
+
+@numba.njit(cache=True, nogil=True)
+def _root32(d2, far):
+    """``float32(sqrt(d2))`` of a 3D float64 array in one pass, ``far`` in place of
+    ``inf`` (the same numbers as NumPy's ``sqrt`` and ``astype``: both round once)."""
+    nz, ny, nx = d2.shape
+    out = np.empty(d2.shape, np.float32)
+    for z in range(nz):
+        for y in range(ny):
+            for x in range(nx):
+                v = d2[z, y, x]
+                out[z, y, x] = np.sqrt(far if np.isinf(v) else v)
+    return out
 
 
 @numba.njit(cache=True, nogil=True)
