@@ -110,14 +110,8 @@ def block_edges(labels: np.ndarray, prob: np.ndarray, owned: Sequence[int], *,
     nodes = nodes[count > 0]  # histogram left 0: only the mean of a node row is used
     if key.size == 0:
         return nodes
-    u, inv = np.unique(key, return_inverse=True)
-    k = u.size
-    b = np.minimum(val * bins // (2 * Q), bins - 1)
-    hist = np.bincount(inv * bins + b, minlength=k * bins).reshape(k, bins)
-    table = np.column_stack([ids[u // n - 1], ids[u % n - 1],
-                             np.bincount(inv, minlength=k).astype(np.uint64),
-                             np.bincount(inv, weights=val, minlength=k).astype(np.uint64),
-                             hist.astype(np.uint64)])
+    pairs, sums = _edge_sums(key, val, n, bins)
+    table = np.column_stack([ids[pairs // n - 1], ids[pairs % n - 1], sums.astype(np.uint64)])
     return sum_pair_counts([table, nodes])
 
 
@@ -163,6 +157,47 @@ def _face_pairs(dense, prob, oz, oy, ox, n, key, val):
                                 val[m] = _q(prob[z, y, x]) + _q(prob[z + dz, y + dy, x + dx])
                             m += 1
     return m
+
+
+@numba.njit(cache=True, nogil=True)
+def _edge_sums(key, val, n, bins):
+    """Per distinct ``key`` (``a * n + b``) of the face pairs: the key and a row
+    ``faces, sum of val, histogram of val`` (bin ``min(val * bins // (2 Q), bins - 1)``).
+
+    The pairs are bucketed by ``a`` (a counting sort), then each bucket's keys are
+    numbered through a scratch array indexed by ``b``: linear, no sort of the pairs.
+    """
+    start = np.zeros(n + 1, np.int64)
+    for k in key:
+        start[k // n + 1] += 1
+    for a in range(n):
+        start[a + 1] += start[a]
+    fill = start[:-1].copy()
+    other = np.empty(key.size, np.int64)
+    vals = np.empty(key.size, np.int64)
+    for j in range(key.size):
+        a = key[j] // n
+        other[fill[a]], vals[fill[a]] = key[j] % n, val[j]
+        fill[a] += 1
+    slot = np.full(n, -1, np.int64)
+    pairs = np.empty(key.size, np.int64)
+    row = np.empty(key.size, np.int64)
+    rows = 0
+    for a in range(n):
+        first = rows
+        for j in range(start[a], start[a + 1]):
+            b = other[j]
+            if slot[b] < first:  # not yet seen in this bucket
+                slot[b] = rows
+                pairs[rows] = a * n + b
+                rows += 1
+            row[j] = slot[b]
+    sums = np.zeros((rows, 2 + bins), np.int64)
+    for j in range(key.size):
+        sums[row[j], 0] += 1
+        sums[row[j], 1] += vals[j]
+        sums[row[j], 2 + min(vals[j] * bins // (2 * Q), bins - 1)] += 1
+    return pairs[:rows], sums
 
 
 @numba.njit(cache=True, nogil=True)
