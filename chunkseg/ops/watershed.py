@@ -434,7 +434,8 @@ class _FloodState:
             front = _unpark(self.front, np.concatenate(self.parked), self.where)
             front, waiting, ranks = _promote(front, np.concatenate(self.waiting),
                                              np.concatenate(self.ranks), self.where, level)
-            self.front, self.waiting, self.ranks = np.sort(front), [waiting], [ranks]
+            self.front, self.waiting, self.ranks = (_sort(front, self.flab.size), [waiting],
+                                                    [ranks])
         self.parked = [np.zeros(0, np.int64)]
         self.level = level
 
@@ -445,7 +446,8 @@ class _FloodState:
         its voxels' neighbourhoods in memory order (the result does not depend on it).
         """
         if active != self.active:
-            self.front = np.sort(_unpark(self.front, np.concatenate(self.parked), self.where))
+            self.front = _sort(_unpark(self.front, np.concatenate(self.parked), self.where),
+                               self.flab.size)
             self.parked, self.active = [np.zeros(0, np.int64)], active
         steps = self.steps[[k for k, (axis, _) in enumerate(_NEIGHBOURS) if active[axis]]]
         if steps.size == 0:
@@ -454,10 +456,31 @@ class _FloodState:
         front, failed, wait, ranks = _flood_step(
             self.front, i, steps, self.steps, self.flab, self.key, self.rank, self.level,
             self.never, self.where, self.life)
-        self.front = np.sort(front)
+        self.front = _sort(front, self.flab.size)
         self.parked.append(failed)
         self.waiting.append(wait)
         self.ranks.append(ranks)
+
+
+@numba.njit(cache=True, nogil=True)
+def _sort(a, size):
+    """``a`` (values in ``[0, size)``) sorted: a radix sort, 12 bits per pass."""
+    src = a.copy()
+    dst = np.empty_like(a)
+    shift = 0
+    while (size - 1) >> shift:
+        count = np.zeros(4097, np.int64)
+        for v in src:
+            count[((v >> shift) & 4095) + 1] += 1
+        for d in range(4096):
+            count[d + 1] += count[d]
+        for v in src:
+            d = (v >> shift) & 4095
+            dst[count[d]] = v
+            count[d] += 1
+        src, dst = dst, src
+        shift += 12
+    return src
 
 
 @numba.njit(cache=True, nogil=True)
