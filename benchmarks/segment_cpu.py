@@ -39,6 +39,13 @@ Sections
         first time point, computed as a ``segment`` task does (as in ``block``): CPU
         nanoseconds per owned voxel of each step, and the voxels the flood reads per
         owned voxel (its halo).  One process, every block twice, the second counted.
+    flood
+        The flood of the interior block (as in ``block``, with dense int32 markers) by
+        the ``chunkseg/ops/watershed.py`` of each checkout, all loaded into one process
+        and called in turn, ``--rounds`` paired rounds after an uncounted one: CPU
+        seconds (median) and the median of the per-round ratios to the first checkout;
+        the labels compared.  Paired calls in one process cancel most of the load of
+        other processes.
     profile
         ``run_segment`` with every default on ``--region`` (this checkout, synchronous
         scheduler, a first uncounted run loads the compiled kernels) under cProfile with
@@ -106,6 +113,68 @@ def _worker_block(prob: str, out: str) -> dict:
         timed("edge table", block_edges, lab[plus], pe[plus], owned.shape)
     np.save(out, owned)
     return cpu
+
+
+def _flood_inputs(prob: str) -> tuple:
+    """Dense markers, probability, flood parameters and exact box of the interior block."""
+    from chunkseg.engine.agglomerate import segment_method
+    from chunkseg.engine.geometry import Block
+    from chunkseg.io.store import open_volume
+    from chunkseg.ops.segstats import dense_labels
+    from chunkseg.ops.watershed import as_probability, flood_halo, label_seeds
+
+    vol = open_volume(prob)
+    rules, _ = segment_method("agglo", voxel_size=vol.voxel_size)
+    shape3 = tuple(vol.shape[1:])
+    fb = Block.at((1, 1, 1), shape=shape3, block=BLOCK, halo=flood_halo(rules.flood))
+    ext = tuple(slice(r.start, min(n, r.stop + 1)) for r, n in zip(fb.read, shape3))
+    big = tuple(slice(max(0, r.start - h), min(n, r.stop + h))
+                for r, h, n in zip(ext, rules.seed_halo, shape3))
+    p = as_probability(np.asarray(vol.data[(0, *big)]))
+    inner = tuple(slice(e.start - g.start, e.stop - g.start) for e, g in zip(ext, big))
+    markers = dense_labels(label_seeds(rules.seeds(p)[inner])[0])[2]
+    pe = np.ascontiguousarray(p[inner])
+    plus = tuple(slice(c.start, min(c.stop + 1, n)) for c, n in zip(fb.crop, pe.shape))
+    return markers, pe, rules.flood, plus
+
+
+def _flood_ab(prob: str, trees: dict, rounds: int) -> dict:
+    """The ``flood`` section: paired calls of each checkout's flood in this process."""
+    import dataclasses
+    import importlib.util
+
+    markers, pe, params, plus = _flood_inputs(prob)
+    floods = {}
+    for name, tree in trees.items():
+        spec = importlib.util.spec_from_file_location(
+            f"ws_{name}", Path(tree) / "chunkseg" / "ops" / "watershed.py")
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = mod  # dataclasses look their module up
+        spec.loader.exec_module(mod)
+        floods[name] = (mod.flood, mod.SegmentParams(**dataclasses.asdict(params)))
+    cpu: dict[str, list] = {name: [] for name in trees}
+    same = {name: True for name in trees}
+    ref = None
+    for r in range(rounds + 1):  # round 0 loads the compiled kernels
+        for name, (fn, par) in floods.items():
+            c = time.process_time()
+            lab = fn(markers, pe, par, exact=plus)
+            if r:
+                cpu[name].append(time.process_time() - c)
+            ref = lab.copy() if ref is None else ref
+            same[name] &= bool(np.array_equal(lab, ref))
+    first = np.array(cpu[next(iter(trees))])
+    return {name: {"median": float(np.median(c)), "rounds": c, "labels_identical": same[name],
+                   "ratio": float(np.median(np.array(c) / first))} for name, c in cpu.items()}
+
+
+def _flood_table(res: dict, load: list[float]) -> list[str]:
+    lines = [f"### flood: interior block, paired calls in one process (load {load})", "",
+             "| checkout | flood CPU s (median) | CPU / first (median of paired rounds) | "
+             "labels identical to the first |", "|---|---|---|---|"]
+    lines += [f"| {name} | {r['median']:.3f} | {r['ratio']:.3f} | {r['labels_identical']} |"
+              for name, r in res.items()]
+    return lines + [""]
 
 
 def _centre_regions(shape3, block, flood_halo, seed_halo):
@@ -409,6 +478,13 @@ def main() -> None:
               "sections": {}}
     lines = [f"Probability {args.prob}; crop region {args.region}; {args.rounds} rounds.", ""]
     for section in args.sections.split(","):
+        if section == "flood":
+            load = [round(os.getloadavg()[0], 2)]
+            res = _flood_ab(args.prob, trees, args.rounds)
+            report["sections"][section] = {"runs": res, "load": load + [
+                round(os.getloadavg()[0], 2)]}
+            lines += _flood_table(res, report["sections"][section]["load"])
+            continue
         if section in ("steps", "profile"):
             load = [round(os.getloadavg()[0], 2)]
             prob = (Path(args.prob) if section == "steps"
