@@ -138,16 +138,23 @@ def _flood_inputs(prob: str) -> tuple:
     return markers, pe, rules.flood, plus
 
 
-def _flood_ab(prob: str, trees: dict, rounds: int) -> dict:
-    """The ``flood`` section: paired calls of each checkout's flood in this process."""
+def _flood_ab(prob: str, trees: dict, rounds: int, work: Path) -> dict:
+    """The ``flood`` section: paired calls of each checkout's flood in this process.
+
+    Each ``watershed.py`` is loaded from a copy in ``work``: numba caches the kernels
+    of a module beside its file, and a checkout's own cache must not hold kernels
+    compiled under another module name.
+    """
     import dataclasses
     import importlib.util
+    import shutil
 
     markers, pe, params, plus = _flood_inputs(prob)
     floods = {}
     for name, tree in trees.items():
-        spec = importlib.util.spec_from_file_location(
-            f"ws_{name}", Path(tree) / "chunkseg" / "ops" / "watershed.py")
+        copy = work / f"ws_{name}.py"
+        shutil.copyfile(Path(tree) / "chunkseg" / "ops" / "watershed.py", copy)
+        spec = importlib.util.spec_from_file_location(f"ws_{name}", copy)
         mod = importlib.util.module_from_spec(spec)
         sys.modules[spec.name] = mod  # dataclasses look their module up
         spec.loader.exec_module(mod)
@@ -480,7 +487,7 @@ def main() -> None:
     for section in args.sections.split(","):
         if section == "flood":
             load = [round(os.getloadavg()[0], 2)]
-            res = _flood_ab(args.prob, trees, args.rounds)
+            res = _flood_ab(args.prob, trees, args.rounds, args.work)
             report["sections"][section] = {"runs": res, "load": load + [
                 round(os.getloadavg()[0], 2)]}
             lines += _flood_table(res, report["sections"][section]["load"])
