@@ -248,11 +248,12 @@ def object_labels(labels: np.ndarray, axes=(0.46, 0.42, 0.42)) -> np.ndarray:
     return np.where(r2 <= 1.0, labels, 0).astype(labels.dtype)
 
 
-def lightsheet_renders() -> list[dict]:
-    """Light-sheet-like renders of ``tissue_labels.tif``: every 5th or 6th slice (z spacing
-    5-6 × lateral), a cluster of cells in an ellipsoid with zeros around it (no offset),
-    and the truth :func:`membrane_mask` of the stepped labels, which marks the whole band a
-    wall oblique to the slices covers (the mask every score uses)."""
+def lightsheet_renders(only: list[int] | None = None) -> list[dict]:
+    """Light-sheet-like renders of ``tissue_labels.tif`` (those of :data:`LIGHTSHEET_RENDERS`,
+    or its entries ``only``): every 5th or 6th slice (z spacing 5-6 × lateral), a cluster of
+    cells in an ellipsoid with only haze and noise around it (no offset), and the truth
+    :func:`membrane_mask` of the stepped labels, which marks the whole band a wall oblique to
+    the slices covers (the mask every score uses)."""
     from chunkseg.ops.boundaries import membrane_mask
 
     full = _tissue_labels()
@@ -260,6 +261,8 @@ def lightsheet_renders() -> list[dict]:
         return []
     out = []
     for k, (dz, z0, (ys, xs), opts) in enumerate(LIGHTSHEET_RENDERS):
+        if only is not None and k not in only:
+            continue
         step = (dz, 1, 1)
         labels = object_labels(np.ascontiguousarray(full[z0::dz, ys, xs]))
         out.append({"name": f"lightsheet_render{k}",
