@@ -159,15 +159,12 @@ def synthetic_volumes(n: int, start: int = 0) -> list[dict]:
 
 def tissue_renders() -> list[dict]:
     """Membrane images rendered from the real cell geometry of ``tissue_labels.tif``."""
-    import tifffile
-
     from chunkseg.ops.boundaries import membrane_mask
     from chunkseg.synth.wide import render_from_labels
 
-    f = REAL / "tissue_labels.tif"
-    if not f.exists():
+    full = _tissue_labels()
+    if full is None:
         return []
-    full = tifffile.imread(f)
     out = []
     for k, (step, opts) in enumerate([
         ((2, 2, 2), {"cytoplasm": 0.15, "nucleus_photons": 0.0, "illumination": 0.3}),
@@ -197,26 +194,80 @@ BROAD_RENDERS = [  # (step, lateral crop, render options in voxels of the steppe
 ]
 
 
+def _tissue_labels() -> np.ndarray | None:
+    """``tissue_labels.tif`` (real cell geometry), None where the shared data is absent."""
+    import tifffile
+
+    f = REAL / "tissue_labels.tif"
+    return tifffile.imread(f) if f.exists() else None
+
+
+def _render(labels: np.ndarray, step, opts: dict, seed: int) -> np.ndarray:
+    """:func:`render_from_labels` with ``opts["psf"]`` given in voxels of the stepped grid."""
+    from chunkseg.synth.wide import render_from_labels
+
+    psf = tuple(s * v for s, v in zip(opts["psf"], step))
+    return render_from_labels(labels, seed=seed, voxel_size=step, psf_sigma=psf,
+                              **{k: v for k, v in opts.items() if k != "psf"})
+
+
 def broad_renders() -> list[dict]:
     """Renders of ``tissue_labels.tif`` with walls blurred over 2-4.5 lateral voxels
     (confocal plant walls: a broad bright band around a thin interface), anisotropy 2-3."""
-    import tifffile
-
-    from chunkseg.synth.wide import render_from_labels
-
-    f = REAL / "tissue_labels.tif"
-    if not f.exists():
+    full = _tissue_labels()
+    if full is None:
         return []
-    full = tifffile.imread(f)
     out = []
     for k, (step, (ys, xs), opts) in enumerate(BROAD_RENDERS):
         labels = np.ascontiguousarray(full[::step[0], ys, xs][:, ::step[1], ::step[2]])
-        psf = tuple(s * v for s, v in zip(opts["psf"], step))
-        render_opts = {k2: v for k2, v in opts.items() if k2 != "psf"}
-        raw = render_from_labels(labels, seed=10 + k, voxel_size=step, psf_sigma=psf,
-                                 **render_opts)
-        out.append({"name": f"broad_render{k}", "raw": raw, "labels": labels,
-                    "mask": training_mask(labels, step), "voxel_size": step,
+        out.append({"name": f"broad_render{k}", "raw": _render(labels, step, opts, 10 + k),
+                    "labels": labels, "mask": training_mask(labels, step), "voxel_size": step,
+                    "params": opts, "labels_from": "real cell geometry "
+                    "(tissue_labels.tif), rendered image"})
+    return out
+
+
+LIGHTSHEET_RENDERS = [  # (z step, z offset, lateral crop, render options in stepped voxels)
+    (5, 0, (slice(0, 256), slice(0, 256)),
+     {"psf": (1.0, 1.5, 1.5), "cytoplasm": 0.1, "nucleus_photons": 0.0, "haze_photons": 2.0}),
+    (6, 2, (slice(70, 326), slice(300, 556)),
+     {"psf": (1.2, 2.0, 2.0), "cytoplasm": 0.3, "haze_photons": 5.0, "illumination": 0.5}),
+    (5, 3, (slice(40, 296), slice(150, 406)),
+     {"psf": (0.8, 1.2, 1.2), "cytoplasm": 0.05, "cell_contrast": 0.8, "haze_photons": 1.0}),
+    (6, 0, (slice(0, 256), slice(300, 556)),
+     {"psf": (1.5, 2.5, 2.5), "cytoplasm": 0.5, "nucleus_photons": 100.0, "haze_photons": 3.0,
+      "stripes": 0.3}),
+]
+
+
+def object_labels(labels: np.ndarray, axes=(0.46, 0.42, 0.42)) -> np.ndarray:
+    """``labels`` with every voxel outside the centred ellipsoid of semi-axes ``axes`` (as
+    fractions of the shape) set to 0: a cell cluster in empty space, caps included."""
+    grid = np.ogrid[tuple(slice(0, n) for n in labels.shape)]
+    r2 = sum(((g + 0.5 - n / 2) / (a * n)) ** 2 for g, n, a in zip(grid, labels.shape, axes))
+    return np.where(r2 <= 1.0, labels, 0).astype(labels.dtype)
+
+
+def lightsheet_renders(only: list[int] | None = None) -> list[dict]:
+    """Light-sheet-like renders of ``tissue_labels.tif`` (those of :data:`LIGHTSHEET_RENDERS`,
+    or its entries ``only``): every 5th or 6th slice (z spacing 5-6 × lateral), a cluster of
+    cells in an ellipsoid with only haze and noise around it (no offset), and the truth
+    :func:`membrane_mask` of the stepped labels, which marks the whole band a wall oblique to
+    the slices covers (the mask every score uses)."""
+    from chunkseg.ops.boundaries import membrane_mask
+
+    full = _tissue_labels()
+    if full is None:
+        return []
+    out = []
+    for k, (dz, z0, (ys, xs), opts) in enumerate(LIGHTSHEET_RENDERS):
+        if only is not None and k not in only:
+            continue
+        step = (dz, 1, 1)
+        labels = object_labels(np.ascontiguousarray(full[z0::dz, ys, xs]))
+        out.append({"name": f"lightsheet_render{k}",
+                    "raw": _render(labels, step, {**opts, "offset": 0.0}, 20 + k),
+                    "labels": labels, "mask": membrane_mask(labels), "voxel_size": step,
                     "params": opts, "labels_from": "real cell geometry "
                     "(tissue_labels.tif), rendered image"})
     return out
@@ -271,22 +322,26 @@ def validation_pairs(work: Path, n_synth: int = 16, mask: str = "thick"
         work, "validation", synthetic_volumes(2, start=n_synth), mask)
 
 
-def source_names(n_synth: int = 16, broad: bool = False) -> dict[str, list[str]]:
+def source_names(n_synth: int = 16, broad: bool = False, lightsheet: bool = False
+                 ) -> dict[str, list[str]]:
     """Volume names of every source, in the order of :func:`build_sources`."""
     return {"ovule": ["ovule"], "organoid": [f"organoid_t{t}" for t in range(1, 6)],
             "synthetic": [f"synth{i:02d}" for i in range(n_synth)]
             + [f"tissue_render{k}" for k in range(3)]
-            + ([f"broad_render{k}" for k in range(len(BROAD_RENDERS))] if broad else [])}
+            + ([f"broad_render{k}" for k in range(len(BROAD_RENDERS))] if broad else [])
+            + ([f"lightsheet_render{k}" for k in range(len(LIGHTSHEET_RENDERS))]
+               if lightsheet else [])}
 
 
-def build_sources(work: Path, n_synth: int = 16, mask: str = "thick", broad: bool = False
-                  ) -> dict[str, list[tuple[Any, Any]]]:
+def build_sources(work: Path, n_synth: int = 16, mask: str = "thick", broad: bool = False,
+                  lightsheet: bool = False) -> dict[str, list[tuple[Any, Any]]]:
     """Training pairs of every source: ``{"ovule", "organoid", "synthetic"}`` (cached);
-    ``broad`` adds :func:`broad_renders` to the synthetic source."""
-    names = source_names(n_synth, broad)
+    ``broad`` adds :func:`broad_renders`, ``lightsheet`` :func:`lightsheet_renders` to the
+    synthetic source."""
+    names = source_names(n_synth, broad, lightsheet)
     _check_mask_kind(work, mask)
     make = {"ovule": lambda: real_volumes("ovule"), "organoid": lambda: real_volumes("organoid"),
             "synthetic": lambda: synthetic_volumes(n_synth) + tissue_renders()
-            + (broad_renders() if broad else [])}
+            + (broad_renders() if broad else []) + (lightsheet_renders() if lightsheet else [])}
     return {src: open_cached(work, src, names[src]) or source_pairs(work, src, make[src](), mask)
             for src in names}

@@ -103,12 +103,15 @@ def _parse(argv=None) -> argparse.Namespace:
                          "(default 0: none)")
     ap.add_argument("--broad", action="store_true",
                     help="add the broad-wall renders of tissue_labels.tif (broad_renders)")
+    ap.add_argument("--lightsheet", action="store_true",
+                    help="add the light-sheet-like renders of tissue_labels.tif "
+                         "(lightsheet_renders), a group of their own")
     args = ap.parse_args(argv)
     args.weight = _weights(ap, args.weight)
     return args
 
 
-GROUPS = ("organoid", "ovule", "synthetic", "tissue_render")
+GROUPS = ("organoid", "ovule", "synthetic", "tissue_render", "lightsheet")
 
 
 def _weights(ap: argparse.ArgumentParser, pairs: list[list[str]]) -> dict[str, float]:
@@ -150,16 +153,23 @@ def _balanced(groups: dict[str, list], crop, weights: dict[str, float] | None = 
             [reps[g] for g, plist in groups.items() for _ in plist], shares)
 
 
+def _group(source: str, volume: str) -> str:
+    """The sampling group of ``volume``: light-sheet renders, other renders, or its source."""
+    if volume.startswith("lightsheet_render"):
+        return "lightsheet"
+    return "tissue_render" if "_render" in volume else source
+
+
 def _pairs(args, work: Path) -> tuple[list, list[float] | None, dict, dict]:
-    sources = build_sources(work, args.n_synth, args.mask, args.broad)
-    names = source_names(args.n_synth, args.broad)
+    sources = build_sources(work, args.n_synth, args.mask, args.broad, args.lightsheet)
+    names = source_names(args.n_synth, args.broad, args.lightsheet)
     groups, used = {}, {}
     for src, plist in sources.items():
         if src in args.hold_out:
             continue
         keep = [(p, v) for p, v in zip(plist, names[src]) if args.only is None or v in args.only]
         for p, v in keep:
-            groups.setdefault("tissue_render" if "_render" in v else src, []).append(p)
+            groups.setdefault(_group(src, v), []).append(p)
         if keep:
             used[src] = {"volumes": [v for _, v in keep], "labels": LABELS_FROM[src],
                          "mask": args.mask}

@@ -87,3 +87,37 @@ def test_network_ignore_masks(tmp_path):
             assert np.array_equal(m == data.IGNORE, (thick > 0) & (thin == 0))
         else:
             assert np.array_equal(m, thick.astype(np.uint8))
+
+
+def test_object_labels_keep_an_ellipsoid_and_zero_the_rest():
+    import default_model_data as data
+
+    labels = np.arange(1, 1 + 10 * 40 * 40, dtype=np.uint32).reshape(10, 40, 40)
+    out = data.object_labels(labels, axes=(0.5, 0.25, 0.25))
+    assert out.dtype == labels.dtype
+    inside = out > 0
+    assert np.array_equal(out[inside], labels[inside])  # kept voxels keep their labels
+    assert inside[5, 20, 20] and not inside[5, 20, 31] and not inside[0, 0, 0]
+    assert not inside[:, :, :10].any() and not inside[:, :, 30:].any()  # semi-axis 10 voxels
+    assert inside.sum() == pytest.approx(4 / 3 * np.pi * 5 * 10 * 10, rel=0.1)
+
+
+def test_lightsheet_renders_are_clusters_with_the_scoring_mask():
+    import default_model_data as data
+
+    from chunkseg.ops.boundaries import membrane_mask
+
+    if not (data.REAL / "tissue_labels.tif").exists():
+        pytest.skip("shared real data absent")
+    v, = data.lightsheet_renders(only=[0])
+    assert v["voxel_size"][0] >= 5 * v["voxel_size"][1]
+    assert np.array_equal(v["mask"], membrane_mask(v["labels"]))
+    assert (v["mask"] > membrane_mask(v["labels"], in_plane=True)).mean() > 0.02  # z spread
+    raw = data._scaled(v["raw"])
+    assert (v["labels"] == 0).mean() > 0.5  # empty space around the cluster, dark
+    assert np.median(raw[v["labels"] == 0]) < 0.2 * np.median(raw[v["mask"] > 0])
+    assert recipe._group("synthetic", v["name"]) == "lightsheet"
+    assert recipe._group("synthetic", "broad_render0") == "tissue_render"
+    assert recipe._group("ovule", "ovule") == "ovule"
+    assert recipe._parse(["--lightsheet", "--weight", "lightsheet", "2"]).weight == {
+        "lightsheet": 2.0}
