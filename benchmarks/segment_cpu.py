@@ -74,13 +74,14 @@ HERE = Path(__file__).resolve()
 BLOCK = (64, 256, 256)
 
 
-def _worker_block(prob: str, out: str) -> dict:
+def _interior_block(prob: str) -> tuple:
+    """The interior block ``(1, 1, 1)`` of ``prob``'s first time point as a ``segment``
+    task reads it: ``(rules, shape3, flood block, probability read with the flood and
+    seed halos, the flood region inside it, that read region)``."""
     from chunkseg.engine.agglomerate import segment_method
     from chunkseg.engine.geometry import Block
     from chunkseg.io.store import open_volume
-    from chunkseg.ops.rag import block_edges
-    from chunkseg.ops.segstats import block_stats
-    from chunkseg.ops.watershed import as_probability, flood, flood_halo, label_seeds
+    from chunkseg.ops.watershed import as_probability, flood_halo
 
     vol = open_volume(prob)
     rules, _ = segment_method("agglo", voxel_size=vol.voxel_size)
@@ -91,6 +92,16 @@ def _worker_block(prob: str, out: str) -> dict:
                 for r, h, n in zip(ext, rules.seed_halo, shape3))
     p = as_probability(np.asarray(vol.data[(0, *big)]))
     inner = tuple(slice(e.start - g.start, e.stop - g.start) for e, g in zip(ext, big))
+    return rules, shape3, fb, p, inner, big
+
+
+def _worker_block(prob: str, out: str) -> dict:
+    from chunkseg.engine.geometry import Block
+    from chunkseg.ops.rag import block_edges
+    from chunkseg.ops.segstats import block_stats
+    from chunkseg.ops.watershed import flood, label_seeds
+
+    rules, shape3, fb, p, inner, big = _interior_block(prob)
     sb = Block.at((1, 1, 1), shape=shape3, block=BLOCK, halo=rules.seed_halo)
     sreg = tuple(slice(r.start - g.start, r.stop - g.start) for r, g in zip(sb.read, big))
     cpu = {}
@@ -117,21 +128,10 @@ def _worker_block(prob: str, out: str) -> dict:
 
 def _flood_inputs(prob: str) -> tuple:
     """Dense markers, probability, flood parameters and exact box of the interior block."""
-    from chunkseg.engine.agglomerate import segment_method
-    from chunkseg.engine.geometry import Block
-    from chunkseg.io.store import open_volume
     from chunkseg.ops.segstats import dense_labels
-    from chunkseg.ops.watershed import as_probability, flood_halo, label_seeds
+    from chunkseg.ops.watershed import label_seeds
 
-    vol = open_volume(prob)
-    rules, _ = segment_method("agglo", voxel_size=vol.voxel_size)
-    shape3 = tuple(vol.shape[1:])
-    fb = Block.at((1, 1, 1), shape=shape3, block=BLOCK, halo=flood_halo(rules.flood))
-    ext = tuple(slice(r.start, min(n, r.stop + 1)) for r, n in zip(fb.read, shape3))
-    big = tuple(slice(max(0, r.start - h), min(n, r.stop + h))
-                for r, h, n in zip(ext, rules.seed_halo, shape3))
-    p = as_probability(np.asarray(vol.data[(0, *big)]))
-    inner = tuple(slice(e.start - g.start, e.stop - g.start) for e, g in zip(ext, big))
+    rules, _, fb, p, inner, _ = _interior_block(prob)
     markers = dense_labels(label_seeds(rules.seeds(p)[inner])[0])[2]
     pe = np.ascontiguousarray(p[inner])
     plus = tuple(slice(c.start, min(c.stop + 1, n)) for c, n in zip(fb.crop, pe.shape))
