@@ -95,33 +95,44 @@ def _interior_block(prob: str) -> tuple:
     return rules, shape3, fb, p, inner, big
 
 
-def _worker_block(prob: str, out: str) -> dict:
-    from chunkseg.engine.geometry import Block
+def _timed_steps(rules, p: np.ndarray, seed_region: tuple, ext: tuple, crop: tuple,
+                 offset: list[int], shape3: tuple) -> tuple[dict, np.ndarray, np.ndarray]:
+    """One block's ``segment`` steps on ``p`` (read with the seed halo), timed on the process
+    clock: seeds of ``seed_region``; seeds labelled, flood, statistics and edge table of
+    ``ext`` (owned box ``crop`` inside it, at ``offset`` in a volume of ``shape3``).
+    Returns the CPU seconds per step, the probability of ``ext`` and the owned labels."""
     from chunkseg.ops.rag import block_edges
     from chunkseg.ops.segstats import block_stats
     from chunkseg.ops.watershed import flood, label_seeds
 
+    cpu = {}
+
+    def timed(step, fn, *a, **k):
+        c = time.process_time()
+        r = fn(*a, **k)
+        cpu[step] = time.process_time() - c
+        return r
+
+    timed("seeds", rules.seeds, np.ascontiguousarray(p[seed_region]))
+    markers, _ = timed("label seeds", label_seeds, rules.seeds(p)[ext])
+    pe = np.ascontiguousarray(p[ext])
+    plus = tuple(slice(c.start, min(c.stop + 1, n)) for c, n in zip(crop, pe.shape))
+    lab = timed("flood", flood, markers.astype(np.uint64), pe, rules.flood, exact=plus)
+    owned = lab[crop]
+    timed("statistics", block_stats, owned, offset=offset, shape=shape3)
+    timed("edge table", block_edges, lab[plus], pe[plus], owned.shape)
+    return cpu, pe, owned
+
+
+def _worker_block(prob: str, out: str) -> dict:
+    from chunkseg.engine.geometry import Block
+
     rules, shape3, fb, p, inner, big = _interior_block(prob)
     sb = Block.at((1, 1, 1), shape=shape3, block=BLOCK, halo=rules.seed_halo)
     sreg = tuple(slice(r.start - g.start, r.stop - g.start) for r, g in zip(sb.read, big))
-    cpu = {}
-
-    def timed(name, fn, *a, **k):
-        c = time.process_time()
-        r = fn(*a, **k)
-        cpu[name] = time.process_time() - c
-        return r
-
     for _ in range(2):  # the second pass counts: the first loads the compiled kernels
-        timed("seeds", rules.seeds, np.ascontiguousarray(p[sreg]))
-        markers, _ = timed("label seeds", label_seeds, rules.seeds(p)[inner])
-        pe = np.ascontiguousarray(p[inner])
-        plus = tuple(slice(c.start, min(c.stop + 1, n)) for c, n in zip(fb.crop, pe.shape))
-        lab = timed("flood", flood, markers.astype(np.uint64), pe, rules.flood, exact=plus)
-        owned = lab[fb.crop]
-        timed("statistics", block_stats, owned, offset=[r.start for r in fb.owned],
-              shape=shape3)
-        timed("edge table", block_edges, lab[plus], pe[plus], owned.shape)
+        cpu, _, owned = _timed_steps(rules, p, sreg, inner, fb.crop,
+                                     [r.start for r in fb.owned], shape3)
     np.save(out, owned)
     return cpu
 
@@ -200,9 +211,7 @@ def _centre_regions(shape3, block, flood_halo, seed_halo):
 def _worker_steps(prob: str, blocks: list[str]) -> dict:
     from chunkseg.engine.agglomerate import segment_method
     from chunkseg.io.store import open_volume
-    from chunkseg.ops.rag import block_edges
-    from chunkseg.ops.segstats import block_stats
-    from chunkseg.ops.watershed import as_probability, flood, flood_halo, label_seeds
+    from chunkseg.ops.watershed import as_probability, flood_halo
 
     vol = open_volume(prob)
     rules, _ = segment_method("agglo", voxel_size=vol.voxel_size)
@@ -217,22 +226,8 @@ def _worker_steps(prob: str, blocks: list[str]) -> dict:
             local = [tuple(slice(r.start - g.start, r.stop - g.start) for r, g in zip(reg, big))
                      for reg in (ext, seed)]
             crop = tuple(slice(o.start - e.start, o.stop - e.start) for o, e in zip(own, ext))
-            cpu = {}
-
-            def timed(step, fn, *a, **k):
-                c = time.process_time()
-                r = fn(*a, **k)
-                cpu[step] = time.process_time() - c
-                return r
-
-            timed("seeds", rules.seeds, np.ascontiguousarray(p[local[1]]))
-            markers, _ = timed("label seeds", label_seeds, rules.seeds(p)[local[0]])
-            pe = np.ascontiguousarray(p[local[0]])
-            plus = tuple(slice(c.start, min(c.stop + 1, n)) for c, n in zip(crop, pe.shape))
-            lab = timed("flood", flood, markers.astype(np.uint64), pe, rules.flood, exact=plus)
-            owned = lab[crop]
-            timed("statistics", block_stats, owned, offset=[o.start for o in own], shape=shape3)
-            timed("edge table", block_edges, lab[plus], pe[plus], owned.shape)
+            cpu, pe, owned = _timed_steps(rules, p, local[1], local[0], crop,
+                                          [o.start for o in own], shape3)
             n = owned.size
             out[name] = {"flood read / owned": pe.size / n,
                          **{k: v / n * 1e9 for k, v in cpu.items()}}

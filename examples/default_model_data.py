@@ -26,6 +26,7 @@ Volumes are cached as zarr arrays under ``<work>/data``.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -194,12 +195,18 @@ BROAD_RENDERS = [  # (step, lateral crop, render options in voxels of the steppe
 ]
 
 
+@functools.lru_cache(maxsize=1)
 def _tissue_labels() -> np.ndarray | None:
-    """``tissue_labels.tif`` (real cell geometry), None where the shared data is absent."""
+    """``tissue_labels.tif`` (real cell geometry), read once; None where the shared data is
+    absent.  Read-only: every render takes a copy of its slices."""
     import tifffile
 
     f = REAL / "tissue_labels.tif"
-    return tifffile.imread(f) if f.exists() else None
+    if not f.exists():
+        return None
+    full = tifffile.imread(f)
+    full.flags.writeable = False
+    return full
 
 
 def _render(labels: np.ndarray, step, opts: dict, seed: int) -> np.ndarray:
@@ -245,7 +252,7 @@ def object_labels(labels: np.ndarray, axes=(0.46, 0.42, 0.42)) -> np.ndarray:
     fractions of the shape) set to 0: a cell cluster in empty space, caps included."""
     grid = np.ogrid[tuple(slice(0, n) for n in labels.shape)]
     r2 = sum(((g + 0.5 - n / 2) / (a * n)) ** 2 for g, n, a in zip(grid, labels.shape, axes))
-    return np.where(r2 <= 1.0, labels, 0).astype(labels.dtype)
+    return np.where(r2 <= 1.0, labels, 0).astype(labels.dtype, copy=False)
 
 
 def lightsheet_renders(only: list[int] | None = None) -> list[dict]:

@@ -191,11 +191,10 @@ def _flood_task(read_prob, read_seeds, t, k, idx, shape3, block, params, seed_ma
     plus = tuple(slice(c.start, min(c.stop + 1, n)) for c, n in zip(b.crop, prob.shape))
     lab = flood(markers, prob, params, exact=plus)
     start = time.perf_counter()
-    st = block_stats(lab[b.crop], offset=[r.start for r in b.owned], shape=shape3, ids=ids)
-    edges = block_edges(lab[plus], prob[plus], lab[b.crop].shape, ids=ids)
-    table = np.zeros(ids.size + 1, np.uint64)
-    table[1:] = ids
-    owned = table[lab[b.crop]]
+    dense = lab[b.crop]
+    st = block_stats(dense, offset=[r.start for r in b.owned], shape=shape3, ids=ids)
+    edges = block_edges(lab[plus], prob[plus], dense.shape, ids=ids)
+    owned = np.concatenate((np.zeros(1, np.uint64), ids))[dense]
     name = _stats_file(stats_dir, k, idx)
     tmp = name.with_suffix(f".tmp{os.getpid()}.npz")
     np.savez(tmp, ids=st.ids, count=st.count, sums=st.sums, lo=st.lo, hi=st.hi,
