@@ -64,7 +64,7 @@ def measure(mb: int, workdir: Path) -> dict:
     )
     base_mb, _ = _child_peak_mb(base_code)
     conv_code = (
-        "from chunkseg.engine.memory import limit_fragmentation; limit_fragmentation(); "
+        "from chunkseg.engine.memory import reuse_buffers; reuse_buffers(); "
         "from chunkseg.pipeline.convert import run_convert; "
         f"run_convert({str(tif)!r}, {str(out)!r}, overwrite=True, progress=False)"
     )

@@ -467,6 +467,9 @@ def main() -> None:
     ap.add_argument("--worker", choices=["block", "crop", "blocks", "steps", "profile"],
                     help=argparse.SUPPRESS)
     args = ap.parse_args()
+    from chunkseg.engine.memory import reuse_buffers
+
+    reuse_buffers()  # as the CLI does, before any thread starts
     if args.worker:
         fn = {"block": _worker_block, "crop": _worker_crop,
               "blocks": functools.partial(_worker_blocks, block=args.blocks[0]),

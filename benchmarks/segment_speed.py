@@ -236,6 +236,9 @@ def main(argv=None) -> int:
     ap.add_argument("--work", default="segment-speed-work")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "segment_speed"))
     args = ap.parse_args(argv)
+    from chunkseg.engine.memory import reuse_buffers
+
+    reuse_buffers()  # as the CLI does, before any thread starts
     import chunkseg
 
     work = Path(args.work)

@@ -60,11 +60,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``chunkseg`` console script; returns the exit status."""
     # before anything can import TensorFlow (it reads this once, at import)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", TF_LOG_LEVEL)
-    from chunkseg.engine.memory import limit_fragmentation
+    from chunkseg.engine.memory import reuse_buffers
 
     parser = build_parser()
     args = parser.parse_args(argv)
-    limit_fragmentation()
+    reuse_buffers()
     try:
         return int(args.func(args) or 0)
     except ChunksegError as exc:

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any, Literal
 
-from chunkseg.engine.memory import MMAP_THRESHOLD
+from chunkseg.engine.memory import ALLOCATOR_ENV
 from chunkseg.errors import ClusterError, ParameterError
 
 __all__ = [
@@ -282,9 +282,9 @@ def _connect(scheduler, workers, threads_per_worker, timeout, memory_limit, work
 
     if scheduler is None:
         n_workers, n_threads, layout_env = _layout(layout, workers, threads_per_worker)
-        # fixed mmap threshold in workers too (see chunkseg.engine.memory)
-        env = {"OMP_NUM_THREADS": "1", "MALLOC_MMAP_THRESHOLD_": str(MMAP_THRESHOLD),
-               **(layout_env or {}), **(worker_env or {})}
+        # workers reuse block buffers too (see chunkseg.engine.memory)
+        env = {"OMP_NUM_THREADS": "1", **ALLOCATOR_ENV, **(layout_env or {}),
+               **(worker_env or {})}
         cluster = LocalCluster(
             n_workers=n_workers,
             threads_per_worker=n_threads,

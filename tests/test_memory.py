@@ -1,0 +1,56 @@
+"""The allocator settings of :mod:`chunkseg.engine.memory`: freed block buffers are reused."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from chunkseg.engine.cluster import _connect
+from chunkseg.engine.memory import ALLOCATOR_ENV
+
+pytestmark = pytest.mark.subprocess
+
+#: a fresh process allocates, fills and frees a 64 MiB buffer 6 times and prints its
+#: minor page faults over those rounds (numpy's transparent huge pages off, so a page
+#: fault is one 4 KiB page)
+_ROUNDS = """
+import resource, sys
+import numpy as np
+np.core.multiarray._set_madvise_hugepage(False)
+{setup}
+np.ones(1 << 24, np.float32)  # first use: the heap grows once
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(6):
+    a = np.ones(1 << 24, np.float32)
+    del a
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+_PAGES = (64 << 20) // 4096
+
+
+def _faults(setup: str) -> int:
+    out = subprocess.run([sys.executable, "-c", _ROUNDS.format(setup=setup)],
+                         capture_output=True, text=True, check=True)
+    return int(out.stdout.split()[-1])
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc only")
+def test_reused_buffers_take_no_new_pages():
+    reused = _faults("from chunkseg.engine.memory import reuse_buffers; assert reuse_buffers()")
+    # glibc's mmap for large buffers (here forced from 1 MiB): new pages every round
+    mapped = _faults("import ctypes; ctypes.CDLL('libc.so.6').mallopt(-3, 1 << 20)")
+    assert mapped > 5 * _PAGES
+    assert reused < _PAGES // 10
+
+
+@pytest.mark.cluster
+def test_local_cluster_workers_get_the_allocator_settings():
+    client, cluster = _connect(None, 1, 1, 30, "2GiB", None, "default", None)
+    try:
+        env = client.run(lambda: {k: __import__("os").environ.get(k) for k in ALLOCATOR_ENV})
+    finally:
+        client.close()
+        cluster.close()
+    assert list(env.values()) == [ALLOCATOR_ENV]
