@@ -81,6 +81,22 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def matmul_gflops(n: int = 2048, calls: int = 10) -> float:
+    """This machine's speed now: median GFLOP/s of ``n x n`` float32 matmuls (all cores).
+
+    Recorded beside timings taken hours apart on a shared machine, whose speed varies
+    with its neighbours' load while its own load average stays the same.
+    """
+    a = np.random.default_rng(0).random((n, n), dtype=np.float32)
+    a @ a
+    times = []
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        a @ a
+        times.append(time.perf_counter() - t0)
+    return round(2 * n**3 / float(np.median(times)) / 1e9, 1)
+
+
 def hardware(gpus: list[str] | None = None) -> dict[str, Any]:
     """The machine the numbers come from."""
     import dask

@@ -17,7 +17,9 @@ Sections
         default: ``agglo``) and ``run_segment --method flood`` on its probability, one
         after the other in this process, ``--rounds`` times: per step the fastest
         round's wall seconds, voxels/s, CPU seconds of the process (all its threads),
-        peak RSS above the start, and the segment : predict ratios of both.
+        peak RSS above the start, and the segment : predict ratios of both; per round
+        the machine's matmul GFLOP/s just before it (its speed varies with other
+        tenants' load) and predict + segment against the original ACME's rate.
     stages
         ``run_segment`` (default) under cProfile in dask's synchronous scheduler (CPU
         time of the process, so the load of other processes counts less): seconds and
@@ -36,6 +38,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import json
+import math
 import os
 import platform
 import pstats
@@ -47,7 +50,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import PeakRSS  # noqa: E402
+from common import PeakRSS, matmul_gflops  # noqa: E402
+from sections import ORIGINAL_ACME  # noqa: E402
 from segment import _store  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -114,15 +118,22 @@ def ratio_section(raw: Path, work: Path, n: int, rounds: int, methods: list[str]
 
     prob = work / f"{raw.stem}.prob.zarr"
     runs: dict[str, list] = {"predict": [], **{f"segment {m}": [] for m in methods}}
+    probes = []
     for _ in range(rounds):
+        probes.append(matmul_gflops())
         runs["predict"].append(_timed(run_predict, in_path=raw, out=prob, overwrite=True,
                                       progress=False))
         for method in methods:
             runs[f"segment {method}"].append(_timed(
                 run_segment, prob_path=prob, out=work / f"{raw.stem}.{method}.zarr",
                 method=method, overwrite=True, progress=False))
+    acme_s = n * ORIGINAL_ACME["seconds"] / math.prod(ORIGINAL_ACME["shape"])
+    out = {"end to end": [
+        {"matmul_gflops": g, "predict": p["seconds"], "segment": sg["seconds"],
+         "total": p["seconds"] + sg["seconds"],
+         "x_original_acme": acme_s / (p["seconds"] + sg["seconds"])}
+        for g, p, sg in zip(probes, runs["predict"], runs[f"segment {methods[0]}"])]}
     best = {name: min(rs, key=lambda r: r["seconds"]) for name, rs in runs.items()}
-    out = {}
     for name, r in best.items():
         s = r.pop("summary")
         r["rounds_seconds"] = [x["seconds"] for x in runs[name]]
@@ -200,12 +211,21 @@ def _md(report: dict) -> str:
                       "peak RSS above start (MB) | time / predict | CPU / predict | "
                       "load before → after |", "|---|---|---|---|---|---|---|---|"]
             for name, r in res["ratio"].items():
+                if name == "end to end":
+                    continue
                 rounds = ", ".join(f"{x:.1f}" for x in r.get("rounds_seconds", []))
                 lines.append(f"| {name} | {r['seconds']:.1f} ({rounds}) | "
                              f"{r['voxels_per_s'] / 1e3:.0f} k | {r.get('cpu_seconds', 0):.1f} | "
                              f"{r['peak_rss_mb']:.0f} | {r['ratio_to_predict']:.2f} | "
                              f"{r.get('cpu_ratio_to_predict', float('nan')):.2f} | "
                              f"{r['load_before'][0]} → {r['load_after'][0]} |")
+            if "end to end" in res["ratio"]:
+                lines += ["", "| round | matmul GFLOP/s before | predict s | segment s | "
+                          "end to end s | x original ACME |", "|---|---|---|---|---|---|"]
+                lines += [f"| {i + 1} | {r['matmul_gflops']} | {r['predict']:.1f} | "
+                          f"{r['segment']:.1f} | {r['total']:.1f} | "
+                          f"{r['x_original_acme']:.1f} |"
+                          for i, r in enumerate(res["ratio"]["end to end"])]
         if "stages" in res:
             s = res["stages"]
             lines += ["", f"Stages (cProfile, synchronous, CPU {s['cpu_seconds']:.1f} s, wall "
