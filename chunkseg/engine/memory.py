@@ -11,10 +11,11 @@ threads would otherwise each get one), and free memory above :data:`TRIM_THRESHO
 at the top of a heap goes back to the OS.
 
 Measured with the ``chunkseg`` CLI on a 251 × 1024 × 1024 time point (2-core CPU):
-``segment`` took 169 s wall, 265 CPU s of which 104 s in the kernel, with a 1 MiB mmap
-threshold, and about 96 s, 155 CPU s (19 s kernel) with this (``benchmarks/allocator.py``).
-Resident memory stays bounded by the blocks in flight: it rises to a plateau within the
-first time points and stays there over a series.
+``segment`` took 101 s wall, 171 CPU s of which 70 s in the kernel, with a 1 MiB mmap
+threshold, and 72 s, 119 CPU s (13 s kernel) with this, in one run
+(``benchmarks/allocator.py``).  Resident memory is held by the blocks in flight, not the
+volume: over a series of 8 time points its peak by quarter of the run was 0.77 / 1.10 /
+1.07 / 1.14 GB (mmap: 0.60 / 0.83 / 0.86 / 0.81 GB).
 """
 
 from __future__ import annotations
