@@ -13,17 +13,14 @@ from chunkseg.engine.memory import ALLOCATOR_ENV
 pytestmark = pytest.mark.subprocess
 
 #: a fresh process allocates, fills and frees a 64 MiB buffer 6 times and prints its
-#: minor page faults over those rounds (numpy's transparent huge pages off, so a page
-#: fault is one 4 KiB page)
+#: minor page faults over those rounds (a bytearray: plain malloc, no huge pages)
 _ROUNDS = """
-import resource, sys
-import numpy as np
-np.core.multiarray._set_madvise_hugepage(False)
+import resource
 {setup}
-np.ones(1 << 24, np.float32)  # first use: the heap grows once
+bytearray(64 << 20)  # first use: the heap grows once
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 for _ in range(6):
-    a = np.ones(1 << 24, np.float32)
+    a = bytearray(64 << 20)
     del a
 print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
