@@ -27,7 +27,7 @@ Per run: wall seconds, user and kernel CPU seconds (the child and its workers), 
 RSS of the CLI process.  Usage::
 
     python benchmarks/allocator.py --prob P.zarr --raw R.zarr --series S.zarr \
-        [--sections segment,predict,series] [--rounds 1] [--label L]
+        [--sections segment,predict,series] [--settings reuse,glibc] [--rounds 1] [--label L]
 
 (``python benchmarks/segment_speed.py --full --sections ratio`` leaves a full time
 point's raw and probability in its ``--work`` folder.)  Writes
@@ -104,9 +104,9 @@ def measure(args) -> dict:
     out: dict = {}
     with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
         for section in args.sections:
-            runs: dict[str, list] = {s: [] for s in SETTINGS}
+            runs: dict[str, list] = {s: [] for s in args.settings}
             for _ in range(args.rounds):
-                for setting in SETTINGS:
+                for setting in args.settings:
                     runs[setting].append(run_cli(_argv(section, args, Path(tmp) / "out.zarr"),
                                                  setting))
             out[section] = {s: dict(min(rs, key=lambda r: r["seconds"]),
@@ -139,12 +139,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--raw", type=Path, help="raw image (predict)")
     ap.add_argument("--series", type=Path, help="probability with several time points")
     ap.add_argument("--sections", default="segment,predict,series")
+    ap.add_argument("--settings", default=",".join(SETTINGS),
+                    help=f"comma-separated, of {list(SETTINGS)}")
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--label", default="run")
     ap.add_argument("--tmp", default=None, help="folder for the outputs (default: system)")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "allocator"))
     args = ap.parse_args(argv)
     args.sections = args.sections.split(",")
+    args.settings = args.settings.split(",")
+    unknown = sorted(set(args.settings) - set(SETTINGS))
+    if unknown:
+        ap.error(f"unknown settings {unknown}; expected some of {list(SETTINGS)}")
     need = {"segment": args.prob, "predict": args.raw, "series": args.series}
     missing = [s for s in args.sections if need.get(s) is None]
     if missing:

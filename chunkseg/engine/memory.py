@@ -14,8 +14,9 @@ Measured with the ``chunkseg`` CLI on a 251 × 1024 × 1024 time point (2-core C
 ``segment`` took 101 s wall, 171 CPU s of which 70 s in the kernel, with a 1 MiB mmap
 threshold, and 72 s, 119 CPU s (13 s kernel) with this, in one run
 (``benchmarks/allocator.py``).  Resident memory is held by the blocks in flight, not the
-volume: over a series of 8 time points its peak by quarter of the run was 0.77 / 1.10 /
-1.07 / 1.14 GB (mmap: 0.60 / 0.83 / 0.86 / 0.81 GB).
+volume or the series: over 32 time points of 128 × 512 × 512 its peak by quarter of the run
+was 1.23 / 1.35 / 1.37 / 1.36 GB (8 time points with a 1 MiB mmap threshold: 0.60 / 0.83 /
+0.86 / 0.81 GB).
 """
 
 from __future__ import annotations
