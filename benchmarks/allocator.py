@@ -4,7 +4,7 @@ Each run is the ``chunkseg`` CLI in a fresh child process, with one of three set
 (for ``predict`` the LocalCluster workers get the same):
 
 ``reuse``
-    what the CLI does: :func:`chunkseg.engine.memory.reuse_buffers` (no mmap, 2 arenas,
+    what the CLI does: :func:`chunkseg.engine.memory.reuse_buffers` (no mmap, one arena,
     256 MiB trim threshold);
 ``mmap 1 MiB``
     a fixed 1 MiB mmap threshold: every buffer of 1 MiB or more mapped fresh and

@@ -281,18 +281,22 @@ def _connect(scheduler, workers, threads_per_worker, timeout, memory_limit, work
     from distributed import Client, LocalCluster
 
     if scheduler is None:
+        import dask
+
         n_workers, n_threads, layout_env = _layout(layout, workers, threads_per_worker)
-        # workers reuse block buffers too (see chunkseg.engine.memory)
-        env = {"OMP_NUM_THREADS": "1", **ALLOCATOR_ENV, **(layout_env or {}),
-               **(worker_env or {})}
-        cluster = LocalCluster(
-            n_workers=n_workers,
-            threads_per_worker=n_threads,
-            processes=True,
-            memory_limit=memory_limit,
-            dashboard_address=dashboard_address or ":0",
-            env=env,
-        )
+        env = {"OMP_NUM_THREADS": "1", **(layout_env or {}), **(worker_env or {})}
+        # glibc reads its settings when a process starts: the nanny's ``env`` is set
+        # inside the started worker, its pre-spawn environment before the start
+        spawn = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **ALLOCATOR_ENV}
+        with dask.config.set({"distributed.nanny.pre-spawn-environ": spawn}):
+            cluster = LocalCluster(
+                n_workers=n_workers,
+                threads_per_worker=n_threads,
+                processes=True,
+                memory_limit=memory_limit,
+                dashboard_address=dashboard_address or ":0",
+                env=env,
+            )
         return Client(cluster), cluster
     try:
         return Client(scheduler, timeout=f"{timeout}s"), None

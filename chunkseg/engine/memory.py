@@ -6,9 +6,9 @@ activations are hundreds of MB).  glibc serves allocations above its mmap thresh
 with fresh mappings, so each such buffer costs one page fault per 4 KiB, the kernel's
 zeroing of every page and an unmap on ``free``.  :func:`reuse_buffers` turns mmap off:
 large buffers come from the heap, where the next block finds the space the last one
-freed; at most :data:`ARENAS` arenas keep that space in few places (zarr's codec
-threads would otherwise each get one), and free memory above :data:`TRIM_THRESHOLD`
-at the top of a heap goes back to the OS.
+freed; all threads share :data:`ARENAS` arena (dask's and zarr's threads would
+otherwise each get one, and a thread arena maps anything above 64 MiB afresh), and
+free memory above :data:`TRIM_THRESHOLD` at the top of the heap goes back to the OS.
 
 Measured with the ``chunkseg`` CLI on a 251 × 1024 × 1024 time point (2-core CPU):
 ``segment`` took 101 s wall, 171 CPU s of which 70 s in the kernel, with a 1 MiB mmap
@@ -29,8 +29,9 @@ __all__ = ["ALLOCATOR_ENV", "ARENAS", "TRIM_THRESHOLD", "reuse_buffers"]
 
 #: bytes of free memory at the top of a heap that glibc keeps before returning it
 TRIM_THRESHOLD = 256 << 20
-#: glibc malloc arenas at most (one per thread by default)
-ARENAS = 2
+#: glibc malloc arenas: one, the heap of the main thread (glibc maps an allocation
+#: larger than a thread arena's 64 MiB heap afresh even with mmap turned off)
+ARENAS = 1
 #: glibc's mallopt parameter numbers
 _M_TRIM_THRESHOLD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -4, -8
 #: the same settings for a process not yet started (glibc reads them at start-up)
