@@ -10,13 +10,12 @@ freed; all threads share :data:`ARENAS` arena (dask's and zarr's threads would
 otherwise each get one, and a thread arena maps anything above 64 MiB afresh), and
 free memory above :data:`TRIM_THRESHOLD` at the top of the heap goes back to the OS.
 
-Measured with the ``chunkseg`` CLI on a 251 × 1024 × 1024 time point (2-core CPU):
-``segment`` took 101 s wall, 171 CPU s of which 70 s in the kernel, with a 1 MiB mmap
-threshold, and 72 s, 119 CPU s (13 s kernel) with this, in one run
-(``benchmarks/allocator.py``).  Resident memory is held by the blocks in flight, not the
-volume or the series: over 32 time points of 128 × 512 × 512 its peak by quarter of the run
-was 1.23 / 1.35 / 1.37 / 1.36 GB (8 time points with a 1 MiB mmap threshold: 0.60 / 0.83 /
-0.86 / 0.81 GB).
+Measured with the ``chunkseg`` CLI on a 251 × 1024 × 1024 time point (2-core CPU, one run,
+``benchmarks/allocator.py``): ``segment`` took 143 s wall, 242 CPU s of which 92 s in the
+kernel, with a 1 MiB mmap threshold; 102 s (26 s kernel) with glibc's defaults; 93 s (12 s
+kernel) with this.  Resident memory is held by the blocks in flight, not by the volume or the
+series: over 8 time points of 128 × 512 × 512 its peak by quarter of the run was 0.74 / 1.01 /
+1.01 / 0.98 GB (glibc's defaults: 0.74 / 1.27 / 1.32 / 1.32 GB).
 """
 
 from __future__ import annotations
