@@ -13,17 +13,13 @@ from chunkseg.engine.memory import ALLOCATOR_ENV
 
 pytestmark = pytest.mark.subprocess
 
-#: a fresh process allocates, fills and frees a 64 MiB buffer 6 times and prints its
-#: minor page faults over those rounds (a bytearray: plain malloc, no huge pages)
-_ROUNDS = """
-import resource
+#: a fresh process runs :func:`_buffer_faults` after ``setup`` and prints the faults
+_CHILD = """
 {setup}
-bytearray(64 << 20)  # first use: the heap grows once
-before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(6):
-    a = bytearray(64 << 20)
-    del a
-print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+import sys
+sys.path.insert(0, {tests!r})
+from test_memory import _buffer_faults
+print(_buffer_faults())
 """
 _PAGES = (64 << 20) // 4096
 
@@ -32,7 +28,8 @@ def _faults(setup: str) -> int:
     # without MALLOC_* variables: a LocalCluster's nanny sets its pre-spawn environment
     # in the process that starts it (e.g. this test session)
     env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
-    out = subprocess.run([sys.executable, "-c", _ROUNDS.format(setup=setup)],
+    code = _CHILD.format(setup=setup, tests=os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, "-c", code],
                          capture_output=True, text=True, check=True, env=env)
     return int(out.stdout.split()[-1])
 
@@ -46,8 +43,9 @@ def test_reused_buffers_take_no_new_pages():
     assert reused < _PAGES // 10
 
 
-def _worker_faults() -> int:
-    """Minor page faults of 6 rounds of a 64 MiB buffer in this process, after a warm-up."""
+def _buffer_faults() -> int:
+    """Minor page faults of 6 rounds of a 64 MiB buffer in this process, after a warm-up
+    (a bytearray: plain malloc, no huge pages)."""
     import resource
 
     bytearray(64 << 20)
@@ -64,7 +62,7 @@ def test_local_cluster_workers_reuse_buffers():
     """The settings act in the worker processes: glibc reads them when a process starts."""
     client, cluster = _connect(None, 1, 1, 30, "2GiB", None, "default", None)
     try:
-        faults = list(client.run(_worker_faults).values())
+        faults = list(client.run(_buffer_faults).values())
     finally:
         client.close()
         cluster.close()
