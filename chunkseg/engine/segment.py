@@ -11,8 +11,8 @@ or the fragments and agglomeration of :mod:`chunkseg.engine.agglomerate`.
 A. **seeds** — per block, read the probability with the method's seed halo,
    compute the seed mask of the owned region (exact), label its components and give
    them block-unique provisional ids ``(block + 1) << 32 | local``; written to a
-   work store.
-A2. **face merge** — for every internal block face, read the two facing planes of
+   work store, the block's six boundary planes saved beside it (compressed ``.npz``).
+A2. **face merge** — for every internal block face, load the two facing planes of
    provisional seed ids, collect the touching pairs and resolve them by union-find
    (:func:`chunkseg.ops.segstats.union_map`): the global seed components, exactly;
    one id map file per time point in the work folder.
@@ -68,8 +68,13 @@ from chunkseg.ops.watershed import (
     segment_block,
 )
 
-__all__ = ["BlockwiseMethod", "Reader", "final_labels", "flood_method", "remove_work",
+__all__ = ["WORK_LAYOUT", "BlockwiseMethod", "Reader", "final_labels", "flood_method", "remove_work",
            "segment_array", "segment_volume"]
+
+
+#: version of the work folder's layout (stores and files); a resume fingerprint names it,
+#: so a folder written by another layout is not resumed
+WORK_LAYOUT = 2
 
 
 @dataclass(frozen=True)
@@ -152,26 +157,34 @@ def segment_array(prob: np.ndarray, params: SegmentParams) -> tuple[np.ndarray, 
                          min_voxels=params.min_size / params.voxel_volume)
 
 
-def _seed_task(read, t, idx, lin, shape3, block, method):
+def _seed_task(read, t, k, idx, lin, shape3, block, method, faces_dir):
+    """Block-unique seed ids of one block; its six boundary planes are saved (compressed)
+    to ``faces_dir`` before the block is returned, for the face merge."""
     b = Block.at(idx, shape=shape3, block=block, halo=method.seed_halo)
     seeds = method.seeds(as_probability(read(t, b.read)))[b.crop]
     lab, _ = label_seeds(seeds)
     out = lab.astype(np.uint64)
     np.bitwise_or(out, np.uint64(lin + 1) << np.uint64(32), out=out, where=lab > 0)
+    name = _block_file(faces_dir, k, idx)
+    tmp = name.with_suffix(f".tmp{os.getpid()}.npz")
+    np.savez_compressed(tmp, **{f"{side}{axis}": out.take(i, axis=axis)
+                                for axis in range(3) for side, i in (("lo", 0), ("hi", -1))})
+    os.replace(tmp, name)
     return out[None]
 
 
-def _face_task(read, t, idx, shape3, block):
-    region = Block.at(idx, shape=shape3, block=block).owned
+def _face_task(faces_dir, k, idx, shape3, block):
+    """Seed id pairs across the high faces of block ``idx`` of output time point ``k``,
+    from the boundary planes its seed task and its neighbours' saved."""
+    grid = grid_shape(shape3, block)
     pairs = []
-    for axis in range(3):
-        stop = region[axis].stop
-        if stop >= shape3[axis]:
-            continue
-        a = list(region)
-        b = list(region)
-        a[axis], b[axis] = slice(stop - 1, stop), slice(stop, stop + 1)
-        pairs.append(face_pairs(read(t, a), read(t, b)))
+    with np.load(_block_file(faces_dir, k, idx)) as own:
+        for axis in range(3):
+            if idx[axis] + 1 >= grid[axis]:
+                continue
+            nxt = tuple(i + (a == axis) for a, i in enumerate(idx))
+            with np.load(_block_file(faces_dir, k, nxt)) as other:
+                pairs.append(face_pairs(own[f"hi{axis}"], other[f"lo{axis}"]))
     return pairs
 
 
@@ -195,7 +208,7 @@ def _flood_task(read_prob, read_seeds, t, k, idx, shape3, block, params, seed_ma
     st = block_stats(dense, offset=[r.start for r in b.owned], shape=shape3, ids=ids)
     edges = block_edges(lab[plus], prob[plus], dense.shape, ids=ids)
     owned = np.concatenate((np.zeros(1, np.uint64), ids))[dense]
-    name = _stats_file(stats_dir, k, idx)
+    name = _block_file(stats_dir, k, idx)
     tmp = name.with_suffix(f".tmp{os.getpid()}.npz")
     np.savez(tmp, ids=st.ids, count=st.count, sums=st.sums, lo=st.lo, hi=st.hi,
              first=st.first, edges=edges, seconds=time.perf_counter() - start)
@@ -203,9 +216,10 @@ def _flood_task(read_prob, read_seeds, t, k, idx, shape3, block, params, seed_ma
     return owned[None]
 
 
-def _stats_file(stats_dir: str | os.PathLike, k: int, idx: Sequence[int]) -> Path:
-    """The statistics file of block ``idx`` of output time point ``k``."""
-    return Path(stats_dir) / ("_".join(map(str, (k, *idx))) + ".npz")
+def _block_file(folder: str | os.PathLike, k: int, idx: Sequence[int]) -> Path:
+    """The file of block ``idx`` of output time point ``k`` in ``folder`` (its statistics
+    or its seed face planes)."""
+    return Path(folder) / ("_".join(map(str, (k, *idx))) + ".npz")
 
 
 def _map_file(folder: str | os.PathLike, kind: str, k: int) -> Path:
@@ -234,7 +248,7 @@ def _relabel_with(labels: np.ndarray, path: str) -> np.ndarray:
 def _load_stats(stats_dir: Path, k: int, grid) -> tuple[SegStats, np.ndarray, float]:
     parts, pairs, secs = [], [], 0.0
     for idx in grid:
-        with np.load(_stats_file(stats_dir, k, idx)) as f:
+        with np.load(_block_file(stats_dir, k, idx)) as f:
             parts.append(SegStats(f["ids"], f["count"], f["sums"], f["lo"], f["hi"], f["first"]))
             pairs.append(f["edges"])
             secs += float(f["seconds"])
@@ -315,12 +329,13 @@ def segment_volume(
     client : distributed.Client, optional
     resume : bool
         Reopen existing work stores (their ``fingerprint`` must equal ``fingerprint``)
-        and skip the seed / flood blocks already done; a done flood block's statistics
-        file is written before its data, so it is there too.  Without it the work
+        and skip the seed / flood blocks already done; a done block's face planes (seeds)
+        or statistics (flood) file is written before its data, so it is there too.  Without it the work
         stores are replaced.
     fingerprint : str, optional
-        Recorded in the work stores; must describe the input, ``params``, ``block``
-        and ``timepoints`` (the provisional ids depend on the block grid).
+        Recorded in the work stores; must describe the input, ``params``, ``block``,
+        ``timepoints`` (the provisional ids depend on the block grid) and
+        :data:`WORK_LAYOUT`.
     on_cells : callable, optional
         ``on_cells(k, cells)`` with the cell statistics (:class:`SegStats`, ``ids`` =
         final ids) of output time point ``k``, in order, as soon as its global step is
@@ -357,12 +372,13 @@ def segment_volume(
     secs: dict[str, float] = {}
     t0 = time.perf_counter()
     reports: dict[str, Any] = {}
-    seeds_path, reports["seeds"] = _seed_phase(run, work / "seeds.zarr")
+    faces = work / "faces"
+    seeds_path, reports["seeds"] = _seed_phase(run, work / "seeds.zarr", faces)
     secs["seeds"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     seeds, maps = Reader(seeds_path), work / "maps"
     maps.mkdir(exist_ok=True)
-    n_pairs, n_unions = _face_phase(run, seeds, maps)
+    n_pairs, n_unions = _face_phase(run, faces, maps)
     secs["face_merge"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     stats_dir = work / "stats"
@@ -422,26 +438,30 @@ class _Run:
                             desc=desc)
 
 
-def _seed_phase(run: _Run, path: Path) -> tuple[str, Any]:
-    """A: block-unique provisional seed ids, written to a work store."""
+def _seed_phase(run: _Run, path: Path, faces: Path) -> tuple[str, Any]:
+    """A: block-unique provisional seed ids, written to a work store; each block's
+    boundary planes saved to the folder ``faces``."""
     seeds_path = run.store(path, kind="seeds")
+    faces.mkdir(exist_ok=True)
     task = dask.delayed(_seed_task, pure=True)
     grid = run.grid
 
     def blocks_of(k: int) -> dict:
-        return {idx: task(run.prob, run.tps[k], idx, k * len(grid) + j, run.shape3, run.block,
-                          run.method) for j, idx in enumerate(grid)}
+        return {idx: task(run.prob, run.tps[k], k, idx, k * len(grid) + j, run.shape3, run.block,
+                          run.method, str(faces)) for j, idx in enumerate(grid)}
 
     return seeds_path, run.write(blocks_of, seeds_path, "segment: seeds")
 
 
-def _face_phase(run: _Run, seeds: Reader, maps: Path) -> tuple[int, int]:
+def _face_phase(run: _Run, faces: Path, maps: Path) -> tuple[int, int]:
     """A2: the seed ids touching across block faces, resolved by union-find.
 
-    Seed ids are unique per block and time point and faces join blocks of one time
-    point only: one union-find per time point, its ``(keys, roots)`` saved as the
-    ``seeds`` map of ``maps`` as soon as the time point's face tasks (run in a sliding
-    window) are done.  Returns the numbers of face pairs and of seed unions.
+    The face tasks read the boundary planes the seed tasks saved in ``faces`` (a
+    plane of the seed store would decode whole storage chunks).  Seed ids are unique
+    per block and time point and faces join blocks of one time point only: one
+    union-find per time point, its ``(keys, roots)`` saved as the ``seeds`` map of
+    ``maps`` as soon as the time point's face tasks (run in a sliding window) are
+    done.  Returns the numbers of face pairs and of seed unions.
     """
     face = dask.delayed(_face_task, pure=True)
     grid = run.grid
@@ -458,7 +478,8 @@ def _face_phase(run: _Run, seeds: Reader, maps: Path) -> tuple[int, int]:
             _save_map(_map_file(maps, "seeds", k), keys, roots)
             counts["unions"] += int(keys.size)
 
-    run_windowed(([(k, face(seeds, k, idx, run.shape3, run.block))] for k in range(len(run.tps))
+    run_windowed(([(k, face(str(faces), k, idx, run.shape3, run.block))]
+                  for k in range(len(run.tps))
                   for idx in grid), done, client=run.client, retries=0, strict=True,
                  name=lambda k: f"segment_faces-t{run.tps[k]:04d}")
     return counts["pairs"], counts["unions"]

@@ -30,7 +30,9 @@ import numpy as np
 from chunkseg.defaults import SEGMENT_BLOCK
 from chunkseg.engine.agglomerate import SegmentMethod, segment_method
 from chunkseg.engine.blocks import write_volume
-from chunkseg.engine.segment import Reader, final_labels, remove_work, segment_volume
+from chunkseg.engine.segment import (
+    WORK_LAYOUT, Reader, final_labels, remove_work, segment_volume,
+)
 from chunkseg.engine.stats import fold
 from chunkseg.errors import DTypeError, InputError, OutputExistsError, ResumeMismatchError
 from chunkseg.io.fingerprint import fingerprint as run_fingerprint
@@ -255,7 +257,7 @@ def run_segment(
                                     "replace it or resume (--resume) to continue it")
     block = tuple(min(int(b), s) for b, s in zip(block or DEFAULT_BLOCK, vol.shape[1:]))
     fingerprint = run_fingerprint(prob_path, {**params, "block": block,
-                                              "timepoints": [t0, t1]},
+                                              "timepoints": [t0, t1], "work": WORK_LAYOUT},
                                   shape=vol.shape, dtype=vol.dtype)
     done = _resumed(prob_path, out, fingerprint, pyramid) if resume else None
     if done is not None:
