@@ -240,3 +240,43 @@ def test_work_store_chunks_divide_the_block(block, want):
     from chunkseg.engine.segment import _work_chunks
 
     assert _work_chunks(block) == want
+
+
+def test_label_runs_round_trip_and_clip():
+    from chunkseg.ops.segstats import clip_runs, label_runs, paint_runs
+
+    rng = np.random.default_rng(4)
+    lab = ((rng.random((6, 9, 13)) < 0.2) * rng.integers(1, 4, (6, 9, 13))).astype(np.uint64)
+    lab[1:4, 2:7, :] = 7  # runs that touch both row ends
+    starts, lengths, values = label_runs(lab)
+    assert values.dtype == lab.dtype and np.all(values > 0)
+    assert int(lengths.sum()) == np.count_nonzero(lab)
+    np.testing.assert_array_equal(paint_runs(np.zeros_like(lab), starts, lengths, values), lab)
+    for box in [(slice(1, 5), slice(0, 9), slice(4, 11)), (slice(3, 4), slice(6, 7), slice(0, 13)),
+                (slice(0, 6), slice(2, 3), slice(12, 13))]:
+        part = clip_runs(starts, lengths, values, box)
+        shape = [b.stop - b.start for b in box]
+        np.testing.assert_array_equal(paint_runs(np.zeros(shape, lab.dtype), *part), lab[box])
+        assert np.all(part[1] > 0)
+
+
+def test_seed_runs_read_regions_across_blocks(tmp_path):
+    """The seed runs saved per block give the dense ids of any region, across blocks."""
+    from chunkseg.engine.segment import SeedRuns, _block_file
+    from chunkseg.ops.segstats import label_runs
+
+    shape, block = (11, 20, 17), (4, 8, 6)  # blocks that do not divide the shape
+    rng = np.random.default_rng(5)
+    ids = ((rng.random(shape) < 0.3) * rng.integers(1, 2**40, shape)).astype(np.uint64)
+    for bz in range(0, shape[0], block[0]):
+        for by in range(0, shape[1], block[1]):
+            for bx in range(0, shape[2], block[2]):
+                part = ids[bz:bz + block[0], by:by + block[1], bx:bx + block[2]]
+                starts, lengths, values = label_runs(part)
+                np.savez(_block_file(tmp_path, 3, (bz // block[0], by // block[1],
+                                                   bx // block[2])),
+                         starts=starts, lengths=lengths, values=values)
+    read = SeedRuns(tmp_path, shape, block)
+    for region in [(slice(0, 11), slice(0, 20), slice(0, 17)), (slice(3, 9), slice(5, 18),
+                   slice(5, 7)), (slice(10, 11), slice(7, 8), slice(0, 17))]:
+        np.testing.assert_array_equal(read(3, region), ids[region])

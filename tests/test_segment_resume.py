@@ -99,6 +99,26 @@ def test_resume_after_failed_flood_block(prob, clean, tmp_path, monkeypatch):
         run_segment(prob, out=out, resume=True, threshold=0.6, **OPTS)
 
 
+def test_resume_after_failed_seed_block(prob, clean, tmp_path, monkeypatch):
+    labels = clean[0]
+    out = tmp_path / "labels.zarr"
+    real = engine_segment._seed_task
+
+    def flaky(read, t, k, idx, *args):
+        if (k, *idx) == BAD:
+            raise RuntimeError(f"simulated crash in seed block {(k, *idx)}")
+        return real(read, t, k, idx, *args)
+
+    with monkeypatch.context() as m:
+        m.setattr(engine_segment, "_seed_task", flaky)
+        with pytest.raises(BlockFailedError, match=r"1 of 8 seed blocks failed.*\(0, 1, 0, 1\)"):
+            run_segment(prob, out=out, **OPTS)
+    assert not (out.exists() and read_attrs(out).get("complete"))
+    summary = run_segment(prob, out=out, resume=True, **OPTS)
+    assert summary["writes"]["seeds"] == {"written": 1, "skipped": 7}
+    assert np.array_equal(np.asarray(open_volume(out).data), labels)
+
+
 def test_cli_resume(prob, clean, tmp_path, capsys, monkeypatch):
     labels = clean[0]
     out = tmp_path / "cli.zarr"

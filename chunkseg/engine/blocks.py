@@ -43,7 +43,8 @@ from chunkseg.engine.manifest import Manifest, TimepointLog, done_blocks
 from chunkseg.engine.submit import default_window, readable_graph, run_windowed
 from chunkseg.errors import BlockFailedError, ShapeError
 
-__all__ = ["Series", "WriteReport", "done_blocks", "named_graph", "write_grid", "write_volume"]
+__all__ = ["Series", "WriteReport", "done_blocks", "named_graph", "progress_bar", "write_grid",
+           "write_volume"]
 
 
 @dataclass
@@ -148,7 +149,8 @@ def _align(darr: da.Array, grid: tuple[int, ...]) -> da.Array:
     return darr.rechunk(target)
 
 
-def _progress(total: int, desc: str, enabled: bool):
+def progress_bar(total: int, desc: str, enabled: bool) -> Any:
+    """A tqdm bar over ``total`` blocks labelled ``desc`` (disabled: counts silently)."""
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=desc or "blocks", unit="block", disable=not enabled, leave=False)
@@ -329,7 +331,7 @@ def write_volume(
     if window is None and series.step > 1:
         per_slab = n_wanted * min(series.step, series.shape[0]) // series.shape[0]
         window = max(default_window(client), 2 * per_slab)
-    bar = _progress(n_wanted if blocks is None else len(plan.wanted), desc, progress)
+    bar = progress_bar(n_wanted if blocks is None else len(plan.wanted), desc, progress)
 
     def finished(idx, voxels):
         plan.manifest.record(idx)  # the task returned: its data are stored

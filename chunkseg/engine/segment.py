@@ -10,16 +10,17 @@ or the fragments and agglomeration of :mod:`chunkseg.engine.agglomerate`.
 
 A. **seeds** — per block, read the probability with the method's seed halo,
    compute the seed mask of the owned region (exact), label its components and give
-   them block-unique provisional ids ``(block + 1) << 32 | local``; written to a
-   work store, the block's six boundary planes saved beside it (compressed ``.npz``).
-A2. **face merge** — for every internal block face, load the two facing planes of
-   provisional seed ids, collect the touching pairs and resolve them by union-find
+   them block-unique provisional ids ``(block + 1) << 32 | local``; saved as runs
+   along x (:class:`SeedRuns`, one ``.npz`` per block: seeds are sparse).
+A2. **face merge** — for every internal block face, paint the two facing planes of
+   provisional seed ids from the runs, collect the touching pairs and resolve them by union-find
    (:func:`chunkseg.ops.segstats.union_map`): the global seed components, exactly;
    one id map file per time point in the work folder.
-B. **flood** — per block, read seeds (mapped to their roots) and probability with
-   the flood halo (:func:`chunkseg.ops.watershed.flood_halo`) and run the bounded
-   flood; the owned region is exact by the light-cone argument, and the flood stops
-   updating voxels outside the light cone of that region (``exact=``).  Work store 2.
+B. **flood** — per block, read the seed runs (their ids mapped to the roots) and the
+   probability with the flood halo (:func:`chunkseg.ops.watershed.flood_halo`) and run
+   the bounded flood; the owned region is exact by the light-cone argument, and the
+   flood stops updating voxels outside the light cone of that region (``exact=``).
+   Written to the work store of provisional labels.
    The probability is read through a per-process cache of decoded chunks
    (:mod:`chunkseg.io.chunk_cache`): neighbouring halos share storage chunks.
 C. **statistics** — computed inside each flood task (no second read): sizes / sums /
@@ -40,6 +41,7 @@ beyond a cell count.
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 import shutil
 import time
@@ -54,21 +56,22 @@ import dask.array as da
 import numpy as np
 
 from chunkseg.defaults import SEGMENT_BLOCK
-from chunkseg.engine.blocks import Series, write_volume
+from chunkseg.engine.blocks import Series, progress_bar, write_volume
 from chunkseg.engine.geometry import Block, cover, grid_shape
 from chunkseg.engine.submit import run_windowed
 from chunkseg.io.chunk_cache import read_cached
 from chunkseg.ops.rag import block_edges, split_table
+from chunkseg.errors import BlockFailedError
 from chunkseg.ops.segstats import (
-    SegStats, block_stats, combine_stats, dense_labels, face_pairs, finish_labels, merge_plan,
-    relabel, sum_pair_counts, union_map,
+    Runs, SegStats, block_stats, clip_runs, combine_stats, face_pairs, finish_labels,
+    label_runs, merge_plan, paint_runs, relabel, sum_pair_counts, union_map,
 )
 from chunkseg.ops.watershed import (
     SegmentParams, as_probability, flood, flood_halo, label_seeds, seed_halo, seed_mask,
     segment_block,
 )
 
-__all__ = ["WORK_LAYOUT", "BlockwiseMethod", "Reader", "final_labels", "flood_method", "remove_work",
+__all__ = ["WORK_LAYOUT", "BlockwiseMethod", "Reader", "SeedRuns", "final_labels", "flood_method", "remove_work",
            "segment_array", "segment_volume"]
 
 
@@ -157,34 +160,60 @@ def segment_array(prob: np.ndarray, params: SegmentParams) -> tuple[np.ndarray, 
                          min_voxels=params.min_size / params.voxel_volume)
 
 
-def _seed_task(read, t, k, idx, lin, shape3, block, method, faces_dir):
-    """Block-unique seed ids of one block; its six boundary planes are saved (compressed)
-    to ``faces_dir`` before the block is returned, for the face merge."""
+class SeedRuns:
+    """Picklable reader of the seed ids the seed tasks saved, as runs along x.
+
+    One ``.npz`` per block and output time point in ``folder``
+    (:func:`chunkseg.ops.segstats.label_runs` of the block's ids, block coordinates):
+    seeds are sparse, so a region is assembled from the runs of the blocks it meets.
+    """
+
+    def __init__(self, folder: str | os.PathLike, shape3: Sequence[int],
+                 block: Sequence[int]) -> None:
+        self.folder, self.shape3, self.block = str(folder), tuple(shape3), tuple(block)
+
+    def runs(self, k: int, region: Sequence[slice]) -> Runs:
+        """The runs of output time point ``k`` inside ``region`` (region coordinates)."""
+        parts = []
+        for idx in itertools.product(*(range(r.start // b, (r.stop - 1) // b + 1)
+                                       for r, b in zip(region, self.block))):
+            with np.load(_block_file(self.folder, k, idx)) as f:
+                runs = f["starts"], f["lengths"], f["values"]
+            box = [slice(r.start - i * b, r.stop - i * b)
+                   for r, i, b in zip(region, idx, self.block)]
+            parts.append(clip_runs(*runs, box))
+        return tuple(np.concatenate(a) for a in zip(*parts))  # type: ignore[return-value]
+
+    def __call__(self, k: int, region: Sequence[slice]) -> np.ndarray:
+        """Dense uint64 seed ids of ``region`` of output time point ``k``."""
+        shape = [r.stop - r.start for r in region]
+        return paint_runs(np.zeros(shape, np.uint64), *self.runs(k, region))
+
+
+def _seed_task(read, t, k, idx, lin, shape3, block, method, folder):
+    """Block-unique seed ids ``(lin + 1) << 32 | local`` of one block, saved as runs."""
     b = Block.at(idx, shape=shape3, block=block, halo=method.seed_halo)
     seeds = method.seeds(as_probability(read(t, b.read)))[b.crop]
-    lab, _ = label_seeds(seeds)
-    out = lab.astype(np.uint64)
-    np.bitwise_or(out, np.uint64(lin + 1) << np.uint64(32), out=out, where=lab > 0)
-    name = _block_file(faces_dir, k, idx)
+    starts, lengths, local = label_runs(label_seeds(seeds)[0])
+    values = local.astype(np.uint64) | (np.uint64(lin + 1) << np.uint64(32))
+    name = _block_file(folder, k, idx)
     tmp = name.with_suffix(f".tmp{os.getpid()}.npz")
-    np.savez_compressed(tmp, **{f"{side}{axis}": out.take(i, axis=axis)
-                                for axis in range(3) for side, i in (("lo", 0), ("hi", -1))})
+    np.savez(tmp, starts=starts, lengths=lengths, values=values)
     os.replace(tmp, name)
-    return out[None]
+    return int(lengths.sum())
 
 
-def _face_task(faces_dir, k, idx, shape3, block):
-    """Seed id pairs across the high faces of block ``idx`` of output time point ``k``,
-    from the boundary planes its seed task and its neighbours' saved."""
-    grid = grid_shape(shape3, block)
+def _face_task(read, k, idx, shape3, block):
+    region = Block.at(idx, shape=shape3, block=block).owned
     pairs = []
-    with np.load(_block_file(faces_dir, k, idx)) as own:
-        for axis in range(3):
-            if idx[axis] + 1 >= grid[axis]:
-                continue
-            nxt = tuple(i + (a == axis) for a, i in enumerate(idx))
-            with np.load(_block_file(faces_dir, k, nxt)) as other:
-                pairs.append(face_pairs(own[f"hi{axis}"], other[f"lo{axis}"]))
+    for axis in range(3):
+        stop = region[axis].stop
+        if stop >= shape3[axis]:
+            continue
+        a = list(region)
+        b = list(region)
+        a[axis], b[axis] = slice(stop - 1, stop), slice(stop, stop + 1)
+        pairs.append(face_pairs(read(k, a), read(k, b)))
     return pairs
 
 
@@ -199,7 +228,10 @@ def _flood_task(read_prob, read_seeds, t, k, idx, shape3, block, params, seed_ma
     b = Block.at(idx, shape=shape3, block=block, halo=flood_halo(params))
     ext = tuple(slice(e.start, min(s, e.stop + 1)) for e, s in zip(b.read, shape3))
     # dense labels through the flood, statistics and edges (ids[d - 1] is label d)
-    ids, _, markers = dense_labels(relabel(read_seeds(k, ext), *_load_map(seed_map)))
+    starts, lengths, values = read_seeds.runs(k, ext)
+    ids, dense_ids = np.unique(relabel(values, *_load_map(seed_map)), return_inverse=True)
+    markers = paint_runs(np.zeros([e.stop - e.start for e in ext], np.int32), starts, lengths,
+                         dense_ids + 1)
     prob = as_probability(read_prob(t, ext))
     plus = tuple(slice(c.start, min(c.stop + 1, n)) for c, n in zip(b.crop, prob.shape))
     lab = flood(markers, prob, params, exact=plus)
@@ -218,7 +250,7 @@ def _flood_task(read_prob, read_seeds, t, k, idx, shape3, block, params, seed_ma
 
 def _block_file(folder: str | os.PathLike, k: int, idx: Sequence[int]) -> Path:
     """The file of block ``idx`` of output time point ``k`` in ``folder`` (its statistics
-    or its seed face planes)."""
+    or its seed runs)."""
     return Path(folder) / ("_".join(map(str, (k, *idx))) + ".npz")
 
 
@@ -320,7 +352,7 @@ def segment_volume(
         The seeded flood's parameters, or the rules of another method (e.g. the
         fragments and agglomeration of :mod:`chunkseg.engine.agglomerate`).
     work : path-like
-        Folder for the two work stores (created, left for the caller to remove).
+        Folder for the work store and files (created, left for the caller to remove).
     block : sequence of 3 int
         Processing block ``(z, y, x)``; the result does not depend on it.
     timepoints : sequence of int, optional
@@ -328,12 +360,12 @@ def segment_volume(
         ``timepoints[k]``.
     client : distributed.Client, optional
     resume : bool
-        Reopen existing work stores (their ``fingerprint`` must equal ``fingerprint``)
-        and skip the seed / flood blocks already done; a done block's face planes (seeds)
-        or statistics (flood) file is written before its data, so it is there too.  Without it the work
-        stores are replaced.
+        Reopen the existing work store (its ``fingerprint`` must equal ``fingerprint``)
+        and skip the seed / flood blocks already done (a seed block's runs file, a
+        done flood block's statistics file is written before its data, so it is there
+        too).  Without it the work store and seed runs are replaced.
     fingerprint : str, optional
-        Recorded in the work stores; must describe the input, ``params``, ``block``,
+        Recorded in the work store; must describe the input, ``params``, ``block``,
         ``timepoints`` (the provisional ids depend on the block grid) and
         :data:`WORK_LAYOUT`.
     on_cells : callable, optional
@@ -371,19 +403,19 @@ def segment_volume(
                    voxel_size=params.voxel_size, resume=resume, fingerprint=fingerprint))
     secs: dict[str, float] = {}
     t0 = time.perf_counter()
-    reports: dict[str, Any] = {}
-    faces = work / "faces"
-    seeds_path, reports["seeds"] = _seed_phase(run, work / "seeds.zarr", faces)
+    flood_path = run.store(work / "flood.zarr", kind="flood")  # a resume: checked first
+    seeds = SeedRuns(work / "seeds", shape3, block)
+    writes = {"seeds": _seed_phase(run, seeds)}
     secs["seeds"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    seeds, maps = Reader(seeds_path), work / "maps"
+    maps = work / "maps"
     maps.mkdir(exist_ok=True)
-    n_pairs, n_unions = _face_phase(run, faces, maps)
+    n_pairs, n_unions = _face_phase(run, seeds, maps)
     secs["face_merge"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     stats_dir = work / "stats"
-    flood_path, reports["flood"] = _flood_phase(run, seeds, maps, work / "flood.zarr",
-                                                stats_dir)
+    report = _flood_phase(run, seeds, maps, flood_path, stats_dir)
+    writes["flood"] = {"written": report.written, "skipped": report.skipped}
     secs["flood"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     n_cells, graph, task_secs, secs["global_plan"] = _stats_phase(run, stats_dir, maps,
@@ -393,9 +425,7 @@ def segment_volume(
     return {"flood": flood_path, "maps": str(maps), "n_cells": n_cells, "seconds": secs,
             "halo": {"seeds": list(method.seed_halo), "flood": list(flood_halo(params))},
             "blocks": len(run.grid) * len(tps), "block": list(block), "graph": graph,
-            "face_pairs": n_pairs, "seed_unions": n_unions,
-            "writes": {name: {"written": r.written, "skipped": r.skipped}
-                       for name, r in reports.items()}}
+            "face_pairs": n_pairs, "seed_unions": n_unions, "writes": writes}
 
 
 @dataclass(frozen=True)
@@ -438,30 +468,47 @@ class _Run:
                             desc=desc)
 
 
-def _seed_phase(run: _Run, path: Path, faces: Path) -> tuple[str, Any]:
-    """A: block-unique provisional seed ids, written to a work store; each block's
-    boundary planes saved to the folder ``faces``."""
-    seeds_path = run.store(path, kind="seeds")
-    faces.mkdir(exist_ok=True)
+def _seed_phase(run: _Run, seeds: SeedRuns) -> dict[str, int]:
+    """A: block-unique provisional seed ids, saved per block as runs (:class:`SeedRuns`).
+
+    With ``resume`` the blocks whose file exists are skipped (a file is complete once
+    it has its name); otherwise the folder is emptied first.  Returns the blocks
+    ``written`` and ``skipped``.
+    """
+    folder = Path(seeds.folder)
+    if not run.resume:
+        shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True, exist_ok=True)
     task = dask.delayed(_seed_task, pure=True)
     grid = run.grid
+    todo = [[(k, j, idx) for j, idx in enumerate(grid) if not _block_file(folder, k, idx).is_file()]
+            for k in range(len(run.tps))]
+    n_todo = sum(map(len, todo))
+    bar = progress_bar(n_todo, "segment: seeds", run.progress)
+    try:
+        failed, error = run_windowed(
+            ([((k, *idx), task(run.prob, run.tps[k], k, idx, k * len(grid) + j, run.shape3,
+                              run.block, run.method, str(folder))) for k, j, idx in blocks]
+             for blocks in todo if blocks),
+            lambda tag, _: bar.update(1), client=run.client, retries=2,
+            name=lambda tag: f"segment_seeds-t{run.tps[tag[0]]:04d}")
+    finally:
+        bar.close()
+    if failed:
+        raise BlockFailedError(
+            f"{folder}: {len(failed)} of {n_todo} seed blocks failed (first (t, z, y, x): "
+            f"{sorted(failed)[:5]}; last error: {error}); the others are kept: fix the cause "
+            "and run again with --resume")
+    return {"written": n_todo, "skipped": len(grid) * len(run.tps) - n_todo}
 
-    def blocks_of(k: int) -> dict:
-        return {idx: task(run.prob, run.tps[k], k, idx, k * len(grid) + j, run.shape3, run.block,
-                          run.method, str(faces)) for j, idx in enumerate(grid)}
 
-    return seeds_path, run.write(blocks_of, seeds_path, "segment: seeds")
-
-
-def _face_phase(run: _Run, faces: Path, maps: Path) -> tuple[int, int]:
+def _face_phase(run: _Run, seeds: SeedRuns, maps: Path) -> tuple[int, int]:
     """A2: the seed ids touching across block faces, resolved by union-find.
 
-    The face tasks read the boundary planes the seed tasks saved in ``faces`` (a
-    plane of the seed store would decode whole storage chunks).  Seed ids are unique
-    per block and time point and faces join blocks of one time point only: one
-    union-find per time point, its ``(keys, roots)`` saved as the ``seeds`` map of
-    ``maps`` as soon as the time point's face tasks (run in a sliding window) are
-    done.  Returns the numbers of face pairs and of seed unions.
+    Seed ids are unique per block and time point and faces join blocks of one time
+    point only: one union-find per time point, its ``(keys, roots)`` saved as the
+    ``seeds`` map of ``maps`` as soon as the time point's face tasks (run in a sliding
+    window) are done.  Returns the numbers of face pairs and of seed unions.
     """
     face = dask.delayed(_face_task, pure=True)
     grid = run.grid
@@ -478,18 +525,17 @@ def _face_phase(run: _Run, faces: Path, maps: Path) -> tuple[int, int]:
             _save_map(_map_file(maps, "seeds", k), keys, roots)
             counts["unions"] += int(keys.size)
 
-    run_windowed(([(k, face(str(faces), k, idx, run.shape3, run.block))]
+    run_windowed(([(k, face(seeds, k, idx, run.shape3, run.block))]
                   for k in range(len(run.tps))
                   for idx in grid), done, client=run.client, retries=0, strict=True,
                  name=lambda k: f"segment_faces-t{run.tps[k]:04d}")
     return counts["pairs"], counts["unions"]
 
 
-def _flood_phase(run: _Run, seeds: Reader, maps: Path, path: Path,
-                 stats_dir: Path) -> tuple[str, Any]:
-    """B + C: the bounded flood per block, its statistics saved beside it; the tasks of
-    time point ``k`` read only its seed map."""
-    flood_path = run.store(path, kind="flood")
+def _flood_phase(run: _Run, seeds: SeedRuns, maps: Path, flood_path: str,
+                 stats_dir: Path) -> Any:
+    """B + C: the bounded flood per block into the work store ``flood_path``, its
+    statistics saved beside it; the tasks of time point ``k`` read only its seed map."""
     task = dask.delayed(_flood_task, pure=True)
     stats_dir.mkdir(exist_ok=True)
 
@@ -498,7 +544,7 @@ def _flood_phase(run: _Run, seeds: Reader, maps: Path, path: Path,
         return {idx: task(run.prob, seeds, run.tps[k], k, idx, run.shape3, run.block,
                           run.params, seed_map, str(stats_dir)) for idx in run.grid}
 
-    return flood_path, run.write(blocks_of, flood_path, "segment: flood")
+    return run.write(blocks_of, flood_path, "segment: flood")
 
 
 def _stats_phase(run: _Run, stats_dir: Path, maps: Path,

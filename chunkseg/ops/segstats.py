@@ -24,13 +24,16 @@ from scipy.sparse.csgraph import connected_components
 __all__ = [
     "SegStats",
     "block_stats",
+    "clip_runs",
     "combine_stats",
     "contacts",
     "dense_labels",
     "face_pairs",
     "finish_labels",
+    "label_runs",
     "merge_plan",
     "owned_faces",
+    "paint_runs",
     "relabel",
     "sum_pair_counts",
     "union_map",
@@ -253,6 +256,68 @@ def _runs(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Start and length of each run of equal values of a non-empty 1D array."""
     starts = np.concatenate([[0], np.flatnonzero(flat[1:] != flat[:-1]) + 1])
     return starts, np.diff(np.append(starts, flat.size))
+
+
+Runs = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def label_runs(labels: np.ndarray) -> Runs:
+    """Runs of equal non-zero labels along x (the last axis) of a 3D array.
+
+    A compact form of sparse or blocky labels (seeds): :func:`paint_runs` restores them.
+
+    Returns
+    -------
+    starts : ndarray of int32, (k, 3)
+        ``(z, y, x)`` of each run's first voxel, in raster order.
+    lengths : ndarray of int32, (k,)
+    values : ndarray, (k,)
+        The runs' labels, dtype of ``labels``.
+    """
+    nz, ny, nx = labels.shape
+    rows = labels.reshape(-1, nx)
+    new = np.empty(rows.shape, bool)
+    new[:, 0] = True  # a run never crosses a row end
+    np.not_equal(rows[:, 1:], rows[:, :-1], out=new[:, 1:])
+    row, x = np.nonzero(new)
+    flat = row * nx + x
+    lengths = np.diff(np.append(flat, rows.size))
+    values = rows.ravel()[flat]
+    keep = values != 0
+    z, y = np.divmod(row[keep], ny)
+    return (np.stack([z, y, x[keep]], 1).astype(np.int32), lengths[keep].astype(np.int32),
+            values[keep])
+
+
+def clip_runs(starts: np.ndarray, lengths: np.ndarray, values: np.ndarray,
+              box: Sequence[slice]) -> Runs:
+    """The parts of runs (:func:`label_runs`) inside ``box`` (slices with start and
+    stop), in the box's coordinates."""
+    lo = np.array([b.start for b in box], np.int64)
+    hi = np.array([b.stop for b in box], np.int64)
+    s = starts.astype(np.int64) - lo
+    end = s[:, 2] + lengths
+    keep = ((s[:, 0] >= 0) & (s[:, 0] < hi[0] - lo[0]) & (s[:, 1] >= 0)
+            & (s[:, 1] < hi[1] - lo[1]) & (end > 0) & (s[:, 2] < hi[2] - lo[2]))
+    s, end = s[keep], end[keep]
+    s[:, 2] = np.maximum(s[:, 2], 0)
+    return (s.astype(np.int32), (np.minimum(end, hi[2] - lo[2]) - s[:, 2]).astype(np.int32),
+            values[keep])
+
+
+def paint_runs(out: np.ndarray, starts: np.ndarray, lengths: np.ndarray,
+               values: np.ndarray) -> np.ndarray:
+    """Write runs (:func:`label_runs`, in ``out``'s coordinates, inside it) into the 3D
+    array ``out``; returns ``out``."""
+    _paint(out, starts, lengths, values.astype(out.dtype, copy=False))
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _paint(out, starts, lengths, values):
+    for i in range(lengths.size):
+        z, y, x = starts[i, 0], starts[i, 1], starts[i, 2]
+        out[z, y, x : x + lengths[i]] = values[i]
 
 
 def relabel(labels: np.ndarray, keys: np.ndarray, values: np.ndarray) -> np.ndarray:
