@@ -43,7 +43,7 @@ def test_agglo_chunking_independence(synth, tmp_path):
         res = segment_volume(Reader(p[None]), (1, *p.shape), agglo_method(PARAMS),
                              work=tmp_path / "x".join(map(str, block)), block=block,
                              on_cells=got_cells.__setitem__)
-        got = final_labels(res["flood"], res["maps"]).to_dask().compute()[0]
+        got = final_labels(res["flood"], res["maps"], res["stats"]).to_dask().compute()[0]
         assert res["blocks"] >= 12 and res["graph"]["edges"] > 100
         np.testing.assert_array_equal(got, whole)  # the same ids, not only the partition
         np.testing.assert_array_equal(got_cells[0].count, cells.count)
@@ -335,5 +335,5 @@ def test_default_membrane_reach_steps_between_coarse_slices(tmp_path):
     assert (whole > 0).all() and whole.max() == 4
     res = segment_volume(Reader(p[None]), (1, *p.shape), method, work=tmp_path / "w",
                          block=(3, 7, 9))
-    np.testing.assert_array_equal(final_labels(res["flood"], res["maps"]).to_dask()
+    np.testing.assert_array_equal(final_labels(res["flood"], res["maps"], res["stats"]).to_dask()
                                   .compute()[0], whole)

@@ -37,7 +37,7 @@ def _blockwise(p, block, tmp_path, name):
     cells = {}
     res = segment_volume(Reader(p[None]), (1, *p.shape), PARAMS, work=tmp_path / name,
                          block=block, on_cells=cells.__setitem__)
-    return final_labels(res["flood"], res["maps"]).to_dask().compute()[0], res, cells
+    return final_labels(res["flood"], res["maps"], res["stats"]).to_dask().compute()[0], res, cells
 
 
 def test_chunking_independence(synth, tmp_path):

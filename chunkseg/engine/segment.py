@@ -20,7 +20,8 @@ B. **flood** — per block, read the seed runs (their ids mapped to the roots) a
    probability with the flood halo (:func:`chunkseg.ops.watershed.flood_halo`) and run
    the bounded flood; the owned region is exact by the light-cone argument, and the
    flood stops updating voxels outside the light cone of that region (``exact=``).
-   Written to the work store of provisional labels.
+   The block's labels go to the work store as dense uint32 indices into its label
+   table, which is saved with its statistics.
    The probability is read through a per-process cache of decoded chunks
    (:mod:`chunkseg.io.chunk_cache`): neighbouring halos share storage chunks.
 C. **statistics** — computed inside each flood task (no second read): sizes / sums /
@@ -31,7 +32,8 @@ C. **statistics** — computed inside each flood task (no second read): sizes / 
    segments merged, or the agglomeration) numbers the cells by their first voxel;
    its id map goes to a file, its cell statistics to the caller.
 D. **relabel** — the final ids written with :func:`chunkseg.engine.blocks.write_volume`,
-   each block mapped through its time point's id map file.
+   each block's dense labels mapped through its label table and its time point's id
+   map file.
 
 Memory: one block plus halo per task; the driver holds the per-segment tables and
 the edge table of one time point (O(segments + edges)) and nothing per time point
@@ -218,8 +220,9 @@ def _face_task(read, k, idx, shape3, block):
 
 
 def _flood_task(read_prob, read_seeds, t, k, idx, shape3, block, params, seed_map, stats_dir):
-    """Flood one block (seed ids mapped to their roots by the file ``seed_map``); also
-    store its segment statistics and edge table.
+    """Flood one block (seed ids mapped to their roots by the file ``seed_map``): its
+    dense labels (uint32; label ``d`` is ``ids[d - 1]``), and in its statistics file
+    the segment statistics, the edge table and that label table ``ids``.
 
     The region read is the owned block grown by the flood halo, plus one more voxel on
     the high side, so the owned block *and* its high-side neighbour voxels are exact:
@@ -239,13 +242,12 @@ def _flood_task(read_prob, read_seeds, t, k, idx, shape3, block, params, seed_ma
     dense = lab[b.crop]
     st = block_stats(dense, offset=[r.start for r in b.owned], shape=shape3, ids=ids)
     edges = block_edges(lab[plus], prob[plus], dense.shape, ids=ids)
-    owned = np.concatenate((np.zeros(1, np.uint64), ids))[dense]
     name = _block_file(stats_dir, k, idx)
     tmp = name.with_suffix(f".tmp{os.getpid()}.npz")
     np.savez(tmp, ids=st.ids, count=st.count, sums=st.sums, lo=st.lo, hi=st.hi,
-             first=st.first, edges=edges, seconds=time.perf_counter() - start)
+             first=st.first, edges=edges, labels=ids, seconds=time.perf_counter() - start)
     os.replace(tmp, name)
-    return owned[None]
+    return dense.astype(np.uint32)[None]
 
 
 def _block_file(folder: str | os.PathLike, k: int, idx: Sequence[int]) -> Path:
@@ -270,11 +272,6 @@ def _load_map(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     """``(keys, values)`` of an id map written by :func:`_save_map`."""
     with np.load(path) as f:
         return f["keys"], f["values"]
-
-
-def _relabel_with(labels: np.ndarray, path: str) -> np.ndarray:
-    """``labels`` mapped through the id map file ``path``."""
-    return relabel(labels, *_load_map(path))
 
 
 def _load_stats(stats_dir: Path, k: int, grid) -> tuple[SegStats, np.ndarray, float]:
@@ -302,7 +299,7 @@ def _work_store(path: Path, shape4, block, voxel_size, kind: str, *, resume: boo
     """Create a work store (replacing an old one), or with ``resume`` reopen a matching one."""
     from chunkseg.io.store import create_image
 
-    create_image(path, shape=shape4, dtype=np.uint64, voxel_size=voxel_size,
+    create_image(path, shape=shape4, dtype=np.uint32, voxel_size=voxel_size,
                  chunks=(1, *_work_chunks(block)), shards=(1, *block), codec="lz4",
                  attrs={"kind": kind, "fingerprint": fingerprint},
                  overwrite=not resume, resume=resume)
@@ -376,8 +373,10 @@ def segment_volume(
     Returns
     -------
     dict
-        ``flood`` (path of the provisional-label store, axes t z y x), ``maps`` (folder
-        of the per-time-point id maps to relabel with: :func:`final_labels`),
+        ``flood`` (path of the provisional-label store, axes t z y x: per block dense
+        uint32 labels), ``stats`` (folder of the per-block statistics with their label
+        tables) and ``maps`` (folder of the per-time-point id maps): the arguments of
+        :func:`final_labels`;
         ``n_cells`` (cells per output time point), ``seconds`` per phase, ``halo`` per
         phase, ``blocks``, ``face_pairs``, ``graph`` (segments and edges of the global
         step, summed over time points),
@@ -422,7 +421,8 @@ def segment_volume(
                                                                   on_cells)
     secs["stats_merge"] = time.perf_counter() - t0  # includes global_plan
     secs["stats_in_flood_tasks"] = task_secs  # summed over tasks (CPU seconds, not wall)
-    return {"flood": flood_path, "maps": str(maps), "n_cells": n_cells, "seconds": secs,
+    return {"flood": flood_path, "maps": str(maps), "stats": str(stats_dir),
+            "n_cells": n_cells, "seconds": secs,
             "halo": {"seeds": list(method.seed_halo), "flood": list(flood_halo(params))},
             "blocks": len(run.grid) * len(tps), "block": list(block), "graph": graph,
             "face_pairs": n_pairs, "seed_unions": n_unions, "writes": writes}
@@ -460,10 +460,10 @@ class _Run:
 
         def slab(a: int, b: int) -> da.Array:
             parts = [_assemble({(0, *i): d for i, d in blocks_of(k).items()}, (1, *gshape),
-                               shapes, np.uint64) for k in range(a, b)]
+                               shapes, np.uint32) for k in range(a, b)]
             return parts[0] if len(parts) == 1 else da.concatenate(parts)
 
-        return write_volume(Series((len(self.tps), *self.shape3), np.uint64, slab), path,
+        return write_volume(Series((len(self.tps), *self.shape3), np.uint32, slab), path,
                             client=self.client, resume=self.resume, progress=self.progress,
                             desc=desc)
 
@@ -574,23 +574,34 @@ def _stats_phase(run: _Run, stats_dir: Path, maps: Path,
     return n_cells, graph, task_secs, plan_secs
 
 
-def final_labels(flood_path: str, maps: str | os.PathLike, *, dtype=np.uint32) -> Series:
-    """Lazy final labels ``(t, z, y, x)``: the provisional labels mapped through the
-    ``cells`` id maps in ``maps`` (see :func:`segment_volume`).
+def final_labels(flood_path: str, maps: str | os.PathLike, stats: str | os.PathLike, *,
+                 dtype=np.uint32) -> Series:
+    """Lazy final labels ``(t, z, y, x)``: each block of the provisional labels through
+    its label table (in the statistics folder ``stats``) and its time point's ``cells``
+    id map in ``maps`` (the paths :func:`segment_volume` returns).
 
     A :class:`~chunkseg.engine.blocks.Series`: the tasks of time point ``k`` read only
-    its own map.
+    its own files.
     """
     store = _open(flood_path)
     arr = da.from_zarr(store, chunks=store.shards or store.chunks)  # one task per block
+    meta = np.empty((0,) * arr.ndim, dtype)  # the tables are read by the tasks only
 
     def slab(a: int, b: int) -> da.Array:
-        meta = np.empty((0,) * arr.ndim, arr.dtype)  # the map is read by the tasks only
-        parts = [arr[k : k + 1].map_blocks(_relabel_with, str(_map_file(maps, "cells", k)),
-                                           meta=meta) for k in range(a, b)]
-        return da.concatenate(parts).astype(dtype)
+        return da.concatenate([arr[k : k + 1].map_blocks(
+            _final_block, str(_map_file(maps, "cells", k)), str(stats), k, meta.dtype.str,
+            meta=meta) for k in range(a, b)])
 
     return Series(tuple(arr.shape), np.dtype(dtype), slab)
+
+
+def _final_block(dense: np.ndarray, cells_map: str, stats: str, k: int, dtype: str, *,
+                 block_info=None) -> np.ndarray:
+    """Final ids of one block of dense labels (its grid index from ``block_info``)."""
+    with np.load(_block_file(stats, k, block_info[0]["chunk-location"][1:])) as f:
+        ids = f["labels"]
+    final = relabel(ids, *_load_map(cells_map)).astype(dtype)
+    return np.concatenate((np.zeros(1, dtype), final))[dense]
 
 
 def remove_work(work: str | os.PathLike) -> None:

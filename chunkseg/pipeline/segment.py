@@ -323,7 +323,7 @@ def _write_labels(vol, res: dict[str, Any], out: Path, *, attrs: dict[str, Any],
     shape = (t1 - t0, *vol.shape[1:])
     create_image(out, shape=shape, dtype=dtype, voxel_size=vol.voxel_size, chunks=chunks,
                  attrs=attrs, overwrite=overwrite, resume=resume, pyramid=pyramid)
-    report = write_volume(final_labels(res["flood"], res["maps"], dtype=dtype), out,
+    report = write_volume(final_labels(res["flood"], res["maps"], res["stats"], dtype=dtype), out,
                           client=client, resume=resume, progress=progress,
                           desc="segment: relabel")
     writes = {**res["writes"], "relabel": {"written": report.written, "skipped": report.skipped}}
