@@ -107,6 +107,8 @@ class CellTable:
     COLUMNS = ("t", "id", "voxels", "volume_um3", "centroid_z_um", "centroid_y_um",
                "centroid_x_um", "bbox_z0", "bbox_y0", "bbox_x0", "bbox_z1", "bbox_y1",
                "bbox_x1")
+    #: one row, as the csv module writes it (line end ``\r\n``)
+    _ROW = "%d,%d,%d,%.6g,%.6g,%.6g,%.6g,%d,%d,%d,%d,%d,%d\r\n"
 
     def __init__(self, path: str | os.PathLike, voxel_size: Sequence[float],
                  times: Sequence[int]) -> None:
@@ -114,8 +116,7 @@ class CellTable:
         self.times = times
         self.rows = 0
         self._fh = open(path, "w", newline="")  # noqa: SIM115 - closed by __exit__
-        self._writer = csv.writer(self._fh)
-        self._writer.writerow(self.COLUMNS)
+        csv.writer(self._fh).writerow(self.COLUMNS)
 
     def __enter__(self) -> CellTable:
         return self
@@ -125,13 +126,12 @@ class CellTable:
 
     def write_rows(self, k: int, cells: SegStats) -> None:
         """Append the rows of output time point ``k`` (its cells' statistics)."""
-        vs, t = self.voxel_size, self.times[k]
+        vs, t = self.voxel_size, int(self.times[k])
         cent = cells.sums / np.maximum(cells.count, 1)[:, None] * vs
         vol = cells.count * float(np.prod(vs))
-        self._writer.writerows(
-            [t, int(cells.ids[i]), int(cells.count[i]), f"{vol[i]:.6g}",
-             *(f"{c:.6g}" for c in cent[i]), *map(int, cells.lo[i]),
-             *(int(v) + 1 for v in cells.hi[i])] for i in range(cells.ids.size))
+        cols = [cells.ids, cells.count, vol, *cent.T, *cells.lo.T,
+                *(cells.hi.astype(np.int64) + 1).T]
+        self._fh.write("".join(self._ROW % (t, *row) for row in zip(*(c.tolist() for c in cols))))
         self.rows += int(cells.ids.size)
 
 
