@@ -61,34 +61,48 @@ SETTINGS = {
 _CHILD = "{setup}import sys\nfrom chunkseg.cli import main\nsys.exit(main({argv!r}))\n"
 
 
-def run_cli(argv: list[str], setting: str) -> dict:
-    """One CLI run in a child process: seconds, CPU, peak RSS and RSS by quarter."""
+def run_cli(argv: list[str], setting: str = "reuse", *, tree: str | os.PathLike | None = None,
+            cwd: str | os.PathLike | None = None) -> dict:
+    """One CLI run in a child process: seconds, CPU, peak RSS, RSS by quarter and the
+    CLI's JSON summary (``--quiet`` prints it).
+
+    ``tree``: a chunkseg checkout put first on the child's ``PYTHONPATH``; ``cwd`` (give
+    one outside any checkout with a tree: ``python -c`` puts the working folder first).
+    """
     code = _CHILD.format(setup=SETTINGS[setting], argv=argv)
+    env = dict(os.environ, PYTHONPATH=str(tree)) if tree is not None else None
     load = [round(v, 2) for v in os.getloadavg()]
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL)
-    samples = []
-    while True:
-        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-        if pid:
-            break
-        try:
-            with open(f"/proc/{proc.pid}/status") as f:
-                samples.append(next(int(v.split()[1]) for v in f if v.startswith("VmRSS")))
-        except (OSError, StopIteration):
-            pass
-        time.sleep(0.5)
-    wall = time.perf_counter() - t0
+    with tempfile.TemporaryFile("w+") as stdout:
+        proc = subprocess.Popen([sys.executable, "-c", code], stdout=stdout, env=env, cwd=cwd)
+        samples = []
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            try:
+                with open(f"/proc/{proc.pid}/status") as f:
+                    samples.append(next(int(v.split()[1]) for v in f if v.startswith("VmRSS")))
+            except (OSError, StopIteration):
+                pass
+            time.sleep(0.5)
+        wall = time.perf_counter() - t0
+        stdout.seek(0)
+        text = stdout.read()
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"{setting}: chunkseg {' '.join(argv)} failed")
     n = max(1, len(samples))
     quarters = [max(samples[n * i // 4 : max(n * (i + 1) // 4, n * i // 4 + 1)] or [0]) / 1024
                 for i in range(4)]
+    try:
+        summary = json.loads(text)
+    except ValueError:
+        summary = None
     return {"seconds": round(wall, 1), "user_s": round(usage.ru_utime, 1),
             "kernel_s": round(usage.ru_stime, 1),
             "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
             "peak_rss_mb": round(usage.ru_maxrss / 1024), "rss_quarters_mb":
-            [round(q) for q in quarters], "load_before": load}
+            [round(q) for q in quarters], "load_before": load, "summary": summary}
 
 
 def _argv(section: str, args, out: Path) -> list[str]:
@@ -109,7 +123,7 @@ def measure(args) -> dict:
                 for setting in args.settings:
                     runs[setting].append(run_cli(_argv(section, args, Path(tmp) / "out.zarr"),
                                                  setting))
-            out[section] = {s: dict(min(rs, key=lambda r: r["seconds"]),
+            out[section] = {s: dict(min(rs, key=lambda r: r["seconds"]), summary=None,
                                     rounds_seconds=[r["seconds"] for r in rs])
                             for s, rs in runs.items()}
     return out
