@@ -73,8 +73,8 @@ from chunkseg.ops.watershed import (
     segment_block,
 )
 
-__all__ = ["WORK_LAYOUT", "BlockwiseMethod", "Reader", "SeedRuns", "final_labels", "flood_method", "remove_work",
-           "segment_array", "segment_volume"]
+__all__ = ["WORK_LAYOUT", "BlockwiseMethod", "Reader", "SeedRuns", "final_labels", "flood_method",
+           "remove_work", "segment_array", "segment_volume"]
 
 
 #: version of the work folder's layout (stores and files); a resume fingerprint names it,
@@ -481,8 +481,8 @@ def _seed_phase(run: _Run, seeds: SeedRuns) -> dict[str, int]:
     folder.mkdir(parents=True, exist_ok=True)
     task = dask.delayed(_seed_task, pure=True)
     grid = run.grid
-    todo = [[(k, j, idx) for j, idx in enumerate(grid) if not _block_file(folder, k, idx).is_file()]
-            for k in range(len(run.tps))]
+    todo = [[(k, j, idx) for j, idx in enumerate(grid)
+             if not _block_file(folder, k, idx).is_file()] for k in range(len(run.tps))]
     n_todo = sum(map(len, todo))
     bar = progress_bar(n_todo, "segment: seeds", run.progress)
     try:
