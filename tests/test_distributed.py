@@ -105,3 +105,28 @@ def test_predict_on_scheduler_and_two_workers_equals_local_cluster(cluster, inpu
     assert a.shape == SHAPE and a.std() > 0.05
     # 1 vs 2 TensorFlow threads sum in another order: ~1e-6 apart, the seam bound is 1e-5
     np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_warm_loads_the_model_on_every_worker(cluster, inputs, tmp_path):
+    """``UNetScorer.warm`` starts the model load on each worker before any block."""
+    from chunkseg.engine.cluster import get_client
+    from chunkseg.engine.plan import UNetScorer, plan_tiles
+    from chunkseg.model.info import model_info
+
+    model = random_model(tmp_path / "other.keras", seed=2)  # no worker has loaded it yet
+    info = model_info(model)
+    plan = plan_tiles(SHAPE[1:], info, halo=(2, 2, 2), block=(12, 12, 12))
+    key = str(Path(model).resolve())
+
+    def loaded() -> bool:
+        from chunkseg.engine import predict
+
+        return key in predict._MODELS
+
+    with get_client(cluster) as client:
+        assert set(client.run(loaded).values()) == {False}
+        futures = UNetScorer(info, plan, plan.halo).warm(client)
+        assert len(futures) == 2
+        client.gather(futures)
+        assert set(client.run(loaded).values()) == {True}
+    assert UNetScorer(info, plan, plan.halo).warm(None) == []

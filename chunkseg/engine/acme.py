@@ -164,6 +164,10 @@ class AcmeScorer:
         """Output attributes naming the method."""
         return {"method": "acme"}
 
+    def warm(self, client: Any) -> list[Any]:
+        """Nothing to load ahead (the filters need no model): no futures."""
+        return []
+
     def summary(self, timepoints: int = 1) -> dict[str, Any]:
         """Run-summary entries of the method (the same for any number of time points)."""
         return {"method": "acme", "halo": list(self.halo), "block": list(self.block),

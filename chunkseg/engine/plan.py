@@ -246,6 +246,20 @@ class UNetScorer:
                 resampled_halo(self.halo, self.factor)) if self.factor else None},
         }
 
+    def warm(self, client: Any) -> list[Any]:
+        """Start loading the model on every worker of ``client`` (None: nothing to do).
+
+        Importing the backend and loading the model take seconds of one core per
+        worker; started here they overlap the work before the first block (the input's
+        intensity histogram).  Returns the futures: hold them until the blocks are
+        submitted.
+        """
+        if client is None:
+            return []
+        load = ModelSpec(self.info.path, precision=self.precision).load
+        return [client.submit(load, workers=[w], allow_other_workers=False, pure=False)
+                for w in client.scheduler_info()["workers"]]
+
     def __call__(self, x: da.Array,
                  intensity_range: tuple[float, float] | None = None) -> da.Array:
         """float32 probability of a (t, z, y, x) array, scaled to uint8 by

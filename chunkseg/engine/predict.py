@@ -83,10 +83,17 @@ class ModelSpec:
     precision: str = "float32"
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        model, _meta, lock = get_model(self.path, threads=self.threads or _worker_threads(),
-                                       precision=self.precision)
+        model, _meta, lock = self._model()
         with lock:
             return run_model(model, x)
+
+    def load(self) -> None:
+        """Load the model into this process now (otherwise the first call does)."""
+        self._model()
+
+    def _model(self):
+        return get_model(self.path, threads=self.threads or _worker_threads(),
+                         precision=self.precision)
 
 
 def _worker_threads() -> int | None:

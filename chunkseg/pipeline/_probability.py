@@ -157,7 +157,7 @@ def write_probability(
 
     ``scorer`` has ``name``, ``normalization`` (a model's stored range or None),
     ``group`` (time points it scores per task), ``settings()``, ``attrs()``,
-    ``summary(timepoints)`` and maps a (t, z, y, x) dask array (``group`` time points at
+    ``summary(timepoints)``, ``warm(client)`` (futures that load what its tasks need) and maps a (t, z, y, x) dask array (``group`` time points at
     a time) and an intensity range (``(low, high)`` for
     :func:`chunkseg.ops.normalize.scale_to_uint8`, or None: already scaled) to a float32
     probability of the same shape.  With ``pyramid`` the probability (and the mask) get
@@ -166,6 +166,7 @@ def write_probability(
     t_start = time.perf_counter()
     out = Path(out)
     t0, t1 = timepoints
+    loading = scorer.warm(client)  # the workers load the model while the range is taken
     norm = input_range(vol, scorer.normalization, client)
     _create(in_path, vol, out, scorer, norm=norm, t0=t0, t1=t1, dtype=dtype,
             overwrite=overwrite, resume=resume, pyramid=pyramid)
@@ -180,6 +181,7 @@ def write_probability(
     t_write = time.perf_counter()
     report = write_volume(p, out, client=client, resume=resume, progress=progress,
                           desc=scorer.name if scorer.name != "unet" else "predict")
+    del loading  # held until every block ran
     seconds = time.perf_counter() - t_write
     n_workers, n_threads = worker_counts(client)
     voxels = int((t1 - t0) * math.prod(vol.shape[1:]))
