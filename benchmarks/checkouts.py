@@ -99,7 +99,9 @@ def _md(report: dict) -> str:
             for n, rs in res["runs"].items():
                 r = rs[i]
                 ratio = 1.0 if n == first else res["ratio_to_first"][n][i]
-                phases = ", ".join(f"{k} {v}" for k, v in (r["phases"] or {}).items())
+                ph = r["phases"]  # per phase (segment) or the command's total (predict)
+                phases = (", ".join(f"{k} {v}" for k, v in ph.items()) if isinstance(ph, dict)
+                          else f"total {ph}")
                 lines.append(f"| {i + 1} | {n} | {r['seconds']} | {r['user_s']} | "
                              f"{r['kernel_s']} | {r['peak_rss_mb']} | {ratio} | "
                              f"{r['load_before'][0]} | {phases} |")
