@@ -276,7 +276,7 @@ def test_seed_runs_read_regions_across_blocks(tmp_path):
                 np.savez(_block_file(tmp_path, 3, (bz // block[0], by // block[1],
                                                    bx // block[2])),
                          starts=starts, lengths=lengths, values=values)
-    read = SeedRuns(tmp_path, shape, block)
+    read = SeedRuns(tmp_path, block)
     for region in [(slice(0, 11), slice(0, 20), slice(0, 17)), (slice(3, 9), slice(5, 18),
                    slice(5, 7)), (slice(10, 11), slice(7, 8), slice(0, 17))]:
         np.testing.assert_array_equal(read(3, region), ids[region])

@@ -154,15 +154,15 @@ def test_a_crash_in_the_global_step_leaves_a_partial_cell_table_that_resume_rewr
     table = (tmp_path / "clean.zarr" / "cells.csv").read_text()
     assert len(clean["n_cells"]) == 3 and clean["table_rows"] == sum(clean["n_cells"])
     out = tmp_path / "labels.zarr"
-    real = engine_segment._save_map
+    real = engine_segment._save_npz
 
-    def crash_at_second_plan(path, keys, values):
+    def crash_at_second_plan(path, **arrays):
         if path.name == "cells_000001.npz":
             raise MemoryError("simulated crash in the global step of time point 1")
-        real(path, keys, values)
+        real(path, **arrays)
 
     with monkeypatch.context() as m:
-        m.setattr(engine_segment, "_save_map", crash_at_second_plan)
+        m.setattr(engine_segment, "_save_npz", crash_at_second_plan)
         with pytest.raises(MemoryError):
             run_segment(series, out=out, **OPTS)
     partial = (tmp_path / "labels.zarr.work" / "cells.csv").read_text().splitlines()

@@ -170,9 +170,8 @@ class SeedRuns:
     seeds are sparse, so a region is assembled from the runs of the blocks it meets.
     """
 
-    def __init__(self, folder: str | os.PathLike, shape3: Sequence[int],
-                 block: Sequence[int]) -> None:
-        self.folder, self.shape3, self.block = str(folder), tuple(shape3), tuple(block)
+    def __init__(self, folder: str | os.PathLike, block: Sequence[int]) -> None:
+        self.folder, self.block = str(folder), tuple(int(b) for b in block)
 
     def runs(self, k: int, region: Sequence[slice]) -> Runs:
         """The runs of output time point ``k`` inside ``region`` (region coordinates)."""
@@ -198,10 +197,7 @@ def _seed_task(read, t, k, idx, lin, shape3, block, method, folder):
     seeds = method.seeds(as_probability(read(t, b.read)))[b.crop]
     starts, lengths, local = label_runs(label_seeds(seeds)[0])
     values = local.astype(np.uint64) | (np.uint64(lin + 1) << np.uint64(32))
-    name = _block_file(folder, k, idx)
-    tmp = name.with_suffix(f".tmp{os.getpid()}.npz")
-    np.savez(tmp, starts=starts, lengths=lengths, values=values)
-    os.replace(tmp, name)
+    _save_npz(_block_file(folder, k, idx), starts=starts, lengths=lengths, values=values)
     return int(lengths.sum())
 
 
@@ -242,11 +238,9 @@ def _flood_task(read_prob, read_seeds, t, k, idx, shape3, block, params, seed_ma
     dense = lab[b.crop]
     st = block_stats(dense, offset=[r.start for r in b.owned], shape=shape3, ids=ids)
     edges = block_edges(lab[plus], prob[plus], dense.shape, ids=ids)
-    name = _block_file(stats_dir, k, idx)
-    tmp = name.with_suffix(f".tmp{os.getpid()}.npz")
-    np.savez(tmp, ids=st.ids, count=st.count, sums=st.sums, lo=st.lo, hi=st.hi,
-             first=st.first, edges=edges, labels=ids, seconds=time.perf_counter() - start)
-    os.replace(tmp, name)
+    _save_npz(_block_file(stats_dir, k, idx), ids=st.ids, count=st.count, sums=st.sums,
+              lo=st.lo, hi=st.hi, first=st.first, edges=edges, labels=ids,
+              seconds=time.perf_counter() - start)
     return dense.astype(np.uint32)[None]
 
 
@@ -261,15 +255,15 @@ def _map_file(folder: str | os.PathLike, kind: str, k: int) -> Path:
     return Path(folder) / f"{kind}_{k:06d}.npz"
 
 
-def _save_map(path: Path, keys: np.ndarray, values: np.ndarray) -> None:
-    """Write an id map ``keys -> values`` atomically."""
+def _save_npz(path: Path, **arrays: Any) -> None:
+    """Write an ``.npz`` atomically: it exists under its name only when complete."""
     tmp = path.with_suffix(f".tmp{os.getpid()}.npz")
-    np.savez(tmp, keys=keys, values=values)
+    np.savez(tmp, **arrays)
     os.replace(tmp, path)
 
 
 def _load_map(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
-    """``(keys, values)`` of an id map written by :func:`_save_map`."""
+    """``(keys, values)`` of an id map (``keys`` sorted)."""
     with np.load(path) as f:
         return f["keys"], f["values"]
 
@@ -403,7 +397,7 @@ def segment_volume(
     secs: dict[str, float] = {}
     t0 = time.perf_counter()
     flood_path = run.store(work / "flood.zarr", kind="flood")  # a resume: checked first
-    seeds = SeedRuns(work / "seeds", shape3, block)
+    seeds = SeedRuns(work / "seeds", block)
     writes = {"seeds": _seed_phase(run, seeds)}
     secs["seeds"] = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -522,7 +516,7 @@ def _face_phase(run: _Run, seeds: SeedRuns, maps: Path) -> tuple[int, int]:
         counts["pairs"] += sum(len(p) for p in pairs)
         if entry[0] == 0:
             keys, roots = union_map(open_tps.pop(k)[1])
-            _save_map(_map_file(maps, "seeds", k), keys, roots)
+            _save_npz(_map_file(maps, "seeds", k), keys=keys, values=roots)
             counts["unions"] += int(keys.size)
 
     run_windowed(([(k, face(seeds, k, idx, run.shape3, run.block))]
@@ -567,7 +561,7 @@ def _stats_phase(run: _Run, stats_dir: Path, maps: Path,
         t0 = time.perf_counter()
         keys, final, cells = run.method.plan(stats, edges)
         plan_secs += time.perf_counter() - t0
-        _save_map(_map_file(maps, "cells", k), keys, final)
+        _save_npz(_map_file(maps, "cells", k), keys=keys, values=final)
         n_cells.append(int(cells.ids.size))
         if on_cells is not None:
             on_cells(k, cells)
