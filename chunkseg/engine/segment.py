@@ -61,9 +61,9 @@ from chunkseg.defaults import SEGMENT_BLOCK
 from chunkseg.engine.blocks import Series, progress_bar, write_volume
 from chunkseg.engine.geometry import Block, cover, grid_shape
 from chunkseg.engine.submit import run_windowed
+from chunkseg.errors import BlockFailedError
 from chunkseg.io.chunk_cache import read_cached
 from chunkseg.ops.rag import block_edges, split_table
-from chunkseg.errors import BlockFailedError
 from chunkseg.ops.segstats import (
     Runs, SegStats, block_stats, clip_runs, combine_stats, face_pairs, finish_labels,
     label_runs, merge_plan, paint_runs, relabel, sum_pair_counts, union_map,
@@ -198,7 +198,6 @@ def _seed_task(read, t, k, idx, lin, shape3, block, method, folder):
     starts, lengths, local = label_runs(label_seeds(seeds)[0])
     values = local.astype(np.uint64) | (np.uint64(lin + 1) << np.uint64(32))
     _save_npz(_block_file(folder, k, idx), starts=starts, lengths=lengths, values=values)
-    return int(lengths.sum())
 
 
 def _face_task(read, k, idx, shape3, block):

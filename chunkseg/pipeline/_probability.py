@@ -157,9 +157,10 @@ def write_probability(
 
     ``scorer`` has ``name``, ``normalization`` (a model's stored range or None),
     ``group`` (time points it scores per task), ``settings()``, ``attrs()``,
-    ``summary(timepoints)``, ``warm(client)`` (futures that load what its tasks need) and maps a (t, z, y, x) dask array (``group`` time points at
-    a time) and an intensity range (``(low, high)`` for
-    :func:`chunkseg.ops.normalize.scale_to_uint8`, or None: already scaled) to a float32
+    ``summary(timepoints)``, ``warm(client)`` (futures that load what its tasks need)
+    and maps a (t, z, y, x) dask array (``group`` time points at a time) and an
+    intensity range (``(low, high)`` for :func:`chunkseg.ops.normalize.scale_to_uint8`,
+    or None: already scaled) to a float32
     probability of the same shape.  With ``pyramid`` the probability (and the mask) get
     a multiscale pyramid.
     """
