@@ -81,6 +81,22 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def _cpu_id() -> str:
+    """CPU family and model numbers and the flags that change the network's speed (the
+    model name of a virtual machine is often only the vendor's)."""
+    fields: dict[str, str] = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        return "?"
+    have = fields.get("flags", "").split()
+    flags = [f for f in ("avx512f", "avx512_bf16", "amx_bf16") if f in have]
+    return (f"family {fields.get('cpu family', '?')} model {fields.get('model', '?')}, "
+            f"{' '.join(flags) or 'no AVX-512'}")
+
+
 def matmul_gflops(n: int = 2048, calls: int = 10) -> float:
     """This machine's speed now: median GFLOP/s of ``n x n`` float32 matmuls (all cores).
 
@@ -107,7 +123,7 @@ def hardware(gpus: list[str] | None = None) -> dict[str, Any]:
 
     cores = cpu_cores()
     out = {
-        "cpu": _cpu_model(), "cores": cores, "ram_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "cpu": _cpu_model(), "cpu_id": _cpu_id(), "cores": cores, "ram_gib": round(psutil.virtual_memory().total / 2**30, 1),
         "platform": platform.platform(), "python": platform.python_version(),
         "numpy": numpy.__version__, "dask": dask.__version__, "gpus": gpus or [],
     }
