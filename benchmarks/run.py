@@ -122,7 +122,8 @@ def render(results: dict[str, Any]) -> str:
     """The Markdown report: hardware line and the table."""
     hw = results["hardware"]
     gpu = ", ".join(hw.get("gpus") or []) or "no GPU"
-    head = (f"chunkseg benchmark{' (--quick)' if results['quick'] else ''}: {hw['cpu']}, "
+    cpu = f"{hw['cpu']} ({hw['cpu_id']})" if "cpu_id" in hw else hw["cpu"]
+    head = (f"chunkseg benchmark{' (--quick)' if results['quick'] else ''}: {cpu}, "
             f"{hw['cores']} cores, {hw['ram_gib']} GiB RAM, {gpu}; Python {hw['python']}, "
             f"TensorFlow {hw.get('tensorflow', '?')}; total {results['total_seconds']} s wall, "
             f"{results.get('cpu_seconds', '?')} s CPU (a wall/CPU gap means a shared machine).")
