@@ -44,7 +44,7 @@ from chunkseg.ops.instance_metrics import contingency, instance_scores
 from chunkseg.ops.rag import EDGE_BINS, Q, AggloParams, cluster
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import PeakRSS, write_results  # noqa: E402
+from common import PeakRSS  # noqa: E402
 from segment import _store as write_store  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

@@ -170,13 +170,10 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         ap.error(f"sections {missing} need --prob / --raw / --series")
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from common import _cpu_model, write_results
+    from common import _cpu_model, git_commit, labelled_runs, write_results
 
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True, cwd=REPO).stdout.strip()
-    path = Path(args.out).with_suffix(".json")
-    report = json.loads(path.read_text()) if path.is_file() else {"runs": {}}
-    report["runs"][args.label] = {"commit": commit, "cpu": _cpu_model(),
+    report = labelled_runs(args.out)
+    report["runs"][args.label] = {"commit": git_commit(REPO), "cpu": _cpu_model(),
                                   "inputs": {k: str(v) for k, v in need.items() if v},
                                   "sections": measure(args)}
     write_results(args.out, _md(report), report)

@@ -22,9 +22,7 @@ are kept side by side.
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -33,7 +31,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from allocator import run_cli  # noqa: E402
-from common import hardware, matmul_gflops  # noqa: E402
+from common import git_commit, hardware, labelled_runs, matmul_gflops, write_results  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -112,10 +110,6 @@ def _md(report: dict) -> str:
     return "\n".join(lines)
 
 
-def _commit(tree: Path) -> str:
-    return subprocess.run(["git", "-C", str(tree), "rev-parse", "--short", "HEAD"],
-                          capture_output=True, text=True).stdout.strip() or "?"
-
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -135,15 +129,12 @@ def main(argv: list[str] | None = None) -> int:
     machine = f"{hw['cpu']}, {hw['cores']} cores, matmul {matmul_gflops()} GFLOP/s before"
     result = measure(trees, args.command, args.rounds, args.compare,
                      shlex.split(args.warmup) if args.warmup else None)
-    path = Path(args.out + ".json")
-    report = json.loads(path.read_text()) if path.is_file() else {"runs": {}}
+    report = labelled_runs(args.out)
     report["runs"][args.label] = {"command": args.command, "machine": machine,
-                                  "commits": {n: _commit(t) for n, t in trees.items()},
+                                  "commits": {n: git_commit(t) for n, t in trees.items()},
                                   "trees": {n: str(t) for n, t in trees.items()},
                                   "result": result}
-    path.write_text(json.dumps(report, indent=1))
-    Path(args.out + ".md").write_text(_md(report))
-    print(_md({"runs": {args.label: report["runs"][args.label]}}))
+    write_results(args.out, _md(report), report)
     return 0
 
 

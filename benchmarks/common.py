@@ -7,6 +7,7 @@ import json
 import math
 import os
 import platform
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -229,6 +230,19 @@ def naive_loop(model_path: str, volume: str, pool) -> dict[str, Any]:
     secs = time.perf_counter() - t
     return {"voxels_per_s": vol.size / secs, "seconds": secs, "calls": calls,
             "subvolume": sub, "overlap": ol}
+
+
+def labelled_runs(out: str | Path) -> dict:
+    """The report in ``<out>.json`` whose ``runs`` keep each ``--label``'s results side by
+    side (``{"runs": {}}`` where there is none yet)."""
+    path = Path(out).with_suffix(".json")
+    return json.loads(path.read_text()) if path.is_file() else {"runs": {}}
+
+
+def git_commit(tree: str | Path) -> str:
+    """The short commit of the checkout at ``tree`` (``"?"`` outside git)."""
+    return subprocess.run(["git", "-C", str(tree), "rev-parse", "--short", "HEAD"],
+                          capture_output=True, text=True).stdout.strip() or "?"
 
 
 def write_results(out: str | Path, md: str, payload: dict) -> None:

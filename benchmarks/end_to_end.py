@@ -26,9 +26,7 @@ is made in ``--work`` once.  Runs of each ``--label`` are kept side by side in
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import subprocess
 import sys
 from pathlib import Path
 
@@ -36,7 +34,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from allocator import run_cli  # noqa: E402
-from common import hardware, matmul_gflops  # noqa: E402
+from common import git_commit, hardware, labelled_runs, matmul_gflops, write_results  # noqa: E402
 from sections import ORIGINAL_ACME  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -120,17 +118,12 @@ def main(argv: list[str] | None = None) -> int:
     crop = _probe_crop(raw, work)
     hw = hardware()
     rounds = [one_round(raw, crop, work) for _ in range(args.rounds)]
-    path = Path(args.out + ".json")
-    report = json.loads(path.read_text()) if path.is_file() else {"runs": {}}
-    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-                            capture_output=True, text=True).stdout.strip() or "?"
-    report["runs"][args.label] = {"commit": commit, "raw": str(raw), "hardware": hw,
+    report = labelled_runs(args.out)
+    report["runs"][args.label] = {"commit": git_commit(REPO), "raw": str(raw), "hardware": hw,
                                   "machine": f"{hw['cpu']} ({hw['cpu_id']}), "
                                              f"{hw['cores']} cores",
                                   "rounds": rounds}
-    path.write_text(json.dumps(report, indent=1))
-    Path(args.out + ".md").write_text(_md(report))
-    print(_md({"runs": {args.label: report["runs"][args.label]}}))
+    write_results(args.out, _md(report), report)
     return 0
 
 

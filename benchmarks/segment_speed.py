@@ -37,12 +37,10 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import json
 import math
 import os
 import platform
 import pstats
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -50,7 +48,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import PeakRSS, matmul_gflops  # noqa: E402
+from common import PeakRSS, git_commit, labelled_runs, matmul_gflops, write_results  # noqa: E402
 from sections import ORIGINAL_ACME  # noqa: E402
 from segment import _store  # noqa: E402
 
@@ -267,9 +265,8 @@ def main(argv=None) -> int:
     raw, _ = _volumes(work, args.shape, args.full)
     shape = list(FULL) if args.full else list(args.shape)
     n = int(np.prod(shape))
-    commit = subprocess.run(["git", "-C", str(Path(chunkseg.__file__).parent), "rev-parse",
-                             "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    res = {"commit": commit, "chunkseg": str(Path(chunkseg.__file__).parent), "shape": shape}
+    tree = Path(chunkseg.__file__).parent
+    res = {"commit": git_commit(tree), "chunkseg": str(tree), "shape": shape}
     wanted = args.sections.split(",")
     prob = work / f"{raw.stem}.prob.zarr"
     if "ratio" in wanted:
@@ -278,15 +275,11 @@ def main(argv=None) -> int:
         res["stages"] = stages_section(prob, work)
     if "memory" in wanted:
         res["memory"] = memory_section(prob, work)
-    out = Path(args.out).with_suffix(".json")
-    report = json.loads(out.read_text()) if out.is_file() else {"runs": {}}
+    report = labelled_runs(args.out)
     report["runs"][args.label] = res
     report["hardware"] = {"machine": platform.machine(), "cpus": os.cpu_count(),
                           "python": platform.python_version()}
-    out.write_text(json.dumps(report, indent=2, default=str))
-    md = _md(report)
-    Path(args.out).with_suffix(".md").write_text(md)
-    print(md)
+    write_results(args.out, _md(report), report)
     return 0
 
 

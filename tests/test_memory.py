@@ -9,7 +9,6 @@ import sys
 import pytest
 
 from chunkseg.engine.cluster import _connect
-from chunkseg.engine.memory import ALLOCATOR_ENV
 
 pytestmark = pytest.mark.subprocess
 

@@ -27,7 +27,6 @@ the GPU).
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 import threading
