@@ -235,7 +235,8 @@ def sec_acme(ctx: Context) -> dict[str, Any]:
     ref = ORIGINAL_ACME
     rows.append(("original ACME voxels/s (reference, not re-run)",
                  math.prod(ref["shape"]) / ref["seconds"],
-                 f"C++ ACME built on this machine: {'×'.join(map(str, ref['shape']))} in "
+                 "C++ ACME, measured once on an earlier machine of this project: "
+                 f"{'×'.join(map(str, ref['shape']))} in "
                  f"{ref['seconds']:.0f} s with {ref['threads']} threads, tensor voting "
                  f"{ref['voting_share']:.0%} of it"))
     u = ctx.runs.get(("unet", 1))

@@ -1,4 +1,4 @@
-"""Chunked prediction of a (z, y, x) dask array: halo via ``map_overlap``, tiles inside.
+"""Chunked prediction of a (z, y, x) dask array: one task per haloed block, tiles inside.
 
 How a time point is predicted (:func:`predict_array`): one task per output block
 (per block of ``group`` time points when blocks are tiny).  Block ``k`` (extent
