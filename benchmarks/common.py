@@ -124,7 +124,8 @@ def hardware(gpus: list[str] | None = None) -> dict[str, Any]:
 
     cores = cpu_cores()
     out = {
-        "cpu": _cpu_model(), "cpu_id": _cpu_id(), "cores": cores, "ram_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "cpu": _cpu_model(), "cpu_id": _cpu_id(), "cores": cores,
+        "ram_gib": round(psutil.virtual_memory().total / 2**30, 1),
         "platform": platform.platform(), "python": platform.python_version(),
         "numpy": numpy.__version__, "dask": dask.__version__, "gpus": gpus or [],
     }
