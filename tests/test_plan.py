@@ -8,6 +8,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
+from chunkseg.engine.memory import TRIM_THRESHOLD
 from chunkseg.errors import ParameterError
 from chunkseg.model.info import model_info
 from chunkseg.io.store import create_image, mark_complete
@@ -74,6 +75,11 @@ def test_plan_errors_and_cli(capsys):
     info = model_info("default")
     call = math.prod(tiny["tile"]) * info.bytes_per_voxel / 2**30
     assert tiny["memory_per_worker"]["network_call_gib"] == round(call, 2) < 0.05
+    # the parts add up, the allocator's kept free memory included
+    mem = tiny["memory_per_worker"]
+    assert mem["allocator_gib"] == round(TRIM_THRESHOLD / 2**30, 2)
+    assert abs(mem["total_gib"] - sum(v for k, v in mem.items() if k != "total_gib")) <= 0.02
+    assert f"kept free {mem['allocator_gib']}" in format_plan(tiny)
     assert main(["plan"]) == 2
     assert "neither" in capsys.readouterr().err
 

@@ -56,10 +56,12 @@ def model_info(model: str | os.PathLike = "default") -> ModelInfo:
     except ParameterError as exc:
         raise ModelError(f"model file {str(path)!r}: bad U-Net configuration: {exc}") from None
     sha = hashlib.sha256(path.read_bytes()).hexdigest()
-    # peak RSS growth of one network call (predict_on_batch), measured with TensorFlow
-    # CPU for the default depth-3 base-8 model: 140-190 B per input voxel for tiles of
-    # 1-11 M voxels (about 4.5 float32 maps of base_filters alive at full resolution)
-    bytes_per_voxel = 4.0 * 5 * config.base_filters
+    # peak RSS growth of one network call (predict_on_batch, oneDNN kernels, folded
+    # BatchNorms, the CLI's allocator settings), measured with TensorFlow CPU for the
+    # default depth-3 base-8 model: 196-206 B per input voxel for tiles of 1.5 and 11.8 M
+    # voxels on a Zen 5 EPYC, 171 B on an older one (about 6.5 float32 maps of
+    # base_filters alive at full resolution)
+    bytes_per_voxel = 4.0 * 6.5 * config.base_filters
     # TensorFlow CPU (oneDNN) aborts the whole process with std::bad_alloc once a call's
     # input reaches about 2**31 / (18 x base_filters) voxels (base 8: 14.6 M voxels ran,
     # 15.7 M aborted): an int32 element count inside a convolution.  Stay 20 % below.

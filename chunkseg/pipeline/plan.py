@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from chunkseg.engine.cluster import memory_budget
+from chunkseg.engine.memory import TRIM_THRESHOLD
 from chunkseg.engine.plan import TilePlan, block_bytes, plan_tiles, resolve_halo
 from chunkseg.errors import ParameterError
 from chunkseg.model.info import ModelInfo, model_info
@@ -64,20 +65,24 @@ def _shape_of(in_path, shape, dtype) -> tuple[tuple[int, ...], np.dtype, str]:
 
 def _memory(info: ModelInfo, plan: TilePlan, halo, budget: float, threads: int,
             in_itemsize: int, runtime: float) -> dict[str, float]:
-    """Peak bytes of one worker: runtime + one network call + blocks held by its threads.
+    """Peak bytes of one worker: runtime + one network call + blocks held by its threads
+    + the free memory its allocator may keep.
 
     A network call takes at most ``batch`` tiles of one block of one time point. Each
     thread holds one block task (:func:`chunkseg.engine.plan.block_bytes`: the haloed
     block read, scaled, padded, the sums of the tile blend, its float32 prediction;
-    ``group`` of each when a task predicts several time points).
+    ``group`` of each when a task predicts several time points).  A worker with
+    chunkseg's allocator settings keeps up to
+    :data:`chunkseg.engine.memory.TRIM_THRESHOLD` of freed memory for the next block.
     """
     per_block = block_bytes(plan.block, halo, itemsize=in_itemsize, group=plan.group)
     tiles = min(plan.batch, plan.stats["block_tiles"])
     calls = min(budget, tiles * math.prod(plan.tile) * info.bytes_per_voxel)
-    gib = 2**30
-    return {"runtime_gib": round(runtime / gib, 2), "network_call_gib": round(calls / gib, 2),
-            "blocks_gib": round(threads * per_block / gib, 2),
-            "total_gib": round((runtime + calls + threads * per_block) / gib, 2)}
+    parts = {"runtime_gib": runtime, "network_call_gib": calls,
+             "blocks_gib": threads * per_block, "allocator_gib": TRIM_THRESHOLD}
+    out = {k: round(v / 2**30, 2) for k, v in parts.items()}
+    out["total_gib"] = round(sum(parts.values()) / 2**30, 2)
+    return out
 
 
 def plan_run(
@@ -207,7 +212,7 @@ def format_plan(plan: dict[str, Any]) -> str:
         f"x{plan['redundancy']} the volume)",
         f"memory / worker  {mem['total_gib']} GiB = runtime {mem['runtime_gib']} + network "
         f"call {mem['network_call_gib']} + blocks {mem['blocks_gib']} "
-        f"({plan['threads_per_worker']} threads)",
+        f"({plan['threads_per_worker']} threads) + kept free {mem['allocator_gib']}",
         f"throughput       {_human(plan['voxels_per_s_per_worker'], 'voxels/s')} per worker "
         f"({plan['throughput_source']}) + {plan['block_overhead_s']} s per block",
         f"expected time    {hours:.3g} h on {plan['workers']} worker(s)"
