@@ -117,9 +117,6 @@ def main(argv: list[str] | None = None) -> int:
         "block_overhead_s": ovh["block_overhead_s"],
         "worker_runtime_bytes": net.pop("worker_runtime_bytes"),
         "network": net, "overhead": ovh, "machine": machine(),
-        "reference": {"idle_bare_network_voxels_per_s": 3.3e6,
-                      "source": "issue 16: an idle run of the bare default model on this "
-                                "2-core machine"},
     }
     OUT.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result, indent=1))

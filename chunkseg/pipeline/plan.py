@@ -175,7 +175,8 @@ def plan_run(
                                      float(cal["worker_runtime_bytes"])),
         "voxels_per_s_per_worker": v, "block_overhead_s": overhead,
         "throughput_source": "given" if voxels_per_s else
-        f"calibrated {cal['measured'][:10]} on {cal['machine']['cpu']}, "
+        f"calibrated {cal['measured'][:10]} on {cal['machine']['cpu']}"
+        + (f" ({cal['machine']['cpu_id']})" if "cpu_id" in cal["machine"] else "") + ", "
         f"{cal['machine']['usable_cores']} cores"
         + (", from CPU time: the machine was loaded"
            if cal.get("network", {}).get("estimated_from_cpu_time") else ""),
