@@ -26,7 +26,6 @@ is made in ``--work`` once.  Runs of each ``--label`` are kept side by side in
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 
@@ -35,7 +34,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from allocator import run_cli  # noqa: E402
 from common import git_commit, hardware, labelled_runs, matmul_gflops, write_results  # noqa: E402
-from sections import ORIGINAL_ACME  # noqa: E402
+from sections import ORIGINAL_ACME, original_acme_seconds  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 #: the crop of the ACME-like probe, the original ACME's reference shape
@@ -71,7 +70,7 @@ def one_round(raw: Path, crop: Path, work: Path) -> dict:
                               cwd=work),
     }
     n = steps["predict"]["summary"]["voxels"]
-    acme_s = n * ORIGINAL_ACME["seconds"] / math.prod(ORIGINAL_ACME["shape"])
+    acme_s = original_acme_seconds(n)
     total = steps["predict"]["seconds"] + steps["segment"]["seconds"]
     for r in steps.values():
         r.pop("summary")

@@ -27,6 +27,11 @@ ACME_LIKE = ("ACME-like, not ACME: filter scales in voxels (not the original's Â
              "chunkseg's own watershed")
 #: the original ACME (C++) built on this 2-core machine: 64 x 256 x 256 in 88 s, 2 threads
 ORIGINAL_ACME = {"shape": (64, 256, 256), "seconds": 88.0, "threads": 2, "voting_share": 0.88}
+
+
+def original_acme_seconds(voxels: int) -> float:
+    """Seconds the original ACME would take for ``voxels`` at its reference rate."""
+    return voxels * ORIGINAL_ACME["seconds"] / math.prod(ORIGINAL_ACME["shape"])
 #: the paper: 11 volumes in 56 min 37 s (U-Net, one Titan V), ACME 3.67 h
 PAPER_UNET_S, PAPER_ACME_S, PAPER_VOLUMES = 56 * 60 + 37, 3.67 * 3600, 11
 

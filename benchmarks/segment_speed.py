@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import math
 import os
 import platform
 import pstats
@@ -49,7 +48,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import PeakRSS, git_commit, labelled_runs, matmul_gflops, write_results  # noqa: E402
-from sections import ORIGINAL_ACME  # noqa: E402
+from sections import original_acme_seconds  # noqa: E402
 from segment import _store  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -126,7 +125,7 @@ def ratio_section(raw: Path, work: Path, n: int, rounds: int, methods: list[str]
             runs[f"segment {method}"].append(_timed(
                 run_segment, prob_path=prob, out=work / f"{raw.stem}.{method}.zarr",
                 method=method, overwrite=True, progress=False))
-    acme_s = n * ORIGINAL_ACME["seconds"] / math.prod(ORIGINAL_ACME["shape"])
+    acme_s = original_acme_seconds(n)
     out = {"end to end": [
         {"matmul_gflops": g, "predict": p["seconds"], "segment": sg["seconds"],
          "total": p["seconds"] + sg["seconds"],
